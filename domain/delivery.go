@@ -1,0 +1,55 @@
+package domain
+
+import "time"
+
+// Outcome is what billfold did with one HTTP delivery.
+type Outcome string
+
+// Delivery outcomes, as they appear in the delivery log, logs and the
+// billfold_deliveries_total metric.
+const (
+	OutcomeAccepted      Outcome = "accepted"      // verified, new, journaled (200)
+	OutcomeDuplicate     Outcome = "duplicate"     // verified, already journaled (200)
+	OutcomeIgnored       Outcome = "ignored"       // verified, livemode differs from the endpoint's (200)
+	OutcomeRejected      Outcome = "rejected"      // verification failed (400)
+	OutcomeMalformed     Outcome = "malformed"     // verified but not a journalable event (400)
+	OutcomeTooLarge      Outcome = "too_large"     // body over the limit (413)
+	OutcomeUnavailable   Outcome = "unavailable"   // journal did not acknowledge (503)
+	OutcomeMisconfigured Outcome = "misconfigured" // endpoint has no secret (500)
+	OutcomeRateLimited   Outcome = "rate_limited"  // source over its rate limit (429)
+)
+
+// Delivery is one entry of the delivery log: one HTTP request to a webhook
+// endpoint, whatever became of it. Fields that were not known for a
+// delivery (an event id on a rejected one) are empty.
+type Delivery struct {
+	Endpoint     string       `json:"endpoint"`
+	Provider     Provider     `json:"provider"`
+	EventID      string       `json:"event_id,omitempty"`
+	EventType    string       `json:"event_type,omitempty"`
+	Created      *time.Time   `json:"created,omitempty"`
+	RequestID    string       `json:"request_id"`
+	SourceAddr   string       `json:"source_addr"`
+	Verification Verification `json:"verification"`
+	ReasonCode   Code         `json:"reason_code,omitempty"`
+	Reason       string       `json:"reason,omitempty"`
+	Outcome      Outcome      `json:"outcome"`
+	Status       int          `json:"status"`
+	// Attempt counts the deliveries of this event id so far, this one
+	// included; zero when the event id is unknown.
+	Attempt         int       `json:"attempt,omitempty"`
+	JournalSequence uint64    `json:"journal_sequence,omitempty"`
+	Received        time.Time `json:"received"`
+	Completed       time.Time `json:"completed"`
+}
+
+// Namespace is the delivery's dedupe namespace.
+func (d *Delivery) Namespace() string { return Namespace(d.Provider, d.Endpoint) }
+
+// Subject is the delivery log subject for the delivery.
+func (d *Delivery) Subject() string {
+	if d.EventID == "" {
+		return UnverifiedDeliverySubject(d.Endpoint)
+	}
+	return DeliverySubject(d.Namespace(), d.EventID)
+}

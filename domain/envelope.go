@@ -1,0 +1,219 @@
+package domain
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	eh "github.com/looplab/eventhorizon"
+	"github.com/looplab/eventhorizon/uuid"
+
+	guuid "github.com/google/uuid"
+)
+
+// MaxEventIDLength bounds provider event ids; longer ids are malformed.
+const MaxEventIDLength = 255
+
+// CheckEventID validates a provider event id read from field: present,
+// valid UTF-8, at most MaxEventIDLength bytes.
+func CheckEventID(field, id string) error {
+	if id == "" || len(id) > MaxEventIDLength || !utf8.ValidString(id) {
+		return Errorf(CodeEventMalformed, "field %s is missing or invalid", field)
+	}
+	return nil
+}
+
+// Envelope is one verified provider event as the journal holds it: the raw
+// verified body exactly as received, and what billfold read from it and from
+// the delivery.
+type Envelope struct {
+	Provider  Provider
+	Endpoint  string
+	EventID   string
+	EventType string
+	// Created is the provider's own clock for the event (Stripe
+	// event.created, Svix timestamp, Braintree notification time).
+	Created time.Time
+	// Received is billfold's clock when the delivery arrived.
+	Received  time.Time
+	RequestID string
+	// Livemode is nil when the provider does not say.
+	Livemode     *bool
+	Verification Verification
+	// ObjectKind and ObjectID name the provider object the event is about
+	// (for Stripe, data.object.object and data.object.id); either may be
+	// empty when the payload does not say.
+	ObjectKind string
+	ObjectID   string
+	// Sequence is the journal sequence; zero until journaled.
+	Sequence uint64
+	// Body is the raw verified request body.
+	Body []byte
+}
+
+// Namespace is the envelope's dedupe namespace (see Namespace).
+func (e *Envelope) Namespace() string { return Namespace(e.Provider, e.Endpoint) }
+
+// JournalSubject is the envelope's journal subject.
+func (e *Envelope) JournalSubject() string { return JournalSubject(e.Namespace(), e.EventID) }
+
+// Journal header names.
+const (
+	HeaderProvider     = "Billfold-Provider"
+	HeaderEndpoint     = "Billfold-Endpoint"
+	HeaderEventID      = "Billfold-Event-Id"
+	HeaderEventType    = "Billfold-Event-Type"
+	HeaderCreated      = "Billfold-Created"
+	HeaderReceived     = "Billfold-Received"
+	HeaderRequestID    = "Billfold-Request-Id"
+	HeaderLivemode     = "Billfold-Livemode"
+	HeaderVerification = "Billfold-Verified"
+	HeaderObjectKind   = "Billfold-Object-Kind"
+	HeaderObjectID     = "Billfold-Object-Id"
+)
+
+// EncodeHeader writes the envelope's fields, all but Body and Sequence, into
+// a NATS message header. Times are written as RFC 3339 with nanoseconds.
+func (e *Envelope) EncodeHeader(h map[string][]string) {
+	set := func(k, v string) {
+		if v != "" {
+			h[k] = []string{v}
+		}
+	}
+	set(HeaderProvider, string(e.Provider))
+	set(HeaderEndpoint, e.Endpoint)
+	set(HeaderEventID, e.EventID)
+	set(HeaderEventType, e.EventType)
+	set(HeaderCreated, formatTime(e.Created))
+	set(HeaderReceived, formatTime(e.Received))
+	set(HeaderRequestID, e.RequestID)
+	if e.Livemode != nil {
+		set(HeaderLivemode, strconv.FormatBool(*e.Livemode))
+	}
+	set(HeaderVerification, string(e.Verification))
+	set(HeaderObjectKind, e.ObjectKind)
+	set(HeaderObjectID, e.ObjectID)
+}
+
+// DecodeEnvelope rebuilds an Envelope from a journal message's header, body
+// and sequence.
+func DecodeEnvelope(h map[string][]string, body []byte, seq uint64) (Envelope, error) {
+	get := func(k string) string {
+		if v := h[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	e := Envelope{
+		Provider:     Provider(get(HeaderProvider)),
+		Endpoint:     get(HeaderEndpoint),
+		EventID:      get(HeaderEventID),
+		EventType:    get(HeaderEventType),
+		RequestID:    get(HeaderRequestID),
+		Verification: Verification(get(HeaderVerification)),
+		ObjectKind:   get(HeaderObjectKind),
+		ObjectID:     get(HeaderObjectID),
+		Sequence:     seq,
+		Body:         body,
+	}
+	if e.Provider == "" || e.EventID == "" {
+		return Envelope{}, Errorf(CodeEventMalformed, "journal message %d has no provider or event id", seq)
+	}
+	var err error
+	if e.Created, err = parseTime(get(HeaderCreated)); err != nil {
+		return Envelope{}, Wrap(CodeEventMalformed, err, "journal header "+HeaderCreated)
+	}
+	if e.Received, err = parseTime(get(HeaderReceived)); err != nil {
+		return Envelope{}, Wrap(CodeEventMalformed, err, "journal header "+HeaderReceived)
+	}
+	if v := get(HeaderLivemode); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return Envelope{}, Wrap(CodeEventMalformed, err, "journal header "+HeaderLivemode)
+		}
+		e.Livemode = &b
+	}
+	return e, nil
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+// ProviderEventData is the data of every billfold eh.Event: the provider's
+// verified payload, undecoded, so that each reducer decodes only what it
+// needs and a fixed decoder applies to old events on rebuild.
+type ProviderEventData struct {
+	Provider     Provider     `json:"provider"`
+	Endpoint     string       `json:"endpoint"`
+	EventID      string       `json:"event_id"`
+	Verification Verification `json:"verification"`
+	Livemode     *bool        `json:"livemode,omitempty"`
+	ObjectID     string       `json:"object_id,omitempty"`
+	Payload      []byte       `json:"payload"`
+}
+
+// EventType is the eventhorizon event type of a provider event:
+// "<provider>:<provider event type>", for example "stripe:invoice.paid".
+func EventType(p Provider, providerType string) eh.EventType {
+	return eh.EventType(string(p) + ":" + providerType)
+}
+
+// RegisterEventType registers ProviderEventData as the data of the event
+// type, so eventhorizon codecs can decode it. Registering twice is a no-op.
+func RegisterEventType(t eh.EventType) {
+	defer func() { _ = recover() }() // eventhorizon panics on a second registration
+	eh.RegisterEventData(t, func() eh.EventData { return &ProviderEventData{} })
+}
+
+// aggregateNamespace seeds the deterministic (version 5) aggregate ids.
+var aggregateNamespace = guuid.NewSHA1(guuid.NameSpaceURL, []byte("urn:billfold:aggregate"))
+
+// AggregateID derives the eventhorizon aggregate id of a provider object
+// deterministically from its namespace, kind and provider id, so the same
+// object gets the same id in every process and every rebuild.
+func AggregateID(namespace, kind, objectID string) uuid.UUID {
+	return guuid.NewSHA1(aggregateNamespace, []byte(namespace+"\x00"+kind+"\x00"+objectID))
+}
+
+// Event converts the envelope into an eventhorizon event. Its aggregate
+// type is the provider object kind ("event" when unknown), its aggregate id
+// is AggregateID of the object (of the event itself when the object is
+// unknown), its timestamp the provider's clock, and its metadata carries the
+// journal position.
+func (e *Envelope) Event() eh.Event {
+	kind, objectID := e.ObjectKind, e.ObjectID
+	if kind == "" || objectID == "" {
+		kind, objectID = "event", e.EventID
+	}
+	data := &ProviderEventData{
+		Provider:     e.Provider,
+		Endpoint:     e.Endpoint,
+		EventID:      e.EventID,
+		Verification: e.Verification,
+		Livemode:     e.Livemode,
+		ObjectID:     e.ObjectID,
+		Payload:      e.Body,
+	}
+	return eh.NewEvent(EventType(e.Provider, e.EventType), data, e.Created,
+		eh.ForAggregate(eh.AggregateType(string(e.Provider)+":"+kind), AggregateID(e.Namespace(), kind, objectID), 0),
+		eh.WithGlobalPosition(int(e.Sequence)),
+		eh.WithMetadata(map[string]any{"request_id": e.RequestID, "received": formatTime(e.Received)}),
+	)
+}
+
+// String is for logs.
+func (e *Envelope) String() string {
+	return fmt.Sprintf("%s/%s %s (%s)", e.Provider, e.Endpoint, e.EventID, e.EventType)
+}

@@ -1,0 +1,99 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a stable error code. Codes appear in logs, metric labels, the
+// delivery log and docs/troubleshooting.md, where each has its own row.
+// A code never changes meaning once released.
+type Code string
+
+// Error codes. Keep docs/troubleshooting.md in step: every code here has a row.
+const (
+	// Signature verification.
+	CodeSigMissing   Code = "BILLFOLD-SIG-MISSING"   // no signature header or field
+	CodeSigMalformed Code = "BILLFOLD-SIG-MALFORMED" // signature header present but unparsable
+	CodeSigMismatch  Code = "BILLFOLD-SIG-MISMATCH"  // no configured secret produces the signature
+	CodeSigTooOld    Code = "BILLFOLD-SIG-TOO-OLD"   // signed timestamp older than the tolerance
+	CodeSigTooNew    Code = "BILLFOLD-SIG-TOO-NEW"   // signed timestamp further in the future than the tolerance
+
+	// Intake.
+	CodeEventMalformed     Code = "BILLFOLD-EVENT-MALFORMED"     // verified body is not an event billfold can journal
+	CodeBodyTooLarge       Code = "BILLFOLD-BODY-TOO-LARGE"      // body over the endpoint's limit
+	CodeLivemodeMismatch   Code = "BILLFOLD-LIVEMODE-MISMATCH"   // event's livemode differs from the endpoint's
+	CodeEndpointUnknown    Code = "BILLFOLD-ENDPOINT-UNKNOWN"    // no endpoint with that name
+	CodeMethodNotAllowed   Code = "BILLFOLD-METHOD-NOT-ALLOWED"  // wrong HTTP method
+	CodeJournalUnavailable Code = "BILLFOLD-JOURNAL-UNAVAILABLE" // journal did not acknowledge the append
+
+	// Configuration.
+	CodeConfigNoSecret Code = "BILLFOLD-CONFIG-NO-SECRET" // endpoint has no usable secret
+	CodeConfigInvalid  Code = "BILLFOLD-CONFIG-INVALID"   // config file or flag value is wrong
+
+	// Query and admin API.
+	CodeNotFound     Code = "BILLFOLD-NOT-FOUND"    // no such record or event
+	CodeBadRequest   Code = "BILLFOLD-BAD-REQUEST"  // a query parameter is invalid
+	CodeUnauthorized Code = "BILLFOLD-UNAUTHORIZED" // missing or wrong bearer token
+
+	// CodeInternal is what any error without a code of its own maps to.
+	CodeInternal Code = "BILLFOLD-INTERNAL"
+)
+
+// Error is an error with a stable code. Message is safe to show to the
+// operator; Err, when set, is the underlying cause kept for logs.
+type Error struct {
+	Code    Code
+	Message string
+	Err     error
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	switch {
+	case e.Err != nil && e.Message != "":
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	case e.Err != nil:
+		return fmt.Sprintf("%s: %v", e.Code, e.Err)
+	case e.Message != "":
+		return fmt.Sprintf("%s: %s", e.Code, e.Message)
+	}
+	return string(e.Code)
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with code and a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap returns an *Error with code and message whose cause is err.
+func Wrap(code Code, err error, message string) *Error {
+	return &Error{Code: code, Message: message, Err: err}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, the empty
+// code for a nil error, and CodeInternal for any other error.
+func ErrorCode(err error) Code {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// ErrorMessage returns the operator-facing message of err: the Message of
+// its first *Error, or a generic text for foreign errors so that internals
+// (addresses, file paths) are not shown to API callers.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Message != "" {
+		return e.Message
+	}
+	return "internal error"
+}

@@ -1,0 +1,79 @@
+package domain
+
+import (
+	"encoding/base64"
+	"strings"
+)
+
+// Stream, bucket and subject names. They are defined here once and
+// documented in docs/architecture.md; nothing else spells them out.
+const (
+	// JournalStream holds each verified provider event once, as received.
+	JournalStream = "BILLFOLD_JOURNAL"
+	// JournalSubjectPrefix is followed by "<namespace>.<event id token>".
+	JournalSubjectPrefix = "billfold.journal."
+
+	// DeliveryStream holds one entry per HTTP delivery, accepted or not,
+	// for a limited time.
+	DeliveryStream = "BILLFOLD_DELIVERIES"
+	// DeliverySubjectPrefix is followed by "<namespace>.<event id token>",
+	// or "<endpoint>._unverified" when no trusted event id is known.
+	DeliverySubjectPrefix = "billfold.deliveries."
+	// UnverifiedToken stands in for the event id of a delivery that was
+	// rejected before its id could be trusted.
+	UnverifiedToken = "_unverified"
+)
+
+// JournalSubject is the subject of the journal entry for one provider event.
+// There is at most one message per subject: that is how dedupe works.
+func JournalSubject(namespace, eventID string) string {
+	return JournalSubjectPrefix + SubjectToken(namespace) + "." + SubjectToken(eventID)
+}
+
+// DeliverySubject is the subject of the delivery log entries for one event.
+func DeliverySubject(namespace, eventID string) string {
+	return DeliverySubjectPrefix + SubjectToken(namespace) + "." + SubjectToken(eventID)
+}
+
+// UnverifiedDeliverySubject is the subject for deliveries of an endpoint that
+// carried no trusted event id.
+func UnverifiedDeliverySubject(endpoint string) string {
+	return DeliverySubjectPrefix + SubjectToken(endpoint) + "." + UnverifiedToken
+}
+
+// SubjectToken maps any string to a single NATS subject token, one to one.
+// Ids made of letters, digits, '_' and '-' (all Stripe, Svix and Clerk ids)
+// are kept as they are so subjects stay readable; anything else, including
+// the empty string and a leading '~' or '_', becomes '~' followed by the
+// unpadded base64url of its bytes.
+func SubjectToken(s string) string {
+	if plainToken(s) {
+		return s
+	}
+	return "~" + base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+// ParseSubjectToken is the inverse of SubjectToken.
+func ParseSubjectToken(tok string) (string, bool) {
+	if !strings.HasPrefix(tok, "~") {
+		return tok, plainToken(tok) || tok == UnverifiedToken
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok[1:])
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
+}
+
+func plainToken(s string) bool {
+	if s == "" || s[0] == '_' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
