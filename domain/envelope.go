@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	eh "github.com/looplab/eventhorizon"
@@ -15,11 +16,18 @@ import (
 // MaxEventIDLength bounds provider event ids; longer ids are malformed.
 const MaxEventIDLength = 255
 
-// CheckEventID validates a provider event id read from field: present,
-// valid UTF-8, at most MaxEventIDLength bytes.
+// CheckEventID validates a provider event id read from field: present, at
+// most MaxEventIDLength bytes of printable UTF-8. The replacement character
+// is refused too, because a JSON decoder turns every invalid byte sequence
+// into it and two different ids would then dedupe as one.
 func CheckEventID(field, id string) error {
 	if id == "" || len(id) > MaxEventIDLength || !utf8.ValidString(id) {
 		return Errorf(CodeEventMalformed, "field %s is missing or invalid", field)
+	}
+	for _, r := range id {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return Errorf(CodeEventMalformed, "field %s has an unprintable character", field)
+		}
 	}
 	return nil
 }

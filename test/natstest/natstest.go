@@ -1,0 +1,146 @@
+// Package natstest starts real NATS servers with JetStream for tests: one
+// embedded server, or a cluster of them on loopback ports, each torn down
+// when its test ends. It is the nats-server tests' own approach; billfold's
+// tests never mock NATS.
+package natstest
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options returns the options of a loopback JetStream server on a random
+// port storing in dir.
+func Options(dir string) *server.Options {
+	return &server.Options{
+		ServerName: "natstest",
+		Host:       "127.0.0.1",
+		Port:       server.RANDOM_PORT,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoLog:      true,
+		NoSigs:     true,
+	}
+}
+
+// Start starts a server with opts and waits until it takes connections.
+func Start(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("nats server: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		t.Fatal("nats server not ready in 10s")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+// Server starts a single JetStream server in a temporary directory.
+func Server(t testing.TB) *server.Server {
+	t.Helper()
+	return Start(t, Options(t.TempDir()))
+}
+
+// Connect connects to s and returns the connection and its JetStream
+// context; the connection closes when the test ends.
+func Connect(t testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	return ConnectURL(t, s.ClientURL())
+}
+
+// ConnectURL connects to url; see Connect.
+func ConnectURL(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatalf("nats connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Cluster is a JetStream cluster of servers on loopback.
+type Cluster struct {
+	Servers []*server.Server
+	Opts    []*server.Options
+}
+
+// StartCluster starts n clustered JetStream servers on loopback and waits
+// until the cluster has a meta leader.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	routes := make([]int, n)
+	for i := range routes {
+		routes[i] = FreePort(t)
+	}
+	c := &Cluster{}
+	for i := range n {
+		o := Options(t.TempDir())
+		o.ServerName = fmt.Sprintf("n%d", i+1)
+		o.Cluster = server.ClusterOpts{Name: "billfold-test", Host: "127.0.0.1", Port: routes[i]}
+		for j, p := range routes {
+			if j != i {
+				o.Routes = append(o.Routes, server.RoutesFromStr(fmt.Sprintf("nats://127.0.0.1:%d", p))...)
+			}
+		}
+		c.Opts = append(c.Opts, o)
+		c.Servers = append(c.Servers, Start(t, o))
+	}
+	c.WaitForMetaLeader(t)
+	return c
+}
+
+// WaitForMetaLeader waits up to 20 s for the cluster to elect a meta leader.
+func (c *Cluster) WaitForMetaLeader(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range c.Servers {
+			if s.Running() && s.JetStreamIsLeader() {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("no JetStream meta leader in 20s")
+}
+
+// URLs is a comma-separated client URL list of the running servers.
+func (c *Cluster) URLs() string {
+	var urls string
+	for _, s := range c.Servers {
+		if !s.Running() {
+			continue
+		}
+		if urls != "" {
+			urls += ","
+		}
+		urls += s.ClientURL()
+	}
+	return urls
+}
