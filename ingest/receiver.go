@@ -214,7 +214,7 @@ func (rc *Receiver) finish(d *domain.Delivery, status int) {
 		slog.String("outcome", string(d.Outcome)),
 		slog.Int("status", status),
 		slog.String("code", string(d.ReasonCode)),
-		slog.Duration("duration", elapsed),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 		slog.String("request_id", d.RequestID),
 		slog.String("source", d.SourceAddr),
 	)

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest"
+)
+
+// fileConfig is the YAML config file (docs/configuration.md).
+type fileConfig struct {
+	Endpoints []ingest.EndpointConfig `yaml:"endpoints"`
+}
+
+// envRef matches a ${NAME} reference in a secret.
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// loadConfig reads the YAML config file at path. Unknown keys are errors,
+// so a typo cannot silently disable a setting. ${NAME} in a secret is
+// replaced by the environment variable NAME (empty when unset, which makes
+// the endpoint answer BILLFOLD-CONFIG-NO-SECRET).
+func loadConfig(path string) (fileConfig, error) {
+	var c fileConfig
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, domain.Wrap(domain.CodeConfigInvalid, err, "read config file")
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return c, domain.Wrap(domain.CodeConfigInvalid, err, "config file "+path)
+	}
+	for i := range c.Endpoints {
+		for j, s := range c.Endpoints[i].Secrets {
+			c.Endpoints[i].Secrets[j] = envRef.ReplaceAllStringFunc(s, func(ref string) string {
+				return os.Getenv(envRef.FindStringSubmatch(ref)[1])
+			})
+		}
+	}
+	return c, nil
+}
+
+// envEndpoints are the endpoints the conventional environment variables
+// enable when there is no config file.
+func envEndpoints() []ingest.EndpointConfig {
+	var eps []ingest.EndpointConfig
+	if v := os.Getenv("STRIPE_WEBHOOK_SECRET"); v != "" {
+		eps = append(eps, ingest.EndpointConfig{Name: "stripe", Provider: domain.Stripe, Secrets: splitList(v)})
+	}
+	return eps
+}
+
+// splitList splits a comma-separated list, trimming spaces.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

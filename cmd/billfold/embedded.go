@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// startEmbeddedNATS starts the embedded NATS server with JetStream storing
+// under dataDir/jetstream. listen is host:port for NATS clients (port 0: a
+// random one), or "" for no network listener at all.
+func startEmbeddedNATS(dataDir, listen string, syncAlways bool) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName: "billfold",
+		JetStream:  true,
+		StoreDir:   filepath.Join(dataDir, "jetstream"),
+		SyncAlways: syncAlways,
+		NoSigs:     true,
+		NoLog:      true,
+		DontListen: listen == "",
+	}
+	if listen != "" {
+		host, port, err := net.SplitHostPort(listen)
+		if err != nil {
+			return nil, fmt.Errorf("--nats-listen %q: %w", listen, err)
+		}
+		opts.Host = host
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("--nats-listen %q: bad port", listen)
+		}
+		if opts.Port == 0 {
+			opts.Port = server.RANDOM_PORT
+		}
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded NATS not ready after 30s (is %s in use?)", listen)
+	}
+	return ns, nil
+}

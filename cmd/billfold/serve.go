@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest"
+	"github.com/billfold/billfold/projections"
+)
+
+// serveOptions are billfold serve's flags.
+type serveOptions struct {
+	dataDir           string
+	listen            string
+	adminListen       string
+	natsURL           string
+	natsListen        string
+	replicas          int
+	configPath        string
+	appendTimeout     time.Duration
+	deliveryRetention time.Duration
+	syncAlways        bool
+	logLevel          string
+}
+
+func runServe(args []string, _, stderr io.Writer) int {
+	var o serveOptions
+	fs := newFlagSet("serve", stderr)
+	fs.StringVar(&o.dataDir, "data-dir", "./billfold-data", "directory of the embedded NATS server's JetStream store")
+	fs.StringVar(&o.listen, "listen", ":8080", "public webhook listener address")
+	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:8081", "admin listener address: query API, health, metrics")
+	fs.StringVar(&o.natsURL, "nats-url", "", "use this NATS server or cluster (comma-separated URLs) instead of the embedded one")
+	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", `the embedded NATS server's client address for downstream subscribers ("" for none)`)
+	fs.IntVar(&o.replicas, "replicas", 1, "replicas of every stream and KV bucket (1, 3 or 5)")
+	fs.StringVar(&o.configPath, "config", "", "YAML config file (docs/configuration.md); without it, endpoints come from provider env vars")
+	fs.DurationVar(&o.appendTimeout, "append-timeout", 5*time.Second, "how long a delivery waits for the journal's acknowledgement before 503")
+	fs.DurationVar(&o.deliveryRetention, "delivery-retention", ingest.DefaultDeliveryRetention, "how long the delivery log keeps entries")
+	fs.BoolVar(&o.syncAlways, "sync-always", false, "embedded NATS: fsync every journal write before acknowledging (survives power loss; slower)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	log, err := newLogger(stderr, o.logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "billfold serve:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, o, log); err != nil {
+		log.Error("billfold serve failed", "code", domain.ErrorCode(err), "error", err)
+		return 1
+	}
+	return 0
+}
+
+// newLogger logs JSON when stderr is not a terminal, text when it is.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			return slog.New(slog.NewTextHandler(w, opts)), nil
+		}
+	}
+	return slog.New(slog.NewJSONHandler(w, opts)), nil
+}
+
+// serve runs the server until ctx is done, then shuts down cleanly: stop
+// taking requests, finish the ones in flight, flush the delivery log, close
+// NATS.
+func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
+	endpoints, err := buildEndpoints(o.configPath, log)
+	if err != nil {
+		return err
+	}
+
+	nc, ns, err := connectNATS(o, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = nc.Drain()
+		if ns != nil {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}
+	}()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := ingest.EnsureStreams(setupCtx, js, ingest.StreamOptions{Replicas: o.replicas, DeliveryRetention: o.deliveryRetention}); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := ingest.NewMetrics(reg)
+	journal := ingest.NewJournal(nc, js)
+	deliveries := ingest.NewDeliveryLog(js, log, ingest.DeliveryLogOptions{OnFailure: metrics.DeliveryLogFailures.Inc})
+	receiver, err := ingest.NewReceiver(endpoints, journal, deliveries, metrics, log, ingest.ReceiverOptions{AppendTimeout: o.appendTimeout})
+	if err != nil {
+		return err
+	}
+
+	admin := http.NewServeMux()
+	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := journal.Ready(rctx); err != nil {
+			projections.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{
+				"status": "unavailable", "code": string(domain.ErrorCode(err)), "reason": err.Error(),
+			})
+			return
+		}
+		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	admin.HandleFunc("GET /v1/events/{provider}/{event_id}", projections.NewLedger(js).ServeEvent)
+	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		projections.WriteError(w, domain.Errorf(domain.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
+	})
+
+	servers := []*http.Server{
+		newHTTPServer(o.listen, receiver.Handler()),
+		newHTTPServer(o.adminListen, admin),
+	}
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		l, err := net.Listen("tcp", s.Addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", s.Addr, err)
+		}
+		go func() {
+			if err := s.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	log.Info("billfold serving", "listen", o.listen, "admin_listen", o.adminListen,
+		"nats", natsDescription(o, ns), "endpoints", len(endpoints), "version", version)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-errc:
+		log.Error("listener failed, shutting down", "error", err)
+	}
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancelShutdown()
+	for _, s := range servers {
+		_ = s.Shutdown(shutdownCtx)
+	}
+	if err := deliveries.Close(shutdownCtx); err != nil {
+		log.Warn("delivery log not fully flushed", "error", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// buildEndpoints makes the endpoints from the config file or, without one,
+// from the conventional environment variables, and warns about each one
+// that cannot verify.
+func buildEndpoints(configPath string, log *slog.Logger) ([]*ingest.Endpoint, error) {
+	configs := envEndpoints()
+	if configPath != "" {
+		fc, err := loadConfig(configPath)
+		if err != nil {
+			return nil, err
+		}
+		configs = fc.Endpoints
+	}
+	if len(configs) == 0 {
+		log.Warn("no webhook endpoints configured: set STRIPE_WEBHOOK_SECRET or use --config", "code", domain.CodeConfigNoSecret)
+	}
+	endpoints := make([]*ingest.Endpoint, 0, len(configs))
+	for _, c := range configs {
+		e, err := ingest.NewEndpoint(c)
+		if err != nil {
+			return nil, err
+		}
+		if e.Misconfigured != nil {
+			log.Warn("endpoint cannot verify deliveries and will answer 500 until fixed",
+				"endpoint", e.Name, "code", domain.ErrorCode(e.Misconfigured), "fix", e.Misconfigured.Error())
+		}
+		endpoints = append(endpoints, e)
+	}
+	return endpoints, nil
+}
+
+// connectNATS connects to --nats-url, or starts the embedded server and
+// connects to it in-process. Either way the connection reconnects forever:
+// while it is down, deliveries get 503 and /readyz says why.
+func connectNATS(o serveOptions, log *slog.Logger) (*nats.Conn, *server.Server, error) {
+	opts := []nats.Option{
+		nats.Name("billfold"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: our own close at shutdown
+				log.Warn("NATS disconnected", "code", domain.CodeJournalUnavailable, "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if o.natsURL != "" {
+		nc, err := nats.Connect(o.natsURL, opts...)
+		if err != nil {
+			return nil, nil, domain.Wrap(domain.CodeJournalUnavailable, err, "connect to --nats-url")
+		}
+		return nc, nil, nil
+	}
+	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
+		return nil, nil, domain.Wrap(domain.CodeConfigInvalid, err, "--data-dir")
+	}
+	ns, err := startEmbeddedNATS(o.dataDir, o.natsListen, o.syncAlways)
+	if err != nil {
+		return nil, nil, domain.Wrap(domain.CodeJournalUnavailable, err, "embedded NATS")
+	}
+	nc, err := nats.Connect("", append(opts, nats.InProcessServer(ns))...)
+	if err != nil {
+		ns.Shutdown()
+		return nil, nil, domain.Wrap(domain.CodeJournalUnavailable, err, "connect to embedded NATS")
+	}
+	return nc, ns, nil
+}
+
+func natsDescription(o serveOptions, ns *server.Server) string {
+	if ns == nil {
+		return "external"
+	}
+	if o.natsListen == "" {
+		return "embedded (in-process only)"
+	}
+	return "embedded at " + ns.ClientURL()
+}
+
+func newHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
