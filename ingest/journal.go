@@ -36,7 +36,6 @@ func JournalConfig(replicas int) jetstream.StreamConfig {
 		Replicas:    max(replicas, 1),
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew,
-		Duplicates:  2 * time.Minute,
 		AllowDirect: true,
 		DenyDelete:  true,
 		DenyPurge:   true,
@@ -103,8 +102,9 @@ func NewJournal(nc *nats.Conn, js jetstream.JetStream) *Journal {
 // if no message exists on that subject. The check is made by the stream
 // leader against its persistent per-subject index, so it survives restarts,
 // holds forever (not just for a dedupe window) and lets exactly one of two
-// concurrent deliveries in. Nats-Msg-Id is set too, so a retried append
-// within two minutes is answered as a duplicate without a store lookup.
+// concurrent deliveries in. Nats-Msg-Id is deliberately not set: its window
+// map would cost memory for every event of the last two minutes and add
+// nothing the subject check does not already give.
 //
 // An error is a *domain.Error with code BILLFOLD-JOURNAL-UNAVAILABLE: the
 // event may or may not be stored, and the provider must retry.
@@ -115,7 +115,6 @@ func (j *Journal) Append(ctx context.Context, env *domain.Envelope) (AppendResul
 	subject := env.JournalSubject()
 	msg := &nats.Msg{Subject: subject, Header: nats.Header{}, Data: env.Body}
 	env.EncodeHeader(msg.Header)
-	msg.Header[jetstream.MsgIDHeader] = []string{subject}
 	msg.Header[jetstream.ExpectedLastSubjSeqHeader] = []string{"0"}
 	ack, err := j.js.PublishMsg(ctx, msg)
 	switch {

@@ -1,0 +1,108 @@
+package domain_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	eh "github.com/looplab/eventhorizon"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/billfold/billfold/domain"
+)
+
+func TestSubjectToken(t *testing.T) {
+	cases := map[string]string{
+		"evt_1NmxA2":     "evt_1NmxA2",
+		"msg_p5jXN8AQ":   "msg_p5jXN8AQ",
+		"a.b":            "~YS5i",
+		"*":              "~Kg",
+		">":              "~Pg",
+		"with space":     "~d2l0aCBzcGFjZQ",
+		"":               "~",
+		"_unverified":    "~X3VudmVyaWZpZWQ",
+		"~looks-encoded": "~fmxvb2tzLWVuY29kZWQ",
+	}
+	for id, want := range cases {
+		assert.Equal(t, want, domain.SubjectToken(id), id)
+		back, ok := domain.ParseSubjectToken(want)
+		assert.True(t, ok, id)
+		assert.Equal(t, id, back)
+	}
+}
+
+// FuzzSubjectToken: every id maps to one valid subject token, and back.
+func FuzzSubjectToken(f *testing.F) {
+	for _, s := range []string{"evt_1", "a.b.c", "", "~", "_x", "é", "a b\tc>*"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		tok := domain.SubjectToken(id)
+		require.NotEmpty(t, tok)
+		assert.False(t, strings.ContainsAny(tok, ".*> \t\r\n"), "token %q", tok)
+		back, ok := domain.ParseSubjectToken(tok)
+		assert.True(t, ok)
+		assert.Equal(t, id, back)
+	})
+}
+
+func TestEnvelopeHeaderRoundTrip(t *testing.T) {
+	live := true
+	env := domain.Envelope{
+		Provider: domain.Stripe, Endpoint: "stripe", EventID: "evt_1", EventType: "invoice.paid",
+		Created: time.Unix(1700000000, 0).UTC(), Received: time.Unix(1700000001, 5).UTC(), RequestID: "req_1",
+		Livemode: &live, Verification: domain.VerifiedSignature, ObjectKind: "invoice", ObjectID: "in_1",
+	}
+	h := map[string][]string{}
+	env.EncodeHeader(h)
+	got, err := domain.DecodeEnvelope(h, []byte(`{}`), 42)
+	require.NoError(t, err)
+	want := env
+	want.Sequence, want.Body = 42, []byte(`{}`)
+	assert.Equal(t, want, got)
+
+	_, err = domain.DecodeEnvelope(map[string][]string{}, nil, 1)
+	assert.Equal(t, domain.CodeEventMalformed, domain.ErrorCode(err))
+}
+
+func TestEnvelopeEvent(t *testing.T) {
+	env := domain.Envelope{
+		Provider: domain.Stripe, Endpoint: "stripe", EventID: "evt_1", EventType: "customer.subscription.updated",
+		Created: time.Unix(1700000000, 0).UTC(), ObjectKind: "subscription", ObjectID: "sub_1", Sequence: 7,
+		Body: []byte(`{"id":"evt_1"}`),
+	}
+	ev := env.Event()
+	assert.Equal(t, eh.EventType("stripe:customer.subscription.updated"), ev.EventType())
+	assert.Equal(t, eh.AggregateType("stripe:subscription"), ev.AggregateType())
+	assert.Equal(t, env.Created, ev.Timestamp())
+	assert.Equal(t, domain.AggregateID("stripe", "subscription", "sub_1"), ev.AggregateID(), "deterministic")
+	assert.NotEqual(t, domain.AggregateID("stripe", "subscription", "sub_2"), ev.AggregateID())
+	assert.Equal(t, 7, ev.Metadata()["position"])
+	data, ok := ev.Data().(*domain.ProviderEventData)
+	require.True(t, ok)
+	assert.Equal(t, env.Body, data.Payload)
+
+	domain.RegisterEventType(ev.EventType())
+	domain.RegisterEventType(ev.EventType()) // a second registration is harmless
+	fresh, err := eh.CreateEventData(ev.EventType())
+	require.NoError(t, err)
+	assert.IsType(t, &domain.ProviderEventData{}, fresh)
+}
+
+func TestErrorCode(t *testing.T) {
+	assert.Equal(t, domain.Code(""), domain.ErrorCode(nil))
+	assert.Equal(t, domain.CodeInternal, domain.ErrorCode(assert.AnError))
+	err := domain.Wrap(domain.CodeJournalUnavailable, assert.AnError, "append")
+	assert.Equal(t, domain.CodeJournalUnavailable, domain.ErrorCode(err))
+	assert.ErrorIs(t, err, assert.AnError)
+	assert.Equal(t, "append", domain.ErrorMessage(err))
+	assert.Equal(t, "internal error", domain.ErrorMessage(assert.AnError))
+}
+
+func TestCheckEventID(t *testing.T) {
+	assert.NoError(t, domain.CheckEventID("id", "evt_1"))
+	for _, bad := range []string{"", strings.Repeat("a", 256), "evt\x00", "evt\uFFFD", "evt\xff"} {
+		assert.Error(t, domain.CheckEventID("id", bad), "%q", bad)
+	}
+}

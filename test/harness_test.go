@@ -1,0 +1,191 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/billfold/billfold/test/natstest"
+)
+
+// binary is the billfold binary built from this tree by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "billfold-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "billfold")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/billfold")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building billfold:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// server is a running `billfold serve` process.
+type server struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	public  string // http://127.0.0.1:port
+	admin   string
+	dataDir string
+	env     []string
+	args    []string
+	logs    *syncBuffer
+	exited  chan struct{}
+}
+
+// syncBuffer collects a process's output safely.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startServer starts billfold serve on fresh loopback ports with dataDir,
+// the given environment and extra flags, and waits until /readyz is ready.
+func startServer(t *testing.T, dataDir string, env []string, args ...string) *server {
+	t.Helper()
+	s := &server{t: t, dataDir: dataDir, env: env, args: args, logs: &syncBuffer{}}
+	s.start()
+	t.Cleanup(s.kill)
+	return s
+}
+
+func (s *server) start() {
+	t := s.t
+	t.Helper()
+	pub, adm := natstest.FreePort(t), natstest.FreePort(t)
+	s.public = fmt.Sprintf("http://127.0.0.1:%d", pub)
+	s.admin = fmt.Sprintf("http://127.0.0.1:%d", adm)
+	args := append([]string{"serve",
+		"--data-dir", s.dataDir,
+		"--listen", fmt.Sprintf("127.0.0.1:%d", pub),
+		"--admin-listen", fmt.Sprintf("127.0.0.1:%d", adm),
+		"--nats-listen", "127.0.0.1:0",
+	}, s.args...)
+	s.cmd = exec.Command(binary, args...)
+	s.cmd.Env = append(os.Environ(), s.env...)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start billfold: %v", err)
+	}
+	s.exited = make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(s.exited) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			t.Fatalf("billfold exited at start:\n%s", s.logs)
+		default:
+		}
+		if code, _ := s.get("/readyz"); code == http.StatusOK {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("billfold not ready in 30s:\n%s", s.logs)
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (s *server) kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.exited
+}
+
+// stop sends SIGTERM and returns the exit code, failing after 20 s.
+func (s *server) stop() int {
+	s.t.Helper()
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+		return s.cmd.ProcessState.ExitCode()
+	case <-time.After(20 * time.Second):
+		s.kill()
+		s.t.Fatal("billfold did not stop within 20s of SIGTERM")
+		return -1
+	}
+}
+
+// restart kills the process and starts it again on the same data dir.
+func (s *server) restart() {
+	s.kill()
+	s.start()
+}
+
+var client = &http.Client{Timeout: 15 * time.Second}
+
+// get GETs path on the admin listener and returns status and body.
+func (s *server) get(path string) (int, []byte) {
+	resp, err := client.Get(s.admin + path)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// getJSON GETs path on the admin listener and decodes the answer into v.
+func (s *server) getJSON(path string, v any) int {
+	s.t.Helper()
+	code, b := s.get(path)
+	if v != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, v); err != nil {
+			s.t.Fatalf("GET %s: %v: %s", path, err, b)
+		}
+	}
+	return code
+}
+
+// post delivers body to a webhook endpoint with headers and returns the
+// answer.
+func (s *server) post(endpoint string, body []byte, headers map[string]string) (int, string, http.Header) {
+	s.t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, s.public+"/webhooks/"+endpoint, bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err.Error(), nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b)), resp.Header
+}
