@@ -26,6 +26,7 @@ const (
 	CodeEndpointUnknown    Code = "BILLFOLD-ENDPOINT-UNKNOWN"    // no endpoint with that name
 	CodeMethodNotAllowed   Code = "BILLFOLD-METHOD-NOT-ALLOWED"  // wrong HTTP method
 	CodeJournalUnavailable Code = "BILLFOLD-JOURNAL-UNAVAILABLE" // journal did not acknowledge the append
+	CodeRateLimited        Code = "BILLFOLD-RATE-LIMITED"        // source address over its rate limit
 
 	// Configuration.
 	CodeConfigNoSecret Code = "BILLFOLD-CONFIG-NO-SECRET" // endpoint has no usable secret

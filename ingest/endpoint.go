@@ -30,7 +30,14 @@ type EndpointConfig struct {
 	Livemode *bool `yaml:"livemode"`
 	// MaxBodyBytes is the body limit; larger bodies get 413.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// Unsigned accepts deliveries without any signature, for a sender that
+	// cannot sign yet. It requires a name of at least MinUnsignedNameLength
+	// random characters (the name is then the only secret) and no secrets.
+	Unsigned bool `yaml:"unsigned"`
 }
+
+// MinUnsignedNameLength is the shortest name an unsigned endpoint may have.
+const MinUnsignedNameLength = 32
 
 var endpointName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
@@ -47,6 +54,9 @@ type Endpoint struct {
 	// Misconfigured, when set, is why the endpoint answers 500 to every
 	// delivery (a *domain.Error, BILLFOLD-CONFIG-NO-SECRET).
 	Misconfigured error
+	// Unsigned endpoints have no Verifier; every delivery is journaled
+	// with verification "unsigned".
+	Unsigned bool
 }
 
 // NewEndpoint builds an endpoint from its configuration. A malformed
@@ -75,7 +85,15 @@ func NewEndpoint(c EndpointConfig) (*Endpoint, error) {
 		e.Tolerance = DefaultTolerance
 	}
 	secrets := nonEmpty(c.Secrets)
-	if len(secrets) == 0 {
+	if c.Unsigned {
+		if err := checkUnsignedName(c.Name); err != nil {
+			return nil, err
+		}
+		if len(secrets) > 0 {
+			return nil, domain.Errorf(domain.CodeConfigInvalid, "endpoint %s: unsigned endpoints take no secrets; remove one or the other", c.Name)
+		}
+		e.Unsigned = true
+	} else if len(secrets) == 0 {
 		e.Misconfigured = domain.Errorf(domain.CodeConfigNoSecret, "endpoint %s has no secret: set it in the config file or the provider's environment variable", c.Name)
 	}
 	switch c.Provider {
@@ -86,6 +104,20 @@ func NewEndpoint(c EndpointConfig) (*Endpoint, error) {
 		return nil, domain.Errorf(domain.CodeConfigInvalid, "endpoint %s: unknown provider %q", c.Name, c.Provider)
 	}
 	return e, nil
+}
+
+// checkUnsignedName requires an unsigned endpoint's name to be long and
+// varied enough to be unguessable, since it is all that keeps strangers out.
+func checkUnsignedName(name string) error {
+	distinct := map[rune]bool{}
+	for _, r := range name {
+		distinct[r] = true
+	}
+	if len(name) < MinUnsignedNameLength || len(distinct) < 12 {
+		return domain.Errorf(domain.CodeConfigInvalid,
+			"endpoint %s: an unsigned endpoint needs a name of at least %d random characters (for example: openssl rand -hex 20)", name, MinUnsignedNameLength)
+	}
+	return nil
 }
 
 func nonEmpty(ss []string) []string {

@@ -11,6 +11,8 @@ type Metrics struct {
 	JournalAppendFailures *prometheus.CounterVec
 	Duplicates            *prometheus.CounterVec
 	DeliveryLogFailures   prometheus.Counter
+	Unsigned              *prometheus.CounterVec
+	Bypassed              *prometheus.CounterVec
 }
 
 // NewMetrics creates the intake metrics and registers them with reg.
@@ -41,7 +43,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "billfold_delivery_log_failures_total",
 			Help: "Delivery log entries that could not be written (queue full or stream unavailable).",
 		}),
+		Unsigned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billfold_unsigned_deliveries_total",
+			Help: "Deliveries journaled by an endpoint configured unsigned: never verified. Alert on it.",
+		}, []string{"endpoint"}),
+		Bypassed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billfold_bypassed_deliveries_total",
+			Help: "Deliveries that failed verification and were let through by serve --insecure-test-bypass.",
+		}, []string{"endpoint"}),
 	}
-	reg.MustRegister(m.Deliveries, m.SignatureFailures, m.AckDuration, m.JournalAppendFailures, m.Duplicates, m.DeliveryLogFailures)
+	reg.MustRegister(m.Deliveries, m.SignatureFailures, m.AckDuration, m.JournalAppendFailures, m.Duplicates,
+		m.DeliveryLogFailures, m.Unsigned, m.Bypassed)
 	return m
 }

@@ -39,6 +39,7 @@ var (
 	answerNoSecret    = []byte(`{"error":"` + string(domain.CodeConfigNoSecret) + `"}`)
 	answerNotFound    = []byte(`{"error":"not found"}`)
 	answerNoMethod    = []byte(`{"error":"method not allowed"}`)
+	answerRateLimited = []byte(`{"error":"rate limited, retry later"}`)
 	answerHealthy     = []byte(`{"status":"ok"}`)
 )
 
@@ -54,6 +55,8 @@ type Receiver struct {
 	log           *slog.Logger
 	now           func() time.Time
 	appendTimeout time.Duration
+	limiter       *sourceLimiter
+	bypass        bool
 }
 
 // ReceiverOptions tune a Receiver.
@@ -64,6 +67,11 @@ type ReceiverOptions struct {
 	// Now is the clock used for timestamps and tolerance checks; default
 	// time.Now. Tests of clock skew set it.
 	Now func() time.Time
+	// RateLimit per source address; the zero value disables it.
+	RateLimit RateLimit
+	// InsecureTestBypass lets deliveries that fail verification through,
+	// marked "bypass". Only serve --insecure-test-bypass sets it.
+	InsecureTestBypass bool
 }
 
 // NewReceiver returns a Receiver for endpoints. Endpoint names must be
@@ -77,6 +85,8 @@ func NewReceiver(endpoints []*Endpoint, journal Appender, deliveries Recorder, m
 		log:           log,
 		now:           o.Now,
 		appendTimeout: o.AppendTimeout,
+		limiter:       newSourceLimiter(o.RateLimit),
+		bypass:        o.InsecureTestBypass,
 	}
 	if rc.now == nil {
 		rc.now = time.Now
@@ -130,8 +140,11 @@ func (rc *Receiver) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", d.RequestID)
 	status, answer := rc.receive(r, ep, &d)
-	if status == http.StatusServiceUnavailable {
+	switch status {
+	case http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", RetryAfter)
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", "1")
 	}
 	writeAnswer(w, status, answer)
 	rc.finish(&d, status)
@@ -140,7 +153,11 @@ func (rc *Receiver) serveWebhook(w http.ResponseWriter, r *http.Request) {
 // receive runs one delivery through the intake steps, filling d, and
 // returns the answer.
 func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (int, []byte) {
-	if ep.Misconfigured != nil {
+	if !rc.limiter.allow(d.SourceAddr, d.Received) {
+		d.Outcome, d.ReasonCode = domain.OutcomeRateLimited, domain.CodeRateLimited
+		return http.StatusTooManyRequests, answerRateLimited
+	}
+	if ep.Misconfigured != nil && !rc.bypass {
 		d.Outcome, d.ReasonCode, d.Reason = domain.OutcomeMisconfigured, domain.ErrorCode(ep.Misconfigured), ep.Misconfigured.Error()
 		return http.StatusInternalServerError, answerNoSecret
 	}
@@ -149,12 +166,9 @@ func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (
 		d.Outcome, d.ReasonCode, d.Reason = domain.OutcomeTooLarge, domain.ErrorCode(err), domain.ErrorMessage(err)
 		return http.StatusRequestEntityTooLarge, answerTooLarge
 	}
-	if err := ep.Verifier.Verify(r.Header, body, d.Received); err != nil {
-		d.Verification, d.Outcome, d.ReasonCode, d.Reason = domain.VerifyFailed, domain.OutcomeRejected, domain.ErrorCode(err), domain.ErrorMessage(err)
-		rc.metrics.SignatureFailures.WithLabelValues(ep.Name, string(d.ReasonCode)).Inc()
-		return http.StatusBadRequest, answerSigFailed
+	if status, answer := rc.verify(r, ep, body, d); status != 0 {
+		return status, answer
 	}
-	d.Verification = domain.VerifiedSignature
 	env, err := ep.Parser.Parse(r.Header, body)
 	if err != nil {
 		d.Outcome, d.ReasonCode, d.Reason = domain.OutcomeMalformed, domain.ErrorCode(err), domain.ErrorMessage(err)
@@ -192,7 +206,35 @@ func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (
 		return http.StatusOK, answerDuplicate
 	}
 	d.Outcome = domain.OutcomeAccepted
+	switch d.Verification {
+	case domain.VerifiedUnsigned:
+		rc.metrics.Unsigned.WithLabelValues(ep.Name).Inc()
+	case domain.VerifiedBypass:
+		rc.metrics.Bypassed.WithLabelValues(ep.Name).Inc()
+	}
 	return http.StatusOK, answerAccepted
+}
+
+// verify sets d.Verification, or returns the answer to a delivery that
+// failed it. The test bypass lets a failed delivery through, marked, with
+// the reason it failed kept in the delivery log.
+func (rc *Receiver) verify(r *http.Request, ep *Endpoint, body []byte, d *domain.Delivery) (int, []byte) {
+	if ep.Unsigned {
+		d.Verification = domain.VerifiedUnsigned
+		return 0, nil
+	}
+	err := ep.Verifier.Verify(r.Header, body, d.Received)
+	switch {
+	case err == nil:
+		d.Verification = domain.VerifiedSignature
+	case rc.bypass:
+		d.Verification, d.ReasonCode, d.Reason = domain.VerifiedBypass, domain.ErrorCode(err), domain.ErrorMessage(err)
+	default:
+		d.Verification, d.Outcome, d.ReasonCode, d.Reason = domain.VerifyFailed, domain.OutcomeRejected, domain.ErrorCode(err), domain.ErrorMessage(err)
+		rc.metrics.SignatureFailures.WithLabelValues(ep.Name, string(d.ReasonCode)).Inc()
+		return http.StatusBadRequest, answerSigFailed
+	}
+	return 0, nil
 }
 
 // finish records the delivery everywhere it is counted: metrics, the log
@@ -204,7 +246,7 @@ func (rc *Receiver) finish(d *domain.Delivery, status int) {
 	rc.metrics.Deliveries.WithLabelValues(d.Endpoint, string(d.Outcome)).Inc()
 	rc.metrics.AckDuration.WithLabelValues(d.Endpoint).Observe(elapsed.Seconds())
 	level := slog.LevelInfo
-	if status >= 500 {
+	if status >= 500 || d.Verification == domain.VerifiedUnsigned || d.Verification == domain.VerifiedBypass {
 		level = slog.LevelWarn
 	}
 	rc.log.LogAttrs(context.Background(), level, "delivery",
@@ -212,6 +254,7 @@ func (rc *Receiver) finish(d *domain.Delivery, status int) {
 		slog.String("event_id", d.EventID),
 		slog.String("event_type", d.EventType),
 		slog.String("outcome", string(d.Outcome)),
+		slog.String("verification", string(d.Verification)),
 		slog.Int("status", status),
 		slog.String("code", string(d.ReasonCode)),
 		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
@@ -271,4 +314,3 @@ func writeAnswer(w http.ResponseWriter, status int, body []byte) {
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
-

@@ -189,3 +189,19 @@ func (s *server) post(endpoint string, body []byte, headers map[string]string) (
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strings.TrimSpace(string(b)), resp.Header
 }
+
+// runBillfold runs the binary to completion (at most 60 s) and returns its
+// combined output and exit code.
+func runBillfold(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return string(out), ee.ExitCode()
+		}
+		t.Fatalf("run billfold %v: %v", args, err)
+	}
+	return string(out), 0
+}

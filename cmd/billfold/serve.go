@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -38,6 +39,9 @@ type serveOptions struct {
 	deliveryRetention time.Duration
 	syncAlways        bool
 	logLevel          string
+	rateLimit         float64
+	rateBurst         int
+	bypass            bool
 }
 
 func runServe(args []string, _, stderr io.Writer) int {
@@ -54,6 +58,9 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.DurationVar(&o.deliveryRetention, "delivery-retention", ingest.DefaultDeliveryRetention, "how long the delivery log keeps entries")
 	fs.BoolVar(&o.syncAlways, "sync-always", false, "embedded NATS: fsync every journal write before acknowledging (survives power loss; slower)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Float64Var(&o.rateLimit, "rate-limit", ingest.DefaultRateLimit.PerSecond, "deliveries per second per source address on the public listener (0: no limit)")
+	fs.IntVar(&o.rateBurst, "rate-burst", ingest.DefaultRateLimit.Burst, "deliveries a source address may send at once")
+	fs.BoolVar(&o.bypass, "insecure-test-bypass", false, "TESTS ONLY: let deliveries that fail verification through, marked verified=bypass; needs a fresh data dir")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
@@ -94,6 +101,13 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := checkBypassDataDir(o); err != nil {
+		return err
+	}
+	if o.bypass {
+		fmt.Fprint(os.Stderr, bypassBanner)
+		log.Warn("insecure test bypass is on: deliveries that fail verification are journaled, marked verified=bypass", "data_dir", o.dataDir)
+	}
 
 	nc, ns, err := connectNATS(o, log)
 	if err != nil {
@@ -121,7 +135,11 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	metrics := ingest.NewMetrics(reg)
 	journal := ingest.NewJournal(nc, js)
 	deliveries := ingest.NewDeliveryLog(js, log, ingest.DeliveryLogOptions{OnFailure: metrics.DeliveryLogFailures.Inc})
-	receiver, err := ingest.NewReceiver(endpoints, journal, deliveries, metrics, log, ingest.ReceiverOptions{AppendTimeout: o.appendTimeout})
+	receiver, err := ingest.NewReceiver(endpoints, journal, deliveries, metrics, log, ingest.ReceiverOptions{
+		AppendTimeout:      o.appendTimeout,
+		RateLimit:          ingest.RateLimit{PerSecond: o.rateLimit, Burst: o.rateBurst},
+		InsecureTestBypass: o.bypass,
+	})
 	if err != nil {
 		return err
 	}
@@ -182,6 +200,45 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+const bypassBanner = `
+######################################################################
+#  billfold serve --insecure-test-bypass
+#  Deliveries that FAIL signature verification are journaled anyway,
+#  each marked verified=bypass. Never run this in production.
+######################################################################
+`
+
+// bypassMarker is the file that marks a data dir created in bypass mode.
+const bypassMarker = "INSECURE-TEST-BYPASS"
+
+// checkBypassDataDir keeps bypass events out of any real journal: bypass
+// runs only on a fresh data dir (which it then marks) or one it marked
+// before, and a marked data dir is never served without bypass.
+func checkBypassDataDir(o serveOptions) error {
+	marker := filepath.Join(o.dataDir, bypassMarker)
+	_, statErr := os.Stat(marker)
+	marked := statErr == nil
+	switch {
+	case !o.bypass && marked && o.natsURL == "":
+		return domain.Errorf(domain.CodeConfigInvalid, "data dir %s was created by --insecure-test-bypass and its journal holds unverified events; use another --data-dir", o.dataDir)
+	case !o.bypass || marked:
+		return nil
+	case o.natsURL != "":
+		return domain.Errorf(domain.CodeConfigInvalid, "--insecure-test-bypass runs only on the embedded server with a fresh --data-dir, not with --nats-url")
+	}
+	entries, err := os.ReadDir(o.dataDir)
+	if err != nil && !os.IsNotExist(err) {
+		return domain.Wrap(domain.CodeConfigInvalid, err, "--data-dir")
+	}
+	if len(entries) > 0 {
+		return domain.Errorf(domain.CodeConfigInvalid, "--insecure-test-bypass refuses data dir %s: it is not fresh and was not created in bypass mode", o.dataDir)
+	}
+	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
+		return domain.Wrap(domain.CodeConfigInvalid, err, "--data-dir")
+	}
+	return os.WriteFile(marker, []byte("created by billfold serve --insecure-test-bypass\n"), 0o640)
 }
 
 // buildEndpoints makes the endpoints from the config file or, without one,
