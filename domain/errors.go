@@ -32,6 +32,12 @@ const (
 	CodeConfigNoSecret Code = "BILLFOLD-CONFIG-NO-SECRET" // endpoint has no usable secret
 	CodeConfigInvalid  Code = "BILLFOLD-CONFIG-INVALID"   // config file or flag value is wrong
 
+	// Reducers and projectors.
+	CodeReducerDecode    Code = "BILLFOLD-REDUCER-DECODE"    // a journaled payload cannot be decoded for a projection
+	CodeReducerInvalid   Code = "BILLFOLD-REDUCER-INVALID"   // a payload decodes but its content is invalid (for example top-up metadata)
+	CodeReducerFailed    Code = "BILLFOLD-REDUCER-FAILED"    // a switch-simulated or otherwise unexpected reducer failure
+	CodeStoreUnavailable Code = "BILLFOLD-STORE-UNAVAILABLE" // a projection store kept failing; the event went to the dead letters
+
 	// Query and admin API.
 	CodeNotFound     Code = "BILLFOLD-NOT-FOUND"    // no such record or event
 	CodeBadRequest   Code = "BILLFOLD-BAD-REQUEST"  // a query parameter is invalid
@@ -86,6 +92,16 @@ func ErrorCode(err error) Code {
 		return e.Code
 	}
 	return CodeInternal
+}
+
+// Permanent reports whether err is a reducer's verdict on the event itself
+// (retrying cannot help) rather than a failure of the stores around it.
+func Permanent(err error) bool {
+	switch ErrorCode(err) {
+	case CodeReducerDecode, CodeReducerInvalid, CodeReducerFailed, CodeEventMalformed:
+		return true
+	}
+	return false
 }
 
 // ErrorMessage returns the operator-facing message of err: the Message of

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"encoding/base64"
+	"strconv"
 	"strings"
 )
 
@@ -76,4 +77,29 @@ func plainToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// Projection stores, projector consumers and dead letters.
+const (
+	// DeadLetterStream holds events a projection could not apply.
+	DeadLetterStream = "BILLFOLD_DEADLETTERS"
+	// DeadLetterSubjectPrefix is followed by
+	// "<projection>.<namespace>.<event id token>".
+	DeadLetterSubjectPrefix = "billfold.deadletters."
+)
+
+// ProjectionBucket is the KV bucket of one generation of a projection's
+// records, for example BILLFOLD_SUBSCRIPTIONS_G1.
+func ProjectionBucket(projection string, generation int) string {
+	return "BILLFOLD_" + strings.ToUpper(projection) + "_G" + strconv.Itoa(generation)
+}
+
+// ProjectorDurable is the durable consumer name of a projection's live
+// projector over the journal.
+func ProjectorDurable(projection string) string { return "billfold-" + projection }
+
+// DeadLetterSubject is the dead-letter subject of one event in one
+// projection.
+func DeadLetterSubject(projection, namespace, eventID string) string {
+	return DeadLetterSubjectPrefix + projection + "." + SubjectToken(namespace) + "." + SubjectToken(eventID)
 }

@@ -1,0 +1,62 @@
+package projections
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/billfold/billfold/domain"
+)
+
+// ProjectorMetrics are the projectors' metrics.
+type ProjectorMetrics struct {
+	Applied     *prometheus.CounterVec
+	Skipped     *prometheus.CounterVec
+	Failed      *prometheus.CounterVec
+	Lag         *prometheus.GaugeVec
+	DeadLetters prometheus.Gauge
+}
+
+// NewProjectorMetrics creates the projector metrics and registers them.
+func NewProjectorMetrics(reg prometheus.Registerer) *ProjectorMetrics {
+	m := &ProjectorMetrics{
+		Applied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billfold_projector_events_applied_total",
+			Help: "Journal events folded into a projection.",
+		}, []string{"projection"}),
+		Skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billfold_projector_events_skipped_total",
+			Help: "Journal events a projection has no reducer for.",
+		}, []string{"projection"}),
+		Failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billfold_projector_events_failed_total",
+			Help: "Journal events a projection could not apply (dead-lettered), by code.",
+		}, []string{"projection", "code"}),
+		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "billfold_projector_lag_events",
+			Help: "Journal events not yet folded into a projection (journal head minus acknowledged).",
+		}, []string{"projection"}),
+		DeadLetters: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "billfold_dead_letters",
+			Help: "Dead letters waiting for an operator.",
+		}),
+	}
+	reg.MustRegister(m.Applied, m.Skipped, m.Failed, m.Lag, m.DeadLetters)
+	return m
+}
+
+func (m *ProjectorMetrics) applied(p string) {
+	if m != nil {
+		m.Applied.WithLabelValues(p).Inc()
+	}
+}
+
+func (m *ProjectorMetrics) skipped(p string) {
+	if m != nil {
+		m.Skipped.WithLabelValues(p).Inc()
+	}
+}
+
+func (m *ProjectorMetrics) failed(p string, code domain.Code) {
+	if m != nil {
+		m.Failed.WithLabelValues(p, string(code)).Inc()
+	}
+}

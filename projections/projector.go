@@ -1,0 +1,204 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/reducers"
+)
+
+// RetryPolicy bounds the retries of an event whose stores fail.
+type RetryPolicy struct {
+	// Attempts before the event goes to the dead letters.
+	Attempts int
+	// Initial and Max bound the exponential backoff between attempts;
+	// each wait is jittered by up to half of it.
+	Initial, Max time.Duration
+}
+
+// DefaultRetryPolicy retries for about ten seconds.
+var DefaultRetryPolicy = RetryPolicy{Attempts: 6, Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+
+// maxConflicts bounds the re-folds of one event that keeps losing
+// compare-and-set races; past it the event is retried as transient.
+const maxConflicts = 20
+
+// Projector folds the journal into one projection's store with a durable
+// consumer. Each event is acknowledged only after its changes are stored,
+// so a crash replays it; the reducers make the replay change nothing.
+type Projector struct {
+	projection reducers.Projection
+	js         jetstream.JetStream
+	store      *Store
+	dead       deadLetters
+	metrics    *ProjectorMetrics
+	log        *slog.Logger
+	retry      RetryPolicy
+}
+
+// NewProjector returns a projector of p into store.
+func NewProjector(p reducers.Projection, js jetstream.JetStream, store *Store, m *ProjectorMetrics, log *slog.Logger, retry RetryPolicy) *Projector {
+	if retry.Attempts <= 0 {
+		retry = DefaultRetryPolicy
+	}
+	return &Projector{projection: p, js: js, store: store, dead: deadLetters{js}, metrics: m, log: log.With("projection", p.Name()), retry: retry}
+}
+
+// EnsureConsumer creates or updates the projector's durable consumer.
+func (pr *Projector) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	c, err := pr.js.CreateOrUpdateConsumer(ctx, domain.JournalStream, jetstream.ConsumerConfig{
+		Durable:       domain.ProjectorDurable(pr.projection.Name()),
+		Description:   "billfold projector: " + pr.projection.Name(),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		// Longer than the retry policy can take, so an event being retried
+		// is not redelivered to another process meanwhile.
+		AckWait:       2 * time.Minute,
+		MaxDeliver:    -1,
+		MaxAckPending: 1024,
+	})
+	if err != nil {
+		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "projector consumer "+pr.projection.Name())
+	}
+	return c, nil
+}
+
+// Run folds events until ctx is done. It survives NATS outages: it waits
+// and resumes where the consumer's acknowledgements left off.
+func (pr *Projector) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		if err := pr.runOnce(ctx); err != nil && ctx.Err() == nil {
+			pr.log.Warn("projector interrupted, resuming", "error", err)
+			sleep(ctx, time.Second)
+		}
+	}
+	return nil
+}
+
+func (pr *Projector) runOnce(ctx context.Context) error {
+	c, err := pr.EnsureConsumer(ctx)
+	if err != nil {
+		return err
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return err
+		}
+		pr.handle(ctx, msg)
+	}
+}
+
+// handle folds one journal message and acknowledges it, unless ctx ended
+// first: then it is left for redelivery.
+func (pr *Projector) handle(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		pr.log.Error("journal message without metadata", "error", err)
+		return
+	}
+	env, err := domain.DecodeEnvelope(msg.Headers(), msg.Data(), meta.Sequence.Stream)
+	if err == nil && !pr.projection.Handles(env.Provider, env.EventType) {
+		pr.metrics.skipped(pr.projection.Name())
+		_ = msg.Ack()
+		return
+	}
+	attempts := 0
+	if err == nil {
+		attempts, err = pr.apply(ctx, &env)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		pr.deadLetter(ctx, &env, attempts, err)
+	} else {
+		pr.metrics.applied(pr.projection.Name())
+	}
+	_ = msg.Ack()
+}
+
+// apply folds env, retrying lost compare-and-set races at once and store
+// failures with backoff. It returns the attempts made and the last error.
+func (pr *Projector) apply(ctx context.Context, env *domain.Envelope) (int, error) {
+	attempt, conflicts := 0, 0
+	for {
+		attempt++
+		t := newTx(ctx, pr.store)
+		changes, err := pr.projection.Apply(env, t)
+		if err == nil {
+			err = t.commit(changes)
+		}
+		switch {
+		case err == nil:
+			return attempt, nil
+		case domain.Permanent(err):
+			return attempt, err
+		case errors.Is(err, errConflict) && conflicts < maxConflicts:
+			conflicts++
+			attempt--
+			continue
+		case attempt >= pr.retry.Attempts || ctx.Err() != nil:
+			return attempt, err
+		}
+		sleep(ctx, pr.retry.backoff(attempt))
+	}
+}
+
+func (pr *Projector) deadLetter(ctx context.Context, env *domain.Envelope, attempts int, cause error) {
+	dl := DeadLetter{
+		Projection: pr.projection.Name(), Provider: env.Provider, Namespace: env.Namespace(),
+		EventID: env.EventID, EventType: env.EventType, JournalSequence: env.Sequence,
+		Class: ClassPermanent, Code: domain.ErrorCode(cause), Message: cause.Error(), Attempts: attempts,
+		FailedAt: time.Now().UTC(),
+	}
+	if !domain.Permanent(cause) {
+		dl.Class, dl.Code = ClassTransient, domain.CodeStoreUnavailable
+	}
+	pr.metrics.failed(pr.projection.Name(), dl.Code)
+	pr.log.Warn("event dead-lettered", "event_id", env.EventID, "event_type", env.EventType,
+		"code", dl.Code, "class", dl.Class, "attempts", attempts, "error", cause)
+	for i := 0; ; i++ {
+		err := pr.dead.add(ctx, dl)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		// The dead letter is what makes the failure visible: keep trying
+		// rather than acknowledge an event nobody would ever see again.
+		pr.log.Warn("dead letter not written, retrying", "event_id", env.EventID, "error", err)
+		sleep(ctx, pr.retry.backoff(i+1))
+	}
+}
+
+func (r RetryPolicy) backoff(attempt int) time.Duration {
+	d := r.Initial << min(attempt-1, 20)
+	if d > r.Max || d <= 0 {
+		d = r.Max
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,171 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/billfold/billfold/domain"
+)
+
+// Store is one generation of a projection's records in a JetStream KV
+// bucket, with a bounded cache of the records this process wrote or read.
+// Writes are compare-and-set on the KV revision, so two processes folding
+// the same projection never overwrite each other's work: the loser re-reads
+// and folds again.
+type Store struct {
+	kv    jetstream.KeyValue
+	limit int
+
+	mu    sync.Mutex
+	cache map[string]cached
+}
+
+type cached struct {
+	value    []byte // nil: known absent
+	revision uint64
+}
+
+// DefaultCacheRecords bounds a store's cache.
+const DefaultCacheRecords = 200_000
+
+// errConflict is a compare-and-set that lost to another writer.
+var errConflict = errors.New("record changed by another writer")
+
+// EnsureStore creates (or opens) the bucket of a projection generation.
+func EnsureStore(ctx context.Context, js jetstream.JetStream, projection string, generation, replicas int) (*Store, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      domain.ProjectionBucket(projection, generation),
+		Description: "billfold " + projection + " projection",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if err != nil {
+		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "projection store "+projection)
+	}
+	return NewStore(kv), nil
+}
+
+// NewStore wraps a KV bucket.
+func NewStore(kv jetstream.KeyValue) *Store {
+	return &Store{kv: kv, limit: DefaultCacheRecords, cache: map[string]cached{}}
+}
+
+// Bucket is the store's KV bucket name.
+func (s *Store) Bucket() string { return s.kv.Bucket() }
+
+// Get returns a record and its revision; nil and 0 when absent.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	s.mu.Lock()
+	c, ok := s.cache[key]
+	s.mu.Unlock()
+	if ok {
+		return c.value, c.revision, nil
+	}
+	e, err := s.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		s.remember(key, cached{})
+		return nil, 0, nil
+	case err != nil:
+		return nil, 0, err
+	}
+	s.remember(key, cached{value: e.Value(), revision: e.Revision()})
+	return e.Value(), e.Revision(), nil
+}
+
+// put writes value under key if the stored revision is still revision (0:
+// absent). On a lost race it forgets the cached record and returns
+// errConflict.
+func (s *Store) put(ctx context.Context, key string, value []byte, revision uint64) error {
+	var rev uint64
+	var err error
+	if revision == 0 {
+		rev, err = s.kv.Create(ctx, key, value)
+	} else {
+		rev, err = s.kv.Update(ctx, key, value, revision)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		s.forget(key)
+		return errConflict
+	}
+	if err != nil {
+		s.forget(key)
+		return err
+	}
+	s.remember(key, cached{value: value, revision: rev})
+	return nil
+}
+
+func (s *Store) remember(key string, c cached) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.cache) >= s.limit {
+		// Evict an arbitrary tenth: cheap, and a miss only costs a read.
+		n := s.limit / 10
+		for k := range s.cache {
+			delete(s.cache, k)
+			if n--; n <= 0 {
+				break
+			}
+		}
+	}
+	s.cache[key] = c
+}
+
+func (s *Store) forget(key string) {
+	s.mu.Lock()
+	delete(s.cache, key)
+	s.mu.Unlock()
+}
+
+// Forget drops every cached record, for tests and after a generation switch.
+func (s *Store) Forget() {
+	s.mu.Lock()
+	s.cache = map[string]cached{}
+	s.mu.Unlock()
+}
+
+// tx is one Apply's view of a store: it remembers the revision of every
+// record read, so the changes can be written compare-and-set against them.
+type tx struct {
+	ctx   context.Context
+	store *Store
+	read  map[string]uint64
+}
+
+func newTx(ctx context.Context, s *Store) *tx {
+	return &tx{ctx: ctx, store: s, read: map[string]uint64{}}
+}
+
+// Get implements reducers.Lookup.
+func (t *tx) Get(key string) ([]byte, error) {
+	v, rev, err := t.store.Get(t.ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	t.read[key] = rev
+	return v, nil
+}
+
+// commit writes changes, each against the revision it was read at.
+func (t *tx) commit(changes map[string][]byte) error {
+	for key, value := range changes {
+		rev, ok := t.read[key]
+		if !ok {
+			// A reducer that writes a record it never read cannot be
+			// checked against concurrent writers; read it now.
+			if _, err := t.Get(key); err != nil {
+				return err
+			}
+			rev = t.read[key]
+		}
+		if err := t.store.put(t.ctx, key, value, rev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
