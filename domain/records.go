@@ -1,0 +1,189 @@
+package domain
+
+import (
+	"time"
+
+	"github.com/looplab/eventhorizon/uuid"
+)
+
+// Projection names.
+const (
+	ProjectionCustomers     = "customers"
+	ProjectionSubscriptions = "subscriptions"
+	ProjectionOrders        = "orders"
+	ProjectionWallets       = "wallets"
+)
+
+// Projections lists the projection names in a stable order.
+var Projections = []string{ProjectionCustomers, ProjectionSubscriptions, ProjectionOrders, ProjectionWallets}
+
+// EventRef is one event that changed a record, by the provider's clock.
+type EventRef struct {
+	At      time.Time `json:"at"`
+	EventID string    `json:"event_id"`
+}
+
+// MaxRecordEvents is how many of the latest event ids a record shows.
+const MaxRecordEvents = 50
+
+// RecordMeta is what every record carries so an operator can see why it
+// holds what it holds. It is a function of the set of events folded in, not
+// of their order: Version counts them, UpdatedAt is the latest provider
+// time among them, EventIDs the latest MaxRecordEvents of them.
+type RecordMeta struct {
+	Version   int       `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
+	EventIDs  []string  `json:"event_ids"`
+	// Folded is every event folded in, ordered by provider time then id:
+	// the set the other fields derive from, and what makes a redelivery a
+	// no-op.
+	Folded []EventRef `json:"folded"`
+}
+
+// AggregateVersion implements eh.Versionable.
+func (m *RecordMeta) AggregateVersion() int { return m.Version }
+
+// CustomerRecord is a person or company at one provider.
+type CustomerRecord struct {
+	Provider  Provider          `json:"provider"`
+	ID        string            `json:"id"`
+	Email     string            `json:"email,omitempty"`
+	Name      string            `json:"name,omitempty"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+	Deleted   bool              `json:"deleted"`
+	Links     []Link            `json:"links,omitempty"`
+	CreatedAt *time.Time        `json:"created_at,omitempty"`
+	RecordMeta
+}
+
+// Link ties a record to the same person or deal elsewhere: another
+// provider's customer, or a key from metadata (user_id, deal_id, run_id).
+type Link struct {
+	Kind  string `json:"kind"` // for example "user_id", "clerk", "deal_id"
+	Value string `json:"value"`
+}
+
+// EntityID implements eh.Entity.
+func (r *CustomerRecord) EntityID() uuid.UUID {
+	return AggregateID(string(r.Provider), "customer", r.ID)
+}
+
+// Transition is one change of a subscription's lifecycle state.
+type Transition struct {
+	From    LifecycleState `json:"from"`
+	To      LifecycleState `json:"to"`
+	At      time.Time      `json:"at"`
+	EventID string         `json:"event_id"`
+}
+
+// MaxTransitions is how many transitions a subscription record keeps;
+// older ones stay derivable from the journal.
+const MaxTransitions = 50
+
+// InvoiceSummary is the latest invoice of a subscription.
+type InvoiceSummary struct {
+	ID         string    `json:"id"`
+	Status     string    `json:"status"`
+	AmountDue  int64     `json:"amount_due"`
+	AmountPaid int64     `json:"amount_paid"`
+	Currency   string    `json:"currency,omitempty"`
+	At         time.Time `json:"at"`
+	EventID    string    `json:"event_id"`
+}
+
+// PaymentOutcome is the outcome of the latest payment attempt.
+type PaymentOutcome struct {
+	Outcome   string    `json:"outcome"` // "succeeded" or "failed"
+	InvoiceID string    `json:"invoice_id,omitempty"`
+	At        time.Time `json:"at"`
+	EventID   string    `json:"event_id"`
+}
+
+// SubscriptionRecord is a subscription with its lifecycle state.
+type SubscriptionRecord struct {
+	Provider          Provider        `json:"provider"`
+	ID                string          `json:"id"`
+	CustomerID        string          `json:"customer_id,omitempty"`
+	State             LifecycleState  `json:"state"`
+	ProviderStatus    string          `json:"provider_status"`
+	Entitled          bool            `json:"entitled"`
+	PlanID            string          `json:"plan_id,omitempty"`
+	PriceID           string          `json:"price_id,omitempty"`
+	Quantity          int64           `json:"quantity,omitempty"`
+	CancelAtPeriodEnd bool            `json:"cancel_at_period_end"`
+	CancelAt          *time.Time      `json:"cancel_at,omitempty"`
+	CurrentPeriodEnd  *time.Time      `json:"current_period_end,omitempty"`
+	TrialEnd          *time.Time      `json:"trial_end,omitempty"`
+	EndedAt           *time.Time      `json:"ended_at,omitempty"`
+	LatestInvoice     *InvoiceSummary `json:"latest_invoice,omitempty"`
+	LastPayment       *PaymentOutcome `json:"last_payment,omitempty"`
+	Transitions       []Transition    `json:"transitions"`
+	RecordMeta
+}
+
+// EntityID implements eh.Entity.
+func (r *SubscriptionRecord) EntityID() uuid.UUID {
+	return AggregateID(string(r.Provider), "subscription", r.ID)
+}
+
+// OrderStatus is an order's payment status.
+type OrderStatus string
+
+// Order statuses.
+const (
+	OrderPending           OrderStatus = "pending"
+	OrderPaid              OrderStatus = "paid"
+	OrderFailed            OrderStatus = "failed"
+	OrderExpired           OrderStatus = "expired"
+	OrderPartiallyRefunded OrderStatus = "partially_refunded"
+	OrderRefunded          OrderStatus = "refunded"
+)
+
+// OrderRecord is a one-off purchase: a checkout session or a payment.
+type OrderRecord struct {
+	Provider       Provider          `json:"provider"`
+	ID             string            `json:"id"`
+	CustomerID     string            `json:"customer_id,omitempty"`
+	SessionID      string            `json:"session_id,omitempty"`
+	PaymentID      string            `json:"payment_id,omitempty"`
+	Status         OrderStatus       `json:"status"`
+	Amount         int64             `json:"amount"`
+	AmountRefunded int64             `json:"amount_refunded"`
+	Currency       string            `json:"currency,omitempty"`
+	Metadata       map[string]string `json:"metadata,omitempty"`
+	Links          []Link            `json:"links,omitempty"`
+	RecordMeta
+}
+
+// EntityID implements eh.Entity.
+func (r *OrderRecord) EntityID() uuid.UUID {
+	return AggregateID(string(r.Provider), "order", r.ID)
+}
+
+// WalletEntry is one movement of credits.
+type WalletEntry struct {
+	Amount    int64  `json:"amount"`
+	Reason    string `json:"reason"`    // signup_bonus, top_up, refund_reversal
+	Reference string `json:"reference"` // what makes it unique: the user, the payment
+	EventID   string `json:"event_id"`
+	// Held entries count toward Pending, not Available: the user is not
+	// known yet, or was deleted.
+	Held bool `json:"held"`
+}
+
+// WalletRecord is a user's credits.
+type WalletRecord struct {
+	UserID    string        `json:"user_id"`
+	Balance   int64         `json:"balance"`
+	Available int64         `json:"available"`
+	Pending   int64         `json:"pending"`
+	Entries   []WalletEntry `json:"entries"`
+	UserKnown bool          `json:"user_known"`
+	Deleted   bool          `json:"user_deleted"`
+	RecordMeta
+}
+
+// EntityID implements eh.Entity.
+func (r *WalletRecord) EntityID() uuid.UUID {
+	return AggregateID("billfold", "wallet", r.UserID)
+}
