@@ -24,6 +24,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/reducers"
 )
 
 // serveOptions are billfold serve's flags.
@@ -144,6 +145,17 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		return err
 	}
 
+	projs := reducers.All(reducers.DefaultOptions())
+	engine, err := projections.NewEngine(setupCtx, js, projs, projections.EngineOptions{
+		Replicas: o.replicas, Metrics: projections.NewProjectorMetrics(reg), Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	engineCtx, stopEngine := context.WithCancel(context.Background())
+	engineDone := make(chan struct{})
+	go func() { engine.Run(engineCtx); close(engineDone) }()
+
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -160,7 +172,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	admin.HandleFunc("GET /v1/events/{provider}/{event_id}", projections.NewLedger(js).ServeEvent)
+	admin.HandleFunc("GET /v1/events/{provider}/{event_id}", projections.NewLedger(js, projs).ServeEvent)
 	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		projections.WriteError(w, domain.Errorf(domain.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})
@@ -198,6 +210,8 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err := deliveries.Close(shutdownCtx); err != nil {
 		log.Warn("delivery log not fully flushed", "error", err)
 	}
+	stopEngine()
+	<-engineDone
 	log.Info("stopped")
 	return nil
 }
