@@ -205,3 +205,10 @@ func runBillfold(t *testing.T, args ...string) (string, int) {
 	}
 	return string(out), 0
 }
+
+// ctxT is a context bounded by 30 s and the test.
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
