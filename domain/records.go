@@ -34,10 +34,6 @@ type RecordMeta struct {
 	Version   int       `json:"version"`
 	UpdatedAt time.Time `json:"updated_at"`
 	EventIDs  []string  `json:"event_ids"`
-	// Folded is every event folded in, ordered by provider time then id:
-	// the set the other fields derive from, and what makes a redelivery a
-	// no-op.
-	Folded []EventRef `json:"folded"`
 }
 
 // AggregateVersion implements eh.Versionable.

@@ -1,0 +1,103 @@
+package reducers
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/billfold/billfold/domain"
+)
+
+// Stored is a record as a projection store holds it: the record that
+// queries and change feeds show, and the merge state it derives from. The
+// merge state is what makes folding order-independent; it is billfold's
+// own and may change between versions (a rebuild rewrites it).
+type Stored[R any, M any] struct {
+	Record R `json:"record"`
+	Merge  M `json:"merge"`
+}
+
+// decodeStored decodes a stored record; nil data is the zero record.
+func decodeStored[R any, M any](data []byte) (Stored[R, M], error) {
+	var s Stored[R, M]
+	if data == nil {
+		return s, nil
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return s, domain.Wrap(domain.CodeReducerDecode, err, "stored record does not decode")
+	}
+	return s, nil
+}
+
+// encode encodes a stored record. encoding/json sorts map keys, so equal
+// records encode to equal bytes.
+func (s Stored[R, M]) encode() []byte {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic("reducers: record does not encode: " + err.Error()) // only plain data types are stored
+	}
+	return b
+}
+
+// Folded is the set of events folded into a record, ordered by provider
+// time then id: what makes a redelivery a no-op and what RecordMeta derives
+// from.
+type Folded []domain.EventRef
+
+// add records ev and reports whether it was new, updating meta.
+func (f *Folded) add(meta *domain.RecordMeta, ev *domain.Envelope) bool {
+	ref := domain.EventRef{At: ev.Created.UTC(), EventID: ev.EventID}
+	i, found := slices.BinarySearchFunc(*f, ref, compareRefs)
+	if found {
+		return false
+	}
+	*f = slices.Insert(*f, i, ref)
+	all := *f
+	meta.Version = len(all)
+	meta.UpdatedAt = all[len(all)-1].At
+	meta.EventIDs = meta.EventIDs[:0]
+	for _, r := range all[max(0, len(all)-domain.MaxRecordEvents):] {
+		meta.EventIDs = append(meta.EventIDs, r.EventID)
+	}
+	return true
+}
+
+func compareRefs(a, b domain.EventRef) int {
+	if c := a.At.Compare(b.At); c != 0 {
+		return c
+	}
+	return strings.Compare(a.EventID, b.EventID)
+}
+
+// Stamp orders the facts of a last-writer-wins register: by the provider's
+// clock, then by Rank (what the event type says about its place among
+// events of the same second), then by event id, so the order is total and
+// every process picks the same winner.
+type Stamp struct {
+	At      time.Time `json:"at"`
+	Rank    int       `json:"rank"`
+	EventID string    `json:"event_id"`
+}
+
+// Compare orders stamps.
+func (s Stamp) Compare(o Stamp) int {
+	if c := s.At.Compare(o.At); c != 0 {
+		return c
+	}
+	if s.Rank != o.Rank {
+		if s.Rank < o.Rank {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(s.EventID, o.EventID)
+}
+
+// After reports whether s wins over o.
+func (s Stamp) After(o Stamp) bool { return s.Compare(o) > 0 }
+
+// stampOf is the stamp of ev with rank.
+func stampOf(ev *domain.Envelope, rank int) Stamp {
+	return Stamp{At: ev.Created.UTC(), Rank: rank, EventID: ev.EventID}
+}
