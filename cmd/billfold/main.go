@@ -18,6 +18,8 @@ type command struct {
 
 var commands = map[string]command{
 	"serve":   {"run the server: webhook intake, journal, projections and the admin API", runServe},
+	"sign":    {"print the headers and a curl command that make an event verify", runSign},
+	"send":    {"sign an event and deliver it to a running server", runSend},
 	"version": {"print the version", runVersion},
 }
 

@@ -155,6 +155,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	engineCtx, stopEngine := context.WithCancel(context.Background())
 	engineDone := make(chan struct{})
 	go func() { engine.Run(engineCtx); close(engineDone) }()
+	defer func() { stopEngine(); <-engineDone }()
 
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -210,8 +211,6 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err := deliveries.Close(shutdownCtx); err != nil {
 		log.Warn("delivery log not fully flushed", "error", err)
 	}
-	stopEngine()
-	<-engineDone
 	log.Info("stopped")
 	return nil
 }
