@@ -101,6 +101,10 @@ type Verifier struct {
 // timestamp so that a forged header is reported as a mismatch whatever time
 // it claims, and an old timestamp is only reported for a genuine signature.
 func (v Verifier) Verify(h http.Header, body []byte, now time.Time) error {
+	if len(h.Values(SignatureHeader)) > 1 {
+		// Which one would Stripe have meant? Refuse rather than guess.
+		return domain.Errorf(domain.CodeSigMalformed, "more than one %s header", SignatureHeader)
+	}
 	sig, err := ParseHeader(h.Get(SignatureHeader))
 	if err != nil {
 		return err
