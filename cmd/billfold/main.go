@@ -18,6 +18,7 @@ type command struct {
 
 var commands = map[string]command{
 	"serve":   {"run the server: webhook intake, journal, projections and the admin API", runServe},
+	"bench":   {"measure ingest against the machine's own HTTP and durable-append limits", runBench},
 	"sign":    {"print the headers and a curl command that make an event verify", runSign},
 	"send":    {"sign an event and deliver it to a running server", runSend},
 	"version": {"print the version", runVersion},
