@@ -183,3 +183,10 @@ type WalletRecord struct {
 func (r *WalletRecord) EntityID() uuid.UUID {
 	return AggregateID("billfold", "wallet", r.UserID)
 }
+
+// RecordKey is the key of a record in its projection's KV bucket:
+// "<kind>.<aggregate id>", for example "subscription.0f8a…". Keys are the
+// eventhorizon entity ids, so the stores can serve as eh repositories, and
+// the kind prefix lets one bucket hold a projection's helper records (a
+// wallet's top-ups) beside its records.
+func RecordKey(kind string, id uuid.UUID) string { return kind + "." + id.String() }

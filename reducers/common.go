@@ -1,0 +1,90 @@
+package reducers
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/billfold/billfold/domain"
+)
+
+// update folds ev into the record under key: it reads the stored record,
+// lets apply change it, and returns the new encoding. An event already
+// folded into the record changes nothing. apply sees the record with ev
+// already added to folded.
+func update[R any, M any](records Lookup, key string, ev *domain.Envelope, folded func(*Stored[R, M]) (*Folded, *domain.RecordMeta), apply func(*Stored[R, M]) error) (Changes, error) {
+	raw, err := records.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	s, err := decodeStored[R, M](raw)
+	if err != nil {
+		return nil, err
+	}
+	f, meta := folded(&s)
+	if !f.add(meta, ev) {
+		return nil, nil
+	}
+	if err := apply(&s); err != nil {
+		return nil, err
+	}
+	return Changes{key: s.encode()}, nil
+}
+
+// merge adds the changes of b to a.
+func merge(a, b Changes) Changes {
+	if a == nil {
+		return b
+	}
+	for k, v := range b {
+		a[k] = v
+	}
+	return a
+}
+
+// failSwitch refuses events of the configured types: the rehearsal switch
+// for a reducer bug (Options.FailTypes).
+func failSwitch(o Options, ev *domain.Envelope) error {
+	if slices.Contains(o.FailTypes, ev.EventType) {
+		return domain.Errorf(domain.CodeReducerFailed, "events of type %s are configured to fail (BILLFOLD_FAIL_EVENT_TYPES)", ev.EventType)
+	}
+	return nil
+}
+
+// addLinks adds ls to the set, kept sorted and without duplicates.
+func addLinks(set []domain.Link, ls ...domain.Link) []domain.Link {
+	for _, l := range ls {
+		i, found := slices.BinarySearchFunc(set, l, compareLinks)
+		if !found {
+			set = slices.Insert(set, i, l)
+		}
+	}
+	return set
+}
+
+func compareLinks(a, b domain.Link) int {
+	if c := strings.Compare(a.Kind, b.Kind); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Value, b.Value)
+}
+
+// recordKey is the store key of a provider object's record.
+func recordKey(kind, namespace, id string) string {
+	return domain.RecordKey(kind, domain.AggregateID(namespace, kind, id))
+}
+
+// Kinds of record in the stores.
+const (
+	kindCustomer     = "customer"
+	kindSubscription = "subscription"
+	kindOrder        = "order"
+	kindWallet       = "wallet"
+	kindTopUp        = "topup"
+)
+
+// CustomerKey, SubscriptionKey, OrderKey and WalletKey are the store keys
+// of records, for the query side.
+func CustomerKey(namespace, id string) string     { return recordKey(kindCustomer, namespace, id) }
+func SubscriptionKey(namespace, id string) string { return recordKey(kindSubscription, namespace, id) }
+func OrderKey(namespace, id string) string        { return recordKey(kindOrder, namespace, id) }
+func WalletKey(userID string) string              { return recordKey(kindWallet, "billfold", userID) }

@@ -1,0 +1,197 @@
+package reducers
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/billfold/billfold/domain"
+)
+
+// customerMerge is the merge state of a customer record: the provider
+// snapshot with the latest stamp, a sticky deletion, and the links learned
+// from other objects (checkout sessions), a set.
+type customerMerge struct {
+	Folded   Folded            `json:"folded"`
+	Snapshot *customerSnapshot `json:"snapshot,omitempty"`
+	Deleted  bool              `json:"deleted,omitempty"`
+	Links    []domain.Link     `json:"links,omitempty"`
+}
+
+type customerSnapshot struct {
+	Stamp     Stamp             `json:"stamp"`
+	Email     string            `json:"email,omitempty"`
+	Name      string            `json:"name,omitempty"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+	CreatedAt int64             `json:"created_at,omitempty"`
+}
+
+type storedCustomer = Stored[domain.CustomerRecord, customerMerge]
+
+// Customers is the customers projection: Stripe customers, Clerk users, and
+// the links between them from metadata.
+type Customers struct{ o Options }
+
+// Name implements Projection.
+func (Customers) Name() string { return domain.ProjectionCustomers }
+
+// customerRanks order a customer's events of one second: a creation before
+// an update before a deletion.
+var customerRanks = map[string]int{
+	"customer.created": 0, "customer.updated": 1, "customer.deleted": 2,
+	"user.created": 0, "user.updated": 1, "user.deleted": 2,
+}
+
+// Handles implements Projection.
+func (Customers) Handles(p domain.Provider, t string) bool {
+	switch p {
+	case domain.Stripe:
+		_, ok := customerRanks[t]
+		return ok || t == "checkout.session.completed" || t == "checkout.session.async_payment_succeeded"
+	case domain.Clerk:
+		_, ok := customerRanks[t]
+		return ok
+	}
+	return false
+}
+
+// Apply implements Projection.
+func (c Customers) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
+	if err := failSwitch(c.o, ev); err != nil {
+		return nil, err
+	}
+	if ev.Provider == domain.Clerk {
+		return c.applyClerk(ev, records)
+	}
+	e, err := decodeStripe(ev)
+	if err != nil {
+		return nil, err
+	}
+	if ev.EventType == "checkout.session.completed" || ev.EventType == "checkout.session.async_payment_succeeded" {
+		var s struct {
+			Customer expandable `json:"customer"`
+			Metadata metadata   `json:"metadata"`
+		}
+		if err := decodeObject(ev, e.Data.Object, &s); err != nil || s.Customer == "" {
+			return nil, err
+		}
+		return c.update(ev, records, string(s.Customer), func(m *customerMerge) {
+			m.Links = addLinks(m.Links, links(s.Metadata, c.o.LinkKeys)...)
+		})
+	}
+	var cus struct {
+		ID       string   `json:"id"`
+		Email    string   `json:"email"`
+		Name     string   `json:"name"`
+		Metadata metadata `json:"metadata"`
+		Created  int64    `json:"created"`
+		Deleted  bool     `json:"deleted"`
+	}
+	if err := decodeObject(ev, e.Data.Object, &cus); err != nil {
+		return nil, err
+	}
+	if cus.ID == "" {
+		return nil, domain.Errorf(domain.CodeReducerDecode, "Stripe %s %s: customer has no id", ev.EventType, ev.EventID)
+	}
+	snap := customerSnapshot{Stamp: stampOf(ev, customerRanks[ev.EventType]), Email: cus.Email, Name: cus.Name, Metadata: cus.Metadata, CreatedAt: cus.Created}
+	return c.update(ev, records, cus.ID, func(m *customerMerge) {
+		m.offer(snap)
+		m.Deleted = m.Deleted || cus.Deleted || ev.EventType == "customer.deleted"
+	})
+}
+
+// clerkUser is the part of a Clerk user payload billfold reads.
+type clerkUser struct {
+	ID             string `json:"id"`
+	FirstName      string `json:"first_name"`
+	LastName       string `json:"last_name"`
+	PrimaryEmailID string `json:"primary_email_address_id"`
+	Emails         []struct {
+		ID      string `json:"id"`
+		Address string `json:"email_address"`
+	} `json:"email_addresses"`
+	CreatedAt int64 `json:"created_at"` // milliseconds
+	Deleted   bool  `json:"deleted"`
+}
+
+func (u clerkUser) primaryEmail() string {
+	for _, e := range u.Emails {
+		if e.ID == u.PrimaryEmailID {
+			return e.Address
+		}
+	}
+	return ""
+}
+
+func decodeClerkUser(ev *domain.Envelope) (clerkUser, error) {
+	var e struct {
+		Data json.RawMessage `json:"data"`
+	}
+	var u clerkUser
+	if err := decodeObject(ev, ev.Body, &e); err != nil {
+		return u, err
+	}
+	if err := decodeObject(ev, e.Data, &u); err != nil {
+		return u, err
+	}
+	if u.ID == "" {
+		return u, domain.Errorf(domain.CodeReducerDecode, "Clerk %s %s: data has no id", ev.EventType, ev.EventID)
+	}
+	return u, nil
+}
+
+func (c Customers) applyClerk(ev *domain.Envelope, records Lookup) (Changes, error) {
+	u, err := decodeClerkUser(ev)
+	if err != nil {
+		return nil, err
+	}
+	deleted := u.Deleted || ev.EventType == "user.deleted"
+	snap := customerSnapshot{Stamp: stampOf(ev, customerRanks[ev.EventType]), Email: u.primaryEmail(), CreatedAt: u.CreatedAt / 1000}
+	snap.Name = joinName(u.FirstName, u.LastName)
+	return c.update(ev, records, u.ID, func(m *customerMerge) {
+		if !deleted { // a deletion carries no profile; it must not blank the last one
+			m.offer(snap)
+		}
+		m.Deleted = m.Deleted || deleted
+	})
+}
+
+func joinName(first, last string) string {
+	switch {
+	case first == "":
+		return last
+	case last == "":
+		return first
+	}
+	return first + " " + last
+}
+
+// offer keeps the snapshot with the latest stamp.
+func (m *customerMerge) offer(s customerSnapshot) {
+	if m.Snapshot == nil || s.Stamp.After(m.Snapshot.Stamp) {
+		m.Snapshot = &s
+	}
+}
+
+func (c Customers) update(ev *domain.Envelope, records Lookup, id string, change func(*customerMerge)) (Changes, error) {
+	key := recordKey(kindCustomer, ev.Namespace(), id)
+	return update(records, key, ev, func(s *storedCustomer) (*Folded, *domain.RecordMeta) { return &s.Merge.Folded, &s.Record.RecordMeta },
+		func(s *storedCustomer) error {
+			change(&s.Merge)
+			c.derive(&s.Record, &s.Merge, ev.Provider, id)
+			return nil
+		})
+}
+
+// derive computes the record from its merge state.
+func (c Customers) derive(r *domain.CustomerRecord, m *customerMerge, p domain.Provider, id string) {
+	r.Provider, r.ID, r.Deleted = p, id, m.Deleted
+	r.Links = m.Links
+	if s := m.Snapshot; s != nil {
+		r.Email, r.Name, r.Metadata = s.Email, s.Name, s.Metadata
+		r.Links = addLinks(append([]domain.Link(nil), m.Links...), links(s.Metadata, c.o.LinkKeys)...)
+		if s.CreatedAt > 0 {
+			t := time.Unix(s.CreatedAt, 0).UTC()
+			r.CreatedAt = &t
+		}
+	}
+}
