@@ -30,5 +30,5 @@ func DefaultOptions() Options {
 
 // All returns every projection with the given options.
 func All(o Options) []Projection {
-	return nil
+	return []Projection{Customers{o}, Subscriptions{o}, Orders{o}, Wallets{o}}
 }

@@ -184,6 +184,7 @@ func (c Customers) update(ev *domain.Envelope, records Lookup, id string, change
 
 // derive computes the record from its merge state.
 func (c Customers) derive(r *domain.CustomerRecord, m *customerMerge, p domain.Provider, id string) {
+	*r = domain.CustomerRecord{RecordMeta: r.RecordMeta} // derived from the merge state alone
 	r.Provider, r.ID, r.Deleted = p, id, m.Deleted
 	r.Links = m.Links
 	if s := m.Snapshot; s != nil {

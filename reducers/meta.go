@@ -53,14 +53,32 @@ func (f *Folded) add(meta *domain.RecordMeta, ev *domain.Envelope) bool {
 		return false
 	}
 	*f = slices.Insert(*f, i, ref)
-	all := *f
+	f.describe(meta)
+	return true
+}
+
+// describe sets meta from the set.
+func (f Folded) describe(meta *domain.RecordMeta) {
+	all := f
+	if len(all) == 0 {
+		return
+	}
 	meta.Version = len(all)
 	meta.UpdatedAt = all[len(all)-1].At
 	meta.EventIDs = meta.EventIDs[:0]
 	for _, r := range all[max(0, len(all)-domain.MaxRecordEvents):] {
 		meta.EventIDs = append(meta.EventIDs, r.EventID)
 	}
-	return true
+}
+
+// union adds every event of other, updating meta.
+func (f *Folded) union(meta *domain.RecordMeta, other Folded) {
+	for _, r := range other {
+		if i, found := slices.BinarySearchFunc(*f, r, compareRefs); !found {
+			*f = slices.Insert(*f, i, r)
+		}
+	}
+	f.describe(meta)
 }
 
 func compareRefs(a, b domain.EventRef) int {

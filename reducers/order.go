@@ -14,6 +14,9 @@ type Fact struct {
 	Stamp  Stamp                      `json:"stamp"`
 	Fields map[string]json.RawMessage `json:"fields"`
 	Prev   map[string]json.RawMessage `json:"prev,omitempty"`
+	// Data is the projection's own reading of the snapshot, so deriving a
+	// record never decodes the provider payload again.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // follows reports whether a is a change made after b: a says what its
@@ -99,18 +102,19 @@ func topoSort(group []Fact) {
 }
 
 // addFact adds f to a history kept to the latest limit facts, ignoring a
-// fact already there. Keeping the top of an ordered set is itself
-// order-independent.
-func addFact(history []Fact, f Fact, limit int) ([]Fact, bool) {
+// fact already there, and returns the facts that fell off the end (at most
+// one). Keeping the top of an ordered set is itself order-independent.
+func addFact(history []Fact, f Fact, limit int) (kept []Fact, added bool, dropped []Fact) {
 	for _, h := range history {
 		if h.Stamp.EventID == f.Stamp.EventID {
-			return history, false
+			return history, false, nil
 		}
 	}
 	history = append(history, f)
 	slices.SortFunc(history, func(a, b Fact) int { return a.Stamp.Compare(b.Stamp) })
-	if len(history) > limit {
-		history = history[len(history)-limit:]
+	if n := len(history) - limit; n > 0 {
+		dropped = slices.Clone(history[:n])
+		history = history[n:]
 	}
-	return history, true
+	return history, true, dropped
 }

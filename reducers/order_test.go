@@ -80,7 +80,7 @@ func TestOrderFactsIsOrderIndependent(t *testing.T) {
 		build := func(in []Fact) []Fact {
 			var h []Fact
 			for _, f := range in {
-				h, _ = addFact(h, f, limit)
+				h, _, _ = addFact(h, f, limit)
 			}
 			return orderFacts(h)
 		}

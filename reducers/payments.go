@@ -1,0 +1,181 @@
+package reducers
+
+import (
+	"encoding/json"
+	"sort"
+
+	"github.com/billfold/billfold/domain"
+)
+
+// refundLedger is what a payment's refunds add up to, as mergeable state:
+// refunds keyed by their provider id (each a last-writer-wins register, so
+// a refund that later fails stops counting), and the largest cumulative
+// amount_refunded any charge snapshot reported.
+type refundLedger struct {
+	Refunds        map[string]stampedRefund `json:"refunds,omitempty"`
+	ChargeRefunded int64                    `json:"charge_refunded,omitempty"`
+}
+
+type stampedRefund struct {
+	Stamp  Stamp  `json:"stamp"`
+	Amount int64  `json:"amount"`
+	Status string `json:"status,omitempty"`
+}
+
+// add records one refund.
+func (l *refundLedger) add(id string, r stampedRefund) {
+	if l.Refunds == nil {
+		l.Refunds = map[string]stampedRefund{}
+	}
+	if old, ok := l.Refunds[id]; !ok || r.Stamp.After(old.Stamp) {
+		l.Refunds[id] = r
+	}
+}
+
+// total is the amount refunded: the larger of the refunds that have not
+// failed and the charges' own cumulative figure.
+func (l refundLedger) total() int64 {
+	var sum int64
+	for _, r := range l.Refunds {
+		if r.Status != "failed" && r.Status != "canceled" {
+			sum += r.Amount
+		}
+	}
+	return max(sum, l.ChargeRefunded)
+}
+
+// stripePayment is what billfold reads of the Stripe objects that make up
+// a one-off payment: checkout sessions, payment intents, charges and
+// refunds.
+type stripePayment struct {
+	Object        string     `json:"object"`
+	ID            string     `json:"id"`
+	Customer      expandable `json:"customer"`
+	Currency      string     `json:"currency"`
+	Metadata      metadata   `json:"metadata"`
+	PaymentIntent expandable `json:"payment_intent"`
+	Charge        expandable `json:"charge"`
+	// Sessions.
+	AmountTotal   int64  `json:"amount_total"`
+	PaymentStatus string `json:"payment_status"`
+	Mode          string `json:"mode"`
+	// Payment intents, charges and refunds.
+	Amount         int64  `json:"amount"`
+	AmountRefunded int64  `json:"amount_refunded"`
+	Status         string `json:"status"`
+	Refunds        *struct {
+		Data []struct {
+			ID     string `json:"id"`
+			Amount int64  `json:"amount"`
+			Status string `json:"status"`
+		} `json:"data"`
+	} `json:"refunds"`
+}
+
+func decodeStripePayment(ev *domain.Envelope) (stripePayment, error) {
+	var p stripePayment
+	e, err := decodeStripe(ev)
+	if err != nil {
+		return p, err
+	}
+	if err := decodeObject(ev, e.Data.Object, &p); err != nil {
+		return p, err
+	}
+	if p.ID == "" {
+		return p, domain.Errorf(domain.CodeReducerDecode, "Stripe %s %s: object has no id", ev.EventType, ev.EventID)
+	}
+	return p, nil
+}
+
+// paymentID is the payment intent the object belongs to, which is what
+// keys orders and top-ups: every object of a payment carries it, so any of
+// them can arrive first.
+func (p stripePayment) paymentID() string {
+	if p.Object == "payment_intent" {
+		return p.ID
+	}
+	return string(p.PaymentIntent)
+}
+
+// sessionID is the checkout session's id, for session objects.
+func (p stripePayment) sessionID() string {
+	if p.Object == "checkout.session" {
+		return p.ID
+	}
+	return ""
+}
+
+// chargeID is the charge the object is or belongs to.
+func (p stripePayment) chargeID() string {
+	if p.Object == "charge" {
+		return p.ID
+	}
+	return string(p.Charge)
+}
+
+// orderID is the key of the payment's order: the payment intent, else the
+// session, else the charge (a legacy charge without a payment intent).
+func (p stripePayment) orderID() string {
+	for _, id := range []string{p.paymentID(), p.sessionID(), p.chargeID()} {
+		if id != "" {
+			return id
+		}
+	}
+	return p.ID
+}
+
+// addRefunds records the refunds a refund or charge object reports.
+func (p stripePayment) addRefunds(l *refundLedger, stamp Stamp) {
+	switch p.Object {
+	case "refund":
+		l.add(p.ID, stampedRefund{Stamp: stamp, Amount: p.Amount, Status: p.Status})
+	case "charge":
+		l.ChargeRefunded = max(l.ChargeRefunded, p.AmountRefunded)
+		if p.Refunds != nil {
+			for _, r := range p.Refunds.Data {
+				l.add(r.ID, stampedRefund{Stamp: stamp, Amount: r.Amount, Status: r.Status})
+			}
+		}
+	}
+}
+
+// isStripeRefundEvent reports whether t reports refunds.
+func isStripeRefundEvent(t string) bool {
+	switch t {
+	case "charge.refunded", "refund.created", "refund.updated", "refund.failed", "charge.refund.updated":
+		return true
+	}
+	return false
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// pactaPayment is a PactaPay payment event's payload.
+type pactaPayment struct {
+	ID             string            `json:"id"`
+	PaymentID      string            `json:"payment_id"`
+	Amount         int64             `json:"amount"`
+	AmountRefunded int64             `json:"amount_refunded"`
+	Currency       string            `json:"currency"`
+	Customer       string            `json:"customer"`
+	Metadata       map[string]string `json:"metadata"`
+}
+
+func decodePactaPay(ev *domain.Envelope) (pactaPayment, error) {
+	var p pactaPayment
+	if err := json.Unmarshal(ev.Body, &p); err != nil {
+		return p, domain.Wrap(domain.CodeReducerDecode, err, "PactaPay event "+ev.EventID)
+	}
+	if p.PaymentID == "" {
+		return p, domain.Errorf(domain.CodeReducerDecode, "PactaPay event %s has no payment_id", ev.EventID)
+	}
+	return p, nil
+}

@@ -1,0 +1,262 @@
+package reducers
+
+import (
+	"bytes"
+	"slices"
+
+	"github.com/billfold/billfold/domain"
+)
+
+// Wallet entry reasons.
+const (
+	ReasonSignupBonus    = "signup_bonus"
+	ReasonTopUp          = "top_up"
+	ReasonRefundReversal = "refund_reversal"
+)
+
+// walletMerge is the merge state of a wallet: whether the user is known
+// and deleted (sticky flags), and its entries keyed by reference, so a
+// payment credits once however often it is seen.
+type walletMerge struct {
+	Folded  Folded                 `json:"folded"`
+	Known   bool                   `json:"known,omitempty"`
+	Deleted bool                   `json:"deleted,omitempty"`
+	Entries map[string]walletEntry `json:"entries,omitempty"`
+}
+
+type walletEntry struct {
+	Stamp  Stamp  `json:"stamp"`
+	Amount int64  `json:"amount"`
+	Reason string `json:"reason"`
+}
+
+type storedWallet = Stored[domain.WalletRecord, walletMerge]
+
+// TopUp is a paid top-up as the wallets projection tracks it, keyed by its
+// payment intent (or its checkout session when it has none): the credits
+// it grants and the refunds that may reverse them.
+type TopUp struct {
+	ID             string `json:"id"`
+	UserID         string `json:"user_id,omitempty"`
+	Credits        int64  `json:"credits,omitempty"`
+	Amount         int64  `json:"amount"`
+	AmountRefunded int64  `json:"amount_refunded"`
+	Reversed       bool   `json:"reversed"`
+	domain.RecordMeta
+}
+
+type topUpMerge struct {
+	Folded Folded `json:"folded"`
+	// Grant is the earliest crediting event (by stamp) with its metadata.
+	Grant   *topUpGrant  `json:"grant,omitempty"`
+	Amount  int64        `json:"amount,omitempty"`
+	Refunds refundLedger `json:"refunds"`
+	// LastRefund is the latest refund-reporting event, the reference of a
+	// reversal.
+	LastRefund *Stamp `json:"last_refund,omitempty"`
+}
+
+type topUpGrant struct {
+	Stamp   Stamp  `json:"stamp"`
+	UserID  string `json:"user_id"`
+	Credits int64  `json:"credits"`
+}
+
+type storedTopUp = Stored[TopUp, topUpMerge]
+
+// Wallets is the wallets projection: signup bonuses for Clerk users and
+// paid Stripe top-ups, with full refunds reversing them.
+type Wallets struct{ o Options }
+
+// Name implements Projection.
+func (Wallets) Name() string { return domain.ProjectionWallets }
+
+// Handles implements Projection.
+func (Wallets) Handles(p domain.Provider, t string) bool {
+	switch p {
+	case domain.Clerk:
+		return t == "user.created" || t == "user.deleted"
+	case domain.Stripe:
+		return t == "checkout.session.completed" || t == "checkout.session.async_payment_succeeded" || isStripeRefundEvent(t)
+	}
+	return false
+}
+
+// Apply implements Projection.
+func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
+	if err := failSwitch(w.o, ev); err != nil {
+		return nil, err
+	}
+	if ev.Provider == domain.Clerk {
+		return w.applyClerk(ev, records)
+	}
+	p, err := decodeStripePayment(ev)
+	if err != nil {
+		return nil, err
+	}
+	var grant *topUpGrant
+	if p.Object == "checkout.session" {
+		if _, isTopUp := p.Metadata["credits"]; !isTopUp {
+			return nil, nil // a purchase, not a top-up
+		}
+		if ev.EventType == "checkout.session.completed" && p.PaymentStatus != "paid" {
+			return nil, nil // credited when async_payment_succeeded says it is paid
+		}
+		if grant, err = w.topUpGrant(ev, p); err != nil {
+			return nil, err
+		}
+	}
+	id := p.paymentID()
+	if id == "" {
+		id = p.sessionID()
+	}
+	if id == "" {
+		return nil, nil // a refund of a legacy charge: never a top-up
+	}
+	key := recordKey(kindTopUp, ev.Namespace(), id)
+	raw, err := records.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	topUp, err := decodeStored[TopUp, topUpMerge](raw)
+	if err != nil {
+		return nil, err
+	}
+	var changes Changes
+	if topUp.Merge.Folded.add(&topUp.Record.RecordMeta, ev) {
+		stamp := stampOf(ev, 0)
+		m := &topUp.Merge
+		if grant != nil && (m.Grant == nil || m.Grant.Stamp.After(grant.Stamp)) {
+			m.Grant = grant
+		}
+		m.Amount = max(m.Amount, p.AmountTotal, p.Amount*boolInt(p.Object == "charge"))
+		if isStripeRefundEvent(ev.EventType) {
+			p.addRefunds(&m.Refunds, stamp)
+			if m.LastRefund == nil || stamp.After(*m.LastRefund) {
+				m.LastRefund = &stamp
+			}
+		}
+		w.deriveTopUp(&topUp.Record, m, id)
+		changes = Changes{key: topUp.encode()}
+	}
+	if topUp.Merge.Grant == nil {
+		return changes, nil // no user to credit yet
+	}
+	// Always recompute the wallet from the top-up, even for an event the
+	// top-up had already folded: the process may have stopped between the
+	// two writes.
+	c, err := w.updateWallet(records, topUp.Merge.Grant.UserID, func(wm *walletMerge, meta *domain.RecordMeta) {
+		wm.Folded.union(meta, topUp.Merge.Folded)
+		setTopUpEntries(wm, id, topUp.Record, topUp.Merge)
+	})
+	return merge(changes, c), err
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// topUpGrant validates a top-up's metadata: a user and a positive integer
+// number of credits, or a permanent error that says which is wrong.
+func (w Wallets) topUpGrant(ev *domain.Envelope, p stripePayment) (*topUpGrant, error) {
+	user := p.Metadata[w.o.UserIDKey]
+	if user == "" {
+		return nil, domain.Errorf(domain.CodeReducerInvalid, "top-up %s (event %s) has credits but no metadata %q naming the user", p.ID, ev.EventID, w.o.UserIDKey)
+	}
+	credits, ok := parsePositiveInt(p.Metadata["credits"])
+	if !ok {
+		return nil, domain.Errorf(domain.CodeReducerInvalid, "top-up %s (event %s): metadata credits %q is not a positive integer", p.ID, ev.EventID, p.Metadata["credits"])
+	}
+	return &topUpGrant{Stamp: stampOf(ev, 0), UserID: user, Credits: credits}, nil
+}
+
+func (w Wallets) deriveTopUp(r *TopUp, m *topUpMerge, id string) {
+	*r = TopUp{ID: id, Amount: m.Amount, AmountRefunded: m.Refunds.total(), RecordMeta: r.RecordMeta}
+	if m.Grant != nil {
+		r.UserID, r.Credits = m.Grant.UserID, m.Grant.Credits
+	}
+	r.Reversed = r.Amount > 0 && r.AmountRefunded >= r.Amount
+}
+
+// setTopUpEntries writes a top-up's entries into its user's wallet: the
+// credit, and its reversal while the top-up is fully refunded.
+func setTopUpEntries(wm *walletMerge, id string, t TopUp, m topUpMerge) {
+	if wm.Entries == nil {
+		wm.Entries = map[string]walletEntry{}
+	}
+	wm.Entries[ReasonTopUp+":"+id] = walletEntry{Stamp: m.Grant.Stamp, Amount: t.Credits, Reason: ReasonTopUp}
+	reversal := ReasonRefundReversal + ":" + id
+	delete(wm.Entries, reversal)
+	if t.Reversed && m.LastRefund != nil {
+		wm.Entries[reversal] = walletEntry{Stamp: *m.LastRefund, Amount: -t.Credits, Reason: ReasonRefundReversal}
+	}
+}
+
+func (w Wallets) applyClerk(ev *domain.Envelope, records Lookup) (Changes, error) {
+	u, err := decodeClerkUser(ev)
+	if err != nil {
+		return nil, err
+	}
+	return w.updateWallet(records, u.ID, func(wm *walletMerge, meta *domain.RecordMeta) {
+		if !wm.Folded.add(meta, ev) {
+			return
+		}
+		if ev.EventType == "user.deleted" {
+			wm.Deleted = true
+			return
+		}
+		wm.Known = true
+		if wm.Entries == nil {
+			wm.Entries = map[string]walletEntry{}
+		}
+		ref := ReasonSignupBonus + ":" + u.ID
+		bonus := walletEntry{Stamp: stampOf(ev, 0), Amount: w.o.SignupBonus, Reason: ReasonSignupBonus}
+		if old, ok := wm.Entries[ref]; !ok || old.Stamp.After(bonus.Stamp) {
+			wm.Entries[ref] = bonus // once per user, from the earliest user.created
+		}
+	})
+}
+
+// updateWallet reads a user's wallet, changes it, and returns it when its
+// encoding changed.
+func (w Wallets) updateWallet(records Lookup, userID string, change func(*walletMerge, *domain.RecordMeta)) (Changes, error) {
+	key := WalletKey(userID)
+	raw, err := records.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	s, err := decodeStored[domain.WalletRecord, walletMerge](raw)
+	if err != nil {
+		return nil, err
+	}
+	change(&s.Merge, &s.Record.RecordMeta)
+	deriveWallet(&s.Record, &s.Merge, userID)
+	b := s.encode()
+	if bytes.Equal(b, raw) {
+		return nil, nil
+	}
+	return Changes{key: b}, nil
+}
+
+// deriveWallet computes the wallet from its merge state. Entries are held
+// (pending, not available) while the user is unknown or once deleted.
+func deriveWallet(r *domain.WalletRecord, m *walletMerge, userID string) {
+	*r = domain.WalletRecord{UserID: userID, UserKnown: m.Known, Deleted: m.Deleted, Entries: []domain.WalletEntry{}, RecordMeta: r.RecordMeta}
+	held := !m.Known || m.Deleted
+	for _, ref := range sortedKeys(m.Entries) {
+		e := m.Entries[ref]
+		r.Entries = append(r.Entries, domain.WalletEntry{Amount: e.Amount, Reason: e.Reason, Reference: ref, EventID: e.Stamp.EventID, Held: held})
+		r.Balance += e.Amount
+		if held {
+			r.Pending += e.Amount
+		} else {
+			r.Available += e.Amount
+		}
+	}
+	slices.SortStableFunc(r.Entries, func(a, b domain.WalletEntry) int {
+		return m.Entries[a.Reference].Stamp.Compare(m.Entries[b.Reference].Stamp)
+	})
+}
