@@ -4,13 +4,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/billfold/billfold/domain"
 )
+
+// tb is what the helpers need of *testing.T and *rapid.T.
+type tb interface {
+	require.TestingT
+	Helper()
+}
 
 // memory is a Lookup over a map: the reducers' view of a store in tests.
 type memory map[string][]byte
@@ -19,7 +24,7 @@ func (m memory) Get(key string) ([]byte, error) { return m[key], nil }
 
 // fold applies events in the given order to a fresh store with every
 // projection, failing the test on any reducer error.
-func fold(t testing.TB, o Options, events []*domain.Envelope) memory {
+func fold(t tb, o Options, events []*domain.Envelope) memory {
 	t.Helper()
 	m := memory{}
 	for _, ev := range events {
@@ -36,7 +41,7 @@ func fold(t testing.TB, o Options, events []*domain.Envelope) memory {
 }
 
 // record decodes the record part of a stored value.
-func record[R any](t testing.TB, m memory, key string) R {
+func record[R any](t tb, m memory, key string) R {
 	t.Helper()
 	var s struct {
 		Record R `json:"record"`
@@ -50,13 +55,13 @@ func record[R any](t testing.TB, m memory, key string) R {
 // history builds provider events with the provider clock starting at a
 // fixed instant; at advances it.
 type history struct {
-	t      testing.TB
+	t      tb
 	now    time.Time
 	n      int
 	events []*domain.Envelope
 }
 
-func newHistory(t testing.TB) *history {
+func newHistory(t tb) *history {
 	return &history{t: t, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 }
 
