@@ -39,9 +39,12 @@ const (
 	CodeStoreUnavailable Code = "BILLFOLD-STORE-UNAVAILABLE" // a projection store kept failing; the event went to the dead letters
 
 	// Query and admin API.
-	CodeNotFound     Code = "BILLFOLD-NOT-FOUND"    // no such record or event
-	CodeBadRequest   Code = "BILLFOLD-BAD-REQUEST"  // a query parameter is invalid
-	CodeUnauthorized Code = "BILLFOLD-UNAUTHORIZED" // missing or wrong bearer token
+	CodeNotFound Code = "BILLFOLD-NOT-FOUND" // no such record or event
+	// CodeProjectionReadOnly: something tried to write a projection record
+	// other than its reducer.
+	CodeProjectionReadOnly Code = "BILLFOLD-PROJECTION-READ-ONLY"
+	CodeBadRequest         Code = "BILLFOLD-BAD-REQUEST"  // a query parameter is invalid
+	CodeUnauthorized       Code = "BILLFOLD-UNAUTHORIZED" // missing or wrong bearer token
 
 	// CodeInternal is what any error without a code of its own maps to.
 	CodeInternal Code = "BILLFOLD-INTERNAL"

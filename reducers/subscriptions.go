@@ -93,7 +93,8 @@ func (Subscriptions) Handles(p domain.Provider, t string) bool {
 		_, inv := invoiceRanks[t]
 		return sub || inv
 	case domain.Braintree:
-		return braintreeSubscriptionKinds[t]
+		_, ok := braintreeSubscriptionKinds[t]
+		return ok
 	}
 	return false
 }
