@@ -6,7 +6,10 @@ import (
 	"time"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest/braintree"
+	"github.com/billfold/billfold/ingest/hmacsig"
 	"github.com/billfold/billfold/ingest/stripe"
+	"github.com/billfold/billfold/ingest/svix"
 )
 
 // DefaultMaxBodyBytes is an endpoint's default body limit.
@@ -22,7 +25,9 @@ type EndpointConfig struct {
 	Name string `yaml:"name"`
 	// Provider picks the verification scheme and payload format.
 	Provider domain.Provider `yaml:"provider"`
-	// Secrets are all valid at once, for rotation.
+	// Secrets are all valid at once, for rotation. Their form depends on
+	// the provider: Stripe and hmac take the secret string as is, clerk and
+	// standard a "whsec_<base64>" secret, braintree "public_key:private_key".
 	Secrets []string `yaml:"secrets"`
 	// Tolerance bounds a signed timestamp's distance from now, both ways.
 	Tolerance time.Duration `yaml:"tolerance"`
@@ -34,6 +39,12 @@ type EndpointConfig struct {
 	// cannot sign yet. It requires a name of at least MinUnsignedNameLength
 	// random characters (the name is then the only secret) and no secrets.
 	Unsigned bool `yaml:"unsigned"`
+	// HMAC describes the scheme of a provider hmac endpoint (required
+	// there, refused elsewhere).
+	HMAC *hmacsig.Config `yaml:"hmac"`
+	// TypeField is the JSON field (dotted path allowed) holding the event
+	// type for provider standard; default "type". Refused elsewhere.
+	TypeField string `yaml:"type_field"`
 }
 
 // MinUnsignedNameLength is the shortest name an unsigned endpoint may have.
@@ -96,10 +107,52 @@ func NewEndpoint(c EndpointConfig) (*Endpoint, error) {
 	} else if len(secrets) == 0 {
 		e.Misconfigured = domain.Errorf(domain.CodeConfigNoSecret, "endpoint %s has no secret: set it in the config file or the provider's environment variable", c.Name)
 	}
+	if c.HMAC != nil && c.Provider != domain.HMAC {
+		return nil, domain.Errorf(domain.CodeConfigInvalid, "endpoint %s: an hmac block belongs to provider hmac only", c.Name)
+	}
+	if c.TypeField != "" && c.Provider != domain.Standard {
+		return nil, domain.Errorf(domain.CodeConfigInvalid, "endpoint %s: type_field belongs to provider standard only", c.Name)
+	}
 	switch c.Provider {
 	case domain.Stripe:
 		e.Verifier = stripe.Verifier{Secrets: secrets, Tolerance: e.Tolerance}
 		e.Parser = stripe.Parser{}
+	case domain.Braintree:
+		keys := make([]braintree.KeyPair, 0, len(secrets))
+		for i, s := range secrets {
+			k, err := braintree.ParseKeyPair(s)
+			if err != nil {
+				return nil, domain.Errorf(domain.CodeConfigInvalid, "endpoint %s: secret %d: %s", c.Name, i+1, domain.ErrorMessage(err))
+			}
+			keys = append(keys, k)
+		}
+		e.Verifier = braintree.Verifier{Keys: keys}
+		e.Parser = braintree.Parser{}
+	case domain.Clerk, domain.Standard:
+		for i, s := range secrets {
+			if _, err := svix.ParseSecret(s); err != nil {
+				return nil, domain.Errorf(domain.CodeConfigInvalid, "endpoint %s: secret %d: %s", c.Name, i+1, domain.ErrorMessage(err))
+			}
+		}
+		e.Verifier = svix.Verifier{Secrets: secrets, Tolerance: e.Tolerance}
+		if c.Provider == domain.Clerk {
+			e.Parser = svix.ClerkParser{}
+		} else {
+			e.Parser = svix.StandardParser{TypeField: c.TypeField}
+		}
+	case domain.PactaPay:
+		e.Verifier = hmacsig.Verifier{Config: hmacsig.PactaPay(), Secrets: secrets, Tolerance: e.Tolerance}
+		e.Parser = hmacsig.PactaPayParser{}
+	case domain.HMAC:
+		if c.HMAC == nil {
+			return nil, domain.Errorf(domain.CodeConfigInvalid, "endpoint %s: provider hmac needs an hmac block (signature_header, template, ...)", c.Name)
+		}
+		if err := c.HMAC.Validate(); err != nil {
+			return nil, domain.Errorf(domain.CodeConfigInvalid, "endpoint %s: %s", c.Name, domain.ErrorMessage(err))
+		}
+		cfg := c.HMAC.WithDefaults()
+		e.Verifier = hmacsig.Verifier{Config: cfg, Secrets: secrets, Tolerance: e.Tolerance}
+		e.Parser = hmacsig.Parser{Config: cfg}
 	default:
 		return nil, domain.Errorf(domain.CodeConfigInvalid, "endpoint %s: unknown provider %q", c.Name, c.Provider)
 	}

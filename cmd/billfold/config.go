@@ -46,13 +46,34 @@ func loadConfig(path string) (fileConfig, error) {
 }
 
 // envEndpoints are the endpoints the conventional environment variables
-// enable when there is no config file.
-func envEndpoints() []ingest.EndpointConfig {
+// enable when there is no config file. Every variable is a comma-separated
+// list (secret rotation); BRAINTREE_PUBLIC_KEY and BRAINTREE_PRIVATE_KEY
+// pair up by position, so lists of different lengths are
+// BILLFOLD-CONFIG-INVALID.
+func envEndpoints() ([]ingest.EndpointConfig, error) {
 	var eps []ingest.EndpointConfig
 	if v := os.Getenv("STRIPE_WEBHOOK_SECRET"); v != "" {
 		eps = append(eps, ingest.EndpointConfig{Name: "stripe", Provider: domain.Stripe, Secrets: splitList(v)})
 	}
-	return eps
+	pubs, privs := splitList(os.Getenv("BRAINTREE_PUBLIC_KEY")), splitList(os.Getenv("BRAINTREE_PRIVATE_KEY"))
+	if len(pubs) != len(privs) {
+		return nil, domain.Errorf(domain.CodeConfigInvalid,
+			"BRAINTREE_PUBLIC_KEY has %d keys and BRAINTREE_PRIVATE_KEY %d: they pair up by position, so give both the same number", len(pubs), len(privs))
+	}
+	if len(pubs) > 0 {
+		secrets := make([]string, len(pubs))
+		for i := range pubs {
+			secrets[i] = pubs[i] + ":" + privs[i]
+		}
+		eps = append(eps, ingest.EndpointConfig{Name: "braintree", Provider: domain.Braintree, Secrets: secrets})
+	}
+	if v := os.Getenv("CLERK_WEBHOOK_SECRET"); v != "" {
+		eps = append(eps, ingest.EndpointConfig{Name: "clerk", Provider: domain.Clerk, Secrets: splitList(v)})
+	}
+	if v := os.Getenv("PACTAPAY_WEBHOOK_SECRET"); v != "" {
+		eps = append(eps, ingest.EndpointConfig{Name: "pactapay", Provider: domain.PactaPay, Secrets: splitList(v)})
+	}
+	return eps, nil
 }
 
 // splitList splits a comma-separated list, trimming spaces.

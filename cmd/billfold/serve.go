@@ -258,8 +258,13 @@ func checkBypassDataDir(o serveOptions) error {
 // from the conventional environment variables, and warns about each one
 // that cannot verify.
 func buildEndpoints(configPath string, log *slog.Logger) ([]*ingest.Endpoint, error) {
-	configs := envEndpoints()
-	if configPath != "" {
+	var configs []ingest.EndpointConfig
+	if configPath == "" {
+		var err error
+		if configs, err = envEndpoints(); err != nil {
+			return nil, err
+		}
+	} else {
 		fc, err := loadConfig(configPath)
 		if err != nil {
 			return nil, err
@@ -267,7 +272,7 @@ func buildEndpoints(configPath string, log *slog.Logger) ([]*ingest.Endpoint, er
 		configs = fc.Endpoints
 	}
 	if len(configs) == 0 {
-		log.Warn("no webhook endpoints configured: set STRIPE_WEBHOOK_SECRET or use --config", "code", domain.CodeConfigNoSecret)
+		log.Warn("no webhook endpoints configured: set a provider variable such as STRIPE_WEBHOOK_SECRET (docs/configuration.md) or use --config", "code", domain.CodeConfigNoSecret)
 	}
 	endpoints := make([]*ingest.Endpoint, 0, len(configs))
 	for _, c := range configs {

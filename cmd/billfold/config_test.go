@@ -1,0 +1,52 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest"
+)
+
+func clearProviderEnv(t *testing.T) {
+	for _, k := range []string{"STRIPE_WEBHOOK_SECRET", "BRAINTREE_PUBLIC_KEY", "BRAINTREE_PRIVATE_KEY", "CLERK_WEBHOOK_SECRET", "PACTAPAY_WEBHOOK_SECRET"} {
+		t.Setenv(k, "")
+	}
+}
+
+func TestEnvEndpointsProviders(t *testing.T) {
+	clearProviderEnv(t)
+	t.Setenv("STRIPE_WEBHOOK_SECRET", "whsec_a")
+	t.Setenv("BRAINTREE_PUBLIC_KEY", "pub_new, pub_old")
+	t.Setenv("BRAINTREE_PRIVATE_KEY", "priv_new,priv_old")
+	t.Setenv("CLERK_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	t.Setenv("PACTAPAY_WEBHOOK_SECRET", "pp_new,pp_old")
+	eps, err := envEndpoints()
+	require.NoError(t, err)
+	assert.Equal(t, []ingest.EndpointConfig{
+		{Name: "stripe", Provider: domain.Stripe, Secrets: []string{"whsec_a"}},
+		{Name: "braintree", Provider: domain.Braintree, Secrets: []string{"pub_new:priv_new", "pub_old:priv_old"}},
+		{Name: "clerk", Provider: domain.Clerk, Secrets: []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}},
+		{Name: "pactapay", Provider: domain.PactaPay, Secrets: []string{"pp_new", "pp_old"}},
+	}, eps)
+	for _, c := range eps {
+		e, err := ingest.NewEndpoint(c)
+		require.NoError(t, err, c.Name)
+		assert.Nil(t, e.Misconfigured, c.Name)
+	}
+}
+
+func TestEnvEndpointsBraintreeUnpaired(t *testing.T) {
+	clearProviderEnv(t)
+	t.Setenv("BRAINTREE_PUBLIC_KEY", "pub_new,pub_old")
+	t.Setenv("BRAINTREE_PRIVATE_KEY", "priv_new")
+	_, err := envEndpoints()
+	assert.Equal(t, domain.CodeConfigInvalid, domain.ErrorCode(err))
+	assert.NotContains(t, err.Error(), "priv_new", "the error never repeats a secret")
+
+	t.Setenv("BRAINTREE_PRIVATE_KEY", "")
+	_, err = envEndpoints()
+	assert.Equal(t, domain.CodeConfigInvalid, domain.ErrorCode(err))
+}
