@@ -25,6 +25,11 @@ type RetryPolicy struct {
 // DefaultRetryPolicy retries for about ten seconds.
 var DefaultRetryPolicy = RetryPolicy{Attempts: 6, Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 
+// AckWait is how long a pulled journal event stays with one projector
+// before the consumer redelivers it: the longest a crash delays a
+// projection.
+const AckWait = 10 * time.Second
+
 // maxConflicts bounds the re-folds of one event that keeps losing
 // compare-and-set races; past it the event is retried as transient.
 const maxConflicts = 20
@@ -57,9 +62,10 @@ func (pr *Projector) EnsureConsumer(ctx context.Context) (jetstream.Consumer, er
 		Description:   "billfold projector: " + pr.projection.Name(),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		// Longer than the retry policy can take, so an event being retried
-		// is not redelivered to another process meanwhile.
-		AckWait:       2 * time.Minute,
+		// Short, so the events a crashed process had pulled are
+		// redelivered within seconds; a projector retrying an event
+		// extends it with an in-progress ack before every wait.
+		AckWait:       AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: 1024,
 	})
@@ -121,7 +127,7 @@ func (pr *Projector) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	attempts := 0
 	if err == nil {
-		attempts, err = pr.apply(ctx, &env)
+		attempts, err = pr.apply(ctx, &env, func() { _ = msg.InProgress() })
 	}
 	if ctx.Err() != nil {
 		return
@@ -136,7 +142,7 @@ func (pr *Projector) handle(ctx context.Context, msg jetstream.Msg) {
 
 // apply folds env, retrying lost compare-and-set races at once and store
 // failures with backoff. It returns the attempts made and the last error.
-func (pr *Projector) apply(ctx context.Context, env *domain.Envelope) (int, error) {
+func (pr *Projector) apply(ctx context.Context, env *domain.Envelope, extend func()) (int, error) {
 	attempt, conflicts := 0, 0
 	for {
 		attempt++
@@ -157,6 +163,7 @@ func (pr *Projector) apply(ctx context.Context, env *domain.Envelope) (int, erro
 		case attempt >= pr.retry.Attempts || ctx.Err() != nil:
 			return attempt, err
 		}
+		extend()
 		sleep(ctx, pr.retry.backoff(attempt))
 	}
 }
