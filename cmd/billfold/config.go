@@ -10,11 +10,47 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
+	"github.com/billfold/billfold/reducers"
 )
 
 // fileConfig is the YAML config file (docs/configuration.md).
 type fileConfig struct {
 	Endpoints []ingest.EndpointConfig `yaml:"endpoints"`
+	Reducers  reducerConfig           `yaml:"reducers"`
+}
+
+// reducerConfig overrides the reducers' documented defaults; a key left out
+// keeps its default.
+type reducerConfig struct {
+	PastDueEntitled *bool    `yaml:"past_due_entitled"`
+	SignupBonus     *int64   `yaml:"signup_bonus"`
+	LinkKeys        []string `yaml:"link_keys"`
+	UserIDKey       string   `yaml:"user_id_key"`
+}
+
+// reducerOptions are the reducers' settings: the defaults, the config
+// file's overrides, and BILLFOLD_FAIL_EVENT_TYPES (the rehearsal switch
+// that makes every event of the listed types fail with
+// BILLFOLD-REDUCER-FAILED).
+func reducerOptions(c reducerConfig) (reducers.Options, error) {
+	o := reducers.DefaultOptions()
+	if c.PastDueEntitled != nil {
+		o.PastDueEntitled = *c.PastDueEntitled
+	}
+	if c.SignupBonus != nil {
+		if *c.SignupBonus < 0 {
+			return o, domain.Errorf(domain.CodeConfigInvalid, "reducers.signup_bonus must not be negative")
+		}
+		o.SignupBonus = *c.SignupBonus
+	}
+	if c.LinkKeys != nil {
+		o.LinkKeys = c.LinkKeys
+	}
+	if c.UserIDKey != "" {
+		o.UserIDKey = c.UserIDKey
+	}
+	o.FailTypes = splitList(os.Getenv("BILLFOLD_FAIL_EVENT_TYPES"))
+	return o, nil
 }
 
 // envRef matches a ${NAME} reference in a secret.

@@ -98,7 +98,7 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 // taking requests, finish the ones in flight, flush the delivery log, close
 // NATS.
 func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
-	endpoints, err := buildEndpoints(o.configPath, log)
+	endpoints, reducerOpts, err := buildSettings(o.configPath, log)
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		return err
 	}
 
-	projs := reducers.All(reducers.DefaultOptions())
+	projs := reducers.All(reducerOpts)
 	engine, err := projections.NewEngine(setupCtx, js, projs, projections.EngineOptions{
 		Replicas: o.replicas, Metrics: projections.NewProjectorMetrics(reg), Log: log,
 	})
@@ -254,23 +254,30 @@ func checkBypassDataDir(o serveOptions) error {
 	return os.WriteFile(marker, []byte("created by billfold serve --insecure-test-bypass\n"), 0o640)
 }
 
-// buildEndpoints makes the endpoints from the config file or, without one,
-// from the conventional environment variables, and warns about each one
-// that cannot verify.
-func buildEndpoints(configPath string, log *slog.Logger) ([]*ingest.Endpoint, error) {
-	var configs []ingest.EndpointConfig
+// buildSettings makes the endpoints from the config file or, without one,
+// from the conventional environment variables, warning about each one that
+// cannot verify, and the reducers' options.
+func buildSettings(configPath string, log *slog.Logger) ([]*ingest.Endpoint, reducers.Options, error) {
+	var fc fileConfig
 	if configPath == "" {
 		var err error
-		if configs, err = envEndpoints(); err != nil {
-			return nil, err
+		if fc.Endpoints, err = envEndpoints(); err != nil {
+			return nil, reducers.Options{}, err
 		}
 	} else {
-		fc, err := loadConfig(configPath)
-		if err != nil {
-			return nil, err
+		var err error
+		if fc, err = loadConfig(configPath); err != nil {
+			return nil, reducers.Options{}, err
 		}
-		configs = fc.Endpoints
 	}
+	opts, err := reducerOptions(fc.Reducers)
+	if err != nil {
+		return nil, opts, err
+	}
+	if len(opts.FailTypes) > 0 {
+		log.Warn("BILLFOLD_FAIL_EVENT_TYPES is set: events of these types fail in every projection", "types", opts.FailTypes)
+	}
+	configs := fc.Endpoints
 	if len(configs) == 0 {
 		log.Warn("no webhook endpoints configured: set a provider variable such as STRIPE_WEBHOOK_SECRET (docs/configuration.md) or use --config", "code", domain.CodeConfigNoSecret)
 	}
@@ -278,7 +285,7 @@ func buildEndpoints(configPath string, log *slog.Logger) ([]*ingest.Endpoint, er
 	for _, c := range configs {
 		e, err := ingest.NewEndpoint(c)
 		if err != nil {
-			return nil, err
+			return nil, opts, err
 		}
 		if e.Misconfigured != nil {
 			log.Warn("endpoint cannot verify deliveries and will answer 500 until fixed",
@@ -286,7 +293,7 @@ func buildEndpoints(configPath string, log *slog.Logger) ([]*ingest.Endpoint, er
 		}
 		endpoints = append(endpoints, e)
 	}
-	return endpoints, nil
+	return endpoints, opts, nil
 }
 
 // connectNATS connects to --nats-url, or starts the embedded server and
