@@ -194,7 +194,9 @@ func buildScenario(customers int) *scenario {
 			st("invoice.payment_failed", "", t0.Add(30*day), nil, nil)
 			st("customer.subscription.updated", "past_due", t0.Add(30*day), nil, map[string]any{"status": "active"})
 			expect(domain.StatePastDue, true, domain.StateActive, domain.StatePastDue)
-			s.check(func(t *testing.T, r *recordReader) { assert.Equal(t, "failed", r.subscription(domain.Stripe, sub).LastPayment.Outcome) })
+			s.check(func(t *testing.T, r *recordReader) {
+				assert.Equal(t, "failed", r.subscription(domain.Stripe, sub).LastPayment.Outcome)
+			})
 		case 2: // failure, then recovery
 			st("customer.subscription.created", "active", t0, nil, nil)
 			st("invoice.payment_failed", "", t0.Add(30*day), nil, nil)
@@ -284,7 +286,9 @@ func buildScenario(customers int) *scenario {
 			pi := "pi_scn_retry_" + user
 			st("payment_intent.payment_failed", "", t0, map[string]any{"id": pi}, nil)
 			st("payment_intent.succeeded", "", t0.Add(time.Hour), map[string]any{"id": pi}, nil)
-			s.check(func(t *testing.T, r *recordReader) { assert.Equal(t, domain.OrderPaid, r.order(domain.Stripe, pi).Status) })
+			s.check(func(t *testing.T, r *recordReader) {
+				assert.Equal(t, domain.OrderPaid, r.order(domain.Stripe, pi).Status)
+			})
 		}
 	}
 	return s

@@ -152,7 +152,7 @@ func stripeSubscription(s *Stripe) map[string]any {
 		"id": "price_1Q8wXrPro", "object": "price", "active": true, "billing_scheme": "per_unit", "created": 1704067200,
 		"currency": "eur", "livemode": s.Livemode, "lookup_key": "pro_monthly", "metadata": map[string]any{},
 		"nickname": "Pro monthly", "product": "prod_Q8wXrPro",
-		"recurring": map[string]any{"aggregate_usage": nil, "interval": "month", "interval_count": 1, "usage_type": "licensed"},
+		"recurring":    map[string]any{"aggregate_usage": nil, "interval": "month", "interval_count": 1, "usage_type": "licensed"},
 		"tax_behavior": "exclusive", "type": "recurring", "unit_amount": 2900, "unit_amount_decimal": "2900",
 	}
 	obj := map[string]any{
@@ -165,12 +165,12 @@ func stripeSubscription(s *Stripe) map[string]any {
 		"items": map[string]any{"object": "list", "data": []any{map[string]any{
 			"id": "si_Q8wXrSampleItem", "object": "subscription_item", "created": start,
 			"current_period_start": start, "current_period_end": end, "metadata": map[string]any{},
-			"plan": map[string]any{"id": "price_1Q8wXrPro", "object": "plan", "active": true, "amount": 2900, "currency": "eur", "interval": "month", "interval_count": 1, "product": "prod_Q8wXrPro"},
+			"plan":  map[string]any{"id": "price_1Q8wXrPro", "object": "plan", "active": true, "amount": 2900, "currency": "eur", "interval": "month", "interval_count": 1, "product": "prod_Q8wXrPro"},
 			"price": price, "quantity": 1, "subscription": s.SubscriptionID, "tax_rates": []any{},
 		}}, "has_more": false, "total_count": 1, "url": "/v1/subscription_items?subscription=" + s.SubscriptionID},
 		"latest_invoice": "in_1Q8wXrSampleInv", "livemode": s.Livemode, "metadata": map[string]any{"user_id": "user_2abcSample"},
 		"next_pending_invoice_item_invoice": nil, "on_behalf_of": nil, "pause_collection": nil,
-		"payment_settings": map[string]any{"payment_method_options": nil, "payment_method_types": nil, "save_default_payment_method": "off"},
+		"payment_settings":              map[string]any{"payment_method_options": nil, "payment_method_types": nil, "save_default_payment_method": "off"},
 		"pending_invoice_item_interval": nil, "pending_setup_intent": nil, "pending_update": nil, "schedule": nil,
 		"start_date": start, "status": status, "test_clock": nil, "transfer_data": nil,
 		"trial_end": nil, "trial_settings": map[string]any{"end_behavior": map[string]any{"missing_payment_method": "create_invoice"}}, "trial_start": nil,
@@ -207,7 +207,7 @@ func stripeInvoice(s *Stripe) map[string]any {
 			"period": map[string]any{"start": s.Created.Unix(), "end": s.Created.Add(30 * 24 * time.Hour).Unix()}, "quantity": 1,
 		}}, "has_more": false, "total_count": 1},
 		"livemode": s.Livemode, "metadata": map[string]any{}, "number": "A1B2C3D4-0003",
-		"parent": map[string]any{"type": "subscription_details", "subscription_details": map[string]any{"metadata": map[string]any{}, "subscription": s.SubscriptionID}},
+		"parent":     map[string]any{"type": "subscription_details", "subscription_details": map[string]any{"metadata": map[string]any{}, "subscription": s.SubscriptionID}},
 		"period_end": s.Created.Unix(), "period_start": s.Created.Add(-30 * 24 * time.Hour).Unix(),
 		"status": status, "status_transitions": map[string]any{"finalized_at": s.Created.Unix(), "paid_at": nil},
 		"subtotal": 2900, "total": 2900,
@@ -283,4 +283,3 @@ func stripeRefund(s *Stripe) map[string]any {
 		"reason": "requested_by_customer", "status": or(s.Status, "succeeded"),
 	}
 }
-

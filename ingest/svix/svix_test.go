@@ -12,9 +12,9 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
-	svixlib "github.com/svix/svix-webhooks/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	svixlib "github.com/svix/svix-webhooks/go"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/svix"
