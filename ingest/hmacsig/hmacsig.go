@@ -12,7 +12,6 @@
 package hmacsig
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -28,6 +27,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest/wire"
 )
 
 // Template placeholders.
@@ -286,7 +286,7 @@ func (v Verifier) Verify(h http.Header, body []byte, now time.Time) error {
 		return domain.Errorf(domain.CodeSigMismatch, "no configured secret produces the signature")
 	}
 	if c.TimestampHeader != "" {
-		return checkTimestamp(t, now, v.tolerance())
+		return wire.CheckTimestamp(t, now, v.tolerance())
 	}
 	return nil
 }
@@ -337,16 +337,6 @@ func parseTimestamp(s string) (int64, bool) {
 	return t, err == nil
 }
 
-func checkTimestamp(t int64, now time.Time, tolerance time.Duration) error {
-	age := now.Sub(time.Unix(t, 0))
-	switch {
-	case age > tolerance:
-		return domain.Errorf(domain.CodeSigTooOld, "signed %s ago, tolerance %s", age.Round(time.Second), tolerance)
-	case -age > tolerance:
-		return domain.Errorf(domain.CodeSigTooNew, "signed %s in the future, tolerance %s", (-age).Round(time.Second), tolerance)
-	}
-	return nil
-}
 
 // Parser reads event envelopes from JSON bodies by the configured fields.
 type Parser struct {
@@ -366,7 +356,7 @@ func (p Parser) Parse(h http.Header, body []byte) (domain.Envelope, error) {
 
 func (p Parser) parse(h http.Header, body []byte) (domain.Envelope, map[string]any, error) {
 	c := p.Config.WithDefaults()
-	m, err := decodeObject(body)
+	m, err := wire.DecodeObject(body)
 	if err != nil {
 		return domain.Envelope{}, nil, err
 	}
@@ -381,7 +371,7 @@ func (p Parser) parse(h http.Header, body []byte) (domain.Envelope, map[string]a
 			return domain.Envelope{}, nil, err
 		}
 	} else {
-		v, _ := lookup(m, c.EventIDField)
+		v, _ := wire.Lookup(m, c.EventIDField)
 		switch id := v.(type) {
 		case string:
 			env.EventID = id
@@ -394,14 +384,14 @@ func (p Parser) parse(h http.Header, body []byte) (domain.Envelope, map[string]a
 			return domain.Envelope{}, nil, err
 		}
 	}
-	typ, _ := lookup(m, c.EventTypeField)
+	typ, _ := wire.Lookup(m, c.EventTypeField)
 	s, ok := typ.(string)
 	if !ok || s == "" || len(s) > 255 || !utf8.ValidString(s) {
 		return domain.Envelope{}, nil, domain.Errorf(domain.CodeEventMalformed, "field %s is missing or invalid", c.EventTypeField)
 	}
 	env.EventType = s
 	if c.CreatedField != "" {
-		if v, ok := lookup(m, c.CreatedField); ok && v != nil {
+		if v, ok := wire.Lookup(m, c.CreatedField); ok && v != nil {
 			if env.Created, ok = parseTime(v); !ok {
 				return domain.Envelope{}, nil, domain.Errorf(domain.CodeEventMalformed, "field %s is neither Unix seconds nor RFC 3339", c.CreatedField)
 			}
@@ -435,38 +425,7 @@ func parseTime(v any) (time.Time, bool) {
 	return t.UTC(), true
 }
 
-// decodeObject decodes a JSON object body, numbers kept as json.Number.
-func decodeObject(body []byte) (map[string]any, error) {
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 || body[0] != '{' {
-		return nil, domain.Errorf(domain.CodeEventMalformed, "body is not a JSON object")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil, domain.Wrap(domain.CodeEventMalformed, err, "event JSON does not decode")
-	}
-	if dec.More() {
-		return nil, domain.Errorf(domain.CodeEventMalformed, "body has data after the JSON object")
-	}
-	return m, nil
-}
 
-// lookup follows a dotted path ("data.id") through nested objects.
-func lookup(m map[string]any, path string) (any, bool) {
-	var cur any = m
-	for _, key := range strings.Split(path, ".") {
-		obj, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = obj[key]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
-}
 
 // PactaPayPaymentTypes are the PactaPay event types whose payment fields
 // billfold requires.

@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest/wire"
 )
 
 // SignatureHeader is the header Stripe signs deliveries with.
@@ -112,7 +113,7 @@ func (v Verifier) Verify(h http.Header, body []byte, now time.Time) error {
 	if !v.matches(sig, body) {
 		return domain.Errorf(domain.CodeSigMismatch, "no configured secret produces the v1 signature")
 	}
-	return checkTimestamp(sig.Timestamp, now, v.tolerance())
+	return wire.CheckTimestamp(sig.Timestamp, now, v.tolerance())
 }
 
 func (v Verifier) tolerance() time.Duration {
@@ -134,16 +135,6 @@ func (v Verifier) matches(sig Signature, body []byte) bool {
 	return false
 }
 
-func checkTimestamp(t int64, now time.Time, tolerance time.Duration) error {
-	age := now.Sub(time.Unix(t, 0))
-	switch {
-	case age > tolerance:
-		return domain.Errorf(domain.CodeSigTooOld, "signed %s ago, tolerance %s", age.Round(time.Second), tolerance)
-	case -age > tolerance:
-		return domain.Errorf(domain.CodeSigTooNew, "signed %s in the future, tolerance %s", (-age).Round(time.Second), tolerance)
-	}
-	return nil
-}
 
 // event is the part of a Stripe event billfold reads at intake.
 type event struct {

@@ -11,7 +11,6 @@
 package svix
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -23,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest/wire"
 )
 
 // Header names of the Standard Webhooks specification.
@@ -182,7 +182,7 @@ func (v Verifier) Verify(h http.Header, body []byte, now time.Time) error {
 	if !v.matches(hs, body, sigs) {
 		return domain.Errorf(domain.CodeSigMismatch, "no configured secret produces a v1 signature")
 	}
-	return checkTimestamp(ts, now, v.tolerance())
+	return wire.CheckTimestamp(ts, now, v.tolerance())
 }
 
 func (v Verifier) tolerance() time.Duration {
@@ -208,16 +208,6 @@ func (v Verifier) matches(hs Headers, body []byte, sigs [][]byte) bool {
 	return false
 }
 
-func checkTimestamp(t int64, now time.Time, tolerance time.Duration) error {
-	age := now.Sub(time.Unix(t, 0))
-	switch {
-	case age > tolerance:
-		return domain.Errorf(domain.CodeSigTooOld, "signed %s ago, tolerance %s", age.Round(time.Second), tolerance)
-	case -age > tolerance:
-		return domain.Errorf(domain.CodeSigTooNew, "signed %s in the future, tolerance %s", (-age).Round(time.Second), tolerance)
-	}
-	return nil
-}
 
 // envelopeFromHeaders reads the event id and provider time every Standard
 // Webhooks delivery carries in its headers.
@@ -236,43 +226,12 @@ func envelopeFromHeaders(h http.Header) (domain.Envelope, error) {
 	return env, nil
 }
 
-// decodeObject decodes a JSON object body, numbers kept as json.Number.
-func decodeObject(body []byte) (map[string]any, error) {
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 || body[0] != '{' {
-		return nil, domain.Errorf(domain.CodeEventMalformed, "body is not a JSON object")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil, domain.Wrap(domain.CodeEventMalformed, err, "event JSON does not decode")
-	}
-	if dec.More() {
-		return nil, domain.Errorf(domain.CodeEventMalformed, "body has data after the JSON object")
-	}
-	return m, nil
-}
 
-// lookup follows a dotted path ("data.type") through nested objects.
-func lookup(m map[string]any, path string) (any, bool) {
-	var cur any = m
-	for _, key := range strings.Split(path, ".") {
-		obj, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = obj[key]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
-}
 
 // eventType reads the event type from field: a string of 1-255 bytes of
 // valid UTF-8.
 func eventType(m map[string]any, field string) (string, error) {
-	v, _ := lookup(m, field)
+	v, _ := wire.Lookup(m, field)
 	s, ok := v.(string)
 	if !ok || s == "" || len(s) > 255 || !utf8.ValidString(s) {
 		return "", domain.Errorf(domain.CodeEventMalformed, "field %s is missing or invalid", field)
@@ -293,7 +252,7 @@ func (ClerkParser) Parse(h http.Header, body []byte) (domain.Envelope, error) {
 	if err != nil {
 		return domain.Envelope{}, err
 	}
-	m, err := decodeObject(body)
+	m, err := wire.DecodeObject(body)
 	if err != nil {
 		return domain.Envelope{}, err
 	}
@@ -330,7 +289,7 @@ func (p StandardParser) Parse(h http.Header, body []byte) (domain.Envelope, erro
 	if err != nil {
 		return domain.Envelope{}, err
 	}
-	m, err := decodeObject(body)
+	m, err := wire.DecodeObject(body)
 	if err != nil {
 		return domain.Envelope{}, err
 	}
