@@ -149,7 +149,7 @@ func (pr *Projector) apply(ctx context.Context, env *domain.Envelope, extend fun
 		t := newTx(ctx, pr.store)
 		changes, err := pr.projection.Apply(env, t)
 		if err == nil {
-			err = t.commit(changes)
+			err = t.commit(changes, Cause{EventID: env.EventID, EventType: env.EventType})
 		}
 		switch {
 		case err == nil:

@@ -82,7 +82,7 @@ func (f *fixture) run(t *testing.T, n int) context.CancelFunc {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range n {
-		p := projections.NewProjector(seen{}, f.js, projections.NewStore(mustKV(t, f.js)), nil, f.log, projections.RetryPolicy{})
+		p := projections.NewProjector(seen{}, f.js, projections.NewStore(f.js, mustKV(t, f.js)), nil, f.log, projections.RetryPolicy{})
 		wg.Go(func() { _ = p.Run(ctx) })
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
@@ -16,6 +17,7 @@ import (
 // the same projection never overwrite each other's work: the loser re-reads
 // and folds again.
 type Store struct {
+	js    jetstream.JetStream
 	kv    jetstream.KeyValue
 	limit int
 
@@ -46,12 +48,12 @@ func EnsureStore(ctx context.Context, js jetstream.JetStream, projection string,
 	if err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "projection store "+projection)
 	}
-	return NewStore(kv), nil
+	return NewStore(js, kv), nil
 }
 
-// NewStore wraps a KV bucket.
-func NewStore(kv jetstream.KeyValue) *Store {
-	return &Store{kv: kv, limit: DefaultCacheRecords, cache: map[string]cached{}}
+// NewStore wraps a KV bucket of js.
+func NewStore(js jetstream.JetStream, kv jetstream.KeyValue) *Store {
+	return &Store{js: js, kv: kv, limit: DefaultCacheRecords, cache: map[string]cached{}}
 }
 
 // Bucket is the store's KV bucket name.
@@ -77,18 +79,32 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 	return e.Value(), e.Revision(), nil
 }
 
+// Cause is the journal event a record write applies. Every write carries
+// it as headers (HeaderEventID, HeaderEventType) on the KV message itself,
+// so the change feed relay publishes each change with the event that made
+// it, and no crash can separate a write from its cause.
+type Cause struct {
+	EventID   string
+	EventType string
+}
+
+// Headers on every record write in a projection bucket.
+const (
+	HeaderEventID   = "Billfold-Event-Id"
+	HeaderEventType = "Billfold-Event-Type"
+)
+
 // put writes value under key if the stored revision is still revision (0:
-// absent). On a lost race it forgets the cached record and returns
-// errConflict.
-func (s *Store) put(ctx context.Context, key string, value []byte, revision uint64) error {
-	var rev uint64
-	var err error
-	if revision == 0 {
-		rev, err = s.kv.Create(ctx, key, value)
-	} else {
-		rev, err = s.kv.Update(ctx, key, value, revision)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) {
+// absent), with cause in the message headers. It is what kv.Create and
+// kv.Update do (a publish to $KV.<bucket>.<key> with
+// Nats-Expected-Last-Subject-Sequence), plus the headers. On a lost race it
+// forgets the cached record and returns errConflict.
+func (s *Store) put(ctx context.Context, key string, value []byte, revision uint64, cause Cause) error {
+	msg := &nats.Msg{Subject: "$KV." + s.kv.Bucket() + "." + key, Header: nats.Header{}, Data: value}
+	msg.Header.Set(HeaderEventID, cause.EventID)
+	msg.Header.Set(HeaderEventType, cause.EventType)
+	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(revision))
+	if wrongLastSequence(err) {
 		s.forget(key)
 		return errConflict
 	}
@@ -96,8 +112,19 @@ func (s *Store) put(ctx context.Context, key string, value []byte, revision uint
 		s.forget(key)
 		return err
 	}
-	s.remember(key, cached{value: value, revision: rev})
+	s.remember(key, cached{value: value, revision: ack.Sequence})
 	return nil
+}
+
+// wrongLastSequence is the API error of a lost compare-and-set; replicated
+// streams report it with a code of their own.
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
 func (s *Store) remember(key string, c cached) {
@@ -151,8 +178,9 @@ func (t *tx) Get(key string) ([]byte, error) {
 	return v, nil
 }
 
-// commit writes changes, each against the revision it was read at.
-func (t *tx) commit(changes map[string][]byte) error {
+// commit writes changes, each against the revision it was read at and
+// each carrying the event that caused it.
+func (t *tx) commit(changes map[string][]byte, cause Cause) error {
 	for key, value := range changes {
 		rev, ok := t.read[key]
 		if !ok {
@@ -163,7 +191,7 @@ func (t *tx) commit(changes map[string][]byte) error {
 			}
 			rev = t.read[key]
 		}
-		if err := t.store.put(t.ctx, key, value, rev); err != nil {
+		if err := t.store.put(t.ctx, key, value, rev, cause); err != nil {
 			return err
 		}
 	}
