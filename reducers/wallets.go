@@ -129,7 +129,11 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 		if grant != nil && (m.Grant == nil || m.Grant.Stamp.After(grant.Stamp)) {
 			m.Grant = grant
 		}
-		m.Amount = max(m.Amount, p.AmountTotal, p.Amount*boolInt(p.Object == "charge"))
+		paid := p.AmountTotal // a session's total; a charge says its amount
+		if p.Object == "charge" {
+			paid = p.Amount
+		}
+		m.Amount = max(m.Amount, paid)
 		if isStripeRefundEvent(ev.EventType) {
 			p.addRefunds(&m.Refunds, stamp)
 			if m.LastRefund == nil || stamp.After(*m.LastRefund) {
@@ -150,13 +154,6 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 		setTopUpEntries(wm, id, topUp.Record, topUp.Merge)
 	})
 	return merge(changes, c), err
-}
-
-func boolInt(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // topUpGrant validates a top-up's metadata: a user and a positive integer
