@@ -29,7 +29,7 @@ type signFlags struct {
 
 func (f *signFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.provider, "provider", "stripe", "provider whose scheme signs the delivery")
-	fs.StringVar(&f.secret, "secret", "", "signing secret (default: the provider's environment variable, e.g. STRIPE_WEBHOOK_SECRET)")
+	fs.StringVar(&f.secret, "secret", "", "signing secret (default: the provider's environment variable, e.g. STRIPE_WEBHOOK_SECRET; Braintree: public_key:private_key)")
 	fs.StringVar(&f.file, "file", "", "the event body to sign, as a file ('-' for stdin)")
 	fs.StringVar(&f.typ, "type", "", "sign a built-in sample event of this type instead of --file")
 	fs.StringVar(&f.endpoint, "endpoint", "", "endpoint name (default: the provider's name)")
@@ -40,12 +40,18 @@ func (f *signFlags) register(fs *flag.FlagSet) {
 // build returns the signed delivery the flags describe.
 func (f *signFlags) build() (samples.Signed, error) {
 	provider := domain.Provider(f.provider)
-	secret := f.secret
-	if secret == "" {
-		secret = firstSecret(os.Getenv(strings.ToUpper(f.provider) + "_WEBHOOK_SECRET"))
+	secret, envName := f.secret, strings.ToUpper(f.provider)+"_WEBHOOK_SECRET"
+	if provider == domain.Braintree {
+		envName = "BRAINTREE_PUBLIC_KEY and BRAINTREE_PRIVATE_KEY"
+		if pub, priv := firstSecret(os.Getenv("BRAINTREE_PUBLIC_KEY")), firstSecret(os.Getenv("BRAINTREE_PRIVATE_KEY")); secret == "" && pub != "" && priv != "" {
+			secret = pub + ":" + priv
+		}
 	}
 	if secret == "" {
-		return samples.Signed{}, fmt.Errorf("no secret: pass --secret or set %s_WEBHOOK_SECRET", strings.ToUpper(f.provider))
+		secret = firstSecret(os.Getenv(envName))
+	}
+	if secret == "" {
+		return samples.Signed{}, fmt.Errorf("no secret: pass --secret or set %s", envName)
 	}
 	var body []byte
 	var err error

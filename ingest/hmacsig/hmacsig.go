@@ -337,7 +337,6 @@ func parseTimestamp(s string) (int64, bool) {
 	return t, err == nil
 }
 
-
 // Parser reads event envelopes from JSON bodies by the configured fields.
 type Parser struct {
 	// Config must be valid (Config.Validate).
@@ -424,8 +423,6 @@ func parseTime(v any) (time.Time, bool) {
 	}
 	return t.UTC(), true
 }
-
-
 
 // PactaPayPaymentTypes are the PactaPay event types whose payment fields
 // billfold requires.

@@ -135,7 +135,6 @@ func (v Verifier) matches(sig Signature, body []byte) bool {
 	return false
 }
 
-
 // event is the part of a Stripe event billfold reads at intake.
 type event struct {
 	ID       string `json:"id"`

@@ -208,7 +208,6 @@ func (v Verifier) matches(hs Headers, body []byte, sigs [][]byte) bool {
 	return false
 }
 
-
 // envelopeFromHeaders reads the event id and provider time every Standard
 // Webhooks delivery carries in its headers.
 func envelopeFromHeaders(h http.Header) (domain.Envelope, error) {
@@ -225,8 +224,6 @@ func envelopeFromHeaders(h http.Header) (domain.Envelope, error) {
 	}
 	return env, nil
 }
-
-
 
 // eventType reads the event type from field: a string of 1-255 bytes of
 // valid UTF-8.
