@@ -16,6 +16,7 @@ import (
 type Engine struct {
 	js         jetstream.JetStream
 	projectors map[string]*Projector
+	relays     map[string]*Relay
 	stores     map[string]*Store
 	metrics    *ProjectorMetrics
 	log        *slog.Logger
@@ -29,13 +30,19 @@ type EngineOptions struct {
 	Log      *slog.Logger
 }
 
-// NewEngine creates the dead-letter stream and each projection's store and
-// consumer.
+// NewEngine creates the dead-letter and change feed streams, and each
+// projection's store, projector consumer and change relay consumer.
 func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Projection, o EngineOptions) (*Engine, error) {
 	if _, err := js.CreateOrUpdateStream(ctx, DeadLetterConfig(o.Replicas)); err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "dead-letter stream")
 	}
-	e := &Engine{js: js, projectors: map[string]*Projector{}, stores: map[string]*Store{}, metrics: o.Metrics, log: o.Log}
+	if _, err := js.CreateOrUpdateStream(ctx, ChangesConfig(o.Replicas)); err != nil {
+		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "change feed stream")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{js: js, projectors: map[string]*Projector{}, relays: map[string]*Relay{}, stores: map[string]*Store{}, metrics: o.Metrics, log: o.Log}
 	for _, p := range projs {
 		store, err := EnsureStore(ctx, js, p.Name(), 1, o.Replicas)
 		if err != nil {
@@ -45,7 +52,11 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 		if _, err := pr.EnsureConsumer(ctx); err != nil {
 			return nil, err
 		}
-		e.projectors[p.Name()], e.stores[p.Name()] = pr, store
+		rl := NewRelay(p.Name(), js, store, o.Log)
+		if _, err := rl.EnsureConsumer(ctx); err != nil {
+			return nil, err
+		}
+		e.projectors[p.Name()], e.relays[p.Name()], e.stores[p.Name()] = pr, rl, store
 	}
 	return e, nil
 }
@@ -53,11 +64,15 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 // Store returns the store of a projection, nil for an unknown name.
 func (e *Engine) Store(projection string) *Store { return e.stores[projection] }
 
-// Run runs every projector and the lag sampler until ctx is done.
+// Run runs every projector, every change relay and the lag sampler until
+// ctx is done.
 func (e *Engine) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, pr := range e.projectors {
 		wg.Go(func() { _ = pr.Run(ctx) })
+	}
+	for _, rl := range e.relays {
+		wg.Go(func() { rl.Run(ctx) })
 	}
 	wg.Go(func() { e.sampleLag(ctx) })
 	wg.Wait()

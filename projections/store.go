@@ -33,6 +33,13 @@ type cached struct {
 // DefaultCacheRecords bounds a store's cache.
 const DefaultCacheRecords = 200_000
 
+// RecordHistory is how many revisions of each record a bucket keeps. The
+// change feed relay reads every write from the bucket's stream, so a
+// revision must outlive the relay's lag: with 64, a record must change 64
+// times while its relay is behind before a version is skipped on the feed
+// (docs/consuming.md). Queries read the latest revision only.
+const RecordHistory = 64
+
 // errConflict is a compare-and-set that lost to another writer.
 var errConflict = errors.New("record changed by another writer")
 
@@ -41,7 +48,7 @@ func EnsureStore(ctx context.Context, js jetstream.JetStream, projection string,
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      domain.ProjectionBucket(projection, generation),
 		Description: "billfold " + projection + " projection",
-		History:     1,
+		History:     RecordHistory,
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(replicas, 1),
 	})

@@ -1,0 +1,322 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/billfold/billfold/domain"
+)
+
+// Change feed names. docs/consuming.md documents them for subscribers.
+const (
+	// ChangesStream holds every change of every record, and every
+	// lifecycle transition, once, in the order the projections stored them.
+	ChangesStream = "BILLFOLD_CHANGES"
+	// ChangeSubjectPrefix is followed by
+	// "<projection>.<provider>.<record id token>".
+	ChangeSubjectPrefix = "billfold.changes."
+	// LifecycleSubjectPrefix is followed by "<provider>.<to state>".
+	LifecycleSubjectPrefix = "billfold.lifecycle."
+	// ChangesDuplicateWindow is how long the stream remembers the message
+	// ids of the changes it stored: a relay that crashed after publishing
+	// and before acknowledging re-publishes within it, and stores nothing.
+	ChangesDuplicateWindow = 5 * time.Minute
+	// WalletProvider stands for the provider of wallets, which belong to a
+	// user rather than to one provider.
+	WalletProvider = "billfold"
+)
+
+// ChangeSubject is the subject of one record's changes.
+func ChangeSubject(projection, provider, id string) string {
+	return ChangeSubjectPrefix + projection + "." + domain.SubjectToken(provider) + "." + domain.SubjectToken(id)
+}
+
+// ChangeFilter is the subject filter of every change of a projection, or
+// of every projection when projection is "".
+func ChangeFilter(projection string) string {
+	if projection == "" {
+		return ChangeSubjectPrefix + ">"
+	}
+	return ChangeSubjectPrefix + projection + ".>"
+}
+
+// LifecycleSubject is the subject of subscription transitions into state
+// at provider.
+func LifecycleSubject(provider string, state domain.LifecycleState) string {
+	return LifecycleSubjectPrefix + domain.SubjectToken(provider) + "." + domain.SubjectToken(string(state))
+}
+
+// FeedDurable is the durable consumer name of a projection's change relay
+// on its KV bucket's stream.
+func FeedDurable(projection string) string { return "billfold-feed-" + projection }
+
+// BucketStream is the JetStream stream behind a KV bucket.
+func BucketStream(bucket string) string { return "KV_" + bucket }
+
+// ChangesConfig is the change feed stream's configuration. It keeps every
+// change (set limits on the stream if you need them: subscribers resume
+// only from a position the stream still holds).
+func ChangesConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        ChangesStream,
+		Description: "billfold change feed: every record change and lifecycle transition, once",
+		Subjects:    []string{ChangeSubjectPrefix + ">", LifecycleSubjectPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+		Duplicates:  ChangesDuplicateWindow,
+		AllowDirect: true,
+	}
+}
+
+// Change is the body of a message on billfold.changes: a record as it was
+// stored, with the version it reached and the event that made it.
+type Change struct {
+	Projection string          `json:"projection"`
+	Provider   string          `json:"provider"`
+	ID         string          `json:"id"`
+	Version    int             `json:"version"`
+	EventID    string          `json:"event_id"`
+	Record     json.RawMessage `json:"record"`
+}
+
+// LifecycleChange is the body of a message on billfold.lifecycle: one
+// transition of a subscription's lifecycle state.
+type LifecycleChange struct {
+	From         domain.LifecycleState `json:"from"`
+	To           domain.LifecycleState `json:"to"`
+	At           time.Time             `json:"at"`
+	Provider     string                `json:"provider"`
+	Subscription string                `json:"subscription"`
+	Customer     string                `json:"customer"`
+	EventID      string                `json:"event_id"`
+}
+
+// Relay publishes a projection's record writes to the change feed. It
+// reads the projection's KV bucket stream with a durable consumer, so it
+// resumes where it stopped, and it acknowledges a write only after the
+// feed stored every message of it. Each message carries Nats-Msg-Id
+// "<bucket>:<bucket sequence>", and on every start the relay skips the
+// writes the feed already holds, so a crash between publishing and
+// acknowledging re-sends nothing.
+//
+// One write at a time is in flight (MaxAckPending 1), across every billfold
+// process, so the feed is in the order of the bucket: a record's versions
+// arrive in order.
+type Relay struct {
+	projection string
+	js         jetstream.JetStream
+	bucket     string
+	log        *slog.Logger
+	// fromEnd makes a new durable consumer start after the bucket's
+	// current end: the rule a rebuild follows for a new generation.
+	fromEnd bool
+
+	done uint64 // the last bucket sequence the feed holds
+}
+
+// NewRelay returns the relay of projection's store.
+func NewRelay(projection string, js jetstream.JetStream, store *Store, log *slog.Logger) *Relay {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Relay{projection: projection, js: js, bucket: store.Bucket(), log: log.With("projection", projection, "relay", "feed")}
+}
+
+// StartFromEnd makes the relay's consumer, when it does not exist yet,
+// start after the bucket's current end instead of its beginning. A rebuild
+// switches to a new generation with it, so changes the old generation
+// already published are not sent again.
+func (r *Relay) StartFromEnd() *Relay { r.fromEnd = true; return r }
+
+// EnsureConsumer creates or updates the relay's durable consumer.
+func (r *Relay) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	stream := BucketStream(r.bucket)
+	if c, err := r.js.Consumer(ctx, stream, FeedDurable(r.projection)); err == nil {
+		return c, nil
+	}
+	policy := jetstream.DeliverAllPolicy
+	if r.fromEnd {
+		policy = jetstream.DeliverNewPolicy
+	}
+	c, err := r.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:       FeedDurable(r.projection),
+		Description:   "billfold change feed relay: " + r.projection,
+		DeliverPolicy: policy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 1,
+	})
+	if err != nil {
+		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "change relay consumer "+r.projection)
+	}
+	return c, nil
+}
+
+// Run relays writes until ctx is done, surviving NATS outages.
+func (r *Relay) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := r.runOnce(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("change relay interrupted, resuming", "error", err)
+			sleep(ctx, time.Second)
+		}
+	}
+}
+
+func (r *Relay) runOnce(ctx context.Context) error {
+	c, err := r.EnsureConsumer(ctx)
+	if err != nil {
+		return err
+	}
+	if r.done, err = r.published(ctx); err != nil {
+		return err
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(1))
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return err
+		}
+		if err := r.handle(ctx, msg); err != nil {
+			return err
+		}
+	}
+}
+
+// published is the bucket sequence of the last write the feed holds for
+// this projection and bucket, 0 when none.
+func (r *Relay) published(ctx context.Context) (uint64, error) {
+	s, err := r.js.Stream(ctx, ChangesStream)
+	if err != nil {
+		return 0, err
+	}
+	m, err := s.GetLastMsgForSubject(ctx, ChangeFilter(r.projection))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	bucket, seq, ok := strings.Cut(m.Header.Get(jetstream.MsgIDHeader), ":")
+	if !ok || bucket != r.bucket {
+		return 0, nil
+	}
+	n, _ := strconv.ParseUint(seq, 10, 64)
+	return n, nil
+}
+
+// handle publishes one write and acknowledges it. It returns an error only
+// when ctx ended before the write was published: it is then redelivered.
+func (r *Relay) handle(ctx context.Context, msg jetstream.Msg) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		r.log.Error("bucket message without metadata", "error", err)
+		return nil
+	}
+	seq := meta.Sequence.Stream
+	if seq <= r.done {
+		_ = msg.Ack()
+		return nil
+	}
+	msgs, err := r.feedMessages(msg.Subject(), msg.Headers(), msg.Data(), seq)
+	if err != nil {
+		// Not a record billfold wrote: nothing a subscriber could use.
+		r.log.Error("bucket write not relayed", "subject", msg.Subject(), "seq", seq, "error", err)
+	}
+	for i := 1; len(msgs) > 0; i++ {
+		_, err := r.js.PublishMsg(ctx, msgs[0])
+		if err == nil {
+			msgs = msgs[1:]
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.log.Warn("change not published, retrying", "seq", seq, "error", err)
+		_ = msg.InProgress()
+		sleep(ctx, DefaultRetryPolicy.backoff(i))
+	}
+	r.done = seq
+	return msg.Ack()
+}
+
+// feedMessages are the feed messages of one bucket write: the lifecycle
+// transitions it made, then the change itself (last, so that the change
+// marks the whole write as published). Deletes and helper records (alias,
+// topup) have none.
+func (r *Relay) feedMessages(subject string, h nats.Header, value []byte, seq uint64) ([]*nats.Msg, error) {
+	if op := h.Get("KV-Operation"); op != "" {
+		return nil, nil // a delete or purge: billfold writes none
+	}
+	key := strings.TrimPrefix(subject, "$KV."+r.bucket+".")
+	kind, _, _ := strings.Cut(key, ".")
+	if kind == "alias" || kind == "topup" {
+		return nil, nil
+	}
+	var stored struct {
+		Record json.RawMessage `json:"record"`
+	}
+	if err := json.Unmarshal(value, &stored); err != nil || len(stored.Record) == 0 {
+		return nil, fmt.Errorf("stored value without a record: %v", err)
+	}
+	var rec struct {
+		Provider    string              `json:"provider"`
+		ID          string              `json:"id"`
+		UserID      string              `json:"user_id"`
+		CustomerID  string              `json:"customer_id"`
+		Version     int                 `json:"version"`
+		Transitions []domain.Transition `json:"transitions"`
+	}
+	if err := json.Unmarshal(stored.Record, &rec); err != nil {
+		return nil, err
+	}
+	if r.projection == domain.ProjectionWallets {
+		rec.Provider, rec.ID = WalletProvider, rec.UserID
+	}
+	eventID := h.Get(HeaderEventID)
+	msgID := r.bucket + ":" + strconv.FormatUint(seq, 10)
+
+	var out []*nats.Msg
+	if r.projection == domain.ProjectionSubscriptions {
+		n := 0
+		for _, tr := range rec.Transitions {
+			if tr.EventID != eventID || eventID == "" {
+				continue
+			}
+			n++
+			body, _ := json.Marshal(LifecycleChange{From: tr.From, To: tr.To, At: tr.At, Provider: rec.Provider,
+				Subscription: rec.ID, Customer: rec.CustomerID, EventID: eventID})
+			out = append(out, feedMsg(LifecycleSubject(rec.Provider, tr.To), msgID+":lifecycle:"+strconv.Itoa(n), body))
+		}
+	}
+	body, err := json.Marshal(Change{Projection: r.projection, Provider: rec.Provider, ID: rec.ID,
+		Version: rec.Version, EventID: eventID, Record: stored.Record})
+	if err != nil {
+		return nil, err
+	}
+	return append(out, feedMsg(ChangeSubject(r.projection, rec.Provider, rec.ID), msgID, body)), nil
+}
+
+func feedMsg(subject, id string, body []byte) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Header: nats.Header{}, Data: body}
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	return m
+}

@@ -1,0 +1,287 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest"
+	"github.com/billfold/billfold/ingest/samples"
+	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/reducers"
+	"github.com/billfold/billfold/test/natstest"
+)
+
+// feedMsg is one message read back from the change feed stream.
+type feedMsg struct {
+	seq     uint64
+	subject string
+	msgID   string
+	data    []byte
+}
+
+// readFeed reads every message of the change feed stream on filter.
+func readFeed(t *testing.T, js jetstream.JetStream, filter string) []feedMsg {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, projections.ChangesStream)
+	require.NoError(t, err)
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	require.NoError(t, err)
+	var out []feedMsg
+	c, err := js.OrderedConsumer(ctx, projections.ChangesStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	require.NoError(t, err)
+	var n uint64
+	for _, m := range info.State.Subjects {
+		n += m
+	}
+	for uint64(len(out)) < n {
+		batch, err := c.Fetch(int(n)-len(out), jetstream.FetchMaxWait(2*time.Second))
+		require.NoError(t, err)
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			require.NoError(t, err)
+			out = append(out, feedMsg{seq: meta.Sequence.Stream, subject: m.Subject(), msgID: m.Headers().Get(jetstream.MsgIDHeader), data: m.Data()})
+		}
+		require.NoError(t, batch.Error())
+	}
+	return out
+}
+
+// feedEngine starts an engine on js that runs until the returned stop is
+// called.
+func feedEngine(t *testing.T, js jetstream.JetStream) (e *projections.Engine, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	e, err := projections.NewEngine(ctx, js, reducers.All(reducers.DefaultOptions()), projections.EngineOptions{
+		Replicas: 1, Log: slog.New(slog.DiscardHandler), Retry: projections.RetryPolicy{Attempts: 3, Initial: time.Millisecond, Max: 10 * time.Millisecond},
+	})
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	t.Cleanup(stop)
+	return e, stop
+}
+
+// waitRelayed waits until every relay has acknowledged its whole bucket.
+func waitRelayed(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	ctx := context.Background()
+	require.Eventually(t, func() bool {
+		for _, p := range domain.Projections {
+			stream := projections.BucketStream(domain.ProjectionBucket(p, 1))
+			s, err := js.Stream(ctx, stream)
+			if err != nil {
+				return false
+			}
+			si, err := s.Info(ctx)
+			if err != nil {
+				return false
+			}
+			c, err := js.Consumer(ctx, stream, projections.FeedDurable(p))
+			if err != nil {
+				return false
+			}
+			ci, err := c.Info(ctx)
+			if err != nil || ci.AckFloor.Stream < si.State.LastSeq || ci.NumAckPending > 0 {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 20*time.Millisecond, "relays catch up")
+}
+
+// checkChanges asserts that the feed holds each record change once: per
+// record, versions 1, 2, ... with no gap and no repeat, each with the event
+// that version added, ending in the stored record.
+func checkChanges(t *testing.T, js jetstream.JetStream) int {
+	t.Helper()
+	msgs := readFeed(t, js, projections.ChangeFilter(""))
+	type last struct {
+		version int
+		events  []string
+		record  json.RawMessage
+	}
+	seen := map[string]*last{}
+	ids := map[string]bool{}
+	for _, m := range msgs {
+		require.False(t, ids[m.msgID], "message id %s twice", m.msgID)
+		ids[m.msgID] = true
+		var c projections.Change
+		require.NoError(t, json.Unmarshal(m.data, &c))
+		require.Equal(t, projections.ChangeSubject(c.Projection, c.Provider, c.ID), m.subject)
+		var meta domain.RecordMeta
+		require.NoError(t, json.Unmarshal(c.Record, &meta))
+		require.Equal(t, meta.Version, c.Version)
+		prev := seen[m.subject]
+		if prev == nil {
+			prev = &last{}
+			seen[m.subject] = prev
+		}
+		require.Equal(t, prev.version+1, c.Version, "%s: versions in order, none twice, none missing", m.subject)
+		added := slices.DeleteFunc(slices.Clone(meta.EventIDs), func(id string) bool { return slices.Contains(prev.events, id) })
+		require.Equal(t, []string{c.EventID}, added, "%s v%d: the event that made the change", m.subject, c.Version)
+		prev.version, prev.events, prev.record = c.Version, meta.EventIDs, c.Record
+	}
+	// The last change of every record is the record as stored.
+	records := 0
+	for _, p := range domain.Projections {
+		for key, value := range storeContents(t, js, p) {
+			kind, _, _ := cutKind(key)
+			if kind == "alias" || kind == "topup" {
+				continue
+			}
+			records++
+			var stored struct {
+				Record json.RawMessage `json:"record"`
+			}
+			require.NoError(t, json.Unmarshal(value, &stored))
+			var id struct {
+				Provider string `json:"provider"`
+				ID       string `json:"id"`
+				UserID   string `json:"user_id"`
+			}
+			require.NoError(t, json.Unmarshal(stored.Record, &id))
+			if p == domain.ProjectionWallets {
+				id.Provider, id.ID = projections.WalletProvider, id.UserID
+			}
+			l := seen[projections.ChangeSubject(p, id.Provider, id.ID)]
+			require.NotNil(t, l, "%s %s on the feed", p, key)
+			require.JSONEq(t, string(stored.Record), string(l.record), "%s %s", p, key)
+		}
+	}
+	require.Equal(t, records, len(seen), "one feed subject per record")
+	return len(msgs)
+}
+
+func cutKind(key string) (string, string, bool) {
+	for i := range key {
+		if key[i] == '.' {
+			return key[:i], key[i+1:], true
+		}
+	}
+	return key, "", false
+}
+
+func stripeEvent(t *testing.T, j *ingest.Journal, s samples.Stripe) {
+	t.Helper()
+	_, err := j.Append(context.Background(), &domain.Envelope{
+		Provider: domain.Stripe, Endpoint: "stripe", EventID: s.EventID, EventType: s.Type, Created: s.Created,
+		Received: time.Now(), Verification: domain.VerifiedSignature, Body: s.Event(),
+	})
+	require.NoError(t, err)
+}
+
+// Every change of every record appears once on billfold.changes, with the
+// event that caused it, across a restart of the relays, and even when a
+// relay lost every acknowledgement (its consumer is gone).
+func TestChangeFeedOncePerChange(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	ctx := context.Background()
+	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
+	j := ingest.NewJournal(nc, js)
+	journalSamples(t, j, 5)
+
+	e, stop := feedEngine(t, js)
+	waitCaughtUp(t, e)
+	waitRelayed(t, js)
+	first := checkChanges(t, js)
+	require.Greater(t, first, 20)
+
+	// Stop the relays, then lose every acknowledgement of one of them: a
+	// new consumer starts from the bucket's beginning.
+	stop()
+	before := streamMsgs(t, js)
+	require.NoError(t, js.DeleteConsumer(ctx, projections.BucketStream(domain.ProjectionBucket(domain.ProjectionSubscriptions, 1)), projections.FeedDurable(domain.ProjectionSubscriptions)))
+	e, _ = feedEngine(t, js)
+	waitRelayed(t, js)
+	require.Equal(t, before, streamMsgs(t, js), "a restarted relay re-publishes nothing")
+
+	// New events after the restart are relayed, once.
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for i, typ := range []string{"customer.subscription.created", "customer.updated", "invoice.paid"} {
+		stripeEvent(t, j, samples.Stripe{EventID: fmt.Sprintf("evt_after_%d", i), Type: typ, Created: base.Add(time.Duration(i) * time.Minute),
+			CustomerID: "cus_after", SubscriptionID: "sub_after", Status: "active"})
+	}
+	waitCaughtUp(t, e)
+	waitRelayed(t, js)
+	assert.Greater(t, checkChanges(t, js), first)
+}
+
+func streamMsgs(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	s, err := js.Stream(context.Background(), projections.ChangesStream)
+	require.NoError(t, err)
+	info, err := s.Info(context.Background())
+	require.NoError(t, err)
+	return info.State.Msgs
+}
+
+// An active → past_due → active history gives three lifecycle messages,
+// each with the event that made it, and no more after a relay restart.
+func TestLifecycleFeed(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	ctx := context.Background()
+	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
+	j := ingest.NewJournal(nc, js)
+	base := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	sub := func(id, typ, status string, at time.Time, prev map[string]any) {
+		stripeEvent(t, j, samples.Stripe{EventID: id, Type: typ, Created: at, CustomerID: "cus_l", SubscriptionID: "sub_l", Status: status, Previous: prev})
+	}
+	sub("evt_l1", "customer.subscription.created", "active", base, nil)
+	sub("evt_l2", "invoice.payment_failed", "", base.Add(30*24*time.Hour), nil)
+	sub("evt_l3", "customer.subscription.updated", "past_due", base.Add(30*24*time.Hour), map[string]any{"status": "active"})
+	sub("evt_l4", "customer.subscription.updated", "active", base.Add(33*24*time.Hour), map[string]any{"status": "past_due"})
+
+	e, stop := feedEngine(t, js)
+	waitCaughtUp(t, e)
+	waitRelayed(t, js)
+	check := func() {
+		msgs := readFeed(t, js, projections.LifecycleSubjectPrefix+">")
+		var got []projections.LifecycleChange
+		var subjects []string
+		for _, m := range msgs {
+			var lc projections.LifecycleChange
+			require.NoError(t, json.Unmarshal(m.data, &lc))
+			got = append(got, lc)
+			subjects = append(subjects, m.subject)
+		}
+		require.Len(t, got, 3, "%+v", got)
+		assert.Equal(t, []string{"billfold.lifecycle.stripe.active", "billfold.lifecycle.stripe.past_due", "billfold.lifecycle.stripe.active"}, subjects)
+		want := []struct {
+			from, to domain.LifecycleState
+			event    string
+		}{{"", domain.StateActive, "evt_l1"}, {domain.StateActive, domain.StatePastDue, "evt_l3"}, {domain.StatePastDue, domain.StateActive, "evt_l4"}}
+		for i, w := range want {
+			assert.Equal(t, w.from, got[i].From)
+			assert.Equal(t, w.to, got[i].To)
+			assert.Equal(t, w.event, got[i].EventID)
+			assert.Equal(t, "sub_l", got[i].Subscription)
+			assert.Equal(t, "cus_l", got[i].Customer)
+			assert.Equal(t, "stripe", got[i].Provider)
+		}
+	}
+	check()
+	stop()
+	e, _ = feedEngine(t, js)
+	waitCaughtUp(t, e)
+	waitRelayed(t, js)
+	check()
+}
