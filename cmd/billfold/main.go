@@ -22,6 +22,8 @@ var commands = map[string]command{
 	"sign":    {"print the headers and a curl command that make an event verify", runSign},
 	"send":    {"sign an event and deliver it to a running server", runSend},
 	"version": {"print the version", runVersion},
+	"get":     {"show one record from a running server: subscription, customer, order or wallet", runGet},
+	"list":    {"list subscriptions from a running server, filtered by state, provider, customer", runList},
 }
 
 // version is set at build time with -ldflags "-X main.version=...".

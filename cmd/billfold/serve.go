@@ -157,7 +157,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	go func() { engine.Run(engineCtx); close(engineDone) }()
 	defer func() { stopEngine(); <-engineDone }()
 
-	admin := http.NewServeMux()
+	admin := newAdminMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -173,7 +173,11 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	admin.HandleFunc("GET /v1/events/{provider}/{event_id}", projections.NewLedger(js, projs).ServeEvent)
+	readAuth := projections.RequireToken(os.Getenv("BILLFOLD_API_TOKEN"))
+	admin.Handle("GET /v1/events/{provider}/{event_id}", readAuth(http.HandlerFunc(projections.NewLedger(js, projs).ServeEvent)))
+	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
+	go query.Run(engineCtx)
+	query.Register(admin, readAuth)
 	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		projections.WriteError(w, domain.Errorf(domain.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})

@@ -1,0 +1,390 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
+)
+
+// adminMux is the admin listener's mux; it remembers every pattern
+// registered on it so a test can check them against the OpenAPI document.
+type adminMux struct {
+	*http.ServeMux
+	mu       sync.Mutex
+	patterns []string
+}
+
+var (
+	adminMuxesMu sync.Mutex
+	adminMuxes   []*adminMux // every admin mux built in this process, for tests
+)
+
+func newAdminMux() *adminMux {
+	m := &adminMux{ServeMux: http.NewServeMux()}
+	adminMuxesMu.Lock()
+	adminMuxes = append(adminMuxes, m)
+	adminMuxesMu.Unlock()
+	return m
+}
+
+// Handle implements projections.Mux.
+func (m *adminMux) Handle(pattern string, h http.Handler) {
+	m.record(pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+// HandleFunc registers a handler function.
+func (m *adminMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.record(pattern)
+	m.ServeMux.HandleFunc(pattern, h)
+}
+
+func (m *adminMux) record(pattern string) {
+	m.mu.Lock()
+	m.patterns = append(m.patterns, pattern)
+	m.mu.Unlock()
+}
+
+// Patterns returns the registered patterns in registration order.
+func (m *adminMux) Patterns() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.patterns...)
+}
+
+// ---------------------------------------------------------------------------
+// billfold get / billfold list.
+
+const defaultAdminServer = "http://127.0.0.1:8081"
+
+// queryFlags are the flags get and list share.
+type queryFlags struct {
+	server string
+	output string
+}
+
+func (f *queryFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.server, "server", defaultAdminServer, "the admin listener's URL")
+	fs.StringVar(&f.output, "o", "table", "output: table or json")
+}
+
+// parseInterleaved parses flags that may come before, between or after
+// the positional arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		if rest[0] == "--" {
+			return append(positional, rest[1:]...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+// apiError is a failed answer of the admin API.
+type apiError struct {
+	status int
+	body   projections.APIError
+}
+
+func (e *apiError) Error() string {
+	if e.body.Code == "" {
+		return fmt.Sprintf("HTTP %d", e.status)
+	}
+	return fmt.Sprintf("%s %s", e.body.Code, e.body.Message)
+}
+
+// adminGet GETs path with query v from the admin listener and returns the
+// body of a 200 answer.
+func adminGet(server, path string, v url.Values) ([]byte, error) {
+	u := strings.TrimRight(server, "/") + path
+	if len(v) > 0 {
+		u += "?" + v.Encode()
+	}
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if tok := os.Getenv("BILLFOLD_API_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	c := &http.Client{Timeout: 2 * time.Minute} // as_of folds the journal
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		e := &apiError{status: resp.StatusCode}
+		_ = json.Unmarshal(body, &e.body)
+		return nil, e
+	}
+	return body, nil
+}
+
+// fail prints err for the command and returns the exit code 1.
+func fail(stderr io.Writer, cmd string, err error) int {
+	if _, ok := err.(*apiError); ok {
+		fmt.Fprintln(stderr, err)
+	} else {
+		fmt.Fprintf(stderr, "billfold %s: %v\n", cmd, err)
+	}
+	return 1
+}
+
+func runGet(args []string, stdout, stderr io.Writer) int {
+	var f queryFlags
+	var asOf string
+	fs := newFlagSet("get", stderr)
+	f.register(fs)
+	fs.StringVar(&asOf, "as-of", "", "show the record as it stood at this provider time (RFC 3339); folds the whole journal")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: billfold get subscription|customer|order <provider> <id> [flags]\n       billfold get wallet <user_id> [flags]")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) == 0 {
+		fs.Usage()
+		return 2
+	}
+	kind := strings.TrimSuffix(pos[0], "s")
+	var path string
+	switch {
+	case kind == "wallet" && len(pos) == 2:
+		path = "/v1/wallets/" + url.PathEscape(pos[1])
+	case (kind == "subscription" || kind == "customer" || kind == "order") && len(pos) == 3:
+		path = "/v1/" + kind + "s/" + url.PathEscape(pos[1]) + "/" + url.PathEscape(pos[2])
+	default:
+		fs.Usage()
+		return 2
+	}
+	v := url.Values{}
+	if asOf != "" {
+		v.Set("as_of", asOf)
+	}
+	body, err := adminGet(f.server, path, v)
+	if err != nil {
+		return fail(stderr, "get", err)
+	}
+	if f.output == "json" {
+		_, _ = stdout.Write(body)
+		return 0
+	}
+	if err := printRecord(stdout, kind, body); err != nil {
+		return fail(stderr, "get", err)
+	}
+	return 0
+}
+
+func runList(args []string, stdout, stderr io.Writer) int {
+	var f queryFlags
+	var state, provider, customer, cursor string
+	var limit int
+	fs := newFlagSet("list", stderr)
+	f.register(fs)
+	fs.StringVar(&state, "state", "", "lifecycle state: "+strings.Join(stateNames(), ", "))
+	fs.StringVar(&provider, "provider", "", "provider")
+	fs.StringVar(&customer, "customer", "", "the provider's customer id")
+	fs.IntVar(&limit, "limit", 0, "list at most this many (0: all, following next_cursor to the end)")
+	fs.StringVar(&cursor, "cursor", "", "start after this cursor (next_cursor of an earlier list)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: billfold list subscriptions [--state s] [--provider p] [--customer c] [--limit n] [flags]")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 || pos[0] != "subscriptions" {
+		fs.Usage()
+		return 2
+	}
+	if limit < 0 {
+		fmt.Fprintln(stderr, "billfold list: --limit must be positive")
+		return 2
+	}
+	var all projections.Page
+	all.Items = []json.RawMessage{}
+	for {
+		v := url.Values{}
+		for k, s := range map[string]string{"state": state, "provider": provider, "customer": customer, "cursor": cursor} {
+			if s != "" {
+				v.Set(k, s)
+			}
+		}
+		page := projections.MaxListLimit
+		if limit > 0 {
+			page = min(page, limit-len(all.Items))
+		}
+		v.Set("limit", strconv.Itoa(page))
+		body, err := adminGet(f.server, "/v1/subscriptions", v)
+		if err != nil {
+			return fail(stderr, "list", err)
+		}
+		var p projections.Page
+		if err := json.Unmarshal(body, &p); err != nil {
+			return fail(stderr, "list", err)
+		}
+		all.Items = append(all.Items, p.Items...)
+		cursor, all.NextCursor = p.NextCursor, p.NextCursor
+		if cursor == "" || (limit > 0 && len(all.Items) >= limit) {
+			break
+		}
+	}
+	if f.output == "json" {
+		return writeJSONOut(stdout, all)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROVIDER\tID\tCUSTOMER\tSTATE\tSTATUS\tENTITLED\tPERIOD END\tUPDATED")
+	for _, raw := range all.Items {
+		var s domain.SubscriptionRecord
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return fail(stderr, "list", err)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\n", s.Provider, s.ID, dash(s.CustomerID), s.State, dash(s.ProviderStatus),
+			s.Entitled, timeOrDash(s.CurrentPeriodEnd), s.UpdatedAt.Format(time.RFC3339))
+	}
+	_ = tw.Flush()
+	if all.NextCursor != "" {
+		fmt.Fprintf(stderr, "more: --cursor %s\n", all.NextCursor)
+	}
+	return 0
+}
+
+func stateNames() []string {
+	out := make([]string, len(domain.LifecycleStates))
+	for i, s := range domain.LifecycleStates {
+		out[i] = string(s)
+	}
+	return out
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func timeOrDash(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
+}
+
+func linksText(ls []domain.Link) string {
+	parts := make([]string, len(ls))
+	for i, l := range ls {
+		parts[i] = l.Kind + "=" + l.Value
+	}
+	return dash(strings.Join(parts, " "))
+}
+
+// printRecord prints one record as an aligned field list.
+func printRecord(w io.Writer, kind string, body []byte) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(k string, v any) { fmt.Fprintf(tw, "%s\t%v\n", k, v) }
+	meta := func(m domain.RecordMeta) {
+		row("version", m.Version)
+		row("updated_at", m.UpdatedAt.Format(time.RFC3339))
+	}
+	switch kind {
+	case "subscription":
+		var r domain.SubscriptionRecord
+		if err := json.Unmarshal(body, &r); err != nil {
+			return err
+		}
+		row("provider", r.Provider)
+		row("id", r.ID)
+		row("customer", dash(r.CustomerID))
+		row("state", r.State)
+		row("provider_status", dash(r.ProviderStatus))
+		row("entitled", r.Entitled)
+		row("plan", dash(r.PlanID))
+		row("price", dash(r.PriceID))
+		row("cancel_at_period_end", r.CancelAtPeriodEnd)
+		row("current_period_end", timeOrDash(r.CurrentPeriodEnd))
+		row("trial_end", timeOrDash(r.TrialEnd))
+		row("ended_at", timeOrDash(r.EndedAt))
+		if r.LastPayment != nil {
+			row("last_payment", r.LastPayment.Outcome+" "+r.LastPayment.At.Format(time.RFC3339))
+		}
+		meta(r.RecordMeta)
+		for _, t := range r.Transitions {
+			row("transition", fmt.Sprintf("%s -> %s at %s (%s)", dash(string(t.From)), t.To, t.At.Format(time.RFC3339), t.EventID))
+		}
+	case "customer":
+		var r domain.CustomerRecord
+		if err := json.Unmarshal(body, &r); err != nil {
+			return err
+		}
+		row("provider", r.Provider)
+		row("id", r.ID)
+		row("email", dash(r.Email))
+		row("name", dash(r.Name))
+		row("deleted", r.Deleted)
+		row("links", linksText(r.Links))
+		row("created_at", timeOrDash(r.CreatedAt))
+		meta(r.RecordMeta)
+	case "order":
+		var r domain.OrderRecord
+		if err := json.Unmarshal(body, &r); err != nil {
+			return err
+		}
+		row("provider", r.Provider)
+		row("id", r.ID)
+		row("customer", dash(r.CustomerID))
+		row("status", r.Status)
+		row("amount", fmt.Sprintf("%d %s", r.Amount, r.Currency))
+		row("amount_refunded", r.AmountRefunded)
+		row("links", linksText(r.Links))
+		meta(r.RecordMeta)
+	case "wallet":
+		var r domain.WalletRecord
+		if err := json.Unmarshal(body, &r); err != nil {
+			return err
+		}
+		row("user_id", r.UserID)
+		row("balance", r.Balance)
+		row("available", r.Available)
+		row("pending", r.Pending)
+		row("user_known", r.UserKnown)
+		row("user_deleted", r.Deleted)
+		meta(r.RecordMeta)
+		for _, e := range r.Entries {
+			held := ""
+			if e.Held {
+				held = " (held)"
+			}
+			row("entry", fmt.Sprintf("%+d %s %s%s", e.Amount, e.Reason, e.Reference, held))
+		}
+	}
+	return tw.Flush()
+}

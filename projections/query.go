@@ -1,0 +1,848 @@
+package projections
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/looplab/eventhorizon/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/reducers"
+)
+
+// Query reads the projections for the query API: single records straight
+// from the KV stores, and lists through in-memory secondary indexes that KV
+// watchers keep up to date (subscriptions by lifecycle state, provider and
+// customer; customers by link; orders by customer and link). The indexes
+// hold ids, not records: a page's records are read from the store.
+//
+// Query never writes a projection.
+type Query struct {
+	js        jetstream.JetStream
+	projs     []reducers.Projection
+	stores    map[string]*Store
+	userIDKey string
+
+	subs   *subIndex
+	people *linkIndex
+
+	readyOnce sync.Once
+	ready     chan struct{}
+	pending   sync.WaitGroup
+}
+
+// Kinds of record the query API reads.
+const (
+	KindCustomer     = "customer"
+	KindSubscription = "subscription"
+	KindOrder        = "order"
+	KindWallet       = "wallet"
+)
+
+// kindProjection maps a record kind to its projection.
+var kindProjection = map[string]string{
+	KindCustomer:     domain.ProjectionCustomers,
+	KindSubscription: domain.ProjectionSubscriptions,
+	KindOrder:        domain.ProjectionOrders,
+	KindWallet:       domain.ProjectionWallets,
+}
+
+// Limits of a list page.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// maxLinkedIdentities bounds how many identities one person's link closure
+// may reach, so a link value shared by everyone (a test user id) cannot
+// make one request read the whole index.
+const maxLinkedIdentities = 1000
+
+// NewQuery reads the stores of engine; projs are the projections'
+// reducers (for AsOf), userIDKey the metadata key that names a billfold
+// user (reducers.Options.UserIDKey; "" means "user_id"). Call Run to keep
+// the indexes up to date.
+func NewQuery(engine *Engine, projs []reducers.Projection, userIDKey string) *Query {
+	if userIDKey == "" {
+		userIDKey = "user_id"
+	}
+	return &Query{
+		js: engine.js, projs: projs, stores: maps.Clone(engine.stores), userIDKey: userIDKey,
+		subs: newSubIndex(), people: newLinkIndex(), ready: make(chan struct{}),
+	}
+}
+
+// Run watches the customers, subscriptions and orders buckets and feeds
+// the indexes until ctx is done. The indexes are ready (Ready is closed)
+// once every bucket's initial values are in.
+func (q *Query) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	watch := []struct {
+		projection, prefix string
+		apply              func(key string, id uuid.UUID, value []byte)
+	}{
+		{domain.ProjectionSubscriptions, KindSubscription + ".", q.applySubscription},
+		{domain.ProjectionCustomers, KindCustomer + ".", q.applyCustomer},
+		{domain.ProjectionOrders, KindOrder + ".", q.applyOrder},
+	}
+	q.pending.Add(len(watch))
+	go func() { q.pending.Wait(); q.readyOnce.Do(func() { close(q.ready) }) }()
+	for _, w := range watch {
+		store := q.stores[w.projection]
+		if store == nil {
+			q.pending.Done()
+			continue
+		}
+		wg.Go(func() { q.watch(ctx, store.kv, w.prefix, w.apply) })
+	}
+	wg.Wait()
+}
+
+// Ready is closed once the indexes hold every record stored when Run
+// started.
+func (q *Query) Ready() <-chan struct{} { return q.ready }
+
+// waitReady waits for the indexes' initial load, or ctx.
+func (q *Query) waitReady(ctx context.Context) error {
+	select {
+	case <-q.ready:
+		return nil
+	case <-ctx.Done():
+		return domain.Wrap(domain.CodeStoreUnavailable, ctx.Err(), "query indexes still loading")
+	}
+}
+
+// watch feeds one bucket's values to apply, re-watching after a failure.
+func (q *Query) watch(ctx context.Context, kv jetstream.KeyValue, prefix string, apply func(string, uuid.UUID, []byte)) {
+	initial := true
+	for ctx.Err() == nil {
+		w, err := kv.WatchAll(ctx)
+		if err != nil {
+			sleep(ctx, time.Second)
+			continue
+		}
+		for e := range w.Updates() {
+			if e == nil { // the initial values are in
+				if initial {
+					initial = false
+					q.pending.Done()
+				}
+				continue
+			}
+			key := e.Key()
+			if !strings.HasPrefix(key, prefix) {
+				continue
+			}
+			id, err := uuid.Parse(key[len(prefix):])
+			if err != nil {
+				continue
+			}
+			var value []byte
+			if e.Operation() == jetstream.KeyValuePut {
+				value = e.Value()
+			}
+			apply(key, id, value)
+		}
+		_ = w.Stop()
+		sleep(ctx, 250*time.Millisecond)
+	}
+	if initial {
+		q.pending.Done()
+	}
+}
+
+// indexedRecord is the part of a stored record the indexes need.
+type indexedRecord struct {
+	Record struct {
+		Provider   string        `json:"provider"`
+		ID         string        `json:"id"`
+		CustomerID string        `json:"customer_id"`
+		State      string        `json:"state"`
+		Links      []domain.Link `json:"links"`
+		Deleted    bool          `json:"deleted"`
+	} `json:"record"`
+}
+
+func decodeIndexed(value []byte) (*indexedRecord, bool) {
+	if value == nil {
+		return nil, false
+	}
+	var r indexedRecord
+	if json.Unmarshal(value, &r) != nil || r.Record.ID == "" {
+		return nil, false
+	}
+	return &r, true
+}
+
+func (q *Query) applySubscription(_ string, id uuid.UUID, value []byte) {
+	r, ok := decodeIndexed(value)
+	if !ok {
+		q.subs.remove(id)
+		return
+	}
+	q.subs.upsert(id, r.Record.Provider, r.Record.ID, r.Record.CustomerID, domain.LifecycleState(r.Record.State))
+}
+
+func (q *Query) applyCustomer(_ string, id uuid.UUID, value []byte) {
+	r, ok := decodeIndexed(value)
+	if !ok {
+		q.people.removeCustomer(id)
+		return
+	}
+	links := slices.Clone(r.Record.Links)
+	if domain.Provider(r.Record.Provider) == domain.Clerk {
+		// A Clerk user is the billfold user its id names.
+		links = append(links, domain.Link{Kind: q.userIDKey, Value: r.Record.ID})
+	}
+	q.people.upsertCustomer(id, ident{r.Record.Provider, r.Record.ID}, links)
+}
+
+func (q *Query) applyOrder(_ string, id uuid.UUID, value []byte) {
+	r, ok := decodeIndexed(value)
+	if !ok {
+		q.people.removeOrder(id)
+		return
+	}
+	q.people.upsertOrder(id, ident{r.Record.Provider, r.Record.CustomerID}, pos{r.Record.Provider, r.Record.ID}, r.Record.Links)
+}
+
+// ---------------------------------------------------------------------------
+// Single records.
+
+// recordKey is the store key of a record of kind.
+func recordKey(kind, provider, id string) (string, error) {
+	if id == "" {
+		return "", domain.Errorf(domain.CodeBadRequest, "empty id")
+	}
+	switch kind {
+	case KindCustomer:
+		return reducers.CustomerKey(provider, id), nil
+	case KindSubscription:
+		return reducers.SubscriptionKey(provider, id), nil
+	case KindOrder:
+		return reducers.OrderKey(provider, id), nil
+	case KindWallet:
+		return reducers.WalletKey(id), nil
+	}
+	return "", domain.Errorf(domain.CodeBadRequest, "unknown record kind %q (customer, subscription, order or wallet)", kind)
+}
+
+func describe(kind, provider, id string) string {
+	if kind == KindWallet {
+		return "wallet of user " + id
+	}
+	return kind + " " + provider + "/" + id
+}
+
+// Record returns the JSON of a record: a customer, subscription or order
+// of provider, or the wallet of user id (provider is then ignored).
+// An absent record is BILLFOLD-NOT-FOUND.
+func (q *Query) Record(ctx context.Context, kind, provider, id string) (json.RawMessage, error) {
+	key, err := recordKey(kind, provider, id)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := q.read(ctx, kindProjection[kind], key)
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, domain.Errorf(domain.CodeNotFound, "no %s", describe(kind, provider, id))
+	}
+	return raw, nil
+}
+
+// read returns the record part of the value under key, nil when absent.
+// It reads the KV bucket itself, not the store's cache, so that a record
+// written by another billfold process is seen at once.
+func (q *Query) read(ctx context.Context, projection, key string) (json.RawMessage, error) {
+	store := q.stores[projection]
+	if store == nil {
+		return nil, domain.Errorf(domain.CodeNotFound, "no projection %s", projection)
+	}
+	e, err := store.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "read "+projection)
+	}
+	return recordPart(e.Value())
+}
+
+func recordPart(value []byte) (json.RawMessage, error) {
+	var s struct {
+		Record json.RawMessage `json:"record"`
+	}
+	if err := json.Unmarshal(value, &s); err != nil {
+		return nil, domain.Wrap(domain.CodeReducerDecode, err, "stored record")
+	}
+	if len(s.Record) == 0 || string(s.Record) == "null" {
+		return nil, nil
+	}
+	return s.Record, nil
+}
+
+// readMany reads keys of projection concurrently, keeping the order and
+// leaving out records that are gone.
+func (q *Query) readMany(ctx context.Context, projection string, keys []string) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, len(keys))
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, key := range keys {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			out[i], errs[i] = q.read(ctx, projection, key)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(out, func(r json.RawMessage) bool { return r == nil }), nil
+}
+
+// AsOf returns a record as it stood at provider time t: the journal is
+// folded from the start into memory with the record's projection,
+// skipping every event whose provider time (Created) is after t.
+//
+// It costs a full read of the journal and a fold of every event the
+// projection handles, each time: seconds for millions of events, and
+// memory for every record of the projection. It is meant for an operator's
+// occasional question, not for a hot path.
+func (q *Query) AsOf(ctx context.Context, kind, provider, id string, t time.Time) (json.RawMessage, error) {
+	key, err := recordKey(kind, provider, id)
+	if err != nil {
+		return nil, err
+	}
+	name := kindProjection[kind]
+	var proj reducers.Projection
+	for _, p := range q.projs {
+		if p.Name() == name {
+			proj = p
+		}
+	}
+	if proj == nil {
+		return nil, domain.Errorf(domain.CodeNotFound, "no projection %s", name)
+	}
+	records := memoryRecords{}
+	err = EachJournalEvent(ctx, q.js, func(env *domain.Envelope) error {
+		if env.Created.After(t) || !proj.Handles(env.Provider, env.EventType) {
+			return nil
+		}
+		changes, err := proj.Apply(env, records)
+		if domain.Permanent(err) {
+			return nil // a dead letter then as now
+		}
+		if err != nil {
+			return err
+		}
+		maps.Copy(records, changes)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if records[key] == nil {
+		return nil, domain.Errorf(domain.CodeNotFound, "no %s as of %s", describe(kind, provider, id), t.Format(time.RFC3339))
+	}
+	return recordPart(records[key])
+}
+
+// ---------------------------------------------------------------------------
+// Lists.
+
+// SubscriptionFilter selects subscriptions; empty fields match all.
+type SubscriptionFilter struct {
+	State    domain.LifecycleState
+	Provider string
+	Customer string
+}
+
+// Page is one page of a list.
+type Page struct {
+	Items      []json.RawMessage `json:"items"`
+	NextCursor string            `json:"next_cursor,omitempty"`
+}
+
+// ParseLimit validates a limit parameter: 1 to MaxListLimit, "" for
+// DefaultListLimit.
+func ParseLimit(s string) (int, error) {
+	if s == "" {
+		return DefaultListLimit, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxListLimit {
+		return 0, domain.Errorf(domain.CodeBadRequest, "limit %q: want an integer from 1 to %d", s, MaxListLimit)
+	}
+	return n, nil
+}
+
+// encodeCursor and decodeCursor: a cursor is the position of the last
+// record of a page, opaque to callers (base64url).
+func encodeCursor(p pos) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(p.provider + "\n" + p.id))
+}
+
+func decodeCursor(s string) (*pos, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	provider, id, ok := strings.Cut(string(b), "\n")
+	if err != nil || !ok || id == "" {
+		return nil, domain.Errorf(domain.CodeBadRequest, "cursor %q is not a cursor this API returned", s)
+	}
+	return &pos{provider, id}, nil
+}
+
+// ValidateFilter checks a filter's state.
+func ValidateFilter(f SubscriptionFilter) error {
+	if f.State != "" && !f.State.Valid() {
+		names := make([]string, len(domain.LifecycleStates))
+		for i, s := range domain.LifecycleStates {
+			names[i] = string(s)
+		}
+		return domain.Errorf(domain.CodeBadRequest, "state %q: want one of %s", f.State, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// ListSubscriptions returns the page of subscriptions matching f after
+// cursor, at most limit, in (provider, id) order. The page is chosen by
+// the index; records that changed since so that they no longer match are
+// left out of it, so a page may hold fewer than limit.
+func (q *Query) ListSubscriptions(ctx context.Context, f SubscriptionFilter, limit int, cursor string) (Page, error) {
+	if err := ValidateFilter(f); err != nil {
+		return Page{}, err
+	}
+	if limit < 1 || limit > MaxListLimit {
+		return Page{}, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", limit, MaxListLimit)
+	}
+	after, err := decodeCursor(cursor)
+	if err != nil {
+		return Page{}, err
+	}
+	if err := q.waitReady(ctx); err != nil {
+		return Page{}, err
+	}
+	entries, more := q.subs.list(f, limit, after)
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.key
+	}
+	records, err := q.readMany(ctx, domain.ProjectionSubscriptions, keys)
+	if err != nil {
+		return Page{}, err
+	}
+	page := Page{Items: make([]json.RawMessage, 0, len(records))}
+	for _, r := range records {
+		var s struct {
+			State    domain.LifecycleState `json:"state"`
+			Provider string                `json:"provider"`
+			Customer string                `json:"customer_id"`
+		}
+		if json.Unmarshal(r, &s) != nil ||
+			(f.State != "" && s.State != f.State) || (f.Provider != "" && s.Provider != f.Provider) || (f.Customer != "" && s.Customer != f.Customer) {
+			continue
+		}
+		page.Items = append(page.Items, r)
+	}
+	if more && len(entries) > 0 {
+		page.NextCursor = encodeCursor(entries[len(entries)-1].pos())
+	}
+	return page, nil
+}
+
+// Counts returns the number of subscriptions in each lifecycle state,
+// every state present.
+func (q *Query) Counts(ctx context.Context) (map[domain.LifecycleState]int, error) {
+	if err := q.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	return q.subs.counts(), nil
+}
+
+// CustomerSubscriptions returns the subscriptions of a customer and of
+// every identity linked to it (sharing a link, transitively: a Stripe
+// customer whose metadata names user_1 and the Clerk user user_1), in
+// (provider, id) order.
+func (q *Query) CustomerSubscriptions(ctx context.Context, provider, id string) (Page, error) {
+	if err := q.waitReady(ctx); err != nil {
+		return Page{}, err
+	}
+	group, known := q.people.identities(ident{provider, id})
+	var keys []string
+	for _, e := range q.subs.ofCustomers(group) {
+		keys = append(keys, e.key)
+	}
+	return q.customerPage(ctx, domain.ProjectionSubscriptions, keys, known, provider, id)
+}
+
+// CustomerOrders returns the orders of a customer and of every identity
+// linked to it, and the orders whose own links are among theirs, in
+// (provider, id) order.
+func (q *Query) CustomerOrders(ctx context.Context, provider, id string) (Page, error) {
+	if err := q.waitReady(ctx); err != nil {
+		return Page{}, err
+	}
+	group, known := q.people.identities(ident{provider, id})
+	return q.customerPage(ctx, domain.ProjectionOrders, q.people.ordersOf(group), known, provider, id)
+}
+
+func (q *Query) customerPage(ctx context.Context, projection string, keys []string, known bool, provider, id string) (Page, error) {
+	if !known && len(keys) == 0 {
+		return Page{}, domain.Errorf(domain.CodeNotFound, "no customer %s/%s", provider, id)
+	}
+	records, err := q.readMany(ctx, projection, keys)
+	if err != nil {
+		return Page{}, err
+	}
+	if records == nil {
+		records = []json.RawMessage{}
+	}
+	return Page{Items: records}, nil
+}
+
+// ---------------------------------------------------------------------------
+// The subscriptions index.
+
+// subEntry is one subscription in the index.
+type subEntry struct {
+	key      string
+	provider string
+	id       string
+	customer string
+	state    domain.LifecycleState
+}
+
+func (e *subEntry) pos() pos { return pos{e.provider, e.id} }
+
+// subIndex indexes subscriptions by state (a sorted list per state), in
+// one sorted list of all, and by customer id.
+type subIndex struct {
+	mu         sync.RWMutex
+	byID       map[uuid.UUID]*subEntry
+	all        sortedList
+	byState    map[domain.LifecycleState]*sortedList
+	byCustomer map[string][]*subEntry
+	intern     map[string]string
+}
+
+func newSubIndex() *subIndex {
+	x := &subIndex{
+		byID:       map[uuid.UUID]*subEntry{},
+		byState:    map[domain.LifecycleState]*sortedList{},
+		byCustomer: map[string][]*subEntry{},
+		intern:     map[string]string{},
+	}
+	for _, s := range domain.LifecycleStates {
+		x.byState[s] = &sortedList{}
+	}
+	return x
+}
+
+// internStr keeps one copy of the few distinct providers and states.
+func (x *subIndex) internStr(s string) string {
+	if v, ok := x.intern[s]; ok {
+		return v
+	}
+	if len(x.intern) < 64 {
+		x.intern[s] = s
+	}
+	return s
+}
+
+func (x *subIndex) upsert(id uuid.UUID, provider, subID, customer string, state domain.LifecycleState) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	provider = x.internStr(provider)
+	state = domain.LifecycleState(x.internStr(string(state)))
+	if old := x.byID[id]; old != nil {
+		if old.provider == provider && old.id == subID && old.customer == customer && old.state == state {
+			return
+		}
+		x.unlink(old)
+	}
+	e := &subEntry{key: domain.RecordKey(KindSubscription, id), provider: provider, id: subID, customer: customer, state: state}
+	x.byID[id] = e
+	x.all.insert(e)
+	l := x.byState[state]
+	if l == nil { // a state this build does not know: listed under no state
+		l = &sortedList{}
+		x.byState[state] = l
+	}
+	l.insert(e)
+	if customer != "" {
+		x.byCustomer[customer] = append(x.byCustomer[customer], e)
+	}
+}
+
+func (x *subIndex) remove(id uuid.UUID) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if old := x.byID[id]; old != nil {
+		x.unlink(old)
+		delete(x.byID, id)
+	}
+}
+
+func (x *subIndex) unlink(e *subEntry) {
+	x.all.remove(e)
+	if l := x.byState[e.state]; l != nil {
+		l.remove(e)
+	}
+	if e.customer != "" {
+		s := slices.DeleteFunc(x.byCustomer[e.customer], func(o *subEntry) bool { return o == e })
+		if len(s) == 0 {
+			delete(x.byCustomer, e.customer)
+		} else {
+			x.byCustomer[e.customer] = s
+		}
+	}
+}
+
+// list returns up to limit entries matching f after the cursor, and
+// whether more may follow.
+func (x *subIndex) list(f SubscriptionFilter, limit int, after *pos) ([]*subEntry, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	match := func(e *subEntry) bool {
+		return (f.State == "" || e.state == f.State) && (f.Provider == "" || e.provider == f.Provider) &&
+			(f.Customer == "" || e.customer == f.Customer)
+	}
+	var out []*subEntry
+	if f.Customer != "" {
+		// A customer has few subscriptions: filter and sort them.
+		for _, e := range x.byCustomer[f.Customer] {
+			if match(e) && (after == nil || comparePos(e.pos(), *after) > 0) {
+				out = append(out, e)
+			}
+		}
+		slices.SortFunc(out, func(a, b *subEntry) int { return comparePos(a.pos(), b.pos()) })
+		if len(out) > limit {
+			return out[:limit], true
+		}
+		return out, false
+	}
+	l := &x.all
+	if f.State != "" {
+		l = x.byState[f.State]
+	}
+	start, strict := pos{provider: f.Provider}, false
+	if after != nil && comparePos(*after, start) >= 0 {
+		start, strict = *after, true
+	}
+	more := false
+	l.ascend(start, strict, func(e *subEntry) bool {
+		if f.Provider != "" && e.provider != f.Provider {
+			return false // past the provider's range
+		}
+		if len(out) == limit {
+			more = true
+			return false
+		}
+		out = append(out, e)
+		return true
+	})
+	return out, more
+}
+
+func (x *subIndex) counts() map[domain.LifecycleState]int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := map[domain.LifecycleState]int{}
+	for _, s := range domain.LifecycleStates {
+		out[s] = x.byState[s].len()
+	}
+	return out
+}
+
+// ofCustomers returns the subscriptions of the identities, in order.
+func (x *subIndex) ofCustomers(ids []ident) []*subEntry {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var out []*subEntry
+	for _, c := range ids {
+		for _, e := range x.byCustomer[c.id] {
+			if e.provider == c.provider {
+				out = append(out, e)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *subEntry) int { return comparePos(a.pos(), b.pos()) })
+	return slices.CompactFunc(out, func(a, b *subEntry) bool { return a == b })
+}
+
+// ---------------------------------------------------------------------------
+// Customers by link, orders by customer and link.
+
+// ident is a customer at a provider.
+type ident struct{ provider, id string }
+
+type custEntry struct {
+	who   ident
+	links []domain.Link
+}
+
+type orderEntry struct {
+	key      string
+	pos      pos
+	customer ident
+	links    []domain.Link
+}
+
+type linkIndex struct {
+	mu             sync.RWMutex
+	customers      map[uuid.UUID]*custEntry
+	byIdent        map[ident]*custEntry
+	customerByLink map[domain.Link][]*custEntry
+	orders         map[uuid.UUID]*orderEntry
+	orderByCust    map[ident][]*orderEntry
+	orderByLink    map[domain.Link][]*orderEntry
+}
+
+func newLinkIndex() *linkIndex {
+	return &linkIndex{
+		customers: map[uuid.UUID]*custEntry{}, byIdent: map[ident]*custEntry{}, customerByLink: map[domain.Link][]*custEntry{},
+		orders: map[uuid.UUID]*orderEntry{}, orderByCust: map[ident][]*orderEntry{}, orderByLink: map[domain.Link][]*orderEntry{},
+	}
+}
+
+func removeFrom[E comparable, K comparable](m map[K][]E, k K, e E) {
+	s := slices.DeleteFunc(m[k], func(o E) bool { return o == e })
+	if len(s) == 0 {
+		delete(m, k)
+	} else {
+		m[k] = s
+	}
+}
+
+func (x *linkIndex) upsertCustomer(id uuid.UUID, who ident, links []domain.Link) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.unlinkCustomer(id)
+	e := &custEntry{who: who, links: links}
+	x.customers[id] = e
+	x.byIdent[who] = e
+	for _, l := range links {
+		x.customerByLink[l] = append(x.customerByLink[l], e)
+	}
+}
+
+func (x *linkIndex) removeCustomer(id uuid.UUID) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.unlinkCustomer(id)
+}
+
+func (x *linkIndex) unlinkCustomer(id uuid.UUID) {
+	old := x.customers[id]
+	if old == nil {
+		return
+	}
+	delete(x.customers, id)
+	if x.byIdent[old.who] == old {
+		delete(x.byIdent, old.who)
+	}
+	for _, l := range old.links {
+		removeFrom(x.customerByLink, l, old)
+	}
+}
+
+func (x *linkIndex) upsertOrder(id uuid.UUID, customer ident, p pos, links []domain.Link) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.unlinkOrder(id)
+	e := &orderEntry{key: domain.RecordKey(KindOrder, id), pos: p, customer: customer, links: slices.Clone(links)}
+	x.orders[id] = e
+	if customer.id != "" {
+		x.orderByCust[customer] = append(x.orderByCust[customer], e)
+	}
+	for _, l := range links {
+		x.orderByLink[l] = append(x.orderByLink[l], e)
+	}
+}
+
+func (x *linkIndex) removeOrder(id uuid.UUID) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.unlinkOrder(id)
+}
+
+func (x *linkIndex) unlinkOrder(id uuid.UUID) {
+	old := x.orders[id]
+	if old == nil {
+		return
+	}
+	delete(x.orders, id)
+	if old.customer.id != "" {
+		removeFrom(x.orderByCust, old.customer, old)
+	}
+	for _, l := range old.links {
+		removeFrom(x.orderByLink, l, old)
+	}
+}
+
+// identities returns who and every identity linked to it, transitively,
+// and whether who has a customer record.
+func (x *linkIndex) identities(who ident) ([]ident, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, known := x.byIdent[who]
+	seen := map[ident]bool{who: true}
+	queue := []ident{who}
+	for i := 0; i < len(queue) && len(seen) < maxLinkedIdentities; i++ {
+		e := x.byIdent[queue[i]]
+		if e == nil {
+			continue
+		}
+		for _, l := range e.links {
+			for _, o := range x.customerByLink[l] {
+				if !seen[o.who] {
+					seen[o.who] = true
+					queue = append(queue, o.who)
+				}
+			}
+		}
+	}
+	return queue, known
+}
+
+// ordersOf returns the keys of the orders of the identities and of the
+// orders carrying one of their links, in (provider, id) order.
+func (x *linkIndex) ordersOf(ids []ident) []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	set := map[*orderEntry]bool{}
+	for _, c := range ids {
+		for _, o := range x.orderByCust[c] {
+			set[o] = true
+		}
+		if e := x.byIdent[c]; e != nil {
+			for _, l := range e.links {
+				for _, o := range x.orderByLink[l] {
+					set[o] = true
+				}
+			}
+		}
+	}
+	orders := slices.Collect(maps.Keys(set))
+	slices.SortFunc(orders, func(a, b *orderEntry) int { return comparePos(a.pos, b.pos) })
+	keys := make([]string, len(orders))
+	for i, o := range orders {
+		keys[i] = o.key
+	}
+	return keys
+}

@@ -1,0 +1,147 @@
+package projections
+
+import (
+	"crypto/subtle"
+	_ "embed"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/billfold/billfold/domain"
+)
+
+// Mux is where handlers are registered: an *http.ServeMux, or a wrapper
+// that also records the patterns.
+type Mux interface {
+	Handle(pattern string, handler http.Handler)
+}
+
+// RequireToken returns a middleware that lets a request through only with
+// "Authorization: Bearer <token>", answering 401 BILLFOLD-UNAUTHORIZED
+// otherwise. An empty token lets every request through: reads are then as
+// open as the admin listener is (loopback by default).
+func RequireToken(token string) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		if token == "" {
+			return h
+		}
+		want := []byte("Bearer " + token)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got := []byte(r.Header.Get("Authorization"))
+			if subtle.ConstantTimeCompare(got, want) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="billfold"`)
+				WriteError(w, domain.Errorf(domain.CodeUnauthorized, "this route needs Authorization: Bearer <BILLFOLD_API_TOKEN>"))
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+}
+
+// Register adds the query API's routes to mux, each wrapped in auth
+// (RequireToken), and the OpenAPI document, which needs no token.
+func (q *Query) Register(mux Mux, auth func(http.Handler) http.Handler) {
+	if auth == nil {
+		auth = func(h http.Handler) http.Handler { return h }
+	}
+	route := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, auth(h)) }
+	route("GET /v1/customers/{provider}/{id}", q.serveRecord(KindCustomer))
+	route("GET /v1/subscriptions/{provider}/{id}", q.serveRecord(KindSubscription))
+	route("GET /v1/orders/{provider}/{id}", q.serveRecord(KindOrder))
+	route("GET /v1/wallets/{user_id}", q.serveRecord(KindWallet))
+	route("GET /v1/subscriptions", q.serveList)
+	route("GET /v1/subscriptions/counts", q.serveCounts)
+	route("GET /v1/customers/{provider}/{id}/subscriptions", q.serveCustomerSubscriptions)
+	route("GET /v1/customers/{provider}/{id}/orders", q.serveCustomerOrders)
+	mux.Handle("GET /v1/openapi.json", http.HandlerFunc(ServeOpenAPI))
+}
+
+func (q *Query) serveRecord(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		provider, id := r.PathValue("provider"), r.PathValue("id")
+		if kind == KindWallet {
+			id = r.PathValue("user_id")
+		}
+		var (
+			rec []byte
+			err error
+		)
+		if s := r.URL.Query().Get("as_of"); s != "" {
+			t, perr := time.Parse(time.RFC3339, s)
+			if perr != nil {
+				WriteError(w, domain.Errorf(domain.CodeBadRequest, "as_of %q: want an RFC 3339 time such as 2026-06-01T12:00:00Z", s))
+				return
+			}
+			rec, err = q.AsOf(r.Context(), kind, provider, id, t)
+		} else {
+			rec, err = q.Record(r.Context(), kind, provider, id)
+		}
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		writeRaw(w, rec)
+	}
+}
+
+// writeRaw answers a stored record's JSON as it is.
+func writeRaw(w http.ResponseWriter, raw []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(raw)
+	_, _ = w.Write([]byte("\n"))
+}
+
+func (q *Query) serveList(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	limit, err := ParseLimit(v.Get("limit"))
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	f := SubscriptionFilter{State: domain.LifecycleState(strings.TrimSpace(v.Get("state"))), Provider: v.Get("provider"), Customer: v.Get("customer")}
+	page, err := q.ListSubscriptions(r.Context(), f, limit, v.Get("cursor"))
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, page)
+}
+
+func (q *Query) serveCounts(w http.ResponseWriter, r *http.Request) {
+	counts, err := q.Counts(r.Context())
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, counts)
+}
+
+func (q *Query) serveCustomerSubscriptions(w http.ResponseWriter, r *http.Request) {
+	page, err := q.CustomerSubscriptions(r.Context(), r.PathValue("provider"), r.PathValue("id"))
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, page)
+}
+
+func (q *Query) serveCustomerOrders(w http.ResponseWriter, r *http.Request) {
+	page, err := q.CustomerOrders(r.Context(), r.PathValue("provider"), r.PathValue("id"))
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, page)
+}
+
+//go:embed openapi.json
+var openAPIDoc []byte
+
+// OpenAPI returns the OpenAPI 3 document of the admin API.
+func OpenAPI() []byte { return openAPIDoc }
+
+// ServeOpenAPI is the handler of GET /v1/openapi.json.
+func ServeOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	writeRaw(w, openAPIDoc)
+}
