@@ -1,11 +1,16 @@
 package projections_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -284,4 +289,79 @@ func TestLifecycleFeed(t *testing.T) {
 	waitCaughtUp(t, e)
 	waitRelayed(t, js)
 	check()
+}
+
+// GET /v1/changes: the token, the validation, and a feed read from the
+// start and resumed after a position.
+func TestChangeFeedHTTP(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	ctx := context.Background()
+	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
+	journalSamples(t, ingest.NewJournal(nc, js), 2)
+	e, _ := feedEngine(t, js)
+	waitCaughtUp(t, e)
+	waitRelayed(t, js)
+	srv := httptest.NewServer(projections.NewChangeFeed(js, "s3cret"))
+	t.Cleanup(srv.Close)
+
+	get := func(path string, header ...string) *http.Response {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
+		require.NoError(t, err)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		return resp
+	}
+	for path, code := range map[string]int{
+		"/v1/changes":                              http.StatusUnauthorized,
+		"/v1/changes?projection=nope":              http.StatusBadRequest,
+		"/v1/changes?last_event_id=x":              http.StatusBadRequest,
+		"/v1/changes?projection=customers&from=no": http.StatusBadRequest,
+	} {
+		var resp *http.Response
+		if code == http.StatusUnauthorized {
+			resp = get(path)
+		} else {
+			resp = get(path, "Authorization", "Bearer s3cret")
+		}
+		var body projections.APIError
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body), path)
+		resp.Body.Close()
+		assert.Equal(t, code, resp.StatusCode, path)
+		assert.NotEmpty(t, body.Code, path)
+	}
+
+	want := readFeed(t, js, projections.ChangeFilter(domain.ProjectionSubscriptions))
+	require.GreaterOrEqual(t, len(want), 4, "two subscriptions, several versions each")
+	read := func(resp *http.Response, n int) []uint64 {
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, 1<<20)
+		var ids []uint64
+		for len(ids) < n && sc.Scan() {
+			if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+				n, err := strconv.ParseUint(id, 10, 64)
+				require.NoError(t, err)
+				ids = append(ids, n)
+			}
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var c projections.Change
+				require.NoError(t, json.Unmarshal([]byte(data), &c))
+				assert.Equal(t, domain.ProjectionSubscriptions, c.Projection)
+			}
+		}
+		return ids
+	}
+	var all []uint64
+	for _, m := range want {
+		all = append(all, m.seq)
+	}
+	got := read(get("/v1/changes?projection=subscriptions&from=start", "Authorization", "Bearer s3cret"), len(want))
+	assert.Equal(t, all, got)
+	got = read(get("/v1/changes?projection=subscriptions", "Authorization", "Bearer s3cret", "Last-Event-ID", strconv.FormatUint(all[0], 10)), len(want)-1)
+	assert.Equal(t, all[1:], got)
 }

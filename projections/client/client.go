@@ -1,0 +1,159 @@
+// Package client is for downstream Go services that read billfold's
+// projections over NATS: Get and List read the projection KV buckets, Watch
+// follows the change feed (BILLFOLD_CHANGES) from a position.
+//
+// It reads only; it never writes a projection, the feed or the journal.
+// docs/consuming.md shows a complete program.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
+)
+
+// Generation is the projection store generation the client reads. Until
+// rebuilds switch generations (a later release), every projection lives in
+// generation 1: BILLFOLD_<PROJECTION>_G1.
+const Generation = 1
+
+// ErrNotFound is Get's error for a key the projection does not hold.
+var ErrNotFound = errors.New("billfold: record not found")
+
+// Client reads billfold projections over a JetStream connection.
+type Client struct {
+	js jetstream.JetStream
+}
+
+// New returns a client using js.
+func New(js jetstream.JetStream) *Client { return &Client{js: js} }
+
+// Change is one record change from the feed.
+type Change struct {
+	// Seq is the change's position in the feed: resume with Seq+1.
+	Seq        uint64
+	Projection string
+	Provider   string
+	ID         string
+	Version    int
+	// EventID is the provider event that made this version.
+	EventID string
+	// Record is the record as stored (docs/projections.md).
+	Record json.RawMessage
+}
+
+// Key is the key of a record in its projection: kind is "customer",
+// "subscription", "order" or "wallet"; a wallet's provider is ignored and
+// its id is the user id.
+func Key(kind string, provider domain.Provider, id string) string {
+	if kind == "wallet" {
+		provider = projections.WalletProvider
+	}
+	return domain.RecordKey(kind, domain.AggregateID(string(provider), kind, id))
+}
+
+func (c *Client) bucket(ctx context.Context, projection string) (jetstream.KeyValue, error) {
+	return c.js.KeyValue(ctx, domain.ProjectionBucket(projection, Generation))
+}
+
+// Get returns the record stored under key in projection (see Key) and its
+// revision, or ErrNotFound.
+func (c *Client) Get(ctx context.Context, projection, key string) ([]byte, uint64, error) {
+	kv, err := c.bucket(ctx, projection)
+	if err != nil {
+		return nil, 0, err
+	}
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var stored struct {
+		Record json.RawMessage `json:"record"`
+	}
+	if err := json.Unmarshal(e.Value(), &stored); err != nil {
+		return nil, 0, err
+	}
+	return stored.Record, e.Revision(), nil
+}
+
+// List returns the keys of every record of projection, without the
+// projection's helper entries (alias, topup).
+func (c *Client) List(ctx context.Context, projection string) ([]string, error) {
+	kv, err := c.bucket(ctx, projection)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for k := range keys.Keys() {
+		if kind, _, _ := strings.Cut(k, "."); kind == "alias" || kind == "topup" {
+			continue
+		}
+		out = append(out, k)
+	}
+	_ = keys.Stop() // the listing is complete once Keys is closed
+	return out, nil
+}
+
+// Watch follows the changes of projection ("" for every projection) from
+// feed position fromSeq: 1 for the whole feed, the Seq of the last change
+// handled plus one to resume, 0 for the changes stored from now on only. The channel closes when ctx ends. NATS reconnects are
+// handled; changes arrive in feed order, each once.
+func (c *Client) Watch(ctx context.Context, projection string, fromSeq uint64) (<-chan Change, error) {
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{projections.ChangeFilter(projection)},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	}
+	if fromSeq > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, fromSeq
+	}
+	cons, err := c.js.OrderedConsumer(ctx, projections.ChangesStream, cfg)
+	if err != nil {
+		return nil, err
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan Change)
+	stop := context.AfterFunc(ctx, it.Stop)
+	go func() {
+		defer close(out)
+		defer stop()
+		defer it.Stop()
+		for {
+			m, err := it.Next()
+			if err != nil {
+				return
+			}
+			meta, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			var body projections.Change
+			if err := json.Unmarshal(m.Data(), &body); err != nil {
+				continue
+			}
+			ch := Change{Seq: meta.Sequence.Stream, Projection: body.Projection, Provider: body.Provider, ID: body.ID,
+				Version: body.Version, EventID: body.EventID, Record: body.Record}
+			select {
+			case out <- ch:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
