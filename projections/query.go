@@ -440,7 +440,7 @@ func (q *Query) ListSubscriptions(ctx context.Context, f SubscriptionFilter, lim
 	entries, more := q.subs.list(f, limit, after)
 	keys := make([]string, len(entries))
 	for i, e := range entries {
-		keys[i] = e.key
+		keys[i] = e.key()
 	}
 	records, err := q.readMany(ctx, domain.ProjectionSubscriptions, keys)
 	if err != nil {
@@ -485,7 +485,7 @@ func (q *Query) CustomerSubscriptions(ctx context.Context, provider, id string) 
 	group, known := q.people.identities(ident{provider, id})
 	var keys []string
 	for _, e := range q.subs.ofCustomers(group) {
-		keys = append(keys, e.key)
+		keys = append(keys, e.key())
 	}
 	return q.customerPage(ctx, domain.ProjectionSubscriptions, keys, known, provider, id)
 }
@@ -520,7 +520,7 @@ func (q *Query) customerPage(ctx context.Context, projection string, keys []stri
 
 // subEntry is one subscription in the index.
 type subEntry struct {
-	key      string
+	uid      uuid.UUID // the store key is subscription.<uid>
 	provider string
 	id       string
 	customer string
@@ -528,6 +528,8 @@ type subEntry struct {
 }
 
 func (e *subEntry) pos() pos { return pos{e.provider, e.id} }
+
+func (e *subEntry) key() string { return domain.RecordKey(KindSubscription, e.uid) }
 
 // subIndex indexes subscriptions by state (a sorted list per state), in
 // one sorted list of all, and by customer id.
@@ -575,7 +577,7 @@ func (x *subIndex) upsert(id uuid.UUID, provider, subID, customer string, state 
 		}
 		x.unlink(old)
 	}
-	e := &subEntry{key: domain.RecordKey(KindSubscription, id), provider: provider, id: subID, customer: customer, state: state}
+	e := &subEntry{uid: id, provider: provider, id: subID, customer: customer, state: state}
 	x.byID[id] = e
 	x.all.insert(e)
 	l := x.byState[state]
