@@ -85,6 +85,26 @@ func TestLifecycleTransitionsOnNATS(t *testing.T) {
 		t.Fatalf("unexpected lifecycle message %s %s", m.Subject, m.Data)
 	case <-time.After(500 * time.Millisecond):
 	}
+
+	// billfold watch shows the same history.
+	out, code := runBillfold(t, "watch", "subscriptions", "--server", srv.admin, "--from", "start", "--count", "3")
+	require.Equal(t, 0, code, out)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3, out)
+	for i, state := range []string{"active", "past_due", "active"} {
+		assert.Contains(t, lines[i], "sub_lc", out)
+		assert.Contains(t, lines[i], fmt.Sprintf("evt_lc_%d", i+1), out)
+		assert.True(t, strings.HasSuffix(lines[i], "  "+state), "%q", lines[i])
+	}
+	out, code = runBillfold(t, "watch", "subscriptions", "--server", srv.admin, "--from", "start", "--count", "1", "-o", "json")
+	require.Equal(t, 0, code, out)
+	var first struct {
+		Seq uint64 `json:"seq"`
+		projections.Change
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &first), out)
+	assert.NotZero(t, first.Seq)
+	assert.Equal(t, "evt_lc_1", first.EventID)
 }
 
 // sseEvent is one event read from /v1/changes.

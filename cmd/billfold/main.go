@@ -24,6 +24,7 @@ var commands = map[string]command{
 	"version": {"print the version", runVersion},
 	"get":     {"show one record from a running server: subscription, customer, order or wallet", runGet},
 	"list":    {"list subscriptions from a running server, filtered by state, provider, customer", runList},
+	"watch":   {"follow a running server's record changes (Server-Sent Events), resuming after drops", runWatch},
 }
 
 // version is set at build time with -ldflags "-X main.version=...".
