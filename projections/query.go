@@ -111,11 +111,15 @@ func (q *Query) Run(ctx context.Context) {
 // started.
 func (q *Query) Ready() <-chan struct{} { return q.ready }
 
-// waitReady waits for the indexes' initial load, or ctx.
+// waitReady waits for the indexes' initial load, at most 30 s or ctx.
 func (q *Query) waitReady(ctx context.Context) error {
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
 	select {
 	case <-q.ready:
 		return nil
+	case <-t.C:
+		return domain.Errorf(domain.CodeStoreUnavailable, "query indexes still loading")
 	case <-ctx.Done():
 		return domain.Wrap(domain.CodeStoreUnavailable, ctx.Err(), "query indexes still loading")
 	}
