@@ -61,7 +61,7 @@ type Link struct {
 
 // EntityID implements eh.Entity.
 func (r *CustomerRecord) EntityID() uuid.UUID {
-	return AggregateID(string(r.Provider), "customer", r.ID)
+	return AggregateID(string(r.Provider), KindCustomer, r.ID)
 }
 
 // Transition is one change of a subscription's lifecycle state.
@@ -119,7 +119,7 @@ type SubscriptionRecord struct {
 
 // EntityID implements eh.Entity.
 func (r *SubscriptionRecord) EntityID() uuid.UUID {
-	return AggregateID(string(r.Provider), "subscription", r.ID)
+	return AggregateID(string(r.Provider), KindSubscription, r.ID)
 }
 
 // OrderStatus is an order's payment status.
@@ -153,7 +153,7 @@ type OrderRecord struct {
 
 // EntityID implements eh.Entity.
 func (r *OrderRecord) EntityID() uuid.UUID {
-	return AggregateID(string(r.Provider), "order", r.ID)
+	return AggregateID(string(r.Provider), KindOrder, r.ID)
 }
 
 // WalletEntry is one movement of credits.
@@ -181,8 +181,34 @@ type WalletRecord struct {
 
 // EntityID implements eh.Entity.
 func (r *WalletRecord) EntityID() uuid.UUID {
-	return AggregateID("billfold", "wallet", r.UserID)
+	return AggregateID(WalletNamespace, KindWallet, r.UserID)
 }
+
+// Kinds of entry in the projection stores: the four record kinds, and the
+// helper entries projections keep beside them (an order's aliases, a
+// wallet's top-ups), which are not records of their own.
+const (
+	KindCustomer     = "customer"
+	KindSubscription = "subscription"
+	KindOrder        = "order"
+	KindWallet       = "wallet"
+	KindAlias        = "alias"
+	KindTopUp        = "topup"
+)
+
+// IsRecordKind reports whether kind is one of the four record kinds rather
+// than a helper entry.
+func IsRecordKind(kind string) bool {
+	switch kind {
+	case KindCustomer, KindSubscription, KindOrder, KindWallet:
+		return true
+	}
+	return false
+}
+
+// WalletNamespace is the namespace of wallet ids: a wallet belongs to a
+// billfold user, not to one provider.
+const WalletNamespace = "billfold"
 
 // RecordKey is the key of a record in its projection's KV bucket:
 // "<kind>.<aggregate id>", for example "subscription.0f8a…". Keys are the

@@ -32,7 +32,7 @@ const (
 	ChangesDuplicateWindow = 5 * time.Minute
 	// WalletProvider stands for the provider of wallets, which belong to a
 	// user rather than to one provider.
-	WalletProvider = "billfold"
+	WalletProvider = domain.WalletNamespace
 )
 
 // ChangeSubject is the subject of one record's changes.
@@ -267,8 +267,7 @@ func (r *Relay) feedMessages(subject string, h nats.Header, value []byte, seq ui
 		return nil, nil // a delete or purge: billfold writes none
 	}
 	key := strings.TrimPrefix(subject, "$KV."+r.bucket+".")
-	kind, _, _ := strings.Cut(key, ".")
-	if kind == "alias" || kind == "topup" {
+	if kind, _, _ := strings.Cut(key, "."); !domain.IsRecordKind(kind) {
 		return nil, nil
 	}
 	var stored struct {

@@ -40,20 +40,12 @@ type Query struct {
 	pending   sync.WaitGroup
 }
 
-// Kinds of record the query API reads.
-const (
-	KindCustomer     = "customer"
-	KindSubscription = "subscription"
-	KindOrder        = "order"
-	KindWallet       = "wallet"
-)
-
 // kindProjection maps a record kind to its projection.
 var kindProjection = map[string]string{
-	KindCustomer:     domain.ProjectionCustomers,
-	KindSubscription: domain.ProjectionSubscriptions,
-	KindOrder:        domain.ProjectionOrders,
-	KindWallet:       domain.ProjectionWallets,
+	domain.KindCustomer:     domain.ProjectionCustomers,
+	domain.KindSubscription: domain.ProjectionSubscriptions,
+	domain.KindOrder:        domain.ProjectionOrders,
+	domain.KindWallet:       domain.ProjectionWallets,
 }
 
 // Limits of a list page.
@@ -90,9 +82,9 @@ func (q *Query) Run(ctx context.Context) {
 		projection, prefix string
 		apply              func(key string, id uuid.UUID, value []byte)
 	}{
-		{domain.ProjectionSubscriptions, KindSubscription + ".", q.applySubscription},
-		{domain.ProjectionCustomers, KindCustomer + ".", q.applyCustomer},
-		{domain.ProjectionOrders, KindOrder + ".", q.applyOrder},
+		{domain.ProjectionSubscriptions, domain.KindSubscription + ".", q.applySubscription},
+		{domain.ProjectionCustomers, domain.KindCustomer + ".", q.applyCustomer},
+		{domain.ProjectionOrders, domain.KindOrder + ".", q.applyOrder},
 	}
 	q.pending.Add(len(watch))
 	go func() { q.pending.Wait(); q.readyOnce.Do(func() { close(q.ready) }) }()
@@ -222,26 +214,28 @@ func (q *Query) applyOrder(_ string, id uuid.UUID, value []byte) {
 // ---------------------------------------------------------------------------
 // Single records.
 
-// recordKey is the store key of a record of kind.
-func recordKey(kind, provider, id string) (string, error) {
+// RecordKey is the store key of a record of kind ("customer",
+// "subscription", "order" or "wallet") with the provider's id; for a
+// wallet, id is the user id and provider is ignored.
+func RecordKey(kind, provider, id string) (string, error) {
 	if id == "" {
 		return "", domain.Errorf(domain.CodeBadRequest, "empty id")
 	}
 	switch kind {
-	case KindCustomer:
+	case domain.KindCustomer:
 		return reducers.CustomerKey(provider, id), nil
-	case KindSubscription:
+	case domain.KindSubscription:
 		return reducers.SubscriptionKey(provider, id), nil
-	case KindOrder:
+	case domain.KindOrder:
 		return reducers.OrderKey(provider, id), nil
-	case KindWallet:
+	case domain.KindWallet:
 		return reducers.WalletKey(id), nil
 	}
 	return "", domain.Errorf(domain.CodeBadRequest, "unknown record kind %q (customer, subscription, order or wallet)", kind)
 }
 
 func describe(kind, provider, id string) string {
-	if kind == KindWallet {
+	if kind == domain.KindWallet {
 		return "wallet of user " + id
 	}
 	return kind + " " + provider + "/" + id
@@ -251,7 +245,7 @@ func describe(kind, provider, id string) string {
 // of provider, or the wallet of user id (provider is then ignored).
 // An absent record is BILLFOLD-NOT-FOUND.
 func (q *Query) Record(ctx context.Context, kind, provider, id string) (json.RawMessage, error) {
-	key, err := recordKey(kind, provider, id)
+	key, err := RecordKey(kind, provider, id)
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +320,7 @@ func (q *Query) readMany(ctx context.Context, projection string, keys []string) 
 // memory for every record of the projection. It is meant for an operator's
 // occasional question, not for a hot path.
 func (q *Query) AsOf(ctx context.Context, kind, provider, id string, t time.Time) (json.RawMessage, error) {
-	key, err := recordKey(kind, provider, id)
+	key, err := RecordKey(kind, provider, id)
 	if err != nil {
 		return nil, err
 	}
@@ -533,7 +527,7 @@ type subEntry struct {
 
 func (e *subEntry) pos() pos { return pos{e.provider, e.id} }
 
-func (e *subEntry) key() string { return domain.RecordKey(KindSubscription, e.uid) }
+func (e *subEntry) key() string { return domain.RecordKey(domain.KindSubscription, e.uid) }
 
 // subIndex indexes subscriptions by state (a sorted list per state), in
 // one sorted list of all, and by customer id.
@@ -771,7 +765,7 @@ func (x *linkIndex) upsertOrder(id uuid.UUID, customer ident, p pos, links []dom
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.unlinkOrder(id)
-	e := &orderEntry{key: domain.RecordKey(KindOrder, id), pos: p, customer: customer, links: slices.Clone(links)}
+	e := &orderEntry{key: domain.RecordKey(domain.KindOrder, id), pos: p, customer: customer, links: slices.Clone(links)}
 	x.orders[id] = e
 	if customer.id != "" {
 		x.orderByCust[customer] = append(x.orderByCust[customer], e)

@@ -295,7 +295,7 @@ func TestQueryAsOf(t *testing.T) {
 		require.NoError(t, err, i)
 	}
 	state := func(at time.Time) domain.LifecycleState {
-		raw, err := f.q.AsOf(ctx, KindSubscription, "stripe", "sub_1", at)
+		raw, err := f.q.AsOf(ctx, domain.KindSubscription, "stripe", "sub_1", at)
 		require.NoError(t, err)
 		var s domain.SubscriptionRecord
 		require.NoError(t, json.Unmarshal(raw, &s))
@@ -303,7 +303,7 @@ func TestQueryAsOf(t *testing.T) {
 	}
 	assert.Equal(t, domain.StateActive, state(t0.Add(time.Minute)))
 	assert.Equal(t, domain.StatePastDue, state(t0.Add(2*time.Hour)))
-	_, err := f.q.AsOf(ctx, KindSubscription, "stripe", "sub_1", t0.Add(-time.Minute))
+	_, err := f.q.AsOf(ctx, domain.KindSubscription, "stripe", "sub_1", t0.Add(-time.Minute))
 	assert.Equal(t, domain.CodeNotFound, domain.ErrorCode(err))
 }
 

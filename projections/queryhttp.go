@@ -45,10 +45,10 @@ func (q *Query) Register(mux Mux, auth func(http.Handler) http.Handler) {
 		auth = func(h http.Handler) http.Handler { return h }
 	}
 	route := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, auth(h)) }
-	route("GET /v1/customers/{provider}/{id}", q.serveRecord(KindCustomer))
-	route("GET /v1/subscriptions/{provider}/{id}", q.serveRecord(KindSubscription))
-	route("GET /v1/orders/{provider}/{id}", q.serveRecord(KindOrder))
-	route("GET /v1/wallets/{user_id}", q.serveRecord(KindWallet))
+	route("GET /v1/customers/{provider}/{id}", q.serveRecord(domain.KindCustomer))
+	route("GET /v1/subscriptions/{provider}/{id}", q.serveRecord(domain.KindSubscription))
+	route("GET /v1/orders/{provider}/{id}", q.serveRecord(domain.KindOrder))
+	route("GET /v1/wallets/{user_id}", q.serveRecord(domain.KindWallet))
 	route("GET /v1/subscriptions", q.serveList)
 	route("GET /v1/subscriptions/counts", q.serveCounts)
 	route("GET /v1/customers/{provider}/{id}/subscriptions", q.serveCustomerSubscriptions)
@@ -59,7 +59,7 @@ func (q *Query) Register(mux Mux, auth func(http.Handler) http.Handler) {
 func (q *Query) serveRecord(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		provider, id := r.PathValue("provider"), r.PathValue("id")
-		if kind == KindWallet {
+		if kind == domain.KindWallet {
 			id = r.PathValue("user_id")
 		}
 		var (

@@ -73,18 +73,13 @@ func recordKey(kind, namespace, id string) string {
 	return domain.RecordKey(kind, domain.AggregateID(namespace, kind, id))
 }
 
-// Kinds of record in the stores.
-const (
-	kindCustomer     = "customer"
-	kindSubscription = "subscription"
-	kindOrder        = "order"
-	kindWallet       = "wallet"
-	kindTopUp        = "topup"
-)
-
 // CustomerKey, SubscriptionKey, OrderKey and WalletKey are the store keys
 // of records, for the query side.
-func CustomerKey(namespace, id string) string     { return recordKey(kindCustomer, namespace, id) }
-func SubscriptionKey(namespace, id string) string { return recordKey(kindSubscription, namespace, id) }
-func OrderKey(namespace, id string) string        { return recordKey(kindOrder, namespace, id) }
-func WalletKey(userID string) string              { return recordKey(kindWallet, "billfold", userID) }
+func CustomerKey(namespace, id string) string { return recordKey(domain.KindCustomer, namespace, id) }
+func SubscriptionKey(namespace, id string) string {
+	return recordKey(domain.KindSubscription, namespace, id)
+}
+func OrderKey(namespace, id string) string { return recordKey(domain.KindOrder, namespace, id) }
+func WalletKey(userID string) string {
+	return recordKey(domain.KindWallet, domain.WalletNamespace, userID)
+}

@@ -173,7 +173,7 @@ func (m *customerMerge) offer(s customerSnapshot) {
 }
 
 func (c Customers) update(ev *domain.Envelope, records Lookup, id string, change func(*customerMerge)) (Changes, error) {
-	key := recordKey(kindCustomer, ev.Namespace(), id)
+	key := recordKey(domain.KindCustomer, ev.Namespace(), id)
 	return update(records, key, ev, func(s *storedCustomer) (*Folded, *domain.RecordMeta) { return &s.Merge.Folded, &s.Record.RecordMeta },
 		func(s *storedCustomer) error {
 			change(&s.Merge)

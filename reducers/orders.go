@@ -160,7 +160,7 @@ func (m *orderMerge) offer(object string, s orderSnapshot) {
 }
 
 func (o Orders) update(ev *domain.Envelope, records Lookup, p domain.Provider, id string, change func(*orderMerge)) (Changes, error) {
-	key := recordKey(kindOrder, ev.Namespace(), id)
+	key := recordKey(domain.KindOrder, ev.Namespace(), id)
 	return update(records, key, ev, func(s *storedOrder) (*Folded, *domain.RecordMeta) { return &s.Merge.Folded, &s.Record.RecordMeta },
 		func(s *storedOrder) error {
 			if s.Merge.Outcomes == nil {
@@ -246,7 +246,7 @@ type aliasMerge struct {
 // OrderAliasKey is the store key of the alias record for a session or
 // charge id.
 func OrderAliasKey(namespace, kind, id string) string {
-	return recordKey("alias", namespace, kind+":"+id)
+	return recordKey(domain.KindAlias, namespace, kind+":"+id)
 }
 
 func (o Orders) alias(ev *domain.Envelope, records Lookup, kind, id, orderID string) (Changes, error) {

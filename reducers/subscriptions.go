@@ -316,7 +316,7 @@ func snapOf(f Fact) subSnapshot {
 }
 
 func (s Subscriptions) update(ev *domain.Envelope, records Lookup, id string, change func(*subscriptionMerge)) (Changes, error) {
-	key := recordKey(kindSubscription, ev.Namespace(), id)
+	key := recordKey(domain.KindSubscription, ev.Namespace(), id)
 	return update(records, key, ev, func(st *storedSubscription) (*Folded, *domain.RecordMeta) {
 		return &st.Merge.Folded, &st.Record.RecordMeta
 	},

@@ -113,7 +113,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	if id == "" {
 		return nil, nil // a refund of a legacy charge: never a top-up
 	}
-	key := recordKey(kindTopUp, ev.Namespace(), id)
+	key := recordKey(domain.KindTopUp, ev.Namespace(), id)
 	raw, err := records.Get(key)
 	if err != nil {
 		return nil, err

@@ -52,10 +52,8 @@ type Change struct {
 // "subscription", "order" or "wallet"; a wallet's provider is ignored and
 // its id is the user id.
 func Key(kind string, provider domain.Provider, id string) string {
-	if kind == "wallet" {
-		provider = projections.WalletProvider
-	}
-	return domain.RecordKey(kind, domain.AggregateID(string(provider), kind, id))
+	key, _ := projections.RecordKey(kind, string(provider), id) // "" for an unknown kind or empty id: found nowhere
+	return key
 }
 
 func (c *Client) bucket(ctx context.Context, projection string) (jetstream.KeyValue, error) {
@@ -98,7 +96,7 @@ func (c *Client) List(ctx context.Context, projection string) ([]string, error) 
 	}
 	var out []string
 	for k := range keys.Keys() {
-		if kind, _, _ := strings.Cut(k, "."); kind == "alias" || kind == "topup" {
+		if kind, _, _ := strings.Cut(k, "."); !domain.IsRecordKind(kind) {
 			continue
 		}
 		out = append(out, k)
