@@ -180,25 +180,7 @@ func (r *Relay) runOnce(ctx context.Context) error {
 	if r.done, err = r.published(ctx); err != nil {
 		return err
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(1))
-	if err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	defer it.Stop()
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			return err
-		}
-		if err := r.handle(ctx, msg); err != nil {
-			return err
-		}
-	}
+	return consume(ctx, c, 1, func(msg jetstream.Msg) error { return r.handle(ctx, msg) })
 }
 
 // published is the bucket sequence of the last write the feed holds for

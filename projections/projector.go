@@ -92,7 +92,16 @@ func (pr *Projector) runOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(256))
+	return consume(ctx, c, 256, func(msg jetstream.Msg) error {
+		pr.handle(ctx, msg)
+		return nil
+	})
+}
+
+// consume pulls messages from c, up to batch ahead, and hands each to
+// handle, until ctx ends (nil) or the pull or handle fails (that error).
+func consume(ctx context.Context, c jetstream.Consumer, batch int, handle func(jetstream.Msg) error) error {
+	it, err := c.Messages(jetstream.PullMaxMessages(batch))
 	if err != nil {
 		return err
 	}
@@ -107,7 +116,9 @@ func (pr *Projector) runOnce(ctx context.Context) error {
 			}
 			return err
 		}
-		pr.handle(ctx, msg)
+		if err := handle(msg); err != nil {
+			return err
+		}
 	}
 }
 
