@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/billfold/billfold/domain"
@@ -24,10 +23,7 @@ import (
 // journal. A write whose ack was lost, or a crash between the writes of
 // one event, must neither apply an event twice nor lose one.
 func TestProjectorsSurviveKills(t *testing.T) {
-	opts := natstest.Options(t.TempDir())
-	opts.Port = natstest.FreePort(t)
-	natstest.Start(t, opts)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", opts.Port)
+	url := externalNATS(t)
 	nc, js := natstest.ConnectURL(t, url)
 	ctx := context.Background()
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
@@ -51,32 +47,14 @@ func TestProjectorsSurviveKills(t *testing.T) {
 	}
 	total := uint64(customers * len(types))
 
-	lag := func() uint64 {
-		var worst uint64
-		for _, p := range domain.Projections {
-			c, err := js.Consumer(ctx, domain.JournalStream, domain.ProjectorDurable(p))
-			if err != nil {
-				return total
-			}
-			info, err := c.Info(ctx)
-			if err != nil {
-				return total
-			}
-			worst = max(worst, total-min(info.AckFloor.Stream, total))
-		}
-		return worst
-	}
-
 	srv := startServer(t, t.TempDir(), nil, "--nats-url", url)
 	kills := 0
-	for kills < 8 && lag() > 0 {
+	for kills < 8 && projectorLag(ctx, js) > 0 {
 		time.Sleep(time.Duration(20+rand.IntN(200)) * time.Millisecond)
 		srv.restart()
 		kills++
 	}
-	if !assert.Eventually(t, func() bool { return lag() == 0 }, 60*time.Second, 50*time.Millisecond, "projectors catch up after the kills") {
-		t.Fatalf("lag %d\n%s", lag(), tail(srv.logs.String(), 4000))
-	}
+	waitProjected(t, js, srv)
 	t.Logf("killed billfold %d times while folding %d events", kills, total)
 	require.GreaterOrEqual(t, kills, 2, "the test must kill billfold mid-stream; fold more events")
 
@@ -97,6 +75,3 @@ func TestProjectorsSurviveKills(t *testing.T) {
 		require.Equal(t, len(want[p]), n, "%s: same records", p)
 	}
 }
-
-// tail is the end of a log, for failure messages.
-func tail(s string, n int) string { return s[max(0, len(s)-n):] }

@@ -25,10 +25,7 @@ import (
 // read its streams, with the Stripe endpoint configured.
 func feedServer(t *testing.T) (*server, string) {
 	t.Helper()
-	opts := natstest.Options(t.TempDir())
-	opts.Port = natstest.FreePort(t)
-	natstest.Start(t, opts)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", opts.Port)
+	url := externalNATS(t)
 	return startServer(t, t.TempDir(), []string{"STRIPE_WEBHOOK_SECRET=" + stripeSecret}, "--nats-url", url), url
 }
 

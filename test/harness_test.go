@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+
+	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/test/natstest"
 )
 
@@ -212,3 +217,54 @@ func ctxT(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// externalNATS starts a NATS server for billfold to use with --nats-url,
+// so a test can read the streams and buckets billfold writes, and returns
+// its URL.
+func externalNATS(t *testing.T) string {
+	t.Helper()
+	opts := natstest.Options(t.TempDir())
+	opts.Port = natstest.FreePort(t)
+	natstest.Start(t, opts)
+	return fmt.Sprintf("nats://127.0.0.1:%d", opts.Port)
+}
+
+// projectorLag is the largest number of journal events, up to the
+// journal's last sequence, some projector has not acknowledged; when a
+// consumer cannot be read it is the whole journal.
+func projectorLag(ctx context.Context, js jetstream.JetStream) uint64 {
+	stream, err := js.Stream(ctx, domain.JournalStream)
+	if err != nil {
+		return math.MaxUint64
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return math.MaxUint64
+	}
+	last := info.State.LastSeq
+	var worst uint64
+	for _, p := range domain.Projections {
+		c, err := js.Consumer(ctx, domain.JournalStream, domain.ProjectorDurable(p))
+		if err != nil {
+			return last
+		}
+		ci, err := c.Info(ctx)
+		if err != nil {
+			return last
+		}
+		worst = max(worst, last-min(ci.AckFloor.Stream, last))
+	}
+	return worst
+}
+
+// waitProjected waits until every projector has folded the whole journal.
+func waitProjected(t *testing.T, js jetstream.JetStream, srv *server) {
+	t.Helper()
+	ctx := context.Background()
+	if !assert.Eventually(t, func() bool { return projectorLag(ctx, js) == 0 }, 60*time.Second, 50*time.Millisecond, "projectors catch up") {
+		t.Fatalf("lag %d\n%s", projectorLag(ctx, js), tail(srv.logs.String(), 4000))
+	}
+}
+
+// tail is the end of a log, for failure messages.
+func tail(s string, n int) string { return s[max(0, len(s)-n):] }

@@ -31,6 +31,16 @@ const (
 
 var scenarioBraintreeKey = braintree.KeyPair{PublicKey: "scenario_public", PrivateKey: "scenario_private"}
 
+// scenarioEnv configures the Stripe, Clerk, Braintree and PactaPay
+// endpoints with the scenario's secrets.
+func scenarioEnv() []string {
+	return []string{
+		"STRIPE_WEBHOOK_SECRET=" + stripeSecret, "CLERK_WEBHOOK_SECRET=" + scenarioClerkSecret,
+		"BRAINTREE_PUBLIC_KEY=" + scenarioBraintreeKey.PublicKey, "BRAINTREE_PRIVATE_KEY=" + scenarioBraintreeKey.PrivateKey,
+		"PACTAPAY_WEBHOOK_SECRET=" + scenarioPactaPaySecret,
+	}
+}
+
 // scenarioDelivery is one provider delivery; sign is called at send time,
 // because signed timestamps must be fresh.
 type scenarioDelivery struct {
@@ -299,15 +309,8 @@ func buildScenario(customers int) *scenario {
 // shuffled and with 20% duplicates, end in exactly the records written
 // here.
 func TestScenarioAcrossProviders(t *testing.T) {
-	opts := natstest.Options(t.TempDir())
-	opts.Port = natstest.FreePort(t)
-	natstest.Start(t, opts)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", opts.Port)
-	srv := startServer(t, t.TempDir(), []string{
-		"STRIPE_WEBHOOK_SECRET=" + stripeSecret, "CLERK_WEBHOOK_SECRET=" + scenarioClerkSecret,
-		"BRAINTREE_PUBLIC_KEY=" + scenarioBraintreeKey.PublicKey, "BRAINTREE_PRIVATE_KEY=" + scenarioBraintreeKey.PrivateKey,
-		"PACTAPAY_WEBHOOK_SECRET=" + scenarioPactaPaySecret,
-	}, "--nats-url", url, "--rate-limit", "100000", "--rate-burst", "100000")
+	url := externalNATS(t)
+	srv := startServer(t, t.TempDir(), scenarioEnv(), "--nats-url", url, "--rate-limit", "100000", "--rate-burst", "100000")
 
 	s := buildScenario(300)
 	rng := rand.New(rand.NewPCG(7, 11))
@@ -348,19 +351,7 @@ func TestScenarioAcrossProviders(t *testing.T) {
 	info, err := stream.Info(ctx)
 	require.NoError(t, err)
 	require.Equal(t, uint64(len(s.deliveries)), info.State.Msgs, "each event journaled once")
-	require.Eventually(t, func() bool {
-		for _, p := range domain.Projections {
-			c, err := js.Consumer(ctx, domain.JournalStream, domain.ProjectorDurable(p))
-			if err != nil {
-				return false
-			}
-			ci, err := c.Info(ctx)
-			if err != nil || ci.AckFloor.Stream < info.State.LastSeq {
-				return false
-			}
-		}
-		return true
-	}, 60*time.Second, 50*time.Millisecond, "projectors catch up")
+	waitProjected(t, js, srv)
 
 	dl, err := js.Stream(ctx, domain.DeadLetterStream)
 	require.NoError(t, err)

@@ -23,15 +23,8 @@ import (
 // secret billfold was given appears in its logs, the delivery log or its
 // metrics.
 func TestDuplicateStormCreditsOnce(t *testing.T) {
-	opts := natstest.Options(t.TempDir())
-	opts.Port = natstest.FreePort(t)
-	natstest.Start(t, opts)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", opts.Port)
-	srv := startServer(t, t.TempDir(), []string{
-		"STRIPE_WEBHOOK_SECRET=" + stripeSecret, "CLERK_WEBHOOK_SECRET=" + scenarioClerkSecret,
-		"PACTAPAY_WEBHOOK_SECRET=" + scenarioPactaPaySecret,
-		"BRAINTREE_PUBLIC_KEY=" + scenarioBraintreeKey.PublicKey, "BRAINTREE_PRIVATE_KEY=" + scenarioBraintreeKey.PrivateKey,
-	}, "--nats-url", url, "--rate-limit", "100000", "--rate-burst", "100000")
+	url := externalNATS(t)
+	srv := startServer(t, t.TempDir(), scenarioEnv(), "--nats-url", url, "--rate-limit", "100000", "--rate-burst", "100000")
 
 	s := &scenario{}
 	s.clerk("user.created", "user_storm", time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC))
