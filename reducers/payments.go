@@ -2,7 +2,6 @@ package reducers
 
 import (
 	"encoding/json"
-	"sort"
 
 	"github.com/billfold/billfold/domain"
 )
@@ -146,16 +145,6 @@ func isStripeRefundEvent(t string) bool {
 		return true
 	}
 	return false
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // pactaPayment is a PactaPay payment event's payload.

@@ -2,6 +2,7 @@ package reducers
 
 import (
 	"bytes"
+	"maps"
 	"slices"
 
 	"github.com/billfold/billfold/domain"
@@ -243,7 +244,7 @@ func (w Wallets) updateWallet(records Lookup, userID string, change func(*wallet
 func deriveWallet(r *domain.WalletRecord, m *walletMerge, userID string) {
 	*r = domain.WalletRecord{UserID: userID, UserKnown: m.Known, Deleted: m.Deleted, Entries: []domain.WalletEntry{}, RecordMeta: r.RecordMeta}
 	held := !m.Known || m.Deleted
-	for _, ref := range sortedKeys(m.Entries) {
+	for _, ref := range slices.Sorted(maps.Keys(m.Entries)) {
 		e := m.Entries[ref]
 		r.Entries = append(r.Entries, domain.WalletEntry{Amount: e.Amount, Reason: e.Reason, Reference: ref, EventID: e.Stamp.EventID, Held: held})
 		r.Balance += e.Amount

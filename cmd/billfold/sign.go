@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -122,7 +124,7 @@ func runSign(args []string, stdout, stderr io.Writer) int {
 	if f.output == "json" {
 		return writeJSONOut(stdout, map[string]any{"url": url, "headers": signed.Headers, "body": string(signed.Body), "curl": curl})
 	}
-	for _, k := range sortedKeys(signed.Headers) {
+	for _, k := range slices.Sorted(maps.Keys(signed.Headers)) {
 		fmt.Fprintf(stdout, "%s: %s\n", k, signed.Headers[k])
 	}
 	fmt.Fprintf(stdout, "\n%s\n", curl)
@@ -186,7 +188,7 @@ func orNull(b []byte) []byte {
 func curlCommand(url string, signed samples.Signed) string {
 	var b strings.Builder
 	b.WriteString("curl -sS -X POST " + shellQuote(url))
-	for _, k := range sortedKeys(signed.Headers) {
+	for _, k := range slices.Sorted(maps.Keys(signed.Headers)) {
 		b.WriteString(" \\\n  -H " + shellQuote(k+": "+signed.Headers[k]))
 	}
 	b.WriteString(" \\\n  --data-binary " + shellQuote(string(signed.Body)))
@@ -194,15 +196,6 @@ func curlCommand(url string, signed samples.Signed) string {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
 
 func writeJSONOut(w io.Writer, v any) int {
 	enc := json.NewEncoder(w)

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -93,13 +92,4 @@ func mustJSON(v any) []byte {
 func svixID(body []byte) string {
 	sum := sha256.Sum256(body)
 	return "msg_" + hex.EncodeToString(sum[:12])
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -2,6 +2,7 @@ package samples
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -88,6 +89,6 @@ func Types() map[domain.Provider][]string {
 		domain.Stripe:    StripeTypes(),
 		domain.Clerk:     clerkTypes,
 		domain.PactaPay:  pactaPayTypes,
-		domain.Braintree: sortedKeys(braintreeKinds),
+		domain.Braintree: slices.Sorted(maps.Keys(braintreeKinds)),
 	}
 }
