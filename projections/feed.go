@@ -252,10 +252,8 @@ func (r *Relay) feedMessages(subject string, h nats.Header, value []byte, seq ui
 	if kind, _, _ := strings.Cut(key, "."); !domain.IsRecordKind(kind) {
 		return nil, nil
 	}
-	var stored struct {
-		Record json.RawMessage `json:"record"`
-	}
-	if err := json.Unmarshal(value, &stored); err != nil || len(stored.Record) == 0 {
+	record, err := StoredRecord(value)
+	if err != nil || record == nil {
 		return nil, fmt.Errorf("stored value without a record: %v", err)
 	}
 	var rec struct {
@@ -266,7 +264,7 @@ func (r *Relay) feedMessages(subject string, h nats.Header, value []byte, seq ui
 		Version     int                 `json:"version"`
 		Transitions []domain.Transition `json:"transitions"`
 	}
-	if err := json.Unmarshal(stored.Record, &rec); err != nil {
+	if err := json.Unmarshal(record, &rec); err != nil {
 		return nil, err
 	}
 	if r.projection == domain.ProjectionWallets {
@@ -289,7 +287,7 @@ func (r *Relay) feedMessages(subject string, h nats.Header, value []byte, seq ui
 		}
 	}
 	body, err := json.Marshal(Change{Projection: r.projection, Provider: rec.Provider, ID: rec.ID,
-		Version: rec.Version, EventID: eventID, Record: stored.Record})
+		Version: rec.Version, EventID: eventID, Record: record})
 	if err != nil {
 		return nil, err
 	}

@@ -274,10 +274,12 @@ func (q *Query) read(ctx context.Context, projection, key string) (json.RawMessa
 	if err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "read "+projection)
 	}
-	return recordPart(e.Value())
+	return StoredRecord(e.Value())
 }
 
-func recordPart(value []byte) (json.RawMessage, error) {
+// StoredRecord is the record part of a stored value, undecoded; nil when
+// the value holds none.
+func StoredRecord(value []byte) (json.RawMessage, error) {
 	var s struct {
 		Record json.RawMessage `json:"record"`
 	}
@@ -355,7 +357,7 @@ func (q *Query) AsOf(ctx context.Context, kind, provider, id string, t time.Time
 	if records[key] == nil {
 		return nil, domain.Errorf(domain.CodeNotFound, "no %s as of %s", describe(kind, provider, id), t.Format(time.RFC3339))
 	}
-	return recordPart(records[key])
+	return StoredRecord(records[key])
 }
 
 // ---------------------------------------------------------------------------

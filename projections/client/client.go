@@ -74,13 +74,11 @@ func (c *Client) Get(ctx context.Context, projection, key string) ([]byte, uint6
 	if err != nil {
 		return nil, 0, err
 	}
-	var stored struct {
-		Record json.RawMessage `json:"record"`
-	}
-	if err := json.Unmarshal(e.Value(), &stored); err != nil {
+	rec, err := projections.StoredRecord(e.Value())
+	if err != nil {
 		return nil, 0, err
 	}
-	return stored.Record, e.Revision(), nil
+	return rec, e.Revision(), nil
 }
 
 // List returns the keys of every record of projection, without the
