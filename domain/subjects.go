@@ -103,3 +103,42 @@ func ProjectorDurable(projection string) string { return "billfold-" + projectio
 func DeadLetterSubject(projection, namespace, eventID string) string {
 	return DeadLetterSubjectPrefix + projection + "." + SubjectToken(namespace) + "." + SubjectToken(eventID)
 }
+
+// Change feed names. docs/consuming.md documents them for subscribers.
+const (
+	// ChangesStream holds every change of every record, and every
+	// lifecycle transition, once, in the order the projections stored them.
+	ChangesStream = "BILLFOLD_CHANGES"
+	// ChangeSubjectPrefix is followed by
+	// "<projection>.<provider>.<record id token>".
+	ChangeSubjectPrefix = "billfold.changes."
+	// LifecycleSubjectPrefix is followed by "<provider>.<to state>".
+	LifecycleSubjectPrefix = "billfold.lifecycle."
+)
+
+// ChangeSubject is the subject of one record's changes.
+func ChangeSubject(projection, provider, id string) string {
+	return ChangeSubjectPrefix + projection + "." + SubjectToken(provider) + "." + SubjectToken(id)
+}
+
+// ChangeFilter is the subject filter of every change of a projection, or
+// of every projection when projection is "".
+func ChangeFilter(projection string) string {
+	if projection == "" {
+		return ChangeSubjectPrefix + ">"
+	}
+	return ChangeSubjectPrefix + projection + ".>"
+}
+
+// LifecycleSubject is the subject of subscription transitions into state
+// at provider.
+func LifecycleSubject(provider string, state LifecycleState) string {
+	return LifecycleSubjectPrefix + SubjectToken(provider) + "." + SubjectToken(string(state))
+}
+
+// FeedDurable is the durable consumer name of a projection's change relay
+// on its KV bucket's stream.
+func FeedDurable(projection string) string { return "billfold-feed-" + projection }
+
+// BucketStream is the JetStream stream behind a KV bucket.
+func BucketStream(bucket string) string { return "KV_" + bucket }

@@ -16,60 +16,24 @@ import (
 	"github.com/billfold/billfold/domain"
 )
 
-// Change feed names. docs/consuming.md documents them for subscribers.
-const (
-	// ChangesStream holds every change of every record, and every
-	// lifecycle transition, once, in the order the projections stored them.
-	ChangesStream = "BILLFOLD_CHANGES"
-	// ChangeSubjectPrefix is followed by
-	// "<projection>.<provider>.<record id token>".
-	ChangeSubjectPrefix = "billfold.changes."
-	// LifecycleSubjectPrefix is followed by "<provider>.<to state>".
-	LifecycleSubjectPrefix = "billfold.lifecycle."
-	// ChangesDuplicateWindow is how long the stream remembers the message
-	// ids of the changes it stored: a relay that crashed after publishing
-	// and before acknowledging re-publishes within it, and stores nothing.
-	ChangesDuplicateWindow = 5 * time.Minute
-	// WalletProvider stands for the provider of wallets, which belong to a
-	// user rather than to one provider.
-	WalletProvider = domain.WalletNamespace
-)
+// ChangesDuplicateWindow is how long the change feed stream remembers the
+// message ids of the changes it stored: a relay that crashed after
+// publishing and before acknowledging re-publishes within it, and stores
+// nothing.
+const ChangesDuplicateWindow = 5 * time.Minute
 
-// ChangeSubject is the subject of one record's changes.
-func ChangeSubject(projection, provider, id string) string {
-	return ChangeSubjectPrefix + projection + "." + domain.SubjectToken(provider) + "." + domain.SubjectToken(id)
-}
-
-// ChangeFilter is the subject filter of every change of a projection, or
-// of every projection when projection is "".
-func ChangeFilter(projection string) string {
-	if projection == "" {
-		return ChangeSubjectPrefix + ">"
-	}
-	return ChangeSubjectPrefix + projection + ".>"
-}
-
-// LifecycleSubject is the subject of subscription transitions into state
-// at provider.
-func LifecycleSubject(provider string, state domain.LifecycleState) string {
-	return LifecycleSubjectPrefix + domain.SubjectToken(provider) + "." + domain.SubjectToken(string(state))
-}
-
-// FeedDurable is the durable consumer name of a projection's change relay
-// on its KV bucket's stream.
-func FeedDurable(projection string) string { return "billfold-feed-" + projection }
-
-// BucketStream is the JetStream stream behind a KV bucket.
-func BucketStream(bucket string) string { return "KV_" + bucket }
+// WalletProvider stands for the provider of wallets, which belong to a
+// user rather than to one provider.
+const WalletProvider = domain.WalletNamespace
 
 // ChangesConfig is the change feed stream's configuration. It keeps every
 // change (set limits on the stream if you need them: subscribers resume
 // only from a position the stream still holds).
 func ChangesConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        ChangesStream,
+		Name:        domain.ChangesStream,
 		Description: "billfold change feed: every record change and lifecycle transition, once",
-		Subjects:    []string{ChangeSubjectPrefix + ">", LifecycleSubjectPrefix + ">"},
+		Subjects:    []string{domain.ChangeSubjectPrefix + ">", domain.LifecycleSubjectPrefix + ">"},
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(replicas, 1),
 		Duplicates:  ChangesDuplicateWindow,
@@ -139,8 +103,8 @@ func (r *Relay) StartFromEnd() *Relay { r.fromEnd = true; return r }
 
 // EnsureConsumer creates or updates the relay's durable consumer.
 func (r *Relay) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	stream := BucketStream(r.bucket)
-	if c, err := r.js.Consumer(ctx, stream, FeedDurable(r.projection)); err == nil {
+	stream := domain.BucketStream(r.bucket)
+	if c, err := r.js.Consumer(ctx, stream, domain.FeedDurable(r.projection)); err == nil {
 		return c, nil
 	}
 	policy := jetstream.DeliverAllPolicy
@@ -148,7 +112,7 @@ func (r *Relay) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) 
 		policy = jetstream.DeliverNewPolicy
 	}
 	c, err := r.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable:       FeedDurable(r.projection),
+		Durable:       domain.FeedDurable(r.projection),
 		Description:   "billfold change feed relay: " + r.projection,
 		DeliverPolicy: policy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -186,11 +150,11 @@ func (r *Relay) runOnce(ctx context.Context) error {
 // published is the bucket sequence of the last write the feed holds for
 // this projection and bucket, 0 when none.
 func (r *Relay) published(ctx context.Context) (uint64, error) {
-	s, err := r.js.Stream(ctx, ChangesStream)
+	s, err := r.js.Stream(ctx, domain.ChangesStream)
 	if err != nil {
 		return 0, err
 	}
-	m, err := s.GetLastMsgForSubject(ctx, ChangeFilter(r.projection))
+	m, err := s.GetLastMsgForSubject(ctx, domain.ChangeFilter(r.projection))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
@@ -283,7 +247,7 @@ func (r *Relay) feedMessages(subject string, h nats.Header, value []byte, seq ui
 			n++
 			body, _ := json.Marshal(LifecycleChange{From: tr.From, To: tr.To, At: tr.At, Provider: rec.Provider,
 				Subscription: rec.ID, Customer: rec.CustomerID, EventID: eventID})
-			out = append(out, feedMsg(LifecycleSubject(rec.Provider, tr.To), msgID+":lifecycle:"+strconv.Itoa(n), body))
+			out = append(out, feedMsg(domain.LifecycleSubject(rec.Provider, tr.To), msgID+":lifecycle:"+strconv.Itoa(n), body))
 		}
 	}
 	body, err := json.Marshal(Change{Projection: r.projection, Provider: rec.Provider, ID: rec.ID,
@@ -291,7 +255,7 @@ func (r *Relay) feedMessages(subject string, h nats.Header, value []byte, seq ui
 	if err != nil {
 		return nil, err
 	}
-	return append(out, feedMsg(ChangeSubject(r.projection, rec.Provider, rec.ID), msgID, body)), nil
+	return append(out, feedMsg(domain.ChangeSubject(r.projection, rec.Provider, rec.ID), msgID, body)), nil
 }
 
 func feedMsg(subject, id string, body []byte) *nats.Msg {

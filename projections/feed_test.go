@@ -38,12 +38,12 @@ type feedMsg struct {
 func readFeed(t *testing.T, js jetstream.JetStream, filter string) []feedMsg {
 	t.Helper()
 	ctx := context.Background()
-	s, err := js.Stream(ctx, projections.ChangesStream)
+	s, err := js.Stream(ctx, domain.ChangesStream)
 	require.NoError(t, err)
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
 	require.NoError(t, err)
 	var out []feedMsg
-	c, err := js.OrderedConsumer(ctx, projections.ChangesStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	c, err := js.OrderedConsumer(ctx, domain.ChangesStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
 	require.NoError(t, err)
 	var n uint64
 	for _, m := range info.State.Subjects {
@@ -91,7 +91,7 @@ func waitRelayed(t *testing.T, js jetstream.JetStream) {
 	ctx := context.Background()
 	require.Eventually(t, func() bool {
 		for _, p := range domain.Projections {
-			stream := projections.BucketStream(domain.ProjectionBucket(p, 1))
+			stream := domain.BucketStream(domain.ProjectionBucket(p, 1))
 			s, err := js.Stream(ctx, stream)
 			if err != nil {
 				return false
@@ -100,7 +100,7 @@ func waitRelayed(t *testing.T, js jetstream.JetStream) {
 			if err != nil {
 				return false
 			}
-			c, err := js.Consumer(ctx, stream, projections.FeedDurable(p))
+			c, err := js.Consumer(ctx, stream, domain.FeedDurable(p))
 			if err != nil {
 				return false
 			}
@@ -118,7 +118,7 @@ func waitRelayed(t *testing.T, js jetstream.JetStream) {
 // that version added, ending in the stored record.
 func checkChanges(t *testing.T, js jetstream.JetStream) int {
 	t.Helper()
-	msgs := readFeed(t, js, projections.ChangeFilter(""))
+	msgs := readFeed(t, js, domain.ChangeFilter(""))
 	type last struct {
 		version int
 		events  []string
@@ -131,7 +131,7 @@ func checkChanges(t *testing.T, js jetstream.JetStream) int {
 		ids[m.msgID] = true
 		var c projections.Change
 		require.NoError(t, json.Unmarshal(m.data, &c))
-		require.Equal(t, projections.ChangeSubject(c.Projection, c.Provider, c.ID), m.subject)
+		require.Equal(t, domain.ChangeSubject(c.Projection, c.Provider, c.ID), m.subject)
 		var meta domain.RecordMeta
 		require.NoError(t, json.Unmarshal(c.Record, &meta))
 		require.Equal(t, meta.Version, c.Version)
@@ -167,7 +167,7 @@ func checkChanges(t *testing.T, js jetstream.JetStream) int {
 			if p == domain.ProjectionWallets {
 				id.Provider, id.ID = projections.WalletProvider, id.UserID
 			}
-			l := seen[projections.ChangeSubject(p, id.Provider, id.ID)]
+			l := seen[domain.ChangeSubject(p, id.Provider, id.ID)]
 			require.NotNil(t, l, "%s %s on the feed", p, key)
 			require.JSONEq(t, string(stored.Record), string(l.record), "%s %s", p, key)
 		}
@@ -214,7 +214,7 @@ func TestChangeFeedOncePerChange(t *testing.T) {
 	// new consumer starts from the bucket's beginning.
 	stop()
 	before := streamMsgs(t, js)
-	require.NoError(t, js.DeleteConsumer(ctx, projections.BucketStream(domain.ProjectionBucket(domain.ProjectionSubscriptions, 1)), projections.FeedDurable(domain.ProjectionSubscriptions)))
+	require.NoError(t, js.DeleteConsumer(ctx, domain.BucketStream(domain.ProjectionBucket(domain.ProjectionSubscriptions, 1)), domain.FeedDurable(domain.ProjectionSubscriptions)))
 	e, _ = feedEngine(t, js)
 	waitRelayed(t, js)
 	require.Equal(t, before, streamMsgs(t, js), "a restarted relay re-publishes nothing")
@@ -232,7 +232,7 @@ func TestChangeFeedOncePerChange(t *testing.T) {
 
 func streamMsgs(t *testing.T, js jetstream.JetStream) uint64 {
 	t.Helper()
-	s, err := js.Stream(context.Background(), projections.ChangesStream)
+	s, err := js.Stream(context.Background(), domain.ChangesStream)
 	require.NoError(t, err)
 	info, err := s.Info(context.Background())
 	require.NoError(t, err)
@@ -259,7 +259,7 @@ func TestLifecycleFeed(t *testing.T) {
 	waitCaughtUp(t, e)
 	waitRelayed(t, js)
 	check := func() {
-		msgs := readFeed(t, js, projections.LifecycleSubjectPrefix+">")
+		msgs := readFeed(t, js, domain.LifecycleSubjectPrefix+">")
 		var got []projections.LifecycleChange
 		var subjects []string
 		for _, m := range msgs {
@@ -333,7 +333,7 @@ func TestChangeFeedHTTP(t *testing.T) {
 		assert.NotEmpty(t, body.Code, path)
 	}
 
-	want := readFeed(t, js, projections.ChangeFilter(domain.ProjectionSubscriptions))
+	want := readFeed(t, js, domain.ChangeFilter(domain.ProjectionSubscriptions))
 	require.GreaterOrEqual(t, len(want), 4, "two subscriptions, several versions each")
 	read := func(resp *http.Response, n int) []uint64 {
 		defer resp.Body.Close()

@@ -80,8 +80,8 @@ func (f *ChangeFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	c, err := f.js.OrderedConsumer(ctx, ChangesStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{ChangeFilter(fr.projection)},
+	c, err := f.js.OrderedConsumer(ctx, domain.ChangesStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{domain.ChangeFilter(fr.projection)},
 		DeliverPolicy:  fr.policy,
 		OptStartSeq:    fr.startSeq,
 	})

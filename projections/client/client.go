@@ -109,13 +109,13 @@ func (c *Client) List(ctx context.Context, projection string) ([]string, error) 
 // handled; changes arrive in feed order, each once.
 func (c *Client) Watch(ctx context.Context, projection string, fromSeq uint64) (<-chan Change, error) {
 	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{projections.ChangeFilter(projection)},
+		FilterSubjects: []string{domain.ChangeFilter(projection)},
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 	}
 	if fromSeq > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, fromSeq
 	}
-	cons, err := c.js.OrderedConsumer(ctx, projections.ChangesStream, cfg)
+	cons, err := c.js.OrderedConsumer(ctx, domain.ChangesStream, cfg)
 	if err != nil {
 		return nil, err
 	}
