@@ -43,8 +43,15 @@ const (
 	// CodeProjectionReadOnly: something tried to write a projection record
 	// other than its reducer.
 	CodeProjectionReadOnly Code = "BILLFOLD-PROJECTION-READ-ONLY"
-	CodeBadRequest         Code = "BILLFOLD-BAD-REQUEST"  // a query parameter is invalid
-	CodeUnauthorized       Code = "BILLFOLD-UNAUTHORIZED" // missing or wrong bearer token
+	CodeBadRequest         Code = "BILLFOLD-BAD-REQUEST"      // a query parameter is invalid
+	CodeUnauthorized       Code = "BILLFOLD-UNAUTHORIZED"     // missing or wrong bearer token
+	CodeConfirmRequired    Code = "BILLFOLD-CONFIRM-REQUIRED" // a large replay or bulk requeue needs --yes (force)
+	CodeConflict           Code = "BILLFOLD-CONFLICT"         // the resource changed or is busy (a rebuild is running)
+
+	// Rebuild, replay and verify.
+	CodeRebuildInterrupted Code = "BILLFOLD-REBUILD-INTERRUPTED" // the process running a rebuild stopped before it switched
+	CodeRebuildCancelled   Code = "BILLFOLD-REBUILD-CANCELLED"   // an operator cancelled a rebuild
+	CodeVerifyMismatch     Code = "BILLFOLD-VERIFY-MISMATCH"     // a live record differs from the clean fold of the journal
 
 	// CodeInternal is what any error without a code of its own maps to.
 	CodeInternal Code = "BILLFOLD-INTERNAL"

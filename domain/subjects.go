@@ -94,9 +94,29 @@ func ProjectionBucket(projection string, generation int) string {
 	return "BILLFOLD_" + strings.ToUpper(projection) + "_G" + strconv.Itoa(generation)
 }
 
-// ProjectorDurable is the durable consumer name of a projection's live
-// projector over the journal.
-func ProjectorDurable(projection string) string { return "billfold-" + projection }
+// ProjectorDurable is the durable consumer name of the projector of one
+// generation of a projection over the journal. Generation 1 keeps the name
+// releases before rebuilds used.
+func ProjectorDurable(projection string, generation int) string {
+	return "billfold-" + projection + generationSuffix(generation)
+}
+
+func generationSuffix(generation int) string {
+	if generation <= 1 {
+		return ""
+	}
+	return "-g" + strconv.Itoa(generation)
+}
+
+// Rebuild bookkeeping.
+const (
+	// GenerationsBucket is the KV bucket that says, per projection, which
+	// generation is current: the one pointer a rebuild switches.
+	GenerationsBucket = "BILLFOLD_GENERATIONS"
+	// RebuildsBucket is the KV bucket of rebuilds and replays, by id, with
+	// their progress.
+	RebuildsBucket = "BILLFOLD_REBUILDS"
+)
 
 // DeadLetterSubject is the dead-letter subject of one event in one
 // projection.
@@ -136,9 +156,11 @@ func LifecycleSubject(provider string, state LifecycleState) string {
 	return LifecycleSubjectPrefix + SubjectToken(provider) + "." + SubjectToken(string(state))
 }
 
-// FeedDurable is the durable consumer name of a projection's change relay
-// on its KV bucket's stream.
-func FeedDurable(projection string) string { return "billfold-feed-" + projection }
+// FeedDurable is the durable consumer name of a projection generation's
+// change relay on its KV bucket's stream.
+func FeedDurable(projection string, generation int) string {
+	return "billfold-feed-" + projection + generationSuffix(generation)
+}
 
 // BucketStream is the JetStream stream behind a KV bucket.
 func BucketStream(bucket string) string { return "KV_" + bucket }

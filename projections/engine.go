@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,14 +13,29 @@ import (
 	"github.com/billfold/billfold/reducers"
 )
 
-// Engine runs a projector per projection and keeps their lag metric.
+// Engine runs, per projection, the projector and the change relay of the
+// current generation, and follows the generation pointers: when a rebuild
+// switches a projection, every engine stops the old generation's workers
+// and starts the new one's.
 type Engine struct {
-	js         jetstream.JetStream
-	projectors map[string]*Projector
-	relays     map[string]*Relay
-	stores     map[string]*Store
-	metrics    *ProjectorMetrics
-	log        *slog.Logger
+	js          jetstream.JetStream
+	projections map[string]reducers.Projection
+	names       []string
+	gens        generations
+	dead        deadLetters
+	opts        EngineOptions
+
+	mu       sync.Mutex
+	slots    map[string]*slot
+	switched chan struct{} // closed, and replaced, on every change of a slot
+}
+
+// slot is the running generation of one projection.
+type slot struct {
+	gen       Generation
+	store     *Store
+	projector *Projector
+	relay     *Relay
 }
 
 // EngineOptions configure an Engine.
@@ -30,8 +46,8 @@ type EngineOptions struct {
 	Log      *slog.Logger
 }
 
-// NewEngine creates the dead-letter and change feed streams, and each
-// projection's store, projector consumer and change relay consumer.
+// NewEngine creates the dead-letter, change feed and generation stores and,
+// for each projection's current generation, its store and consumers.
 func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Projection, o EngineOptions) (*Engine, error) {
 	if _, err := js.CreateOrUpdateStream(ctx, DeadLetterConfig(o.Replicas)); err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "dead-letter stream")
@@ -39,69 +55,221 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 	if _, err := js.CreateOrUpdateStream(ctx, ChangesConfig(o.Replicas)); err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "change feed stream")
 	}
+	gens, err := ensureGenerations(ctx, js, o.Replicas)
+	if err != nil {
+		return nil, err
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{js: js, projectors: map[string]*Projector{}, relays: map[string]*Relay{}, stores: map[string]*Store{}, metrics: o.Metrics, log: o.Log}
+	e := &Engine{js: js, projections: map[string]reducers.Projection{}, gens: gens, dead: deadLetters{js},
+		opts: o, slots: map[string]*slot{}, switched: make(chan struct{})}
 	for _, p := range projs {
-		store, err := EnsureStore(ctx, js, p.Name(), 1, o.Replicas)
+		e.projections[p.Name()] = p
+		e.names = append(e.names, p.Name())
+		gen, _, err := gens.get(ctx, p.Name())
 		if err != nil {
 			return nil, err
 		}
-		pr := NewProjector(p, js, store, o.Metrics, o.Log, o.Retry)
-		if _, err := pr.EnsureConsumer(ctx); err != nil {
+		s, err := e.newSlot(ctx, gen)
+		if err != nil {
 			return nil, err
 		}
-		rl := NewRelay(p.Name(), js, store, o.Log)
-		if _, err := rl.EnsureConsumer(ctx); err != nil {
-			return nil, err
-		}
-		e.projectors[p.Name()], e.relays[p.Name()], e.stores[p.Name()] = pr, rl, store
+		e.slots[p.Name()] = s
 	}
 	return e, nil
 }
 
-// Store returns the store of a projection, nil for an unknown name.
-func (e *Engine) Store(projection string) *Store { return e.stores[projection] }
+// newSlot opens gen's store and creates its consumers.
+func (e *Engine) newSlot(ctx context.Context, gen Generation) (*slot, error) {
+	p := e.projections[gen.Projection]
+	store, err := EnsureStore(ctx, e.js, gen.Projection, gen.Number, e.opts.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	s := &slot{
+		gen:       gen,
+		store:     store,
+		projector: NewProjector(p, e.js, store, e.opts.Metrics, e.opts.Log, e.opts.Retry),
+		relay:     NewRelay(gen.Projection, e.js, store, e.opts.Log).Start(gen.Relay),
+	}
+	if _, err := s.projector.EnsureConsumer(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := s.relay.EnsureConsumer(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
 
-// Run runs every projector, every change relay and the lag sampler until
-// ctx is done.
+// Projections are the names of the engine's projections, in the order
+// they were given.
+func (e *Engine) Projections() []string { return slices.Clone(e.names) }
+
+// Store returns the current store of a projection, nil for an unknown name.
+func (e *Engine) Store(projection string) *Store {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s := e.slots[projection]; s != nil {
+		return s.store
+	}
+	return nil
+}
+
+// Generation returns the generation a projection is at in this process.
+func (e *Engine) Generation(projection string) Generation {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s := e.slots[projection]; s != nil {
+		return s.gen
+	}
+	return Generation{}
+}
+
+// Switched returns a channel that is closed the next time any projection's
+// generation changes in this process.
+func (e *Engine) Switched() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.switched
+}
+
+func (e *Engine) slot(projection string) *slot {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.slots[projection]
+}
+
+// Run runs every projection's current generation, follows the generation
+// pointers and samples lag until ctx is done.
 func (e *Engine) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, pr := range e.projectors {
-		wg.Go(func() { _ = pr.Run(ctx) })
+	for _, name := range e.names {
+		wg.Go(func() { e.runProjection(ctx, name) })
 	}
-	for _, rl := range e.relays {
-		wg.Go(func() { rl.Run(ctx) })
-	}
+	wg.Go(func() { e.followGenerations(ctx) })
 	wg.Go(func() { e.sampleLag(ctx) })
 	wg.Wait()
 }
 
-// Lag returns, per projection, the journal events not yet acknowledged by
-// its projector.
-func (e *Engine) Lag(ctx context.Context) (map[string]uint64, error) {
-	s, err := e.js.Stream(ctx, domain.JournalStream)
-	if err != nil {
-		return nil, err
+// runProjection runs the workers of a projection's slot, restarting them
+// whenever the slot changes.
+func (e *Engine) runProjection(ctx context.Context, name string) {
+	for ctx.Err() == nil {
+		switched := e.Switched()
+		s := e.slot(name)
+		sctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		if !s.gen.Paused {
+			wg.Go(func() { _ = s.projector.Run(sctx) })
+		}
+		wg.Go(func() { s.relay.Run(sctx) })
+		for e.slot(name) == s && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-switched:
+				switched = e.Switched()
+			}
+		}
+		stop()
+		wg.Wait()
 	}
-	info, err := s.Info(ctx)
+}
+
+// followGenerations applies every change of a generation pointer, re-watching
+// after NATS failures.
+func (e *Engine) followGenerations(ctx context.Context) {
+	for ctx.Err() == nil {
+		w, err := e.gens.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+		if err != nil {
+			sleep(ctx, time.Second)
+			continue
+		}
+		for u := range w.Updates() {
+			if u == nil {
+				continue
+			}
+			gen, err := decodeGeneration(u.Value())
+			if err != nil || e.projections[gen.Projection] == nil {
+				continue
+			}
+			for ctx.Err() == nil {
+				if err := e.apply(ctx, gen); err == nil {
+					break
+				} else {
+					e.opts.Log.Warn("generation switch not applied yet, retrying", "projection", gen.Projection, "generation", gen.Number, "error", err)
+				}
+				sleep(ctx, time.Second)
+			}
+		}
+		_ = w.Stop()
+		sleep(ctx, 250*time.Millisecond)
+	}
+}
+
+// apply makes gen this process's slot of its projection.
+func (e *Engine) apply(ctx context.Context, gen Generation) error {
+	cur := e.slot(gen.Projection)
+	if cur != nil && cur.gen == gen {
+		return nil
+	}
+	s, err := e.newSlot(ctx, gen)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.slots[gen.Projection] = s
+	close(e.switched)
+	e.switched = make(chan struct{})
+	e.mu.Unlock()
+	e.opts.Log.Info("projection generation changed", "projection", gen.Projection, "generation", gen.Number,
+		"paused", gen.Paused, "rebuild_id", gen.RebuildID)
+	return nil
+}
+
+// Lag returns, per projection, the journal events not yet acknowledged by
+// the projector of its current generation.
+func (e *Engine) Lag(ctx context.Context) (map[string]uint64, error) {
+	last, err := journalLastSeq(ctx, e.js)
 	if err != nil {
 		return nil, err
 	}
 	lag := map[string]uint64{}
-	for name := range e.projectors {
-		c, err := e.js.Consumer(ctx, domain.JournalStream, domain.ProjectorDurable(name))
+	for _, name := range e.names {
+		floor, err := e.ackFloor(ctx, e.slot(name).projector.Durable())
 		if err != nil {
 			return nil, err
 		}
-		ci, err := c.Info(ctx)
-		if err != nil {
-			return nil, err
-		}
-		lag[name] = info.State.LastSeq - min(ci.AckFloor.Stream, info.State.LastSeq)
+		lag[name] = last - min(floor, last)
 	}
 	return lag, nil
+}
+
+// ackFloor is the journal sequence up to which a projector consumer has
+// acknowledged every event.
+func (e *Engine) ackFloor(ctx context.Context, durable string) (uint64, error) {
+	c, err := e.js.Consumer(ctx, domain.JournalStream, durable)
+	if err != nil {
+		return 0, err
+	}
+	ci, err := c.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return ci.AckFloor.Stream, nil
+}
+
+// journalLastSeq is the journal's last sequence.
+func journalLastSeq(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	s, err := js.Stream(ctx, domain.JournalStream)
+	if err != nil {
+		return 0, domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
+	}
+	return info.State.LastSeq, nil
 }
 
 func (e *Engine) sampleLag(ctx context.Context) {
@@ -114,14 +282,14 @@ func (e *Engine) sampleLag(ctx context.Context) {
 		case <-t.C:
 		}
 		lag, err := e.Lag(ctx)
-		if err != nil || e.metrics == nil {
+		if err != nil || e.opts.Metrics == nil {
 			continue
 		}
 		for name, n := range lag {
-			e.metrics.Lag.WithLabelValues(name).Set(float64(n))
+			e.opts.Metrics.Lag.WithLabelValues(name).Set(float64(n))
 		}
-		if s, err := e.js.Stream(ctx, domain.DeadLetterStream); err == nil {
-			e.metrics.DeadLetters.Set(float64(s.CachedInfo().State.Msgs))
+		if n, err := e.dead.open(ctx); err == nil {
+			e.opts.Metrics.DeadLetters.Set(float64(n))
 		}
 	}
 }

@@ -77,14 +77,27 @@ type LifecycleChange struct {
 // arrive in order.
 type Relay struct {
 	projection string
+	generation int
 	js         jetstream.JetStream
 	bucket     string
 	log        *slog.Logger
-	// fromEnd makes a new durable consumer start after the bucket's
-	// current end: the rule a rebuild follows for a new generation.
-	fromEnd bool
+	start      RelayStart
 
 	done uint64 // the last bucket sequence the feed holds
+}
+
+// RelayStart is where a new generation's relay starts, so that a rebuild
+// does not send again what the previous generation already published
+// (DESIGN.md invariant 6). The zero value relays every write.
+type RelayStart struct {
+	// From is the first bucket sequence the relay's consumer reads, when
+	// the consumer does not exist yet.
+	From uint64 `json:"relay_from,omitempty"`
+	// Writes at or after SkipFrom that a journal event at or below
+	// PublishedUpTo caused were published by the previous generation, and
+	// are skipped.
+	SkipFrom      uint64 `json:"relay_skip_from,omitempty"`
+	PublishedUpTo uint64 `json:"relay_published_up_to,omitempty"`
 }
 
 // NewRelay returns the relay of projection's store.
@@ -92,38 +105,49 @@ func NewRelay(projection string, js jetstream.JetStream, store *Store, log *slog
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Relay{projection: projection, js: js, bucket: store.Bucket(), log: log.With("projection", projection, "relay", "feed")}
+	return &Relay{projection: projection, generation: store.Generation(), js: js, bucket: store.Bucket(),
+		log: log.With("projection", projection, "relay", "feed", "generation", store.Generation())}
 }
 
-// StartFromEnd makes the relay's consumer, when it does not exist yet,
-// start after the bucket's current end instead of its beginning. A rebuild
-// switches to a new generation with it, so changes the old generation
-// already published are not sent again.
-func (r *Relay) StartFromEnd() *Relay { r.fromEnd = true; return r }
+// Start sets where the relay starts (see RelayStart).
+func (r *Relay) Start(s RelayStart) *Relay { r.start = s; return r }
 
-// EnsureConsumer creates or updates the relay's durable consumer.
+// Durable is the name of the relay's consumer on the bucket's stream.
+func (r *Relay) Durable() string { return domain.FeedDurable(r.projection, r.generation) }
+
+// EnsureConsumer opens the relay's durable consumer, creating it when it
+// does not exist.
 func (r *Relay) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	stream := domain.BucketStream(r.bucket)
-	if c, err := r.js.Consumer(ctx, stream, domain.FeedDurable(r.projection)); err == nil {
+	if c, err := r.js.Consumer(ctx, stream, r.Durable()); err == nil {
 		return c, nil
 	}
-	policy := jetstream.DeliverAllPolicy
-	if r.fromEnd {
-		policy = jetstream.DeliverNewPolicy
-	}
-	c, err := r.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable:       domain.FeedDurable(r.projection),
+	cfg := jetstream.ConsumerConfig{
+		Durable:       r.Durable(),
 		Description:   "billfold change feed relay: " + r.projection,
-		DeliverPolicy: policy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: 1,
-	})
+	}
+	if r.start.From > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, r.start.From
+	}
+	c, err := r.js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "change relay consumer "+r.projection)
 	}
 	return c, nil
+}
+
+// skipped reports whether the previous generation published this write.
+func (r *Relay) skipped(seq uint64, h nats.Header) bool {
+	if r.start.SkipFrom == 0 || seq < r.start.SkipFrom {
+		return false
+	}
+	cause, err := strconv.ParseUint(h.Get(HeaderJournalSequence), 10, 64)
+	return err == nil && cause <= r.start.PublishedUpTo
 }
 
 // Run relays writes until ctx is done, surviving NATS outages.
@@ -178,7 +202,7 @@ func (r *Relay) handle(ctx context.Context, msg jetstream.Msg) error {
 		return nil
 	}
 	seq := meta.Sequence.Stream
-	if seq <= r.done {
+	if seq <= r.done || r.skipped(seq, msg.Headers()) {
 		_ = msg.Ack()
 		return nil
 	}

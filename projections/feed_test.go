@@ -100,7 +100,7 @@ func waitRelayed(t *testing.T, js jetstream.JetStream) {
 			if err != nil {
 				return false
 			}
-			c, err := js.Consumer(ctx, stream, domain.FeedDurable(p))
+			c, err := js.Consumer(ctx, stream, domain.FeedDurable(p, 1))
 			if err != nil {
 				return false
 			}
@@ -214,7 +214,7 @@ func TestChangeFeedOncePerChange(t *testing.T) {
 	// new consumer starts from the bucket's beginning.
 	stop()
 	before := streamMsgs(t, js)
-	require.NoError(t, js.DeleteConsumer(ctx, domain.BucketStream(domain.ProjectionBucket(domain.ProjectionSubscriptions, 1)), domain.FeedDurable(domain.ProjectionSubscriptions)))
+	require.NoError(t, js.DeleteConsumer(ctx, domain.BucketStream(domain.ProjectionBucket(domain.ProjectionSubscriptions, 1)), domain.FeedDurable(domain.ProjectionSubscriptions, 1)))
 	e, _ = feedEngine(t, js)
 	waitRelayed(t, js)
 	require.Equal(t, before, streamMsgs(t, js), "a restarted relay re-publishes nothing")

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/reducers"
 )
 
 // MaxLedgerDeliveries bounds the deliveries an event's ledger entry lists;
@@ -20,14 +19,14 @@ const MaxLedgerDeliveries = 100
 // Ledger answers what became of one provider event: its journal entry,
 // every delivery of it, and its status in each projection.
 type Ledger struct {
-	js          jetstream.JetStream
-	projections []reducers.Projection
+	js     jetstream.JetStream
+	engine *Engine
 }
 
-// NewLedger returns a Ledger reading through js, reporting the status of
-// events in projections.
-func NewLedger(js jetstream.JetStream, projections []reducers.Projection) *Ledger {
-	return &Ledger{js: js, projections: projections}
+// NewLedger returns a Ledger reporting the status of events in engine's
+// projections.
+func NewLedger(engine *Engine) *Ledger {
+	return &Ledger{js: engine.js, engine: engine}
 }
 
 // Projection statuses of an event in the ledger.
@@ -40,8 +39,10 @@ const (
 
 // ProjectionStatus is an event's status in one projection.
 type ProjectionStatus struct {
-	Status      string       `json:"status"`
-	DeadLetters []DeadLetter `json:"dead_letters,omitempty"`
+	Status string `json:"status"`
+	// DeadLetter is the event's dead letter in the projection, with its
+	// requeues, if it ever failed there.
+	DeadLetter *DeadLetter `json:"dead_letter,omitempty"`
 }
 
 // JournalEntry is an event as the journal holds it, without its body.
@@ -131,33 +132,25 @@ func (l *Ledger) journalEntry(ctx context.Context, namespace, id string) (*Journ
 }
 
 // statuses says, per projection, what became of a journaled event. An event
-// is processed once its projector acknowledged it: at or below the
-// consumer's acknowledgement floor.
+// is processed once the current generation's projector acknowledged it (at
+// or below the consumer's acknowledgement floor) and it has no open dead
+// letter.
 func (l *Ledger) statuses(ctx context.Context, j *JournalEntry) (map[string]ProjectionStatus, error) {
 	out := map[string]ProjectionStatus{}
-	for _, p := range l.projections {
-		name := p.Name()
-		if !p.Handles(j.Provider, j.EventType) {
+	for _, name := range l.engine.Projections() {
+		if !l.engine.projections[name].Handles(j.Provider, j.EventType) {
 			out[name] = ProjectionStatus{Status: StatusSkipped}
 			continue
 		}
-		var dls []DeadLetter
-		err := eachMessage(ctx, l.js, domain.DeadLetterStream, domain.DeadLetterSubject(name, domain.Namespace(j.Provider, j.Endpoint), j.EventID), func(data []byte) {
-			var dl DeadLetter
-			if json.Unmarshal(data, &dl) == nil {
-				dls = append(dls, dl)
-			}
-		})
+		dl, _, err := l.engine.dead.get(ctx, domain.DeadLetterSubject(name, domain.Namespace(j.Provider, j.Endpoint), j.EventID))
 		if err != nil {
 			return nil, err
 		}
-		st := ProjectionStatus{Status: StatusPending, DeadLetters: dls}
-		if c, err := l.js.Consumer(ctx, domain.JournalStream, domain.ProjectorDurable(name)); err == nil {
-			if info, err := c.Info(ctx); err == nil && info.AckFloor.Stream >= j.Sequence {
-				st.Status = StatusProcessed
-			}
+		st := ProjectionStatus{Status: StatusPending, DeadLetter: dl}
+		if floor, err := l.engine.ackFloor(ctx, l.engine.slot(name).projector.Durable()); err == nil && floor >= j.Sequence {
+			st.Status = StatusProcessed
 		}
-		if len(dls) > 0 && dls[len(dls)-1].JournalSequence == j.Sequence {
+		if dl != nil && dl.Status == DeadLetterOpen {
 			st.Status = StatusFailed
 		}
 		out[name] = st
@@ -194,29 +187,7 @@ func eachMessage(ctx context.Context, js jetstream.JetStream, stream, subject st
 	if err != nil {
 		return domain.Wrap(domain.CodeJournalUnavailable, err, "read "+stream)
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return domain.Wrap(domain.CodeJournalUnavailable, err, "read "+stream)
-	}
-	for pending := info.NumPending; pending > 0; {
-		batch, err := c.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return domain.Wrap(domain.CodeJournalUnavailable, err, "read "+stream)
-		}
-		n := uint64(0)
-		for m := range batch.Messages() {
-			n++
-			fn(m.Data())
-		}
-		if err := batch.Error(); err != nil {
-			return domain.Wrap(domain.CodeJournalUnavailable, err, "read "+stream)
-		}
-		if n == 0 {
-			break
-		}
-		pending -= min(n, pending)
-	}
-	return nil
+	return drain(ctx, c, stream, func(m jetstream.Msg) { fn(m.Data()) })
 }
 
 // ServeEvent is the handler of GET /v1/events/{provider}/{event_id}.

@@ -45,6 +45,9 @@ type Projector struct {
 	metrics    *ProjectorMetrics
 	log        *slog.Logger
 	retry      RetryPolicy
+	// from is the journal sequence a new consumer starts at (0: the
+	// beginning); a rebuild's projector starts after what it folded.
+	from uint64
 }
 
 // NewProjector returns a projector of p into store.
@@ -55,10 +58,23 @@ func NewProjector(p reducers.Projection, js jetstream.JetStream, store *Store, m
 	return &Projector{projection: p, js: js, store: store, dead: deadLetters{js}, metrics: m, log: log.With("projection", p.Name()), retry: retry}
 }
 
-// EnsureConsumer creates or updates the projector's durable consumer.
+// From makes the projector's consumer, when it does not exist yet, start
+// at journal sequence seq instead of the beginning.
+func (pr *Projector) From(seq uint64) *Projector { pr.from = seq; return pr }
+
+// Durable is the name of the projector's consumer on the journal.
+func (pr *Projector) Durable() string {
+	return domain.ProjectorDurable(pr.projection.Name(), pr.store.Generation())
+}
+
+// EnsureConsumer opens the projector's durable consumer, creating it when
+// it does not exist.
 func (pr *Projector) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	c, err := pr.js.CreateOrUpdateConsumer(ctx, domain.JournalStream, jetstream.ConsumerConfig{
-		Durable:       domain.ProjectorDurable(pr.projection.Name()),
+	if c, err := pr.js.Consumer(ctx, domain.JournalStream, pr.Durable()); err == nil {
+		return c, nil
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:       pr.Durable(),
 		Description:   "billfold projector: " + pr.projection.Name(),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -68,7 +84,11 @@ func (pr *Projector) EnsureConsumer(ctx context.Context) (jetstream.Consumer, er
 		AckWait:       AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: 1024,
-	})
+	}
+	if pr.from > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, pr.from
+	}
+	c, err := pr.js.CreateOrUpdateConsumer(ctx, domain.JournalStream, cfg)
 	if err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "projector consumer "+pr.projection.Name())
 	}
@@ -144,7 +164,7 @@ func (pr *Projector) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if err != nil {
-		pr.deadLetter(ctx, &env, attempts, err)
+		pr.deadLetter(ctx, &env, attempts, err, nil)
 	} else {
 		pr.metrics.applied(pr.projection.Name())
 	}
@@ -160,7 +180,7 @@ func (pr *Projector) apply(ctx context.Context, env *domain.Envelope, extend fun
 		t := newTx(ctx, pr.store)
 		changes, err := pr.projection.Apply(env, t)
 		if err == nil {
-			err = t.commit(changes, Cause{EventID: env.EventID, EventType: env.EventType})
+			err = t.commit(changes, Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence})
 		}
 		switch {
 		case err == nil:
@@ -179,21 +199,26 @@ func (pr *Projector) apply(ctx context.Context, env *domain.Envelope, extend fun
 	}
 }
 
-func (pr *Projector) deadLetter(ctx context.Context, env *domain.Envelope, attempts int, cause error) {
+// deadLetter records that env could not be applied after attempts, with
+// requeue when an operator's requeue was the attempt.
+func (pr *Projector) deadLetter(ctx context.Context, env *domain.Envelope, attempts int, cause error, requeue *Requeue) {
 	dl := DeadLetter{
 		Projection: pr.projection.Name(), Provider: env.Provider, Namespace: env.Namespace(),
-		EventID: env.EventID, EventType: env.EventType, JournalSequence: env.Sequence,
+		EventID: env.EventID, EventType: env.EventType, JournalSequence: env.Sequence, Created: env.Created,
 		Class: ClassPermanent, Code: domain.ErrorCode(cause), Message: cause.Error(), Attempts: attempts,
 		FailedAt: time.Now().UTC(),
 	}
 	if !domain.Permanent(cause) {
 		dl.Class, dl.Code = ClassTransient, domain.CodeStoreUnavailable
 	}
+	if requeue != nil {
+		requeue.Outcome, requeue.Code = OutcomeFailed, dl.Code
+	}
 	pr.metrics.failed(pr.projection.Name(), dl.Code)
 	pr.log.Warn("event dead-lettered", "event_id", env.EventID, "event_type", env.EventType,
 		"code", dl.Code, "class", dl.Class, "attempts", attempts, "error", cause)
 	for i := 0; ; i++ {
-		err := pr.dead.add(ctx, dl)
+		err := pr.dead.fail(ctx, dl, requeue)
 		if err == nil || ctx.Err() != nil {
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/looplab/eventhorizon/uuid"
@@ -28,16 +29,27 @@ import (
 // Query never writes a projection.
 type Query struct {
 	js        jetstream.JetStream
+	engine    *Engine
 	projs     []reducers.Projection
-	stores    map[string]*Store
 	userIDKey string
 
-	subs   *subIndex
-	people *linkIndex
-
+	// view is the generations queries read now. A rebuild's switch
+	// replaces it whole, once the new generations' indexes are loaded, so
+	// no query ever sees a half-built generation or a half-loaded index.
+	view      atomic.Pointer[queryView]
 	readyOnce sync.Once
 	ready     chan struct{}
+}
+
+// queryView is one set of projection generations: their stores and the
+// indexes over them.
+type queryView struct {
+	stores    map[string]*Store
+	userIDKey string
+	subs      *subIndex
+	people    *linkIndex
 	pending   sync.WaitGroup
+	loaded    chan struct{}
 }
 
 // kindProjection maps a record kind to its projection.
@@ -67,34 +79,87 @@ func NewQuery(engine *Engine, projs []reducers.Projection, userIDKey string) *Qu
 	if userIDKey == "" {
 		userIDKey = "user_id"
 	}
-	return &Query{
-		js: engine.js, projs: projs, stores: maps.Clone(engine.stores), userIDKey: userIDKey,
-		subs: newSubIndex(), people: newLinkIndex(), ready: make(chan struct{}),
+	q := &Query{js: engine.js, engine: engine, projs: projs, userIDKey: userIDKey, ready: make(chan struct{})}
+	q.view.Store(q.newView())
+	return q
+}
+
+func (q *Query) newView() *queryView {
+	stores := map[string]*Store{}
+	for _, name := range q.engine.Projections() {
+		stores[name] = q.engine.Store(name)
+	}
+	return &queryView{stores: stores, userIDKey: q.userIDKey, subs: newSubIndex(), people: newLinkIndex(), loaded: make(chan struct{})}
+}
+
+// sameGenerations reports whether v reads the stores the engine has now.
+func (q *Query) sameGenerations(v *queryView) bool {
+	for name, s := range v.stores {
+		if cur := q.engine.Store(name); cur == nil || cur.Bucket() != s.Bucket() {
+			return false
+		}
+	}
+	return true
+}
+
+// Run keeps the indexes up to date until ctx is done: it watches the
+// customers, subscriptions and orders buckets of the current generations
+// and, when a rebuild switches generations, loads indexes over the new
+// ones and then switches every query to them at once. Ready is closed once
+// the first indexes are loaded.
+func (q *Query) Run(ctx context.Context) {
+	v := q.view.Load()
+	stopPrev := func() {}
+	defer func() { stopPrev() }()
+	for {
+		switched := q.engine.Switched()
+		vctx, stop := context.WithCancel(ctx)
+		go v.run(vctx)
+		select {
+		case <-v.loaded:
+		case <-ctx.Done():
+			stop()
+			return
+		}
+		// The old view answered until now; it can stop following its
+		// buckets.
+		q.view.Store(v)
+		stopPrev()
+		stopPrev = stop
+		q.readyOnce.Do(func() { close(q.ready) })
+		for q.sameGenerations(v) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-switched:
+				switched = q.engine.Switched()
+			}
+		}
+		v = q.newView()
 	}
 }
 
-// Run watches the customers, subscriptions and orders buckets and feeds
-// the indexes until ctx is done. The indexes are ready (Ready is closed)
-// once every bucket's initial values are in.
-func (q *Query) Run(ctx context.Context) {
+// run feeds the view's indexes until ctx is done; loaded is closed once
+// every bucket's initial values are in.
+func (v *queryView) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	watch := []struct {
 		projection, prefix string
 		apply              func(key string, id uuid.UUID, value []byte)
 	}{
-		{domain.ProjectionSubscriptions, domain.KindSubscription + ".", q.applySubscription},
-		{domain.ProjectionCustomers, domain.KindCustomer + ".", q.applyCustomer},
-		{domain.ProjectionOrders, domain.KindOrder + ".", q.applyOrder},
+		{domain.ProjectionSubscriptions, domain.KindSubscription + ".", v.applySubscription},
+		{domain.ProjectionCustomers, domain.KindCustomer + ".", v.applyCustomer},
+		{domain.ProjectionOrders, domain.KindOrder + ".", v.applyOrder},
 	}
-	q.pending.Add(len(watch))
-	go func() { q.pending.Wait(); q.readyOnce.Do(func() { close(q.ready) }) }()
+	v.pending.Add(len(watch))
+	go func() { v.pending.Wait(); close(v.loaded) }()
 	for _, w := range watch {
-		store := q.stores[w.projection]
+		store := v.stores[w.projection]
 		if store == nil {
-			q.pending.Done()
+			v.pending.Done()
 			continue
 		}
-		wg.Go(func() { q.watch(ctx, store.kv, w.prefix, w.apply) })
+		wg.Go(func() { v.watch(ctx, store.kv, w.prefix, w.apply) })
 	}
 	wg.Wait()
 }
@@ -103,22 +168,23 @@ func (q *Query) Run(ctx context.Context) {
 // started.
 func (q *Query) Ready() <-chan struct{} { return q.ready }
 
-// waitReady waits for the indexes' initial load, at most 30 s or ctx.
-func (q *Query) waitReady(ctx context.Context) error {
+// loadedView waits for the indexes' initial load, at most 30 s or ctx,
+// and returns the view queries read now.
+func (q *Query) loadedView(ctx context.Context) (*queryView, error) {
 	t := time.NewTimer(30 * time.Second)
 	defer t.Stop()
 	select {
 	case <-q.ready:
-		return nil
+		return q.view.Load(), nil
 	case <-t.C:
-		return domain.Errorf(domain.CodeStoreUnavailable, "query indexes still loading")
+		return nil, domain.Errorf(domain.CodeStoreUnavailable, "query indexes still loading")
 	case <-ctx.Done():
-		return domain.Wrap(domain.CodeStoreUnavailable, ctx.Err(), "query indexes still loading")
+		return nil, domain.Wrap(domain.CodeStoreUnavailable, ctx.Err(), "query indexes still loading")
 	}
 }
 
 // watch feeds one bucket's values to apply, re-watching after a failure.
-func (q *Query) watch(ctx context.Context, kv jetstream.KeyValue, prefix string, apply func(string, uuid.UUID, []byte)) {
+func (v *queryView) watch(ctx context.Context, kv jetstream.KeyValue, prefix string, apply func(string, uuid.UUID, []byte)) {
 	initial := true
 	for ctx.Err() == nil {
 		w, err := kv.WatchAll(ctx)
@@ -130,7 +196,7 @@ func (q *Query) watch(ctx context.Context, kv jetstream.KeyValue, prefix string,
 			if e == nil { // the initial values are in
 				if initial {
 					initial = false
-					q.pending.Done()
+					v.pending.Done()
 				}
 				continue
 			}
@@ -152,7 +218,7 @@ func (q *Query) watch(ctx context.Context, kv jetstream.KeyValue, prefix string,
 		sleep(ctx, 250*time.Millisecond)
 	}
 	if initial {
-		q.pending.Done()
+		v.pending.Done()
 	}
 }
 
@@ -179,36 +245,36 @@ func decodeIndexed(value []byte) (*indexedRecord, bool) {
 	return &r, true
 }
 
-func (q *Query) applySubscription(_ string, id uuid.UUID, value []byte) {
+func (v *queryView) applySubscription(_ string, id uuid.UUID, value []byte) {
 	r, ok := decodeIndexed(value)
 	if !ok {
-		q.subs.remove(id)
+		v.subs.remove(id)
 		return
 	}
-	q.subs.upsert(id, r.Record.Provider, r.Record.ID, r.Record.CustomerID, domain.LifecycleState(r.Record.State))
+	v.subs.upsert(id, r.Record.Provider, r.Record.ID, r.Record.CustomerID, domain.LifecycleState(r.Record.State))
 }
 
-func (q *Query) applyCustomer(_ string, id uuid.UUID, value []byte) {
+func (v *queryView) applyCustomer(_ string, id uuid.UUID, value []byte) {
 	r, ok := decodeIndexed(value)
 	if !ok {
-		q.people.removeCustomer(id)
+		v.people.removeCustomer(id)
 		return
 	}
 	links := slices.Clone(r.Record.Links)
 	if domain.Provider(r.Record.Provider) == domain.Clerk {
 		// A Clerk user is the billfold user its id names.
-		links = append(links, domain.Link{Kind: q.userIDKey, Value: r.Record.ID})
+		links = append(links, domain.Link{Kind: v.userIDKey, Value: r.Record.ID})
 	}
-	q.people.upsertCustomer(id, ident{r.Record.Provider, r.Record.ID}, links)
+	v.people.upsertCustomer(id, ident{r.Record.Provider, r.Record.ID}, links)
 }
 
-func (q *Query) applyOrder(_ string, id uuid.UUID, value []byte) {
+func (v *queryView) applyOrder(_ string, id uuid.UUID, value []byte) {
 	r, ok := decodeIndexed(value)
 	if !ok {
-		q.people.removeOrder(id)
+		v.people.removeOrder(id)
 		return
 	}
-	q.people.upsertOrder(id, ident{r.Record.Provider, r.Record.CustomerID}, pos{r.Record.Provider, r.Record.ID}, r.Record.Links)
+	v.people.upsertOrder(id, ident{r.Record.Provider, r.Record.CustomerID}, pos{r.Record.Provider, r.Record.ID}, r.Record.Links)
 }
 
 // ---------------------------------------------------------------------------
@@ -249,7 +315,7 @@ func (q *Query) Record(ctx context.Context, kind, provider, id string) (json.Raw
 	if err != nil {
 		return nil, err
 	}
-	raw, err := q.read(ctx, kindProjection[kind], key)
+	raw, err := q.view.Load().read(ctx, kindProjection[kind], key)
 	if err != nil {
 		return nil, err
 	}
@@ -262,8 +328,8 @@ func (q *Query) Record(ctx context.Context, kind, provider, id string) (json.Raw
 // read returns the record part of the value under key, nil when absent.
 // It reads the KV bucket itself, not the store's cache, so that a record
 // written by another billfold process is seen at once.
-func (q *Query) read(ctx context.Context, projection, key string) (json.RawMessage, error) {
-	store := q.stores[projection]
+func (v *queryView) read(ctx context.Context, projection, key string) (json.RawMessage, error) {
+	store := v.stores[projection]
 	if store == nil {
 		return nil, domain.Errorf(domain.CodeNotFound, "no projection %s", projection)
 	}
@@ -294,7 +360,7 @@ func StoredRecord(value []byte) (json.RawMessage, error) {
 
 // readMany reads keys of projection concurrently, keeping the order and
 // leaving out records that are gone.
-func (q *Query) readMany(ctx context.Context, projection string, keys []string) ([]json.RawMessage, error) {
+func (v *queryView) readMany(ctx context.Context, projection string, keys []string) ([]json.RawMessage, error) {
 	out := make([]json.RawMessage, len(keys))
 	errs := make([]error, len(keys))
 	var wg sync.WaitGroup
@@ -303,7 +369,7 @@ func (q *Query) readMany(ctx context.Context, projection string, keys []string) 
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			out[i], errs[i] = q.read(ctx, projection, key)
+			out[i], errs[i] = v.read(ctx, projection, key)
 		})
 	}
 	wg.Wait()
@@ -434,15 +500,16 @@ func (q *Query) ListSubscriptions(ctx context.Context, f SubscriptionFilter, lim
 	if err != nil {
 		return Page{}, err
 	}
-	if err := q.waitReady(ctx); err != nil {
+	v, err := q.loadedView(ctx)
+	if err != nil {
 		return Page{}, err
 	}
-	entries, more := q.subs.list(f, limit, after)
+	entries, more := v.subs.list(f, limit, after)
 	keys := make([]string, len(entries))
 	for i, e := range entries {
 		keys[i] = e.key()
 	}
-	records, err := q.readMany(ctx, domain.ProjectionSubscriptions, keys)
+	records, err := v.readMany(ctx, domain.ProjectionSubscriptions, keys)
 	if err != nil {
 		return Page{}, err
 	}
@@ -468,10 +535,11 @@ func (q *Query) ListSubscriptions(ctx context.Context, f SubscriptionFilter, lim
 // Counts returns the number of subscriptions in each lifecycle state,
 // every state present.
 func (q *Query) Counts(ctx context.Context) (map[domain.LifecycleState]int, error) {
-	if err := q.waitReady(ctx); err != nil {
+	v, err := q.loadedView(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return q.subs.counts(), nil
+	return v.subs.counts(), nil
 }
 
 // CustomerSubscriptions returns the subscriptions of a customer and of
@@ -479,33 +547,35 @@ func (q *Query) Counts(ctx context.Context) (map[domain.LifecycleState]int, erro
 // customer whose metadata names user_1 and the Clerk user user_1), in
 // (provider, id) order.
 func (q *Query) CustomerSubscriptions(ctx context.Context, provider, id string) (Page, error) {
-	if err := q.waitReady(ctx); err != nil {
+	v, err := q.loadedView(ctx)
+	if err != nil {
 		return Page{}, err
 	}
-	group, known := q.people.identities(ident{provider, id})
+	group, known := v.people.identities(ident{provider, id})
 	var keys []string
-	for _, e := range q.subs.ofCustomers(group) {
+	for _, e := range v.subs.ofCustomers(group) {
 		keys = append(keys, e.key())
 	}
-	return q.customerPage(ctx, domain.ProjectionSubscriptions, keys, known, provider, id)
+	return v.customerPage(ctx, domain.ProjectionSubscriptions, keys, known, provider, id)
 }
 
 // CustomerOrders returns the orders of a customer and of every identity
 // linked to it, and the orders whose own links are among theirs, in
 // (provider, id) order.
 func (q *Query) CustomerOrders(ctx context.Context, provider, id string) (Page, error) {
-	if err := q.waitReady(ctx); err != nil {
+	v, err := q.loadedView(ctx)
+	if err != nil {
 		return Page{}, err
 	}
-	group, known := q.people.identities(ident{provider, id})
-	return q.customerPage(ctx, domain.ProjectionOrders, q.people.ordersOf(group), known, provider, id)
+	group, known := v.people.identities(ident{provider, id})
+	return v.customerPage(ctx, domain.ProjectionOrders, v.people.ordersOf(group), known, provider, id)
 }
 
-func (q *Query) customerPage(ctx context.Context, projection string, keys []string, known bool, provider, id string) (Page, error) {
+func (v *queryView) customerPage(ctx context.Context, projection string, keys []string, known bool, provider, id string) (Page, error) {
 	if !known && len(keys) == 0 {
 		return Page{}, domain.Errorf(domain.CodeNotFound, "no customer %s/%s", provider, id)
 	}
-	records, err := q.readMany(ctx, projection, keys)
+	records, err := v.readMany(ctx, projection, keys)
 	if err != nil {
 		return Page{}, err
 	}

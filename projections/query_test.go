@@ -67,9 +67,10 @@ func (f *queryFixture) putSub(s domain.SubscriptionRecord) {
 func (f *queryFixture) waitCount(n int) {
 	f.t.Helper()
 	require.Eventually(f.t, func() bool {
-		f.q.subs.mu.RLock()
-		defer f.q.subs.mu.RUnlock()
-		return f.q.subs.all.len() == n
+		subs := f.q.view.Load().subs
+		subs.mu.RLock()
+		defer subs.mu.RUnlock()
+		return subs.all.len() == n
 	}, 10*time.Second, 10*time.Millisecond)
 }
 

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -17,9 +18,10 @@ import (
 // the same projection never overwrite each other's work: the loser re-reads
 // and folds again.
 type Store struct {
-	js    jetstream.JetStream
-	kv    jetstream.KeyValue
-	limit int
+	js         jetstream.JetStream
+	kv         jetstream.KeyValue
+	generation int
+	limit      int
 
 	mu    sync.Mutex
 	cache map[string]cached
@@ -55,7 +57,9 @@ func EnsureStore(ctx context.Context, js jetstream.JetStream, projection string,
 	if err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "projection store "+projection)
 	}
-	return NewStore(js, kv), nil
+	s := NewStore(js, kv)
+	s.generation = generation
+	return s, nil
 }
 
 // NewStore wraps a KV bucket of js.
@@ -65,6 +69,10 @@ func NewStore(js jetstream.JetStream, kv jetstream.KeyValue) *Store {
 
 // Bucket is the store's KV bucket name.
 func (s *Store) Bucket() string { return s.kv.Bucket() }
+
+// Generation is the projection generation the store holds (1 for a store
+// made with NewStore).
+func (s *Store) Generation() int { return max(s.generation, 1) }
 
 // Get returns a record and its revision; nil and 0 when absent.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, uint64, error) {
@@ -87,19 +95,33 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 }
 
 // Cause is the journal event a record write applies. Every write carries
-// it as headers (HeaderEventID, HeaderEventType) on the KV message itself,
-// so the change feed relay publishes each change with the event that made
-// it, and no crash can separate a write from its cause.
+// it as headers (HeaderEventID, HeaderEventType, HeaderJournalSequence) on
+// the KV message itself, so the change feed relay publishes each change
+// with the event that made it, a rebuild's relay can tell which writes the
+// previous generation already published, and no crash can separate a
+// write from its cause.
 type Cause struct {
 	EventID   string
 	EventType string
+	// Sequence is the event's journal sequence.
+	Sequence uint64
 }
 
 // Headers on every record write in a projection bucket.
 const (
-	HeaderEventID   = "Billfold-Event-Id"
-	HeaderEventType = "Billfold-Event-Type"
+	HeaderEventID         = "Billfold-Event-Id"
+	HeaderEventType       = "Billfold-Event-Type"
+	HeaderJournalSequence = "Billfold-Journal-Sequence"
 )
+
+// writeMsg is the KV message that stores value under key with cause.
+func (s *Store) writeMsg(key string, value []byte, cause Cause) *nats.Msg {
+	msg := &nats.Msg{Subject: "$KV." + s.kv.Bucket() + "." + key, Header: nats.Header{}, Data: value}
+	msg.Header.Set(HeaderEventID, cause.EventID)
+	msg.Header.Set(HeaderEventType, cause.EventType)
+	msg.Header.Set(HeaderJournalSequence, strconv.FormatUint(cause.Sequence, 10))
+	return msg
+}
 
 // put writes value under key if the stored revision is still revision (0:
 // absent), with cause in the message headers. It is what kv.Create and
@@ -107,10 +129,7 @@ const (
 // Nats-Expected-Last-Subject-Sequence), plus the headers. On a lost race it
 // forgets the cached record and returns errConflict.
 func (s *Store) put(ctx context.Context, key string, value []byte, revision uint64, cause Cause) error {
-	msg := &nats.Msg{Subject: "$KV." + s.kv.Bucket() + "." + key, Header: nats.Header{}, Data: value}
-	msg.Header.Set(HeaderEventID, cause.EventID)
-	msg.Header.Set(HeaderEventType, cause.EventType)
-	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(revision))
+	ack, err := s.js.PublishMsg(ctx, s.writeMsg(key, value, cause), jetstream.WithExpectLastSequencePerSubject(revision))
 	if wrongLastSequence(err) {
 		s.forget(key)
 		return errConflict

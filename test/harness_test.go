@@ -244,7 +244,7 @@ func projectorLag(ctx context.Context, js jetstream.JetStream) uint64 {
 	last := info.State.LastSeq
 	var worst uint64
 	for _, p := range domain.Projections {
-		c, err := js.Consumer(ctx, domain.JournalStream, domain.ProjectorDurable(p))
+		c, err := js.Consumer(ctx, domain.JournalStream, domain.ProjectorDurable(p, 1))
 		if err != nil {
 			return last
 		}

@@ -174,7 +174,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	})
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	readAuth := projections.RequireToken(os.Getenv("BILLFOLD_API_TOKEN"))
-	admin.Handle("GET /v1/events/{provider}/{event_id}", readAuth(http.HandlerFunc(projections.NewLedger(js, projs).ServeEvent)))
+	admin.Handle("GET /v1/events/{provider}/{event_id}", readAuth(http.HandlerFunc(projections.NewLedger(engine).ServeEvent)))
 	admin.Handle("GET /v1/changes", projections.NewChangeFeed(js, os.Getenv("BILLFOLD_API_TOKEN")))
 	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
 	go query.Run(engineCtx)

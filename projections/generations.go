@@ -1,0 +1,94 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/billfold/billfold/domain"
+)
+
+// Generation says which generation of a projection's store is current: the
+// one value a rebuild switches, atomically, for every billfold process.
+// A projection without one is at generation 1.
+type Generation struct {
+	Projection string `json:"projection"`
+	Number     int    `json:"generation"`
+	// Paused is set while a rebuild switches away from this generation:
+	// its projector stops so the relay can drain what it wrote.
+	Paused bool `json:"paused,omitempty"`
+	// Relay is where this generation's change relay starts.
+	Relay RelayStart `json:"relay"`
+	// Previous is the generation this one replaced, kept (for a look back
+	// or a manual switch back) until RetireAt, then deleted.
+	Previous   int       `json:"previous,omitempty"`
+	RetireAt   time.Time `json:"retire_at,omitzero"`
+	RebuildID  string    `json:"rebuild_id,omitempty"`
+	SwitchedAt time.Time `json:"switched_at,omitzero"`
+}
+
+// generations reads and writes the generation pointers.
+type generations struct {
+	kv jetstream.KeyValue
+}
+
+func ensureGenerations(ctx context.Context, js jetstream.JetStream, replicas int) (generations, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      domain.GenerationsBucket,
+		Description: "billfold: the current generation of each projection",
+		History:     16,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if err != nil {
+		return generations{}, domain.Wrap(domain.CodeStoreUnavailable, err, "generations bucket")
+	}
+	return generations{kv}, nil
+}
+
+// get returns projection's generation and the pointer's revision (0 when
+// it was never written: generation 1).
+func (g generations) get(ctx context.Context, projection string) (Generation, uint64, error) {
+	e, err := g.kv.Get(ctx, projection)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Generation{Projection: projection, Number: 1}, 0, nil
+	}
+	if err != nil {
+		return Generation{}, 0, domain.Wrap(domain.CodeStoreUnavailable, err, "generation of "+projection)
+	}
+	gen, err := decodeGeneration(e.Value())
+	return gen, e.Revision(), err
+}
+
+// put writes gen if the pointer is still at revision (0: never written).
+// A lost race is BILLFOLD-CONFLICT.
+func (g generations) put(ctx context.Context, gen Generation, revision uint64) (uint64, error) {
+	b, err := json.Marshal(gen)
+	if err != nil {
+		return 0, err
+	}
+	var rev uint64
+	if revision == 0 {
+		rev, err = g.kv.Create(ctx, gen.Projection, b)
+	} else {
+		rev, err = g.kv.Update(ctx, gen.Projection, b, revision)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || wrongLastSequence(err) {
+		return 0, domain.Wrap(domain.CodeConflict, err, "generation of "+gen.Projection+" changed meanwhile")
+	}
+	if err != nil {
+		return 0, domain.Wrap(domain.CodeStoreUnavailable, err, "generation of "+gen.Projection)
+	}
+	return rev, nil
+}
+
+func decodeGeneration(b []byte) (Generation, error) {
+	var gen Generation
+	if err := json.Unmarshal(b, &gen); err != nil || gen.Number < 1 {
+		return Generation{}, domain.Errorf(domain.CodeStoreUnavailable, "generation pointer unreadable: %q", b)
+	}
+	return gen, nil
+}
