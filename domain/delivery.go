@@ -1,6 +1,9 @@
 package domain
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Outcome is what billfold did with one HTTP delivery.
 type Outcome string
@@ -18,6 +21,13 @@ const (
 	OutcomeMisconfigured Outcome = "misconfigured" // endpoint has no secret (500)
 	OutcomeRateLimited   Outcome = "rate_limited"  // source over its rate limit (429)
 )
+
+// Outcomes lists every delivery outcome.
+var Outcomes = []Outcome{OutcomeAccepted, OutcomeDuplicate, OutcomeIgnored, OutcomeRejected, OutcomeMalformed,
+	OutcomeTooLarge, OutcomeUnavailable, OutcomeMisconfigured, OutcomeRateLimited}
+
+// Valid reports whether o is one of Outcomes.
+func (o Outcome) Valid() bool { return slices.Contains(Outcomes, o) }
 
 // Delivery is one entry of the delivery log: one HTTP request to a webhook
 // endpoint, whatever became of it. Fields that were not known for a

@@ -182,12 +182,16 @@ func (d deadLetters) fail(ctx context.Context, dl DeadLetter, requeue *Requeue) 
 }
 
 // resolve marks the open dead letter of an event in a projection applied,
-// by what; nothing happens when it has none.
-func (d deadLetters) resolve(ctx context.Context, projection, namespace, eventID, by string, requeue *Requeue, at time.Time) error {
+// by what, with requeue added to its history when one applied it. It
+// reports whether an open dead letter was resolved; nothing happens when
+// there is none.
+func (d deadLetters) resolve(ctx context.Context, projection, namespace, eventID, by string, requeue *Requeue, at time.Time) (bool, error) {
+	wasOpen := false
 	_, err := d.update(ctx, domain.DeadLetterSubject(projection, namespace, eventID), func(cur *DeadLetter) *DeadLetter {
 		if cur == nil || (cur.Status == DeadLetterResolved && requeue == nil) {
 			return nil
 		}
+		wasOpen = cur.Status == DeadLetterOpen
 		next := *cur
 		next.Requeues = slices.Clone(cur.Requeues)
 		if requeue != nil {
@@ -198,7 +202,7 @@ func (d deadLetters) resolve(ctx context.Context, projection, namespace, eventID
 		}
 		return &next
 	})
-	return err
+	return wasOpen && err == nil, err
 }
 
 // DeadLetterFilter selects dead letters. Empty fields match everything.

@@ -43,7 +43,9 @@ type EngineOptions struct {
 	Replicas int
 	Retry    RetryPolicy
 	Metrics  *ProjectorMetrics
-	Log      *slog.Logger
+	// Replay counts requeues, replays and rebuilds.
+	Replay *ReplayMetrics
+	Log    *slog.Logger
 }
 
 // NewEngine creates the dead-letter, change feed and generation stores and,

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -37,8 +38,12 @@ func WriteError(w http.ResponseWriter, err error) {
 		status, word = http.StatusBadRequest, "bad_request"
 	case domain.CodeUnauthorized:
 		status, word = http.StatusUnauthorized, "unauthorized"
-	case domain.CodeJournalUnavailable:
+	case domain.CodeJournalUnavailable, domain.CodeStoreUnavailable:
 		status, word = http.StatusServiceUnavailable, "unavailable"
+	case domain.CodeConflict:
+		status, word = http.StatusConflict, "conflict"
+	case domain.CodeConfirmRequired:
+		status, word = http.StatusConflict, "confirmation_required"
 	}
 	var e *domain.Error
 	msg := "internal error"
@@ -46,4 +51,40 @@ func WriteError(w http.ResponseWriter, err error) {
 		msg = e.Message
 	}
 	WriteJSON(w, status, APIError{Error: word, Code: code, Message: msg})
+}
+
+// AdminTokens names the tokens that may make admin mutations: name →
+// token. The name is what logs and dead-letter histories record as who
+// asked.
+type AdminTokens map[string]string
+
+type adminNameKey struct{}
+
+// RequireAdmin returns a middleware that lets a request through only with
+// "Authorization: Bearer <token>" for one of tokens, and records the
+// token's name for AdminName. With no tokens configured every request is
+// refused: admin mutations are never open.
+func RequireAdmin(tokens AdminTokens) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for name, token := range tokens {
+				if token != "" && bearerOK(r, token) {
+					h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), adminNameKey{}, name)))
+					return
+				}
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="billfold-admin"`)
+			msg := "this route needs Authorization: Bearer <BILLFOLD_ADMIN_TOKEN>"
+			if len(tokens) == 0 {
+				msg = "admin mutations are disabled: the server has no BILLFOLD_ADMIN_TOKEN"
+			}
+			WriteError(w, domain.Errorf(domain.CodeUnauthorized, "%s", msg))
+		})
+	}
+}
+
+// AdminName is the name of the admin token a request was let through with.
+func AdminName(ctx context.Context) string {
+	name, _ := ctx.Value(adminNameKey{}).(string)
+	return name
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -123,12 +124,8 @@ func (l *Ledger) journalEntry(ctx context.Context, namespace, id string) (*Journ
 	if err != nil {
 		return nil, err
 	}
-	return &JournalEntry{
-		Sequence: env.Sequence, Provider: env.Provider, Endpoint: env.Endpoint,
-		EventID: env.EventID, EventType: env.EventType, Created: env.Created, Received: env.Received,
-		RequestID: env.RequestID, Livemode: env.Livemode, Verification: env.Verification,
-		ObjectKind: env.ObjectKind, ObjectID: env.ObjectID,
-	}, nil
+	entry := newJournalEntry(&env)
+	return &entry, nil
 }
 
 // statuses says, per projection, what became of a journaled event. An event
@@ -198,4 +195,86 @@ func (l *Ledger) ServeEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	WriteJSON(w, http.StatusOK, e)
+}
+
+// EventFilter selects events for the ledger's list.
+type EventFilter struct {
+	// Status is "failed" (an open dead letter in some projection) or a
+	// delivery outcome (accepted, duplicate, rejected, ...); empty: every
+	// delivery.
+	Status string
+	// Provider is a provider or endpoint namespace; empty: all.
+	Provider string
+	Since    time.Time
+	Limit    int
+}
+
+// EventSummary is one line of the ledger's list.
+type EventSummary struct {
+	Provider  string      `json:"provider"`
+	EventID   string      `json:"event_id,omitempty"`
+	EventType string      `json:"event_type,omitempty"`
+	Status    string      `json:"status"`
+	Code      domain.Code `json:"code,omitempty"`
+	// Projection is where a failed event failed.
+	Projection string    `json:"projection,omitempty"`
+	At         time.Time `json:"at"`
+	Attempt    int       `json:"attempt,omitempty"`
+}
+
+// List returns the events f selects, newest first, at most f.Limit (100
+// when zero): failed events from the dead letters, other outcomes from the
+// delivery log (which keeps deliveries for its retention only).
+func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error) {
+	if f.Limit <= 0 {
+		f.Limit = DefaultListLimit
+	}
+	if f.Limit > MaxListLimit {
+		return nil, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", f.Limit, MaxListLimit)
+	}
+	out := []EventSummary{}
+	if f.Status == StatusFailed {
+		dls, err := l.engine.DeadLetters(ctx, DeadLetterFilter{Provider: f.Provider, Since: f.Since})
+		if err != nil {
+			return nil, err
+		}
+		for _, dl := range dls {
+			out = append(out, EventSummary{Provider: dl.Namespace, EventID: dl.EventID, EventType: dl.EventType, Status: StatusFailed,
+				Code: dl.Code, Projection: dl.Projection, At: dl.FailedAt, Attempt: dl.Attempts})
+		}
+	} else {
+		if f.Status != "" && !domain.Outcome(f.Status).Valid() {
+			return nil, domain.Errorf(domain.CodeBadRequest, "status %q: want failed or a delivery outcome", f.Status)
+		}
+		err := l.eachDeliverySince(ctx, f.Since, func(d *domain.Delivery) {
+			if (f.Status == "" || string(d.Outcome) == f.Status) && (f.Provider == "" || d.Namespace() == f.Provider || string(d.Provider) == f.Provider) {
+				out = append(out, EventSummary{Provider: d.Namespace(), EventID: d.EventID, EventType: d.EventType, Status: string(d.Outcome),
+					Code: d.ReasonCode, At: d.Received, Attempt: d.Attempt})
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.Reverse(out)
+	return out[:min(len(out), f.Limit)], nil
+}
+
+// eachDeliverySince calls fn with every delivery log entry received at or
+// after since, oldest first.
+func (l *Ledger) eachDeliverySince(ctx context.Context, since time.Time, fn func(*domain.Delivery)) error {
+	cfg := jetstream.OrderedConsumerConfig{InactiveThreshold: 5 * time.Second}
+	if !since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	c, err := l.js.OrderedConsumer(ctx, domain.DeliveryStream, cfg)
+	if err != nil {
+		return domain.Wrap(domain.CodeJournalUnavailable, err, "read "+domain.DeliveryStream)
+	}
+	return drain(ctx, c, domain.DeliveryStream, func(m jetstream.Msg) {
+		var d domain.Delivery
+		if json.Unmarshal(m.Data(), &d) == nil {
+			fn(&d)
+		}
+	})
 }

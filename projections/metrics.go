@@ -60,3 +60,38 @@ func (m *ProjectorMetrics) failed(p string, code domain.Code) {
 		m.Failed.WithLabelValues(p, string(code)).Inc()
 	}
 }
+
+// ReplayMetrics count what requeues, replays and rebuilds did: the
+// replay success SLO is built on billfold_replay_events_total.
+type ReplayMetrics struct {
+	Events   *prometheus.CounterVec
+	Finished *prometheus.CounterVec
+}
+
+// NewReplayMetrics creates the replay metrics and registers them.
+func NewReplayMetrics(reg prometheus.Registerer) *ReplayMetrics {
+	m := &ReplayMetrics{
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billfold_replay_events_total",
+			Help: "Events applied again by an operator's requeue, a replay or a rebuild (dead letters it settled), by outcome: applied or failed.",
+		}, []string{"kind", "outcome"}),
+		Finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billfold_rebuilds_finished_total",
+			Help: "Rebuilds and replays that ended, by kind and status: done, failed, cancelled, interrupted.",
+		}, []string{"kind", "status"}),
+	}
+	reg.MustRegister(m.Events, m.Finished)
+	return m
+}
+
+func (m *ReplayMetrics) replayed(kind, outcome string) {
+	if m != nil {
+		m.Events.WithLabelValues(kind, outcome).Inc()
+	}
+}
+
+func (m *ReplayMetrics) finished(kind, status string) {
+	if m != nil {
+		m.Finished.WithLabelValues(kind, status).Inc()
+	}
+}

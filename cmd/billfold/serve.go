@@ -43,6 +43,8 @@ type serveOptions struct {
 	rateLimit         float64
 	rateBurst         int
 	bypass            bool
+	rebuildGrace      time.Duration
+	rebuildRate       float64
 }
 
 func runServe(args []string, _, stderr io.Writer) int {
@@ -62,6 +64,8 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.Float64Var(&o.rateLimit, "rate-limit", ingest.DefaultRateLimit.PerSecond, "deliveries per second per source address on the public listener (0: no limit)")
 	fs.IntVar(&o.rateBurst, "rate-burst", ingest.DefaultRateLimit.Burst, "deliveries a source address may send at once")
 	fs.BoolVar(&o.bypass, "insecure-test-bypass", false, "TESTS ONLY: let deliveries that fail verification through, marked verified=bypass; needs a fresh data dir")
+	fs.DurationVar(&o.rebuildGrace, "rebuild-grace", projections.DefaultRebuildGrace, "how long a rebuild keeps the generation it replaced")
+	fs.Float64Var(&o.rebuildRate, "rebuild-rate", 0, "events per second a rebuild's fold may read (0: no cap), to leave room for live traffic")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
@@ -147,14 +151,19 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 
 	projs := reducers.All(reducerOpts)
 	engine, err := projections.NewEngine(setupCtx, js, projs, projections.EngineOptions{
-		Replicas: o.replicas, Metrics: projections.NewProjectorMetrics(reg), Log: log,
+		Replicas: o.replicas, Metrics: projections.NewProjectorMetrics(reg), Replay: projections.NewReplayMetrics(reg), Log: log,
 	})
+	if err != nil {
+		return err
+	}
+	rebuilds, err := projections.NewRebuilds(setupCtx, engine, projections.RebuildOptions{Grace: o.rebuildGrace, Rate: o.rebuildRate, Log: log})
 	if err != nil {
 		return err
 	}
 	engineCtx, stopEngine := context.WithCancel(context.Background())
 	engineDone := make(chan struct{})
 	go func() { engine.Run(engineCtx); close(engineDone) }()
+	go rebuilds.Run(engineCtx)
 	defer func() { stopEngine(); <-engineDone }()
 
 	admin := newAdminMux()
@@ -174,7 +183,12 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	})
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	readAuth := projections.RequireToken(os.Getenv("BILLFOLD_API_TOKEN"))
-	admin.Handle("GET /v1/events/{provider}/{event_id}", readAuth(http.HandlerFunc(projections.NewLedger(engine).ServeEvent)))
+	adminTokens, err := adminTokensFromEnv()
+	if err != nil {
+		return err
+	}
+	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine)}
+	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
 	admin.Handle("GET /v1/changes", projections.NewChangeFeed(js, os.Getenv("BILLFOLD_API_TOKEN")))
 	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
 	go query.Run(engineCtx)

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"os"
+	"strings"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
+)
+
+// adminTokensFromEnv reads the tokens allowed to make admin mutations:
+// BILLFOLD_ADMIN_TOKEN (named "admin") and BILLFOLD_ADMIN_TOKENS, a comma
+// list of name=token, so that each operator or automation has a token of
+// its own and requeues record who asked.
+func adminTokensFromEnv() (projections.AdminTokens, error) {
+	tokens := projections.AdminTokens{}
+	if t := os.Getenv("BILLFOLD_ADMIN_TOKEN"); t != "" {
+		tokens["admin"] = t
+	}
+	for _, item := range strings.Split(os.Getenv("BILLFOLD_ADMIN_TOKENS"), ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, token, ok := strings.Cut(item, "=")
+		if !ok || name == "" || len(token) < 16 {
+			return nil, domain.Errorf(domain.CodeConfigInvalid, "BILLFOLD_ADMIN_TOKENS: want name=token pairs, tokens of 16 characters or more")
+		}
+		tokens[name] = token
+	}
+	return tokens, nil
+}
