@@ -25,6 +25,10 @@ var commands = map[string]command{
 	"get":     {"show one record from a running server: subscription, customer, order or wallet", runGet},
 	"list":    {"list subscriptions from a running server, filtered by state, provider, customer", runList},
 	"watch":   {"follow a running server's record changes (Server-Sent Events), resuming after drops", runWatch},
+	"replay":  {"rebuild projections from the journal into a new generation, or replay selected events", runReplay},
+	"dlq":     {"list, show and requeue dead letters", runDLQ},
+	"verify":  {"fold the journal afresh and compare every record with the live projections", runVerify},
+	"events":  {"show everything about one event, or list events by outcome", runEvents},
 }
 
 // version is set at build time with -ldflags "-X main.version=...".

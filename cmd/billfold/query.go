@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,33 +115,7 @@ func (e *apiError) Error() string {
 // adminGet GETs path with query v from the admin listener and returns the
 // body of a 200 answer.
 func adminGet(server, path string, v url.Values) ([]byte, error) {
-	u := strings.TrimRight(server, "/") + path
-	if len(v) > 0 {
-		u += "?" + v.Encode()
-	}
-	req, err := http.NewRequest(http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	if tok := os.Getenv("BILLFOLD_API_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	c := &http.Client{Timeout: 2 * time.Minute} // as_of folds the journal
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		e := &apiError{status: resp.StatusCode}
-		_ = json.Unmarshal(body, &e.body)
-		return nil, e
-	}
-	return body, nil
+	return adminCall(server, http.MethodGet, path, v, nil)
 }
 
 // fail prints err for the command and returns the exit code 1.
