@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/test/natstest"
 )
 
@@ -195,6 +196,27 @@ func (s *server) post(endpoint string, body []byte, headers map[string]string) (
 	return resp.StatusCode, strings.TrimSpace(string(b)), resp.Header
 }
 
+// postAdmin POSTs a JSON body to an admin route, with the bearer token
+// when one is given.
+func (s *server) postAdmin(path, body, token string) (int, string, http.Header) {
+	s.t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, s.admin+path, strings.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err.Error(), nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b)), resp.Header
+}
+
 // runBillfold runs the binary to completion (at most 60 s) and returns its
 // combined output and exit code.
 func runBillfold(t *testing.T, args ...string) (string, int) {
@@ -244,7 +266,7 @@ func projectorLag(ctx context.Context, js jetstream.JetStream) uint64 {
 	last := info.State.LastSeq
 	var worst uint64
 	for _, p := range domain.Projections {
-		c, err := js.Consumer(ctx, domain.JournalStream, domain.ProjectorDurable(p, 1))
+		c, err := js.Consumer(ctx, domain.JournalStream, domain.ProjectorDurable(p, currentGeneration(ctx, js, p)))
 		if err != nil {
 			return last
 		}
@@ -255,6 +277,24 @@ func projectorLag(ctx context.Context, js jetstream.JetStream) uint64 {
 		worst = max(worst, last-min(ci.AckFloor.Stream, last))
 	}
 	return worst
+}
+
+// currentGeneration is the generation a projection is at: 1 until a
+// rebuild switched it.
+func currentGeneration(ctx context.Context, js jetstream.JetStream, projection string) int {
+	kv, err := js.KeyValue(ctx, domain.GenerationsBucket)
+	if err != nil {
+		return 1
+	}
+	e, err := kv.Get(ctx, projection)
+	if err != nil {
+		return 1
+	}
+	var g projections.Generation
+	if json.Unmarshal(e.Value(), &g) != nil || g.Number < 1 {
+		return 1
+	}
+	return g.Number
 }
 
 // waitProjected waits until every projector has folded the whole journal.

@@ -26,6 +26,11 @@ func adminTokensFromEnv() (projections.AdminTokens, error) {
 		if !ok || name == "" || len(token) < 16 {
 			return nil, domain.Errorf(domain.CodeConfigInvalid, "BILLFOLD_ADMIN_TOKENS: want name=token pairs, tokens of 16 characters or more")
 		}
+		for other, t := range tokens {
+			if t == token {
+				return nil, domain.Errorf(domain.CodeConfigInvalid, "BILLFOLD_ADMIN_TOKENS: %s and %s share a token; each name needs its own", other, name)
+			}
+		}
 		tokens[name] = token
 	}
 	return tokens, nil
