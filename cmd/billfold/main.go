@@ -25,6 +25,7 @@ var commands = map[string]command{
 	"get":     {"show one record from a running server: subscription, customer, order or wallet", runGet},
 	"list":    {"list subscriptions from a running server, filtered by state, provider, customer", runList},
 	"watch":   {"follow a running server's record changes (Server-Sent Events), resuming after drops", runWatch},
+	"doctor":  {"print a running server's debug report: endpoints, streams, clock, failures, lag; exit 1 on problems", runDoctor},
 }
 
 // version is set at build time with -ldflags "-X main.version=...".
