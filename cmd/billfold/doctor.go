@@ -608,9 +608,11 @@ func (d *doctor) deliveries(ctx context.Context, rep *doctorReport) deliveryRepo
 		for _, g := range groups {
 			out = append(out, *g)
 		}
-		slices.SortFunc(out, func(a, b failureGroup) int { return cmp.Or(b.Count-a.Count, strings.Compare(string(a.Code), string(b.Code))) })
+		slices.SortFunc(out, func(a, b failureGroup) int {
+			return cmp.Or(b.Count-a.Count, strings.Compare(string(a.Code), string(b.Code)))
+		})
 		for _, g := range out {
-			msg := fmt.Sprintf("%d deliveries %s in the last %s (%s)", g.Count, what, doctorWindow, countsText(g.Endpoints))
+			msg := fmt.Sprintf("%d deliveries %s in the last %d hours (%s)", g.Count, what, int(doctorWindow.Hours()), countsText(g.Endpoints))
 			if g.LikelyCause != "" {
 				msg += ": likely " + g.LikelyCause
 			}
