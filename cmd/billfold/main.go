@@ -26,6 +26,7 @@ var commands = map[string]command{
 	"list":    {"list subscriptions from a running server, filtered by state, provider, customer", runList},
 	"watch":   {"follow a running server's record changes (Server-Sent Events), resuming after drops", runWatch},
 	"doctor":  {"print a running server's debug report: endpoints, streams, clock, failures, lag; exit 1 on problems", runDoctor},
+	"demo":    {"start an engine on a temp dir, deliver a signed sample history to it, print the results and keep serving", runDemo},
 }
 
 // version is set at build time with -ldflags "-X main.version=...".
