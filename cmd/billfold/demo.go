@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -108,6 +109,9 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 	case err := <-served:
 		if err == nil {
 			err = ctx.Err()
+		}
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("the engine did not start: %w (is billfold serve running? --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 pick free ports)", err)
 		}
 		return fmt.Errorf("the engine did not start: %w", err)
 	}

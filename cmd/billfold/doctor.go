@@ -543,7 +543,8 @@ func (d *doctor) deadLetters(ctx context.Context, rep *doctorReport) deadLetterR
 		}
 		g.Count++
 		g.Projections[l.Projection]++
-		g.LastMessage, g.LastEventID, g.LastProvider = l.Message, l.EventID, l.Namespace
+		// The message often repeats the code it is grouped under.
+		g.LastMessage, g.LastEventID, g.LastProvider = strings.TrimPrefix(l.Message, string(l.Code)+": "), l.EventID, l.Namespace
 	})
 	dl.Count, dl.Scanned = total, n
 	if err != nil {
@@ -552,8 +553,8 @@ func (d *doctor) deadLetters(ctx context.Context, rep *doctorReport) deadLetterR
 	for _, code := range slices.Sorted(maps.Keys(groups)) {
 		g := groups[code]
 		dl.ByCode = append(dl.ByCode, *g)
-		rep.Problems = append(rep.Problems, newProblem(code, "%d dead letters (%s); newest: %s %s: %s",
-			g.Count, countsText(g.Projections), g.LastProvider, g.LastEventID, g.LastMessage))
+		rep.Problems = append(rep.Problems, newProblem(code, "%s (%s); newest: %s %s: %s",
+			plural(g.Count, "dead letter"), countsText(g.Projections), g.LastProvider, g.LastEventID, g.LastMessage))
 	}
 	return dl
 }
@@ -612,7 +613,7 @@ func (d *doctor) deliveries(ctx context.Context, rep *doctorReport) deliveryRepo
 			return cmp.Or(b.Count-a.Count, strings.Compare(string(a.Code), string(b.Code)))
 		})
 		for _, g := range out {
-			msg := fmt.Sprintf("%d deliveries %s in the last %d hours (%s)", g.Count, what, int(doctorWindow.Hours()), countsText(g.Endpoints))
+			msg := fmt.Sprintf("%s %s in the last %d hours (%s)", plural(g.Count, "delivery"), what, int(doctorWindow.Hours()), countsText(g.Endpoints))
 			if g.LikelyCause != "" {
 				msg += ": likely " + g.LikelyCause
 			}
@@ -623,6 +624,18 @@ func (d *doctor) deliveries(ctx context.Context, rep *doctorReport) deliveryRepo
 	dr.SignatureFailures = flatten(sig, "failed signature verification")
 	dr.OtherFailures = flatten(other, "not journaled")
 	return dr
+}
+
+// plural is "1 delivery", "2 deliveries", "3 dead letters".
+func plural(n int, noun string) string {
+	switch {
+	case n == 1:
+	case strings.HasSuffix(noun, "y"):
+		noun = strings.TrimSuffix(noun, "y") + "ies"
+	default:
+		noun += "s"
+	}
+	return fmt.Sprintf("%d %s", n, noun)
 }
 
 // countsText is "a 3, b 1", by name.
