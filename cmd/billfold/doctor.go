@@ -243,11 +243,30 @@ type doctor struct {
 	bypass    bool
 	natsMode  string
 	now       func() time.Time
+	// unsigned are the names of unsigned endpoints: each is that
+	// endpoint's only secret, so the report never shows it whole.
+	unsigned map[string]bool
 }
 
 // newDoctor returns the handler of GET /v1/doctor.
 func newDoctor(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *projections.Engine, o serveOptions, natsMode string) *doctor {
-	return &doctor{js: js, endpoints: endpoints, engine: engine, bypass: o.bypass, natsMode: natsMode, now: time.Now}
+	d := &doctor{js: js, endpoints: endpoints, engine: engine, bypass: o.bypass, natsMode: natsMode, now: time.Now, unsigned: map[string]bool{}}
+	for _, e := range endpoints {
+		if e.Unsigned {
+			d.unsigned[e.Name] = true
+		}
+	}
+	return d
+}
+
+// shownName is how the report names an endpoint (or a generic provider's
+// namespace, which is its endpoint's name): an unsigned endpoint by the
+// first four characters of its name only.
+func (d *doctor) shownName(name string) string {
+	if !d.unsigned[name] {
+		return name
+	}
+	return name[:min(4, len(name))] + "…"
 }
 
 // ServeHTTP answers the report. It is 200 whatever the report finds: a
@@ -298,7 +317,7 @@ func (d *doctor) endpointReports(rep *doctorReport) []endpointReport {
 	}
 	for _, e := range d.endpoints {
 		er := endpointReport{
-			Name: e.Name, Provider: e.Provider, Path: "/webhooks/" + e.Name,
+			Name: d.shownName(e.Name), Provider: e.Provider, Path: "/webhooks/" + d.shownName(e.Name),
 			SecretPresent: e.Secrets > 0, Secrets: e.Secrets, Livemode: "any",
 			Unsigned: e.Unsigned, Bypass: d.bypass, MaxBodyBytes: e.MaxBody,
 		}
@@ -313,7 +332,7 @@ func (d *doctor) endpointReports(rep *doctorReport) []endpointReport {
 			rep.Problems = append(rep.Problems, newProblem(er.Misconfigured, "%s", domain.ErrorMessage(e.Misconfigured)))
 		}
 		if e.Unsigned {
-			rep.Notes = append(rep.Notes, fmt.Sprintf("endpoint %s takes unsigned deliveries: its name is its only secret, and every record it journals is marked verified=unsigned", e.Name))
+			rep.Notes = append(rep.Notes, fmt.Sprintf("endpoint %s takes unsigned deliveries: its name is its only secret (shown cut short here), and every record it journals is marked verified=unsigned", d.shownName(e.Name)))
 		}
 		out = append(out, er)
 	}
@@ -544,7 +563,7 @@ func (d *doctor) deadLetters(ctx context.Context, rep *doctorReport) deadLetterR
 		g.Count++
 		g.Projections[l.Projection]++
 		// The message often repeats the code it is grouped under.
-		g.LastMessage, g.LastEventID, g.LastProvider = strings.TrimPrefix(l.Message, string(l.Code)+": "), l.EventID, l.Namespace
+		g.LastMessage, g.LastEventID, g.LastProvider = strings.TrimPrefix(l.Message, string(l.Code)+": "), l.EventID, d.shownName(l.Namespace)
 	})
 	dl.Count, dl.Scanned = total, n
 	if err != nil {
@@ -572,6 +591,7 @@ func (d *doctor) deliveries(ctx context.Context, rep *doctorReport) deliveryRepo
 		if json.Unmarshal(data, &del) != nil || del.Received.Before(since) {
 			return
 		}
+		del.Endpoint = d.shownName(del.Endpoint)
 		dr.Outcome[del.Outcome]++
 		last := append(dr.Last[del.Endpoint], deliveryLine{
 			Received: del.Received, EventID: del.EventID, EventType: del.EventType, Outcome: del.Outcome,

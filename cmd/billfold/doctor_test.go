@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"regexp"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
+	"github.com/billfold/billfold/ingest/hmacsig"
 )
 
 // TestDoctorClockSkew: a billfold clock set off from the server's by more
@@ -111,4 +113,38 @@ func TestTroubleshootingRowPerCode(t *testing.T) {
 		row := "| <a id=\"" + anchor + "\"></a>`" + string(code) + "` |"
 		assert.Contains(t, string(doc), row, "docs/troubleshooting.md needs a row for %s starting %s", code, row)
 	}
+}
+
+// TestDoctorEndpointsWithoutSecrets: the endpoint section counts secrets
+// and never shows one, including an unsigned endpoint's name, which is
+// that endpoint's only secret.
+func TestDoctorEndpointsWithoutSecrets(t *testing.T) {
+	const secretName = "f3a9c1e07b5d42a8e6c0b9d1f27a4e3c5b8d0a6f"
+	unsigned, err := ingest.NewEndpoint(ingest.EndpointConfig{Name: secretName, Provider: domain.HMAC, Unsigned: true,
+		HMAC: &hmacsig.Config{SignatureHeader: "X-Sig", EventIDField: "id", EventTypeField: "type"}})
+	require.NoError(t, err)
+	stripe, err := ingest.NewEndpoint(ingest.EndpointConfig{Name: "stripe", Provider: domain.Stripe, Secrets: []string{"whsec_one_do_not_show", "whsec_two_do_not_show"}})
+	require.NoError(t, err)
+	missing, err := ingest.NewEndpoint(ingest.EndpointConfig{Name: "clerk", Provider: domain.Clerk})
+	require.NoError(t, err)
+
+	d := newDoctor(nil, []*ingest.Endpoint{unsigned, stripe, missing}, nil, serveOptions{}, "embedded")
+	var rep doctorReport
+	rep.Endpoints = d.endpointReports(&rep)
+	out, err := json.Marshal(rep)
+	require.NoError(t, err)
+	for _, secret := range []string{secretName, "whsec_one_do_not_show", "whsec_two_do_not_show"} {
+		assert.NotContains(t, string(out), secret)
+	}
+	require.Len(t, rep.Endpoints, 3)
+	assert.Equal(t, "f3a9…", rep.Endpoints[0].Name)
+	assert.True(t, rep.Endpoints[0].Unsigned)
+	assert.Equal(t, 2, rep.Endpoints[1].Secrets)
+	assert.True(t, rep.Endpoints[1].SecretPresent)
+	assert.Equal(t, "5m0s", rep.Endpoints[1].Tolerance)
+	assert.False(t, rep.Endpoints[2].SecretPresent)
+	assert.Equal(t, domain.CodeConfigNoSecret, rep.Endpoints[2].Misconfigured)
+	require.Len(t, rep.Problems, 1)
+	assert.Equal(t, domain.CodeConfigNoSecret, rep.Problems[0].Code)
+	assert.Len(t, rep.Notes, 1, "the unsigned endpoint is a note, not a problem")
 }
