@@ -32,6 +32,12 @@ const (
 	CodeConfigNoSecret Code = "BILLFOLD-CONFIG-NO-SECRET" // endpoint has no usable secret
 	CodeConfigInvalid  Code = "BILLFOLD-CONFIG-INVALID"   // config file or flag value is wrong
 
+	// Operations.
+	// CodeClockSkew: billfold's clock and the NATS server's disagree by
+	// more than billfold doctor's threshold, a sign that billfold's clock
+	// is off and signature timestamps will be judged wrongly.
+	CodeClockSkew Code = "BILLFOLD-CLOCK-SKEW"
+
 	// Reducers and projectors.
 	CodeReducerDecode    Code = "BILLFOLD-REDUCER-DECODE"    // a journaled payload cannot be decoded for a projection
 	CodeReducerInvalid   Code = "BILLFOLD-REDUCER-INVALID"   // a payload decodes but its content is invalid (for example top-up metadata)

@@ -62,6 +62,10 @@ type Endpoint struct {
 	MaxBody  int64
 	// Tolerance is reported by doctor; the verifier enforces it.
 	Tolerance time.Duration
+	// Secrets is how many secrets the endpoint verifies with (more than
+	// one while rotating). Only the count is kept here, for doctor: the
+	// values live in the Verifier alone.
+	Secrets int
 	// Misconfigured, when set, is why the endpoint answers 500 to every
 	// delivery (a *domain.Error, BILLFOLD-CONFIG-NO-SECRET).
 	Misconfigured error
@@ -96,6 +100,7 @@ func NewEndpoint(c EndpointConfig) (*Endpoint, error) {
 		e.Tolerance = DefaultTolerance
 	}
 	secrets := nonEmpty(c.Secrets)
+	e.Secrets = len(secrets)
 	if c.Unsigned {
 		if err := checkUnsignedName(c.Name); err != nil {
 			return nil, err

@@ -29,6 +29,8 @@ var commands = map[string]command{
 	"dlq":     {"list, show and requeue dead letters", runDLQ},
 	"verify":  {"fold the journal afresh and compare every record with the live projections", runVerify},
 	"events":  {"show everything about one event, or list events by outcome", runEvents},
+	"doctor":  {"print a running server's debug report: endpoints, streams, clock, failures, lag; exit 1 on problems", runDoctor},
+	"demo":    {"start an engine on a temp dir, deliver a signed sample history to it, print the results and keep serving", runDemo},
 }
 
 // version is set at build time with -ldflags "-X main.version=...".

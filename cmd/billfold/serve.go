@@ -45,6 +45,9 @@ type serveOptions struct {
 	bypass            bool
 	rebuildGrace      time.Duration
 	rebuildRate       float64
+	// ready, when set, is called with the listeners' addresses once they
+	// accept connections (billfold demo).
+	ready func(public, admin net.Addr)
 }
 
 func runServe(args []string, _, stderr io.Writer) int {
@@ -193,6 +196,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
 	go query.Run(engineCtx)
 	query.Register(admin, readAuth)
+	admin.Handle("GET /v1/doctor", readAuth(newDoctor(js, endpoints, engine, o, natsDescription(o, ns))))
 	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		projections.WriteError(w, domain.Errorf(domain.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})
@@ -202,11 +206,13 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		newHTTPServer(o.adminListen, admin),
 	}
 	errc := make(chan error, len(servers))
+	var addrs []net.Addr
 	for _, s := range servers {
 		l, err := net.Listen("tcp", s.Addr)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", s.Addr, err)
 		}
+		addrs = append(addrs, l.Addr())
 		go func() {
 			if err := s.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -215,6 +221,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	log.Info("billfold serving", "listen", o.listen, "admin_listen", o.adminListen,
 		"nats", natsDescription(o, ns), "endpoints", len(endpoints), "version", version)
+	if o.ready != nil {
+		o.ready(addrs[0], addrs[1])
+	}
 
 	select {
 	case <-ctx.Done():
