@@ -21,6 +21,7 @@ func TestAlertRulesNameExportedMetrics(t *testing.T) {
 	reg := &recordingRegisterer{}
 	ingest.NewMetrics(reg)
 	projections.NewProjectorMetrics(reg)
+	projections.NewReplayMetrics(reg)
 	exported := map[string]bool{}
 	fqName := regexp.MustCompile(`fqName: "([a-z_:]+)"`)
 	for _, c := range reg.collectors {

@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections"
+	billfold "github.com/billfold/billfold/projections/client"
 	"github.com/billfold/billfold/test/natstest"
 )
 
@@ -282,19 +282,7 @@ func projectorLag(ctx context.Context, js jetstream.JetStream) uint64 {
 // currentGeneration is the generation a projection is at: 1 until a
 // rebuild switched it.
 func currentGeneration(ctx context.Context, js jetstream.JetStream, projection string) int {
-	kv, err := js.KeyValue(ctx, domain.GenerationsBucket)
-	if err != nil {
-		return 1
-	}
-	e, err := kv.Get(ctx, projection)
-	if err != nil {
-		return 1
-	}
-	var g projections.Generation
-	if json.Unmarshal(e.Value(), &g) != nil || g.Number < 1 {
-		return 1
-	}
-	return g.Number
+	return billfold.New(js).Generation(ctx, projection)
 }
 
 // waitProjected waits until every projector has folded the whole journal.

@@ -18,11 +18,6 @@ import (
 	"github.com/billfold/billfold/projections"
 )
 
-// Generation is the projection store generation the client reads. Until
-// rebuilds switch generations (a later release), every projection lives in
-// generation 1: BILLFOLD_<PROJECTION>_G1.
-const Generation = 1
-
 // ErrNotFound is Get's error for a key the projection does not hold.
 var ErrNotFound = errors.New("billfold: record not found")
 
@@ -56,8 +51,29 @@ func Key(kind string, provider domain.Provider, id string) string {
 	return key
 }
 
+// bucket opens the current generation of a projection's store, as the
+// generation pointer (BILLFOLD_GENERATIONS) says: a rebuild switches it,
+// and the replaced generation is deleted after its grace period.
 func (c *Client) bucket(ctx context.Context, projection string) (jetstream.KeyValue, error) {
-	return c.js.KeyValue(ctx, domain.ProjectionBucket(projection, Generation))
+	return c.js.KeyValue(ctx, domain.ProjectionBucket(projection, c.Generation(ctx, projection)))
+}
+
+// Generation is the current generation of a projection's store: 1 until a
+// rebuild switched it.
+func (c *Client) Generation(ctx context.Context, projection string) int {
+	kv, err := c.js.KeyValue(ctx, domain.GenerationsBucket)
+	if err != nil {
+		return 1
+	}
+	e, err := kv.Get(ctx, projection)
+	if err != nil {
+		return 1
+	}
+	var g projections.Generation
+	if json.Unmarshal(e.Value(), &g) != nil || g.Number < 1 {
+		return 1
+	}
+	return g.Number
 }
 
 // Get returns the record stored under key in projection (see Key) and its
