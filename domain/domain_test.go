@@ -100,9 +100,17 @@ func TestErrorCode(t *testing.T) {
 	assert.Equal(t, "internal error", domain.ErrorMessage(assert.AnError))
 }
 
-func TestCheckEventID(t *testing.T) {
-	assert.NoError(t, domain.CheckEventID("id", "evt_1"))
-	for _, bad := range []string{"", strings.Repeat("a", 256), "evt\x00", "evt\uFFFD", "evt\xff"} {
-		assert.Error(t, domain.CheckEventID("id", bad), "%q", bad)
+// Ids and types are checked alike: what passes survives the journal's
+// NATS headers unchanged (they trim spaces and turn line breaks into
+// spaces), so the journaled envelope names what was verified.
+func TestCheckEventIDAndType(t *testing.T) {
+	for _, good := range []string{"evt_1", "a b", "subscription_went_active:sub_1:2024-01-02T03:04:05Z", "é"} {
+		assert.NoError(t, domain.CheckEventID("id", good), "%q", good)
+		assert.NoError(t, domain.CheckEventType("type", good), "%q", good)
+	}
+	for _, bad := range []string{"", strings.Repeat("a", 256), "evt\x00", "evt\uFFFD", "evt\xff",
+		" evt_1", "evt_1 ", "customer.created\n", "a\r\nb", "\tx"} {
+		assert.Equal(t, domain.CodeEventMalformed, domain.ErrorCode(domain.CheckEventID("id", bad)), "%q", bad)
+		assert.Equal(t, domain.CodeEventMalformed, domain.ErrorCode(domain.CheckEventType("type", bad)), "%q", bad)
 	}
 }

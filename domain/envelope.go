@@ -17,17 +17,35 @@ import (
 const MaxEventIDLength = 255
 
 // CheckEventID validates a provider event id read from field: present, at
-// most MaxEventIDLength bytes of printable UTF-8. The replacement character
-// is refused too, because a JSON decoder turns every invalid byte sequence
-// into it and two different ids would then dedupe as one.
+// most MaxEventIDLength bytes of printable UTF-8, without leading or
+// trailing spaces. The replacement character is refused too, because a
+// JSON decoder turns every invalid byte sequence into it and two different
+// ids would then dedupe as one. Surrounding spaces are refused because the
+// journal's NATS headers trim them: the journaled envelope would name
+// another id than the one verified.
 func CheckEventID(field, id string) error {
-	if id == "" || len(id) > MaxEventIDLength || !utf8.ValidString(id) {
+	return checkEnvelopeText(field, id)
+}
+
+// CheckEventType validates a provider event type read from field by the
+// same rules as an event id: present, at most MaxEventIDLength bytes of
+// printable UTF-8, no surrounding spaces. A line break in a type would be
+// turned into a space in the journal's header.
+func CheckEventType(field, typ string) error {
+	return checkEnvelopeText(field, typ)
+}
+
+func checkEnvelopeText(field, s string) error {
+	if s == "" || len(s) > MaxEventIDLength || !utf8.ValidString(s) {
 		return Errorf(CodeEventMalformed, "field %s is missing or invalid", field)
 	}
-	for _, r := range id {
+	for _, r := range s {
 		if r == utf8.RuneError || !unicode.IsPrint(r) {
 			return Errorf(CodeEventMalformed, "field %s has an unprintable character", field)
 		}
+	}
+	if s[0] == ' ' || s[len(s)-1] == ' ' {
+		return Errorf(CodeEventMalformed, "field %s has leading or trailing spaces", field)
 	}
 	return nil
 }

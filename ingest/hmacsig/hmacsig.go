@@ -24,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/wire"
@@ -385,8 +384,11 @@ func (p Parser) parse(h http.Header, body []byte) (domain.Envelope, map[string]a
 	}
 	typ, _ := wire.Lookup(m, c.EventTypeField)
 	s, ok := typ.(string)
-	if !ok || s == "" || len(s) > 255 || !utf8.ValidString(s) {
+	if !ok {
 		return domain.Envelope{}, nil, domain.Errorf(domain.CodeEventMalformed, "field %s is missing or invalid", c.EventTypeField)
+	}
+	if err := domain.CheckEventType(c.EventTypeField, s); err != nil {
+		return domain.Envelope{}, nil, err
 	}
 	env.EventType = s
 	if c.CreatedField != "" {

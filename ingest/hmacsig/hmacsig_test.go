@@ -362,3 +362,38 @@ func FuzzPactaPayParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParse feeds arbitrary verified bodies and id headers to the generic
+// parser, configured with dotted paths and with an id header: no panic,
+// only BILLFOLD-EVENT-MALFORMED, and an accepted envelope has a valid id
+// and type and a provider time that is zero or after the epoch, in UTC.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"id":"evt_1","type":"order.paid","created":1700000000,"data":{"id":"d_1","kind":"k"},"meta":{"at":"2024-01-02T03:04:05Z"}}`), "dlv_1")
+	f.Add([]byte(`{"id":12345678901234567890,"type":"x"}`), "")
+	f.Add([]byte(`{"id":"e","type":"x","created":"yesterday"}`), "a\xffb")
+	f.Add([]byte(`{"id":" e ","type":"a\r\nb","created":-1}`), " x ")
+	f.Add([]byte(`{"data":{"id":1.5},"type":"x","meta":{"at":1e99}}`), "d")
+	f.Add([]byte(`[]`), "")
+	parsers := []hmacsig.Parser{
+		{Config: hmacsig.Config{SignatureHeader: "S", EventIDField: "id", CreatedField: "created"}},
+		{Config: hmacsig.Config{SignatureHeader: "S", EventIDField: "data.id", EventTypeField: "data.kind", CreatedField: "meta.at"}},
+		{Config: hmacsig.Config{SignatureHeader: "S", EventIDHeader: "X-Delivery"}},
+	}
+	f.Fuzz(func(t *testing.T, body []byte, idHeader string) {
+		h := http.Header{}
+		h.Set("X-Delivery", idHeader)
+		for i, p := range parsers {
+			env, err := p.Parse(h, body)
+			if err != nil {
+				require.Equal(t, domain.CodeEventMalformed, domain.ErrorCode(err), "parser %d: %v", i, err)
+				continue
+			}
+			require.NoError(t, domain.CheckEventID("id", env.EventID), "parser %d", i)
+			require.NoError(t, domain.CheckEventType("type", env.EventType), "parser %d", i)
+			if !env.Created.IsZero() {
+				require.Positive(t, env.Created.Unix(), "parser %d", i)
+				require.Equal(t, env.Created, env.Created.UTC(), "parser %d", i)
+			}
+		}
+	})
+}

@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/wire"
@@ -167,8 +166,8 @@ func (Parser) Parse(_ http.Header, body []byte) (domain.Envelope, error) {
 	if err := domain.CheckEventID("id", ev.ID); err != nil {
 		return domain.Envelope{}, err
 	}
-	if ev.Type == "" || len(ev.Type) > 255 || !utf8.ValidString(ev.Type) {
-		return domain.Envelope{}, domain.Errorf(domain.CodeEventMalformed, "field type is missing or invalid")
+	if err := domain.CheckEventType("type", ev.Type); err != nil {
+		return domain.Envelope{}, err
 	}
 	env := domain.Envelope{
 		EventID:    ev.ID,

@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/wire"
@@ -225,15 +224,15 @@ func envelopeFromHeaders(h http.Header) (domain.Envelope, error) {
 	return env, nil
 }
 
-// eventType reads the event type from field: a string of 1-255 bytes of
-// valid UTF-8.
+// eventType reads the event type from field: a string that passes
+// domain.CheckEventType.
 func eventType(m map[string]any, field string) (string, error) {
 	v, _ := wire.Lookup(m, field)
 	s, ok := v.(string)
-	if !ok || s == "" || len(s) > 255 || !utf8.ValidString(s) {
+	if !ok {
 		return "", domain.Errorf(domain.CodeEventMalformed, "field %s is missing or invalid", field)
 	}
-	return s, nil
+	return s, domain.CheckEventType(field, s)
 }
 
 // ClerkParser reads Clerk events delivered through Svix.

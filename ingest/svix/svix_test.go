@@ -303,3 +303,35 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParse feeds arbitrary verified deliveries (id and timestamp headers,
+// body) to the Clerk and Standard Webhooks parsers: no panic, only
+// BILLFOLD-EVENT-MALFORMED, and an accepted envelope has the header's id,
+// a type that passes domain.CheckEventType and a UTC time.
+func FuzzParse(f *testing.F) {
+	f.Add("msg_1", "1700000000", []byte(`{"type":"user.created","object":"event","timestamp":1700000000000,"data":{"id":"user_1","object":"user"}}`))
+	f.Add("msg_2", "1700000000", []byte(`{"type":"order.paid","data":{"kind":"x.y"}}`))
+	f.Add("msg_\xff", "1700000000", []byte(`{"type":"x"}`))
+	f.Add(" msg_3 ", "-1", []byte(`{"type":"a\nb","timestamp":-5}`))
+	f.Add("msg_4", "99999999999999999999", []byte(`{"type":"x","timestamp":1e400}`))
+	f.Add("msg_5", "1", []byte(`{"id":"only"}`))
+	f.Add("msg_6", "1", []byte(`{"data":`+strings.Repeat("[", 10001)+`}`))
+	f.Fuzz(func(t *testing.T, id, ts string, body []byte) {
+		h := http.Header{}
+		h.Set(svix.SvixHeaderID, id)
+		h.Set(svix.SvixHeaderTimestamp, ts)
+		for _, p := range []interface {
+			Parse(http.Header, []byte) (domain.Envelope, error)
+		}{svix.ClerkParser{}, svix.StandardParser{}, svix.StandardParser{TypeField: "data.kind"}} {
+			env, err := p.Parse(h, body)
+			if err != nil {
+				require.Equal(t, domain.CodeEventMalformed, domain.ErrorCode(err), "%T: %v", p, err)
+				continue
+			}
+			require.Equal(t, id, env.EventID, "%T", p)
+			require.NoError(t, domain.CheckEventID("id", env.EventID))
+			require.NoError(t, domain.CheckEventType("type", env.EventType))
+			require.Equal(t, env.Created, env.Created.UTC(), "%T", p)
+		}
+	})
+}
