@@ -47,7 +47,7 @@ func journalSamples(t *testing.T, j *ingest.Journal, n int) {
 }
 
 // waitCaughtUp waits until every projector has acknowledged the journal.
-func waitCaughtUp(t *testing.T, e *projections.Engine) {
+func waitCaughtUp(t testing.TB, e *projections.Engine) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		lag, err := e.Lag(context.Background())

@@ -2,8 +2,10 @@ package projections
 
 import (
 	"context"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/reducers"
@@ -43,27 +45,69 @@ func newMemoryFold(projs []reducers.Projection) *memoryFold {
 	return f
 }
 
-// apply folds one event into every projection that handles it.
-func (f *memoryFold) apply(env *domain.Envelope) error {
+// applyTo folds one event into one projection, if it handles it.
+func (f *memoryFold) applyTo(p reducers.Projection, env *domain.Envelope) error {
+	if !p.Handles(env.Provider, env.EventType) {
+		return nil
+	}
+	records := f.records[p.Name()]
+	changes, err := p.Apply(env, records)
+	if domain.Permanent(err) {
+		f.refused(p.Name(), env, err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	cause := Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence}
-	for _, p := range f.projs {
-		if !p.Handles(env.Provider, env.EventType) {
-			continue
-		}
-		records := f.records[p.Name()]
-		changes, err := p.Apply(env, records)
-		if domain.Permanent(err) {
-			f.refused(p.Name(), env, err)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		for key, value := range changes {
-			records[key] = foldedRecord{value: value, cause: cause}
-		}
+	for key, value := range changes {
+		records[key] = foldedRecord{value: value, cause: cause}
 	}
 	return nil
+}
+
+// foldJournal folds the journal up to last (0: its last sequence when the
+// call starts) with one goroutine per projection, so a rebuild or verify
+// uses every core while each projection still folds the events in journal
+// order. before, when set, is called with each event before it is folded
+// (pacing, progress). f.refused may be called from several goroutines.
+func (f *memoryFold) foldJournal(ctx context.Context, js jetstream.JetStream, last uint64, before func(context.Context) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	ins := make([]chan *domain.Envelope, len(f.projs))
+	for i, p := range f.projs {
+		ins[i] = make(chan *domain.Envelope, 1024)
+		g.Go(func() error {
+			for env := range ins[i] {
+				if err := f.applyTo(p, env); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer func() {
+			for _, in := range ins {
+				close(in)
+			}
+		}()
+		return eachJournalEvent(gctx, js, last, func(env *domain.Envelope) error {
+			if before != nil {
+				if err := before(gctx); err != nil {
+					return err
+				}
+			}
+			for _, in := range ins {
+				select {
+				case in <- env:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			return nil
+		})
+	})
+	return g.Wait()
 }
 
 // FoldJournal folds the whole journal, up to its last sequence when the
@@ -76,8 +120,13 @@ func FoldJournal(ctx context.Context, js jetstream.JetStream, projs []reducers.P
 	for _, p := range projs {
 		refused[p.Name()] = map[string]error{}
 	}
-	f.refused = func(projection string, env *domain.Envelope, err error) { refused[projection][env.EventID] = err }
-	err = EachJournalEvent(ctx, js, f.apply)
+	var mu sync.Mutex
+	f.refused = func(projection string, env *domain.Envelope, err error) {
+		mu.Lock()
+		refused[projection][env.EventID] = err
+		mu.Unlock()
+	}
+	err = f.foldJournal(ctx, js, 0, nil)
 	records = map[string]map[string][]byte{}
 	for name, recs := range f.records {
 		records[name] = map[string][]byte{}
@@ -115,9 +164,21 @@ func eachJournalEvent(ctx context.Context, js jetstream.JetStream, last uint64, 
 	if err != nil {
 		return domain.Wrap(domain.CodeJournalUnavailable, err, "journal consumer")
 	}
+	// Batched pulls: one round trip per message would cap a fold at the
+	// round-trip rate.
+	it, err := c.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return domain.Wrap(domain.CodeJournalUnavailable, err, "journal consumer")
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
 	for {
-		msg, err := c.Next(jetstream.FetchContext(ctx))
+		msg, err := it.Next()
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return domain.Wrap(domain.CodeJournalUnavailable, err, "read journal")
 		}
 		meta, err := msg.Metadata()

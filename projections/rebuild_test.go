@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ import (
 
 // replayFixture is a journal with a running engine, rebuilds and query.
 type replayFixture struct {
-	t        *testing.T
+	t        testing.TB
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	journal  *ingest.Journal
@@ -36,9 +37,16 @@ type replayFixture struct {
 	stop     func()
 }
 
-var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quietLog = slog.New(slog.NewTextHandler(logOut(), nil))
 
-func newReplayFixture(t *testing.T, nc *nats.Conn, js jetstream.JetStream, o reducers.Options, grace time.Duration) *replayFixture {
+func logOut() io.Writer {
+	if os.Getenv("BILLFOLD_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
+}
+
+func newReplayFixture(t testing.TB, nc *nats.Conn, js jetstream.JetStream, o reducers.Options, grace time.Duration) *replayFixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/reducers"
@@ -68,7 +70,10 @@ func (rs *Rebuilds) rebuild(ctx context.Context, rb *Rebuild, p *progress) (err 
 	fold := newMemoryFold(projs)
 	refused := map[string]map[string]bool{} // projection → dead-letter subject
 	var refusals []DeadLetter
+	var mu sync.Mutex
 	fold.refused = func(projection string, env *domain.Envelope, err error) {
+		mu.Lock()
+		defer mu.Unlock()
 		if refused[projection] == nil {
 			refused[projection] = map[string]bool{}
 		}
@@ -80,18 +85,17 @@ func (rs *Rebuilds) rebuild(ctx context.Context, rb *Rebuild, p *progress) (err 
 		})
 	}
 	lim := rs.limiter()
-	err = eachJournalEvent(ctx, rs.js, rb.JournalHead, func(env *domain.Envelope) error {
-		if lim != nil {
-			if err := lim.Wait(ctx); err != nil {
-				return err
-			}
-		}
+	err = fold.foldJournal(ctx, rs.js, rb.JournalHead, func(ctx context.Context) error {
 		p.folded.Add(1)
-		return fold.apply(env)
+		if lim != nil {
+			return lim.Wait(ctx)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
+	rs.opts.Log.Info("rebuild folded the journal", "id", rb.ID, "events", p.folded.Load())
 
 	for name, t := range targets {
 		n, err := rs.writeGeneration(ctx, t, fold.records[name], rb.Republish)
@@ -101,13 +105,18 @@ func (rs *Rebuilds) rebuild(ctx context.Context, rb *Rebuild, p *progress) (err 
 		rb.Records += n
 		delete(fold.records, name) // the memory is no longer needed
 	}
+	rs.opts.Log.Info("rebuild wrote the new generations", "id", rb.ID, "records", rb.Records)
 	if err := rs.catchUp(ctx, rb, targets, p); err != nil {
 		return err
 	}
+	rs.opts.Log.Info("rebuild caught up with live deliveries", "id", rb.ID, "caught_up", p.caught.Load())
+	// Projections switch independently; in parallel, the pauses overlap.
+	g, gctx := errgroup.WithContext(ctx)
 	for _, name := range rb.Projections {
-		if err := rs.switchTo(ctx, rb, targets[name]); err != nil {
-			return err
-		}
+		g.Go(func() error { return rs.switchTo(gctx, rb, targets[name]) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	return rs.settleDeadLetters(ctx, rb, refused, refusals)
 }

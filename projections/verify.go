@@ -83,7 +83,7 @@ func (e *Engine) Verify(ctx context.Context, projections []string) (VerifyReport
 		return VerifyReport{}, err
 	}
 	fold := newMemoryFold(projs)
-	if err := eachJournalEvent(ctx, e.js, head, fold.apply); err != nil {
+	if err := fold.foldJournal(ctx, e.js, head, nil); err != nil {
 		return VerifyReport{}, err
 	}
 	rep := VerifyReport{JournalHead: head, Projections: map[string]VerifyProjection{}, Differences: []Difference{}}
