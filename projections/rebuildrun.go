@@ -292,6 +292,10 @@ func (rs *Rebuilds) switchTo(ctx context.Context, rb *Rebuild, t *target) (err e
 	if _, err = gens.put(ctx, next, rev); err != nil {
 		return err
 	}
+	// Done means this process serves the new generation.
+	if err := rs.engine.waitGeneration(ctx, next); err != nil {
+		return err
+	}
 	_ = rs.js.DeleteConsumer(ctx, domain.JournalStream, domain.ProjectorDurable(t.projection, cur.Number))
 	rs.opts.Log.Info("projection switched to a new generation", "projection", t.projection,
 		"generation", next.Number, "previous", cur.Number, "rebuild_id", rb.ID, "relay_from", next.Relay.From)
