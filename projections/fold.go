@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -115,24 +116,46 @@ func eachJournalEvent(ctx context.Context, js jetstream.JetStream, last uint64, 
 	if err != nil {
 		return domain.Wrap(domain.CodeJournalUnavailable, err, "journal consumer")
 	}
-	for {
-		msg, err := c.Next(jetstream.FetchContext(ctx))
-		if err != nil {
-			return domain.Wrap(domain.CodeJournalUnavailable, err, "read journal")
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return domain.Wrap(domain.CodeJournalUnavailable, err, "journal message metadata")
-		}
-		env, err := domain.DecodeEnvelope(msg.Headers(), msg.Data(), meta.Sequence.Stream)
-		if err != nil {
-			return err
-		}
-		if err := fn(&env); err != nil {
-			return err
-		}
-		if meta.Sequence.Stream >= last {
-			return nil
-		}
+	// One continuous pull (consume), not a Next per event: an ordered
+	// consumer's Next deletes and recreates its consumer at every call, and
+	// on a cluster the pull that follows can reach a server that has not
+	// yet heard of the new consumer ("no responders"), failing a fold or a
+	// verify at random.
+	var handleErr error // an event's own error, returned as it is
+	err = consume(ctx, c, 256, func(msg jetstream.Msg) error {
+		handleErr = foldMessage(msg, last, fn)
+		return handleErr
+	})
+	switch {
+	case errors.Is(handleErr, errFoldDone):
+		return nil
+	case handleErr != nil:
+		return handleErr
+	case err != nil:
+		return domain.Wrap(domain.CodeJournalUnavailable, err, "read journal")
 	}
+	return ctx.Err() // consume ends without an error only when ctx does
 }
+
+// foldMessage decodes one journal message and calls fn with it;
+// errFoldDone once it was the message at last.
+func foldMessage(msg jetstream.Msg, last uint64, fn func(*domain.Envelope) error) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return domain.Wrap(domain.CodeJournalUnavailable, err, "journal message metadata")
+	}
+	env, err := domain.DecodeEnvelope(msg.Headers(), msg.Data(), meta.Sequence.Stream)
+	if err != nil {
+		return err
+	}
+	if err := fn(&env); err != nil {
+		return err
+	}
+	if meta.Sequence.Stream >= last {
+		return errFoldDone
+	}
+	return nil
+}
+
+// errFoldDone ends a fold's consume at the last sequence it reads.
+var errFoldDone = errors.New("fold reached its last sequence")
