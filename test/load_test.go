@@ -77,18 +77,20 @@ func (g *loadGen) halt() []result {
 	return append([]result(nil), g.results...)
 }
 
-// unavailableWindow is the span from the first non-200 answer to the last
-// one in results (zero when there was none).
+// unavailableWindow is the span from the earliest non-200 answer to the
+// latest one in results (zero when there was none), and their number.
 func unavailableWindow(results []result) (time.Duration, int) {
 	var first, last time.Time
 	n := 0
 	for _, r := range results {
 		if r.status != 200 {
 			n++
-			if first.IsZero() {
+			if first.IsZero() || r.at.Before(first) {
 				first = r.at
 			}
-			last = r.at
+			if r.at.After(last) {
+				last = r.at
+			}
 		}
 	}
 	return last.Sub(first), n
