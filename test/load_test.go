@@ -11,11 +11,12 @@ import (
 	"time"
 )
 
-// result is what a sender saw for one event.
+// result is what a sender saw for one event: the answer's status (0: no
+// answer), when the delivery was sent and when it was answered.
 type result struct {
-	id     string
-	status int
-	at     time.Time
+	id       string
+	status   int
+	sent, at time.Time
 }
 
 // loadGen sends signed Stripe deliveries, each a new event, to a set of
@@ -58,9 +59,10 @@ func (g *loadGen) send(targets func() []*server, prefix string, interval time.Du
 		srvs := targets()
 		id := fmt.Sprintf("%s_%06d", prefix, i)
 		body := stripeBody(id, "customer.created", false)
-		code, _, _ := srvs[i%len(srvs)].post("stripe", body, stripeSig(body, time.Now(), stripeSecret))
+		sent := time.Now()
+		code, _, _ := srvs[i%len(srvs)].post("stripe", body, stripeSig(body, sent, stripeSecret))
 		g.mu.Lock()
-		g.results = append(g.results, result{id: id, status: code, at: time.Now()})
+		g.results = append(g.results, result{id: id, status: code, sent: sent, at: time.Now()})
 		g.mu.Unlock()
 	}
 }
@@ -77,16 +79,17 @@ func (g *loadGen) halt() []result {
 	return append([]result(nil), g.results...)
 }
 
-// unavailableWindow is the span from the earliest non-200 answer to the
-// latest one in results (zero when there was none), and their number.
+// unavailableWindow is how long senders were turned away: from the
+// sending of the earliest delivery not answered 200 to the latest such
+// answer (zero when there was none); and the number of those deliveries.
 func unavailableWindow(results []result) (time.Duration, int) {
 	var first, last time.Time
 	n := 0
 	for _, r := range results {
 		if r.status != 200 {
 			n++
-			if first.IsZero() || r.at.Before(first) {
-				first = r.at
+			if first.IsZero() || r.sent.Before(first) {
+				first = r.sent
 			}
 			if r.at.After(last) {
 				last = r.at

@@ -35,7 +35,8 @@ func TestJournalOutage(t *testing.T) {
 	require.Eventually(t, func() bool { code, _ := srv.get("/readyz"); return code == http.StatusServiceUnavailable },
 		10*time.Second, 50*time.Millisecond, "/readyz goes 503 while the journal is down")
 	body := stripeBody("evt_outage_probe", "customer.created", false)
-	code, answer, h := srv.post("stripe", body, stripeSig(body, time.Now(), stripeSecret))
+	probeSent := time.Now()
+	code, answer, h := srv.post("stripe", body, stripeSig(body, probeSent, stripeSecret))
 	probeAt := time.Now()
 	assert.Equal(t, http.StatusServiceUnavailable, code, answer)
 	assert.Equal(t, "5", h.Get("Retry-After"))
@@ -47,7 +48,7 @@ func TestJournalOutage(t *testing.T) {
 		20*time.Second, 50*time.Millisecond, "billfold recovers without a restart")
 	time.Sleep(300 * time.Millisecond)
 	// The probe is a delivery like the others: its provider re-sends it.
-	results := append(load.halt(), result{id: "evt_outage_probe", status: code, at: probeAt})
+	results := append(load.halt(), result{id: "evt_outage_probe", status: code, sent: probeSent, at: probeAt})
 
 	// Nothing acknowledged while the server was down, and nothing lost: the
 	// provider re-sends what got no 200, and every event ends journaled once.
