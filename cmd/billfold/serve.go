@@ -352,6 +352,15 @@ func connectNATS(o serveOptions, log *slog.Logger) (*nats.Conn, *server.Server, 
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		// Asynchronous errors (a write on a connection the server closed)
+		// go to the log, not as raw text to stderr, nats.go's default.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("NATS asynchronous error", "code", domain.CodeJournalUnavailable, "error", err, "subject", subject)
+		}),
 	}
 	if o.natsURL != "" {
 		nc, err := nats.Connect(o.natsURL, opts...)
