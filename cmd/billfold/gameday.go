@@ -600,6 +600,7 @@ type logSink struct {
 	buf bytes.Buffer
 }
 
+// Write implements io.Writer for the engines' log handlers.
 func (s *logSink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
