@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -267,29 +266,34 @@ func eachLastPerSubject(ctx context.Context, js jetstream.JetStream, stream, fil
 }
 
 // drain calls fn with every message an ordered consumer has pending when
-// it is called.
+// it is called. It reads with one continuous pull: an ordered consumer
+// recreates itself at every Fetch, and on a cluster the pull after a
+// recreation can fail with "no responders".
 func drain(ctx context.Context, c jetstream.Consumer, stream string, fn func(jetstream.Msg)) error {
 	info, err := c.Info(ctx)
 	if err != nil {
 		return domain.Wrap(domain.CodeStoreUnavailable, err, "read "+stream)
 	}
-	for pending := info.NumPending; pending > 0; {
-		batch, err := c.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(2*time.Second))
+	if info.NumPending == 0 {
+		return nil
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(int(min(info.NumPending, 1024))))
+	if err != nil {
+		return domain.Wrap(domain.CodeStoreUnavailable, err, "read "+stream)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for range info.NumPending {
+		// Bounded, so a count that changed under us cannot hang a read.
+		m, err := it.Next(jetstream.NextMaxWait(5 * time.Second))
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return domain.Wrap(domain.CodeStoreUnavailable, err, "read "+stream)
 		}
-		n := uint64(0)
-		for m := range batch.Messages() {
-			n++
-			fn(m)
-		}
-		if err := batch.Error(); err != nil {
-			return domain.Wrap(domain.CodeStoreUnavailable, err, "read "+stream)
-		}
-		if n == 0 {
-			return fmt.Errorf("read %s: %d messages pending but none delivered", stream, pending)
-		}
-		pending -= min(n, pending)
+		fn(m)
 	}
 	return nil
 }

@@ -6,16 +6,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
 
 // With --nats-url pointing at a separate NATS server, stopping that server
 // under load gives 503 with Retry-After (never 200), /readyz goes 503,
-// nothing is lost; starting it again, billfold recovers without a restart.
+// nothing is lost; starting it again, billfold recovers without a restart,
+// and `billfold verify` finds the projections equal to a clean fold.
 func TestJournalOutage(t *testing.T) {
 	opts := natstest.Options(t.TempDir())
 	opts.Port = natstest.FreePort(t)
@@ -32,7 +35,9 @@ func TestJournalOutage(t *testing.T) {
 	require.Eventually(t, func() bool { code, _ := srv.get("/readyz"); return code == http.StatusServiceUnavailable },
 		10*time.Second, 50*time.Millisecond, "/readyz goes 503 while the journal is down")
 	body := stripeBody("evt_outage_probe", "customer.created", false)
-	code, answer, h := srv.post("stripe", body, stripeSig(body, time.Now(), stripeSecret))
+	probeSent := time.Now()
+	code, answer, h := srv.post("stripe", body, stripeSig(body, probeSent, stripeSecret))
+	probeAt := time.Now()
 	assert.Equal(t, http.StatusServiceUnavailable, code, answer)
 	assert.Equal(t, "5", h.Get("Retry-After"))
 
@@ -42,7 +47,8 @@ func TestJournalOutage(t *testing.T) {
 	require.Eventually(t, func() bool { code, _ := srv.get("/readyz"); return code == http.StatusOK },
 		20*time.Second, 50*time.Millisecond, "billfold recovers without a restart")
 	time.Sleep(300 * time.Millisecond)
-	results := load.halt()
+	// The probe is a delivery like the others: its provider re-sends it.
+	results := append(load.halt(), result{id: "evt_outage_probe", status: code, sent: probeSent, at: probeAt})
 
 	// Nothing acknowledged while the server was down, and nothing lost: the
 	// provider re-sends what got no 200, and every event ends journaled once.
@@ -60,24 +66,42 @@ func TestJournalOutage(t *testing.T) {
 	require.Greater(t, ok, 10)
 	require.Greater(t, refused, 10, "the load ran through the outage")
 	window, _ := unavailableWindow(results)
-	t.Logf("outage: %d deliveries, %d answered 200, %d refused (503 or no answer) over %s", len(results), ok, refused, window)
 
-	assertJournaledOnce(t, url, results)
+	_, js := natstest.ConnectURL(t, url)
+	lost, twice := faultFigures(t, js, srv, results)
+	out, code := runBillfold(t, "verify", "--server", srv.admin)
+	require.Equal(t, 0, code, "billfold verify after the outage:\n%s", out)
+	t.Logf("outage: %d deliveries sent, %d acknowledged (200; %d of them only when re-sent after 503 or no answer), %d lost, %d applied twice; unavailability window %s, journal down %s; verify identical",
+		len(results), len(results), refused, lost, twice, window.Round(time.Millisecond), up.Sub(down).Round(time.Millisecond))
 }
 
-// assertJournaledOnce checks that every event in results is in the journal
-// at url exactly once, and nothing else with its prefix.
-func assertJournaledOnce(t *testing.T, url string, results []result) {
+// faultFigures checks the end of a fault under load, once every delivery in
+// results has been answered 200 (first time or re-sent): each is in the
+// journal exactly once and its customer in the customers projection, and
+// the journal holds nothing else. It returns the deliveries lost (missing
+// from either) and the extra copies journaled (applied twice).
+func faultFigures(t *testing.T, js jetstream.JetStream, srv *server, results []result) (lost, twice int) {
 	t.Helper()
-	_, js := natstest.ConnectURL(t, url)
-	s, err := js.Stream(ctxT(t), domain.JournalStream)
+	waitProjected(t, js, srv)
+	ctx := ctxT(t)
+	kv, err := js.KeyValue(ctx, domain.ProjectionBucket(domain.ProjectionCustomers, currentGeneration(ctx, js, domain.ProjectionCustomers)))
 	require.NoError(t, err)
-	for _, r := range results {
-		m, err := s.GetLastMsgForSubject(ctxT(t), domain.JournalSubject("stripe", r.id))
-		require.NoError(t, err, "event %s (answered %d) is not in the journal", r.id, r.status)
-		assert.Equal(t, r.id, m.Header.Get(domain.HeaderEventID))
+	journaled := journalSubjectCounts(t, js, "stripe")
+	total := 0
+	for _, n := range journaled {
+		total += n
 	}
-	info, err := s.Info(ctxT(t))
-	require.NoError(t, err)
-	assert.Equal(t, uint64(len(results)), info.State.Msgs, "each event journaled once")
+	for _, r := range results {
+		n := journaled[domain.JournalSubject("stripe", r.id)]
+		_, err := kv.Get(ctx, reducers.CustomerKey("stripe", "cus_"+r.id))
+		if n == 0 || err != nil {
+			lost++
+			t.Errorf("event %s (first answer %d): journaled %d times, in the customers projection: %t", r.id, r.status, n, err == nil)
+		}
+		twice += max(0, n-1)
+	}
+	assert.Equal(t, len(results), total, "each event journaled once, nothing else")
+	assert.Zero(t, lost, "lost")
+	assert.Zero(t, twice, "applied twice")
+	return lost, twice
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"strings"
 
 	"github.com/billfold/billfold/domain"
@@ -11,13 +10,13 @@ import (
 // adminTokensFromEnv reads the tokens allowed to make admin mutations:
 // BILLFOLD_ADMIN_TOKEN (named "admin") and BILLFOLD_ADMIN_TOKENS, a comma
 // list of name=token, so that each operator or automation has a token of
-// its own and requeues record who asked.
-func adminTokensFromEnv() (projections.AdminTokens, error) {
+// its own and requeues record who asked. getenv reads the environment.
+func adminTokensFromEnv(getenv func(string) string) (projections.AdminTokens, error) {
 	tokens := projections.AdminTokens{}
-	if t := os.Getenv("BILLFOLD_ADMIN_TOKEN"); t != "" {
+	if t := getenv("BILLFOLD_ADMIN_TOKEN"); t != "" {
 		tokens["admin"] = t
 	}
-	for _, item := range strings.Split(os.Getenv("BILLFOLD_ADMIN_TOKENS"), ",") {
+	for _, item := range strings.Split(getenv("BILLFOLD_ADMIN_TOKENS"), ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
 			continue

@@ -31,8 +31,8 @@ type reducerConfig struct {
 // reducerOptions are the reducers' settings: the defaults, the config
 // file's overrides, and BILLFOLD_FAIL_EVENT_TYPES (the rehearsal switch
 // that makes every event of the listed types fail with
-// BILLFOLD-REDUCER-FAILED).
-func reducerOptions(c reducerConfig) (reducers.Options, error) {
+// BILLFOLD-REDUCER-FAILED), read with getenv.
+func reducerOptions(c reducerConfig, getenv func(string) string) (reducers.Options, error) {
 	o := reducers.DefaultOptions()
 	if c.PastDueEntitled != nil {
 		o.PastDueEntitled = *c.PastDueEntitled
@@ -49,7 +49,7 @@ func reducerOptions(c reducerConfig) (reducers.Options, error) {
 	if c.UserIDKey != "" {
 		o.UserIDKey = c.UserIDKey
 	}
-	o.FailTypes = splitList(os.Getenv("BILLFOLD_FAIL_EVENT_TYPES"))
+	o.FailTypes = splitList(getenv("BILLFOLD_FAIL_EVENT_TYPES"))
 	return o, nil
 }
 
@@ -58,9 +58,9 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // loadConfig reads the YAML config file at path. Unknown keys are errors,
 // so a typo cannot silently disable a setting. ${NAME} in a secret is
-// replaced by the environment variable NAME (empty when unset, which makes
-// the endpoint answer BILLFOLD-CONFIG-NO-SECRET).
-func loadConfig(path string) (fileConfig, error) {
+// replaced by the environment variable NAME, read with getenv (empty when
+// unset, which makes the endpoint answer BILLFOLD-CONFIG-NO-SECRET).
+func loadConfig(path string, getenv func(string) string) (fileConfig, error) {
 	var c fileConfig
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -74,7 +74,7 @@ func loadConfig(path string) (fileConfig, error) {
 	for i := range c.Endpoints {
 		for j, s := range c.Endpoints[i].Secrets {
 			c.Endpoints[i].Secrets[j] = envRef.ReplaceAllStringFunc(s, func(ref string) string {
-				return os.Getenv(envRef.FindStringSubmatch(ref)[1])
+				return getenv(envRef.FindStringSubmatch(ref)[1])
 			})
 		}
 	}
@@ -85,13 +85,13 @@ func loadConfig(path string) (fileConfig, error) {
 // enable when there is no config file. Every variable is a comma-separated
 // list (secret rotation); BRAINTREE_PUBLIC_KEY and BRAINTREE_PRIVATE_KEY
 // pair up by position, so lists of different lengths are
-// BILLFOLD-CONFIG-INVALID.
-func envEndpoints() ([]ingest.EndpointConfig, error) {
+// BILLFOLD-CONFIG-INVALID. getenv reads the environment.
+func envEndpoints(getenv func(string) string) ([]ingest.EndpointConfig, error) {
 	var eps []ingest.EndpointConfig
-	if v := os.Getenv("STRIPE_WEBHOOK_SECRET"); v != "" {
+	if v := getenv("STRIPE_WEBHOOK_SECRET"); v != "" {
 		eps = append(eps, ingest.EndpointConfig{Name: "stripe", Provider: domain.Stripe, Secrets: splitList(v)})
 	}
-	pubs, privs := splitList(os.Getenv("BRAINTREE_PUBLIC_KEY")), splitList(os.Getenv("BRAINTREE_PRIVATE_KEY"))
+	pubs, privs := splitList(getenv("BRAINTREE_PUBLIC_KEY")), splitList(getenv("BRAINTREE_PRIVATE_KEY"))
 	if len(pubs) != len(privs) {
 		return nil, domain.Errorf(domain.CodeConfigInvalid,
 			"BRAINTREE_PUBLIC_KEY has %d keys and BRAINTREE_PRIVATE_KEY %d: they pair up by position, so give both the same number", len(pubs), len(privs))
@@ -103,10 +103,10 @@ func envEndpoints() ([]ingest.EndpointConfig, error) {
 		}
 		eps = append(eps, ingest.EndpointConfig{Name: "braintree", Provider: domain.Braintree, Secrets: secrets})
 	}
-	if v := os.Getenv("CLERK_WEBHOOK_SECRET"); v != "" {
+	if v := getenv("CLERK_WEBHOOK_SECRET"); v != "" {
 		eps = append(eps, ingest.EndpointConfig{Name: "clerk", Provider: domain.Clerk, Secrets: splitList(v)})
 	}
-	if v := os.Getenv("PACTAPAY_WEBHOOK_SECRET"); v != "" {
+	if v := getenv("PACTAPAY_WEBHOOK_SECRET"); v != "" {
 		eps = append(eps, ingest.EndpointConfig{Name: "pactapay", Provider: domain.PactaPay, Secrets: splitList(v)})
 	}
 	return eps, nil

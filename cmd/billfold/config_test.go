@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -23,7 +24,7 @@ func TestEnvEndpointsProviders(t *testing.T) {
 	t.Setenv("BRAINTREE_PRIVATE_KEY", "priv_new,priv_old")
 	t.Setenv("CLERK_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	t.Setenv("PACTAPAY_WEBHOOK_SECRET", "pp_new,pp_old")
-	eps, err := envEndpoints()
+	eps, err := envEndpoints(os.Getenv)
 	require.NoError(t, err)
 	assert.Equal(t, []ingest.EndpointConfig{
 		{Name: "stripe", Provider: domain.Stripe, Secrets: []string{"whsec_a"}},
@@ -42,11 +43,11 @@ func TestEnvEndpointsBraintreeUnpaired(t *testing.T) {
 	clearProviderEnv(t)
 	t.Setenv("BRAINTREE_PUBLIC_KEY", "pub_new,pub_old")
 	t.Setenv("BRAINTREE_PRIVATE_KEY", "priv_new")
-	_, err := envEndpoints()
+	_, err := envEndpoints(os.Getenv)
 	assert.Equal(t, domain.CodeConfigInvalid, domain.ErrorCode(err))
 	assert.NotContains(t, err.Error(), "priv_new", "the error never repeats a secret")
 
 	t.Setenv("BRAINTREE_PRIVATE_KEY", "")
-	_, err = envEndpoints()
+	_, err = envEndpoints(os.Getenv)
 	assert.Equal(t, domain.CodeConfigInvalid, domain.ErrorCode(err))
 }

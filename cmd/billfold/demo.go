@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 )
@@ -85,37 +84,19 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	type listeners struct{ public, admin net.Addr }
-	readyc := make(chan listeners, 1)
-	so := serveOptions{
-		dataDir: o.dataDir, listen: o.listen, adminListen: o.adminListen,
-		natsListen: "", // in-process only: the demo must not collide with a real server's 4222
-		replicas:   1, configPath: configPath, appendTimeout: 5 * time.Second,
-		deliveryRetention: ingest.DefaultDeliveryRetention, logLevel: o.logLevel,
-		rateLimit: ingest.DefaultRateLimit.PerSecond, rateBurst: ingest.DefaultRateLimit.Burst,
-		ready: func(public, admin net.Addr) { readyc <- listeners{public, admin} },
+	so := localServeOptions(o.dataDir, configPath, o.logLevel)
+	so.listen, so.adminListen = o.listen, o.adminListen
+	eng, err := startLocalEngine(ctx, so, log)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("the engine did not start: %w (is billfold serve running? --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 pick free ports)", err)
 	}
-	serveCtx, stopServe := context.WithCancel(ctx)
-	defer stopServe()
-	served := make(chan error, 1)
-	go func() { served <- serve(serveCtx, so, log) }()
-	// stopped waits for serve to finish its shutdown (delivery log
-	// flushed, NATS closed) before the data dir is removed.
-	stopped := func() error { stopServe(); return <-served }
-
-	var l listeners
-	select {
-	case l = <-readyc:
-	case err := <-served:
-		if err == nil {
-			err = ctx.Err()
-		}
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("the engine did not start: %w (is billfold serve running? --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 pick free ports)", err)
-		}
+	if err != nil {
 		return fmt.Errorf("the engine did not start: %w", err)
 	}
-	res := demoResult{PublicURL: listenerURL(l.public), AdminURL: listenerURL(l.admin), DataDir: o.dataDir}
+	// stopped waits for serve to finish its shutdown (delivery log
+	// flushed, NATS closed) before the data dir is removed.
+	stopped := eng.Stop
+	res := demoResult{PublicURL: eng.PublicURL, AdminURL: eng.AdminURL, DataDir: o.dataDir}
 
 	h := demoHistory(time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Minute))
 	if res.Deliveries, err = deliverDemo(ctx, res.PublicURL, secrets, h.steps); err != nil {
@@ -144,8 +125,8 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 	}
 	select {
 	case <-ctx.Done():
-	case err := <-served:
-		return fmt.Errorf("the engine stopped: %v", err)
+	case <-eng.Done():
+		return fmt.Errorf("the engine stopped: %v", eng.Err())
 	}
 	return stopped()
 }

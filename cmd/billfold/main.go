@@ -31,6 +31,7 @@ var commands = map[string]command{
 	"events":  {"show everything about one event, or list events by outcome", runEvents},
 	"doctor":  {"print a running server's debug report: endpoints, streams, clock, failures, lag; exit 1 on problems", runDoctor},
 	"demo":    {"start an engine on a temp dir, deliver a signed sample history to it, print the results and keep serving", runDemo},
+	"gameday": {"run the reliability drills against engines on temp dirs; print PASS/FAIL with figures, exit 1 on a failure", runGameday},
 }
 
 // version is set at build time with -ldflags "-X main.version=...".

@@ -46,8 +46,22 @@ type serveOptions struct {
 	rebuildGrace      time.Duration
 	rebuildRate       float64
 	// ready, when set, is called with the listeners' addresses once they
-	// accept connections (billfold demo).
+	// accept connections (billfold demo, billfold gameday).
 	ready func(public, admin net.Addr)
+	// getenv, when set, replaces os.Getenv for every setting serve reads
+	// from the environment (tokens, provider secrets, ${NAME} in the config
+	// file, BILLFOLD_FAIL_EVENT_TYPES): billfold gameday runs engines whose
+	// switches must come neither from the operator's shell nor from each
+	// other.
+	getenv func(string) string
+}
+
+// env is the environment serve reads its settings from.
+func (o serveOptions) env(name string) string {
+	if o.getenv != nil {
+		return o.getenv(name)
+	}
+	return os.Getenv(name)
 }
 
 func runServe(args []string, _, stderr io.Writer) int {
@@ -105,7 +119,7 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 // taking requests, finish the ones in flight, flush the delivery log, close
 // NATS.
 func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
-	endpoints, reducerOpts, err := buildSettings(o.configPath, log)
+	endpoints, reducerOpts, err := buildSettings(o.configPath, o.env, log)
 	if err != nil {
 		return err
 	}
@@ -185,14 +199,14 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	readAuth := projections.RequireToken(os.Getenv("BILLFOLD_API_TOKEN"))
-	adminTokens, err := adminTokensFromEnv()
+	readAuth := projections.RequireToken(o.env("BILLFOLD_API_TOKEN"))
+	adminTokens, err := adminTokensFromEnv(o.env)
 	if err != nil {
 		return err
 	}
 	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine)}
 	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
-	admin.Handle("GET /v1/changes", projections.NewChangeFeed(js, os.Getenv("BILLFOLD_API_TOKEN")))
+	admin.Handle("GET /v1/changes", projections.NewChangeFeed(js, o.env("BILLFOLD_API_TOKEN")))
 	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
 	go query.Run(engineCtx)
 	query.Register(admin, readAuth)
@@ -283,22 +297,22 @@ func checkBypassDataDir(o serveOptions) error {
 }
 
 // buildSettings makes the endpoints from the config file or, without one,
-// from the conventional environment variables, warning about each one that
-// cannot verify, and the reducers' options.
-func buildSettings(configPath string, log *slog.Logger) ([]*ingest.Endpoint, reducers.Options, error) {
+// from the conventional environment variables (read with getenv), warning
+// about each one that cannot verify, and the reducers' options.
+func buildSettings(configPath string, getenv func(string) string, log *slog.Logger) ([]*ingest.Endpoint, reducers.Options, error) {
 	var fc fileConfig
 	if configPath == "" {
 		var err error
-		if fc.Endpoints, err = envEndpoints(); err != nil {
+		if fc.Endpoints, err = envEndpoints(getenv); err != nil {
 			return nil, reducers.Options{}, err
 		}
 	} else {
 		var err error
-		if fc, err = loadConfig(configPath); err != nil {
+		if fc, err = loadConfig(configPath, getenv); err != nil {
 			return nil, reducers.Options{}, err
 		}
 	}
-	opts, err := reducerOptions(fc.Reducers)
+	opts, err := reducerOptions(fc.Reducers, getenv)
 	if err != nil {
 		return nil, opts, err
 	}
@@ -338,6 +352,15 @@ func connectNATS(o serveOptions, log *slog.Logger) (*nats.Conn, *server.Server, 
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		// Asynchronous errors (a write on a connection the server closed)
+		// go to the log, not as raw text to stderr, nats.go's default.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("NATS asynchronous error", "code", domain.CodeJournalUnavailable, "error", err, "subject", subject)
+		}),
 	}
 	if o.natsURL != "" {
 		nc, err := nats.Connect(o.natsURL, opts...)
