@@ -43,6 +43,9 @@ type serveOptions struct {
 	rateLimit         float64
 	rateBurst         int
 	bypass            bool
+	// endpoints, when set, replace the ones the environment would give
+	// (no config file): billfold bench serves its own.
+	endpoints []ingest.EndpointConfig
 }
 
 func runServe(args []string, _, stderr io.Writer) int {
@@ -98,7 +101,7 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 // taking requests, finish the ones in flight, flush the delivery log, close
 // NATS.
 func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
-	endpoints, reducerOpts, err := buildSettings(o.configPath, log)
+	endpoints, reducerOpts, err := buildSettings(o.configPath, o.endpoints, log)
 	if err != nil {
 		return err
 	}
@@ -260,11 +263,13 @@ func checkBypassDataDir(o serveOptions) error {
 }
 
 // buildSettings makes the endpoints from the config file or, without one,
-// from the conventional environment variables, warning about each one that
-// cannot verify, and the reducers' options.
-func buildSettings(configPath string, log *slog.Logger) ([]*ingest.Endpoint, reducers.Options, error) {
+// from given (when not nil) or the conventional environment variables,
+// warning about each one that cannot verify, and the reducers' options.
+func buildSettings(configPath string, given []ingest.EndpointConfig, log *slog.Logger) ([]*ingest.Endpoint, reducers.Options, error) {
 	var fc fileConfig
-	if configPath == "" {
+	if configPath == "" && given != nil {
+		fc.Endpoints = given
+	} else if configPath == "" {
 		var err error
 		if fc.Endpoints, err = envEndpoints(); err != nil {
 			return nil, reducers.Options{}, err
