@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -280,6 +281,9 @@ func (q *Query) read(ctx context.Context, projection, key string) (json.RawMessa
 // StoredRecord is the record part of a stored value, undecoded; nil when
 // the value holds none.
 func StoredRecord(value []byte) (json.RawMessage, error) {
+	if rec, ok := leadingRecord(value); ok {
+		return rec, nil
+	}
 	var s struct {
 		Record json.RawMessage `json:"record"`
 	}
@@ -290,6 +294,28 @@ func StoredRecord(value []byte) (json.RawMessage, error) {
 		return nil, nil
 	}
 	return s.Record, nil
+}
+
+// leadingRecord reads the record of a value whose first member is
+// "record", as in every value the reducers write (reducers.Stored encodes
+// it first), and stops there: the merge state after it, often three times
+// the record's size (a year of a subscription's history), is neither
+// decoded nor scanned. That made reading a stored subscription several
+// times cheaper (BenchmarkStoredRecord), and every record the query API
+// answers is read so. Any other shape is left to the full decode.
+func leadingRecord(value []byte) (json.RawMessage, bool) {
+	dec := json.NewDecoder(bytes.NewReader(value))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, false
+	}
+	if t, err := dec.Token(); err != nil || t != "record" {
+		return nil, false
+	}
+	var rec json.RawMessage
+	if err := dec.Decode(&rec); err != nil || len(rec) == 0 || rec[0] != '{' {
+		return nil, false
+	}
+	return rec, true
 }
 
 // readMany reads keys of projection concurrently, keeping the order and
