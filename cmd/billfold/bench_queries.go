@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,8 +24,8 @@ import (
 // loopback, point lookups and filtered first pages (by state, by provider,
 // by customer): each at full rate from --concurrency readers, and its p99
 // at half that rate. The limits read the same records straight from the KV
-// bucket: one Get per lookup, a page's records 16 at a time (as the query
-// layer reads them) per list.
+// bucket: one Get per lookup, and a page's records in one batched direct
+// get (projections.LatestValues, as the query layer reads them) per list.
 func benchQueries(ctx context.Context, b *benchRun) ([]benchRow, error) {
 	o := b.o
 	kv, err := b.js.KeyValue(ctx, domain.ProjectionBucket(domain.ProjectionSubscriptions, 1))
@@ -105,8 +104,11 @@ func benchQueries(ctx context.Context, b *benchRun) ([]benchRow, error) {
 			}
 		}
 		list := func(i int) error { return b.get("/v1/subscriptions?" + l.queries[i%len(l.queries)]) }
-		read := func(i int) error { return readKeys(ctx, kv, pages[i%len(pages)]) }
-		got, err := b.queryFigures(l.figure, max(n/20, 1), list, read, "the page's records read from KV, 16 at a time", 20)
+		read := func(i int) error {
+			_, err := projections.LatestValues(ctx, b.js, kv.Bucket(), pages[i%len(pages)])
+			return err
+		}
+		got, err := b.queryFigures(l.figure, max(n/20, 1), list, read, "the page's records read from KV in one batched direct get", 20)
 		if err != nil {
 			return nil, err
 		}
@@ -201,25 +203,6 @@ func (b *benchRun) pageKeys(path string) ([]string, error) {
 		keys[i] = reducers.SubscriptionKey(it.Provider, it.ID)
 	}
 	return keys, nil
-}
-
-// readKeys reads keys from kv, 16 at a time.
-func readKeys(ctx context.Context, kv jetstream.KeyValue, keys []string) error {
-	sem := make(chan struct{}, 16)
-	errs := make(chan error, len(keys))
-	var wg sync.WaitGroup
-	for _, k := range keys {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if _, err := kv.Get(ctx, k); err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
 }
 
 // subscriptionSet is n synthetic subscriptions whose stored values are
