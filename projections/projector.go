@@ -118,10 +118,29 @@ func (pr *Projector) runOnce(ctx context.Context) error {
 	})
 }
 
+// pullHeartbeat is how often the server confirms an idle pull request.
+// Under a burst the server can drop a pull request (the relays' one-message
+// pulls lost theirs after a bulk write, with 0 waiting pulls left on the
+// consumer and messages pending); the client only notices when two
+// heartbeats are missed, so the heartbeat bounds such a stall. With the
+// library's default (half the 30 s expiry) a relay stood still for 30 s
+// at a time.
+const pullHeartbeat = time.Second
+
 // consume pulls messages from c, up to batch ahead, and hands each to
 // handle, until ctx ends (nil) or the pull or handle fails (that error).
+// A pull the server lost (no heartbeat) is re-issued at once.
 func consume(ctx context.Context, c jetstream.Consumer, batch int, handle func(jetstream.Msg) error) error {
-	it, err := c.Messages(jetstream.PullMaxMessages(batch))
+	for {
+		err := consumeOnce(ctx, c, batch, handle)
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+func consumeOnce(ctx context.Context, c jetstream.Consumer, batch int, handle func(jetstream.Msg) error) error {
+	it, err := c.Messages(jetstream.PullMaxMessages(batch), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ type fixture struct {
 	log     *slog.Logger
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	nc, js := natstest.Connect(t, natstest.Server(t))
 	ctx := context.Background()
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))

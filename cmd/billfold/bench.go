@@ -1,16 +1,20 @@
 package main
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -21,93 +25,285 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/ingest/samples"
+	"github.com/billfold/billfold/projections/client"
+	"github.com/billfold/billfold/ingest"
 )
 
 // benchOptions are billfold bench's flags.
 type benchOptions struct {
-	events      int
-	customers   int
-	concurrency int
-	output      string
-	natsURL     string
-	cpuprofile  string
-	memprofile  string
-	keep        bool
+	events        int
+	customers     int
+	concurrency   int
+	duration      time.Duration
+	rate          float64
+	subscriptions int
+	queries       int
+	phases        string
+	output        string
+	natsURL       string
+	cpuprofile    string
+	memprofile    string
+	keep          bool
 }
 
-// benchFigure is one line of the report: a figure measured on billfold and
-// the limit the same machine reaches with the same building blocks.
-type benchFigure struct {
-	Name   string  `json:"name"`
-	Unit   string  `json:"unit"`
-	Value  float64 `json:"value"`
-	Limit  float64 `json:"limit,omitempty"`
-	Ratio  float64 `json:"ratio,omitempty"`
-	Target string  `json:"target,omitempty"`
-	Note   string  `json:"note,omitempty"`
+// benchPhase is one measured part of billfold bench. A phase talks to the
+// server only through benchRun and returns its rows, so adding one (the
+// rebuild phase, once rebuilds have an API) is one function and one entry
+// in benchPhases.
+type benchPhase struct {
+	name string
+	run  func(ctx context.Context, b *benchRun) ([]benchRow, error)
 }
 
-const benchSecret = "whsec_billfold_bench"
+// benchPhases run in this order; --phases picks a subset.
+var benchPhases = []benchPhase{
+	{"ingest", benchIngest},
+	{"lag", benchLag},
+	{"queries", benchQueries},
+}
+
+// benchRow is one line of the report: a figure measured on billfold and,
+// where one exists, the limit the same machine reaches in the same run with
+// the same building blocks (net/http, JetStream, KV) doing nothing else.
+// Ratio is Value/Limit: for a rate the share of the ceiling reached, for a
+// latency how many times the floor it takes.
+type benchRow struct {
+	Phase   string   `json:"phase"`
+	Figure  string   `json:"figure"`
+	Unit    string   `json:"unit"`
+	Value   float64  `json:"value"`
+	Limit   *float64 `json:"limit,omitempty"`
+	LimitOf string   `json:"limit_of,omitempty"`
+	Ratio   *float64 `json:"ratio,omitempty"`
+	Target  string   `json:"target,omitempty"`
+	// Met says whether the target was reached; absent without a target.
+	Met  *bool  `json:"met,omitempty"`
+	Note string `json:"note,omitempty"`
+}
+
+// withLimit sets the row's limit and ratio.
+func (r benchRow) withLimit(limit float64, of string) benchRow {
+	if limit > 0 && !math.IsInf(limit, 0) {
+		ratio := r.Value / limit
+		r.Limit, r.Ratio, r.LimitOf = &limit, &ratio, of
+	}
+	return r
+}
+
+// withTarget sets the row's target and whether it was met.
+func (r benchRow) withTarget(target string, met bool) benchRow {
+	r.Target, r.Met = target, &met
+	return r
+}
+
+// benchReport is what -o json prints.
+type benchReport struct {
+	Machine benchMachine   `json:"machine"`
+	Options map[string]any `json:"options"`
+	Phases  []string       `json:"phases"`
+	Rows    []benchRow     `json:"rows"`
+}
+
+// benchMachine describes where the figures were measured.
+type benchMachine struct {
+	CPUs       int    `json:"cpus"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	CPUModel   string `json:"cpu_model,omitempty"`
+	MemoryMiB  int    `json:"memory_mib,omitempty"`
+	GoVersion  string `json:"go_version"`
+	OS         string `json:"os"`
+}
 
 func runBench(args []string, stdout, stderr io.Writer) int {
 	var o benchOptions
 	fs := newFlagSet("bench", stderr)
-	fs.IntVar(&o.events, "events", 20000, "deliveries in each throughput phase")
+	fs.IntVar(&o.events, "events", 20000, "ingest phase: deliveries at full rate (half as many again at half rate)")
 	fs.IntVar(&o.customers, "customers", 2000, "customers the workload spreads over")
-	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent senders")
+	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent senders and readers")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "lag phase: how long to deliver at --rate")
+	fs.Float64Var(&o.rate, "rate", 1000, "lag phase: deliveries per second")
+	fs.IntVar(&o.subscriptions, "subscriptions", 100_000, "queries phase: subscription records loaded into the store (the target is stated at 1,000,000)")
+	fs.IntVar(&o.queries, "queries", 20000, "queries phase: point lookups measured (lists: a tenth as many)")
+	fs.StringVar(&o.phases, "phases", "ingest,lag,queries", "phases to run, comma-separated")
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
 	fs.StringVar(&o.natsURL, "nats-url", "", "run against this NATS instead of an embedded one")
-	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured phases to this file")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile at the end to this file")
 	fs.BoolVar(&o.keep, "keep-data", false, "keep the temporary data dir")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
-	if o.cpuprofile != "" {
-		f, err := os.Create(o.cpuprofile)
-		if err != nil {
-			fmt.Fprintln(stderr, "billfold bench:", err)
-			return 1
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(stderr, "billfold bench:", err)
-			return 1
-		}
-		defer pprof.StopCPUProfile()
+	phases, err := selectPhases(o.phases)
+	if err != nil {
+		fmt.Fprintln(stderr, "billfold bench:", err)
+		return 2
 	}
-	figures, err := bench(o, stderr)
+	if o.output != "table" && o.output != "json" {
+		fmt.Fprintf(stderr, "billfold bench: -o %q: want table or json\n", o.output)
+		return 2
+	}
+	if o.events < 1 || o.concurrency < 1 || o.rate <= 0 || o.subscriptions < 1 || o.queries < 1 {
+		fmt.Fprintln(stderr, "billfold bench: --events, --concurrency, --rate, --subscriptions and --queries must be positive")
+		return 2
+	}
+	rows, err := bench(o, phases, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "billfold bench:", err)
 		return 1
 	}
 	if o.memprofile != "" {
-		if f, err := os.Create(o.memprofile); err == nil {
-			_ = pprof.WriteHeapProfile(f)
-			f.Close()
+		if err := writeHeapProfile(o.memprofile); err != nil {
+			fmt.Fprintln(stderr, "billfold bench:", err)
+			return 1
 		}
+	}
+	report := benchReport{Machine: machine(), Rows: rows, Options: map[string]any{
+		"events": o.events, "customers": o.customers, "concurrency": o.concurrency, "duration": o.duration.String(),
+		"rate": o.rate, "subscriptions": o.subscriptions, "queries": o.queries,
+	}}
+	for _, p := range phases {
+		report.Phases = append(report.Phases, p.name)
 	}
 	if o.output == "json" {
-		return writeJSONOut(stdout, map[string]any{"options": map[string]any{
-			"events": o.events, "customers": o.customers, "concurrency": o.concurrency}, "figures": figures})
+		return writeJSONOut(stdout, report)
 	}
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "figure\tvalue\tlimit\tratio\ttarget")
-	for _, f := range figures {
-		limit, ratio := "", ""
-		if f.Limit > 0 {
-			limit, ratio = fmt.Sprintf("%.1f %s", f.Limit, f.Unit), fmt.Sprintf("%.0f%%", f.Ratio*100)
-		}
-		fmt.Fprintf(tw, "%s\t%.1f %s\t%s\t%s\t%s\n", f.Name, f.Value, f.Unit, limit, ratio, f.Target)
-	}
-	tw.Flush()
+	writeBenchTable(stdout, report)
 	return 0
 }
 
-// bench starts billfold on loopback with a temporary data dir and runs the
-// phases.
-func bench(o benchOptions, stderr io.Writer) ([]benchFigure, error) {
+func selectPhases(list string) ([]benchPhase, error) {
+	var out []benchPhase
+	for _, name := range splitList(list) {
+		i := slices.IndexFunc(benchPhases, func(p benchPhase) bool { return p.name == name })
+		if i < 0 {
+			names := make([]string, len(benchPhases))
+			for j, p := range benchPhases {
+				names[j] = p.name
+			}
+			return nil, fmt.Errorf("--phases: unknown phase %q (phases: %s)", name, strings.Join(names, ", "))
+		}
+		out = append(out, benchPhases[i])
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--phases: no phase")
+	}
+	// Always in the documented order: each phase starts from the state
+	// the earlier ones leave (an idle server, a settled journal).
+	slices.SortFunc(out, func(a, b benchPhase) int {
+		return slices.IndexFunc(benchPhases, func(p benchPhase) bool { return p.name == a.name }) -
+			slices.IndexFunc(benchPhases, func(p benchPhase) bool { return p.name == b.name })
+	})
+	return slices.CompactFunc(out, func(a, b benchPhase) bool { return a.name == b.name }), nil
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC() // up-to-date statistics of what is live
+	return pprof.WriteHeapProfile(f)
+}
+
+func writeBenchTable(w io.Writer, r benchReport) {
+	m := r.Machine
+	fmt.Fprintf(w, "billfold bench: %d CPUs (%s), %d MiB, %s\n\n", m.CPUs, m.CPUModel, m.MemoryMiB, m.GoVersion)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "phase\tfigure\tvalue\tlimit\tratio\ttarget")
+	for _, row := range r.Rows {
+		limit, ratio := "", ""
+		if row.Limit != nil {
+			limit = formatValue(*row.Limit, row.Unit)
+			if row.Unit == "/s" {
+				ratio = fmt.Sprintf("%.0f%%", *row.Ratio*100)
+			} else {
+				ratio = fmt.Sprintf("%.1f×", *row.Ratio)
+			}
+		}
+		target := row.Target
+		if row.Met != nil {
+			target += map[bool]string{true: "  met", false: "  MISSED"}[*row.Met]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", row.Phase, row.Figure, formatValue(row.Value, row.Unit), limit, ratio, target)
+	}
+	tw.Flush()
+	// What each limit is, once per phase and kind, then the rows' notes.
+	var notes []string
+	for _, row := range r.Rows {
+		if n := row.Phase + " limits: " + row.LimitOf; row.LimitOf != "" && !slices.Contains(notes, n) {
+			notes = append(notes, n)
+		}
+	}
+	for _, row := range r.Rows {
+		if row.Note != "" {
+			notes = append(notes, fmt.Sprintf("%s / %s: %s", row.Phase, row.Figure, row.Note))
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range notes {
+			fmt.Fprintln(w, n)
+		}
+	}
+}
+
+func formatValue(v float64, unit string) string {
+	switch unit {
+	case "/s", "records", "deliveries":
+		return strconv.FormatFloat(math.Round(v), 'f', 0, 64) + " " + unit
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64) + " " + unit
+}
+
+// machine describes this machine from the runtime and /proc.
+func machine() benchMachine {
+	m := benchMachine{CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+	m.CPUModel, _ = procField("/proc/cpuinfo", "model name")
+	if mem, ok := procField("/proc/meminfo", "MemTotal"); ok {
+		if kb, err := strconv.Atoi(strings.TrimSuffix(mem, " kB")); err == nil {
+			m.MemoryMiB = kb / 1024
+		}
+	}
+	return m
+}
+
+// procField reads the first "name: value" line of a /proc file.
+func procField(path, name string) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == name {
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
+}
+
+// benchRun is the server under measurement and what the phases share.
+type benchRun struct {
+	o      benchOptions
+	public string // base URL of the webhook listener
+	admin  string // base URL of the admin listener (query API)
+	token  string // BILLFOLD_API_TOKEN, sent to the query API
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	client *http.Client
+	stderr io.Writer
+	// runID makes this run's ids distinct from every earlier run's against
+	// the same NATS (--nats-url).
+	runID string
+}
+
+// bench starts billfold on loopback with a temporary data dir, as `billfold
+// serve` does, and runs the phases against it. The CPU profile covers the
+// phases only, not the start.
+func bench(o benchOptions, phases []benchPhase, stderr io.Writer) ([]benchRow, error) {
 	dir, err := os.MkdirTemp("", "billfold-bench")
 	if err != nil {
 		return nil, err
@@ -119,16 +315,18 @@ func bench(o benchOptions, stderr io.Writer) ([]benchFigure, error) {
 	if err != nil {
 		return nil, err
 	}
-	public := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	so := serveOptions{
-		dataDir: dir, listen: public, adminListen: fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		dataDir: dir, listen: fmt.Sprintf("127.0.0.1:%d", ports[0]), adminListen: fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		natsURL: o.natsURL, natsListen: fmt.Sprintf("127.0.0.1:%d", ports[2]), replicas: 1,
 		appendTimeout: 5 * time.Second, deliveryRetention: time.Hour, logLevel: "error",
+		endpoints: []ingest.EndpointConfig{
+			{Name: "stripe", Provider: domain.Stripe, Secrets: []string{benchStripeSecret}},
+			{Name: "clerk", Provider: domain.Clerk, Secrets: []string{benchClerkSecret}},
+		},
 	}
-	os.Setenv("STRIPE_WEBHOOK_SECRET", benchSecret)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- serve(ctx, so, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	go func() { served <- serve(ctx, so, slog.New(slog.DiscardHandler)) }()
 	defer func() { cancel(); <-served }()
 	if err := waitReady("http://"+so.adminListen+"/readyz", served); err != nil {
 		return nil, err
@@ -137,117 +335,145 @@ func bench(o benchOptions, stderr io.Writer) ([]benchFigure, error) {
 	if natsURL == "" {
 		natsURL = "nats://" + so.natsListen
 	}
-
-	work := benchWorkload(o.events, o.customers)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.concurrency, MaxConnsPerHost: o.concurrency}, Timeout: 30 * time.Second}
-	var figures []benchFigure
-
-	httpCeiling, err := benchHTTPCeiling(work, o.concurrency, client, stderr)
+	nc, err := nats.Connect(natsURL, nats.Name("billfold-bench"))
 	if err != nil {
 		return nil, err
 	}
-	appendCeiling, err := benchAppendCeiling(natsURL, work, o.concurrency, stderr)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	ingest := sendAll("ingest", "http://"+public+"/webhooks/stripe", work, o.concurrency, 0, client, stderr)
-	if ingest.failed > 0 {
-		return nil, fmt.Errorf("%d of %d deliveries were not accepted", ingest.failed, len(work))
+	b := &benchRun{
+		o: o, public: "http://" + so.listen, admin: "http://" + so.adminListen, token: os.Getenv("BILLFOLD_API_TOKEN"),
+		nc: nc, js: js, stderr: stderr, runID: strconv.FormatInt(time.Now().UnixNano()%(36*36*36*36*36), 36),
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.concurrency, MaxConnsPerHost: o.concurrency}, Timeout: 30 * time.Second},
 	}
-	figures = append(figures,
-		benchFigure{Name: "ingest (verified deliveries/s)", Unit: "/s", Value: ingest.rate, Limit: appendCeiling, Ratio: ingest.rate / appendCeiling, Target: ">= 50% of durable append, >= 10,000/s"},
-		benchFigure{Name: "ingest vs bare HTTP", Unit: "/s", Value: ingest.rate, Limit: httpCeiling, Ratio: ingest.rate / httpCeiling},
-		benchFigure{Name: "ACK p50 at full rate", Unit: "ms", Value: ingest.p(50)},
-		benchFigure{Name: "ACK p99 at full rate", Unit: "ms", Value: ingest.p(99)},
-	)
-	half := benchWorkload(o.events/2, o.customers)
-	for i := range half {
-		half[i].id += "_half"
-		half[i] = resignHalf(half[i])
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
 	}
-	paced := sendAll("ingest at half rate", "http://"+public+"/webhooks/stripe", half, o.concurrency, ingest.rate/2, client, stderr)
-	figures = append(figures,
-		benchFigure{Name: "ACK p95 at half rate", Unit: "ms", Value: paced.p(95)},
-		benchFigure{Name: "ACK p99 at half rate", Unit: "ms", Value: paced.p(99), Target: "< 25 ms"},
-	)
-	return figures, nil
-}
-
-// delivery is one signed bench delivery.
-type delivery struct {
-	id      string
-	body    []byte
-	headers map[string]string
-}
-
-// benchWorkload builds n signed Stripe deliveries of realistic shape and
-// size (2 to 5 KB) over customers: customers, subscriptions, invoices and
-// checkouts.
-func benchWorkload(n, customers int) []delivery {
-	types := []string{"customer.created", "customer.subscription.created", "invoice.paid", "customer.subscription.updated",
-		"checkout.session.completed", "invoice.payment_failed", "customer.updated", "invoice.payment_succeeded"}
-	now := time.Now()
-	out := make([]delivery, n)
-	for i := range n {
-		c := i % max(customers, 1)
-		id := fmt.Sprintf("evt_bench_%d_%08d", now.UnixNano(), i)
-		body := samples.Stripe{
-			EventID: id, Type: types[i%len(types)], Created: now.Add(time.Duration(i) * time.Millisecond),
-			CustomerID: fmt.Sprintf("cus_bench%06d", c), SubscriptionID: fmt.Sprintf("sub_bench%06d", c),
-			Object: map[string]any{"metadata": padMetadata(i)},
-		}.Event()
-		signed, _ := samples.Sign(domain.Stripe, benchSecret, body, now)
-		out[i] = delivery{id: id, body: signed.Body, headers: signed.Headers}
+	var rows []benchRow
+	for _, p := range phases {
+		if err := b.settle(ctx); err != nil {
+			return nil, err
+		}
+		got, err := p.run(ctx, b)
+		if err != nil {
+			return nil, fmt.Errorf("phase %s: %w", p.name, err)
+		}
+		for i := range got {
+			got[i].Phase = p.name
+		}
+		rows = append(rows, got...)
 	}
-	return out
+	return rows, nil
 }
 
-func resignHalf(d delivery) delivery {
-	body := bytes.Replace(d.body, []byte(`"id":"evt_bench`), []byte(`"id":"evt_half`), 1)
-	signed, _ := samples.Sign(domain.Stripe, benchSecret, body, time.Now())
-	return delivery{id: d.id, body: signed.Body, headers: signed.Headers}
-}
+// settleTimeout bounds settle: far more than a backlog of a million
+// records takes on two cores.
+var settleTimeout = 15 * time.Minute
 
-// padMetadata makes bodies range from about 2 to 5 KB, as real ones do.
-func padMetadata(i int) map[string]any {
-	md := map[string]any{"user_id": fmt.Sprintf("user_bench%06d", i%5000), "plan_tier": "pro"}
-	for k := range (i * 7) % 24 {
-		md[fmt.Sprintf("note_%02d", k)] = "internal reference 7f3a9c1e-2b4d-4e6f-8a0b-1c2d3e4f5a6b for reconciliation run"
+// settle waits until every projector and change relay has caught up, so
+// that a phase measures its own work and not the backlog of the one
+// before.
+func (b *benchRun) settle(ctx context.Context) error {
+	var consumers [][2]string
+	for _, p := range domain.Projections {
+		g := client.New(b.js).Generation(ctx, p)
+		consumers = append(consumers,
+			[2]string{domain.JournalStream, domain.ProjectorDurable(p, g)},
+			[2]string{domain.BucketStream(domain.ProjectionBucket(p, g)), domain.FeedDurable(p, g)})
 	}
-	return md
+	var bar *progressbar.ProgressBar
+	defer func() {
+		if bar != nil {
+			_ = bar.Finish()
+		}
+	}()
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		var pending uint64
+		var behind []string
+		for _, c := range consumers {
+			cons, err := b.js.Consumer(ctx, c[0], c[1])
+			if err != nil {
+				return fmt.Errorf("consumer %s: %w", c[1], err)
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return err
+			}
+			if n := info.NumPending + uint64(info.NumAckPending); n > 0 {
+				pending += n
+				behind = append(behind, fmt.Sprintf("%s %d pending, %d unacknowledged, %d waiting pulls", c[1], info.NumPending, info.NumAckPending, info.NumWaiting))
+			}
+		}
+		if pending == 0 {
+			return nil
+		}
+		if bar == nil {
+			bar = newBar(int(pending), "catching up (projectors, feed relays)", b.stderr)
+		}
+		_ = bar.Set(max(bar.GetMax()-int(pending), 0))
+		if time.Now().After(deadline) {
+			return fmt.Errorf("projectors and relays still behind after %s: %s", settleTimeout, strings.Join(behind, "; "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
-// result is a phase's throughput and latencies.
-type phaseResult struct {
-	rate      float64
-	latencies []time.Duration
-	failed    int
-}
+// latencies are the durations of one measurement, sortable once.
+type latencies []time.Duration
 
-func (r phaseResult) p(q float64) float64 {
-	if len(r.latencies) == 0 {
+// p returns the q-th percentile in milliseconds (nearest rank).
+func (l latencies) p(q float64) float64 {
+	if len(l) == 0 {
 		return 0
 	}
-	s := slices.Clone(r.latencies)
+	s := slices.Clone(l)
 	slices.Sort(s)
-	i := int(float64(len(s)-1) * q / 100)
-	return float64(s[i].Microseconds()) / 1000
+	i := int(math.Ceil(float64(len(s))*q/100)) - 1
+	return float64(s[min(max(i, 0), len(s)-1)].Nanoseconds()) / 1e6
 }
 
-// sendAll posts every delivery from concurrency senders, at most rate per
-// second in all when rate > 0, and counts non-2xx answers as failed.
-func sendAll(phase, url string, work []delivery, concurrency int, rate float64, client *http.Client, stderr io.Writer) phaseResult {
-	bar := newBar(len(work), phase, stderr)
+// measured is a measurement's throughput and latencies.
+type measured struct {
+	rate   float64
+	lat    latencies
+	failed int
+	err    error // the first failure
+}
+
+// measure runs do(i) for i in [0, n) from concurrency workers and times
+// each call. With rate > 0 the calls are paced to start at most rate per
+// second in all (an open loop: a late call does not delay the next
+// schedule slot). A non-nil error from do counts as failed.
+func measure(label string, n, concurrency int, rate float64, stderr io.Writer, do func(i int) error) measured {
+	bar := newBar(n, label, stderr)
+	defer func() { _ = bar.Finish() }()
 	var next atomic.Int64
 	var failed atomic.Int64
-	lat := make([]time.Duration, len(work))
+	var firstErr atomic.Value
+	lat := make(latencies, n)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range concurrency {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(work) {
+				if i >= n {
 					return
 				}
 				if rate > 0 {
@@ -255,19 +481,10 @@ func sendAll(phase, url string, work []delivery, concurrency int, rate float64, 
 						time.Sleep(wait)
 					}
 				}
-				d := work[i]
 				t0 := time.Now()
-				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(d.body))
-				for k, v := range d.headers {
-					req.Header.Set(k, v)
-				}
-				resp, err := client.Do(req)
-				if err != nil || resp.StatusCode/100 != 2 {
+				if err := do(i); err != nil {
 					failed.Add(1)
-				}
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
+					firstErr.CompareAndSwap(nil, err)
 				}
 				lat[i] = time.Since(t0)
 				_ = bar.Add(1)
@@ -275,62 +492,36 @@ func sendAll(phase, url string, work []delivery, concurrency int, rate float64, 
 		})
 	}
 	wg.Wait()
-	_ = bar.Finish()
-	return phaseResult{rate: float64(len(work)) / time.Since(start).Seconds(), latencies: lat, failed: int(failed.Load())}
+	m := measured{rate: float64(n) / time.Since(start).Seconds(), lat: lat, failed: int(failed.Load())}
+	if err, ok := firstErr.Load().(error); ok {
+		m.err = err
+	}
+	return m
 }
 
-// benchHTTPCeiling is a bare net/http handler that reads the body and
-// answers 200: what the machine's HTTP stack allows.
-func benchHTTPCeiling(work []delivery, concurrency int, client *http.Client, stderr io.Writer) (float64, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.WriteHeader(http.StatusOK)
-	})}
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
-	return sendAll("HTTP ceiling", "http://"+l.Addr().String()+"/", work, concurrency, 0, client, stderr).rate, nil
+// get fetches path from the admin listener and discards the body; a
+// non-200 answer is an error.
+func (b *benchRun) get(path string) error {
+	_, err := b.getBody(path, io.Discard)
+	return err
 }
 
-// benchAppendCeiling publishes the same payloads synchronously to a
-// scratch stream from concurrency publishers: what JetStream allows.
-func benchAppendCeiling(url string, work []delivery, concurrency int, stderr io.Writer) (float64, error) {
-	nc, err := nats.Connect(url)
+// getBody fetches path from the admin listener into w.
+func (b *benchRun) getBody(path string, w io.Writer) (int64, error) {
+	req, _ := http.NewRequest(http.MethodGet, b.admin+path, nil)
+	if b.token != "" {
+		req.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	resp, err := b.client.Do(req)
 	if err != nil {
 		return 0, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return 0, err
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return n, fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
-	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BILLFOLD_BENCH_CEILING", Subjects: []string{"billfold.bench.>"}, Storage: jetstream.FileStorage}); err != nil {
-		return 0, err
-	}
-	defer func() { _ = js.DeleteStream(ctx, "BILLFOLD_BENCH_CEILING") }()
-	bar := newBar(len(work), "durable append ceiling", stderr)
-	var next atomic.Int64
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range concurrency {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(work) {
-					return
-				}
-				_, _ = js.Publish(ctx, "billfold.bench."+work[i].id, work[i].body)
-				_ = bar.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	_ = bar.Finish()
-	return float64(len(work)) / time.Since(start).Seconds(), nil
+	return n, err
 }
 
 func newBar(n int, phase string, w io.Writer) *progressbar.ProgressBar {

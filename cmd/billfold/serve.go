@@ -54,6 +54,9 @@ type serveOptions struct {
 	// switches must come neither from the operator's shell nor from each
 	// other.
 	getenv func(string) string
+	// endpoints, when set, replace the ones the environment would give
+	// (no config file): billfold bench serves its own.
+	endpoints []ingest.EndpointConfig
 }
 
 // env is the environment serve reads its settings from.
@@ -119,7 +122,7 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 // taking requests, finish the ones in flight, flush the delivery log, close
 // NATS.
 func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
-	endpoints, reducerOpts, err := buildSettings(o.configPath, o.env, log)
+	endpoints, reducerOpts, err := buildSettings(o.configPath, o.endpoints, o.env, log)
 	if err != nil {
 		return err
 	}
@@ -297,11 +300,14 @@ func checkBypassDataDir(o serveOptions) error {
 }
 
 // buildSettings makes the endpoints from the config file or, without one,
-// from the conventional environment variables (read with getenv), warning
-// about each one that cannot verify, and the reducers' options.
-func buildSettings(configPath string, getenv func(string) string, log *slog.Logger) ([]*ingest.Endpoint, reducers.Options, error) {
+// from given (when not nil) or the conventional environment variables
+// (read with getenv), warning about each one that cannot verify, and the
+// reducers' options.
+func buildSettings(configPath string, given []ingest.EndpointConfig, getenv func(string) string, log *slog.Logger) ([]*ingest.Endpoint, reducers.Options, error) {
 	var fc fileConfig
-	if configPath == "" {
+	if configPath == "" && given != nil {
+		fc.Endpoints = given
+	} else if configPath == "" {
 		var err error
 		if fc.Endpoints, err = envEndpoints(getenv); err != nil {
 			return nil, reducers.Options{}, err

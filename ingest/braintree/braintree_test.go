@@ -12,6 +12,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/domain/btnotify"
 	"github.com/billfold/billfold/ingest/braintree"
+	"github.com/billfold/billfold/ingest/samples"
 )
 
 // Known answers from ../shared/testvectors.md, section Braintree.
@@ -266,9 +267,14 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// BenchmarkVerify verifies a subscription notification with a transaction
+// as Braintree posts it (form-encoded, base64 XML).
 func BenchmarkVerify(b *testing.B) {
-	body := form("jkq28pcxj4r85dwr|"+vecCheckSig, vecCheckPayload)
-	v := braintree.Verifier{Keys: []braintree.KeyPair{vecJKQ}}
+	signed, err := samples.Sign(domain.Braintree, "bench_public:bench_private",
+		samples.BraintreeSubscription("subscription_charged_successfully", "bt_sub_bench", vecNow), vecNow)
+	require.NoError(b, err)
+	body := signed.Body
+	v := braintree.Verifier{Keys: []braintree.KeyPair{{PublicKey: "bench_public", PrivateKey: "bench_private"}}}
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/hmacsig"
+	"github.com/billfold/billfold/ingest/samples"
 )
 
 // Known answers from ../shared/testvectors.md (plain HMAC, HMAC over
@@ -396,4 +397,26 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkVerify verifies a PactaPay payment delivery (HMAC-SHA256 of the
+// body) and a timestamped scheme's (HMAC of "<timestamp>.<body>").
+func BenchmarkVerify(b *testing.B) {
+	body := samples.PactaPayPayment("payment.completed", "pay_bench_42", 4200, helloNow)
+	for name, c := range map[string]hmacsig.Config{"pactapay": hmacsig.PactaPay(), "timestamped": timestamped()} {
+		b.Run(name, func(b *testing.B) {
+			h := http.Header{}
+			for k, v := range hmacsig.Sign(c.WithDefaults(), testSecret, helloNow, body) {
+				h.Set(k, v)
+			}
+			v := hmacsig.Verifier{Config: c, Secrets: []string{testSecret}}
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := v.Verify(h, body, helloNow); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -17,6 +17,7 @@ import (
 	svixlib "github.com/svix/svix-webhooks/go"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/ingest/svix"
 )
 
@@ -334,4 +335,23 @@ func FuzzParse(f *testing.F) {
 			require.Equal(t, env.Created, env.Created.UTC(), "%T", p)
 		}
 	})
+}
+
+// BenchmarkVerify verifies a Clerk user.created delivery signed by Svix.
+func BenchmarkVerify(b *testing.B) {
+	body := samples.ClerkUser("user.created", "user_2abcBench", vecNow)
+	signed, err := samples.Sign(domain.Clerk, vecSecret, body, vecNow)
+	require.NoError(b, err)
+	h := http.Header{}
+	for k, v := range signed.Headers {
+		h.Set(k, v)
+	}
+	v := svix.Verifier{Secrets: []string{vecSecret}}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := v.Verify(h, body, vecNow); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -1,0 +1,6 @@
+//go:build race
+
+package main
+
+// raceEnabled is true in a -race build, whose smoke runs are made smaller.
+const raceEnabled = true
