@@ -60,6 +60,7 @@ var benchPhases = []benchPhase{
 	{"ingest", benchIngest},
 	{"lag", benchLag},
 	{"queries", benchQueries},
+	{"rebuild", benchRebuild},
 }
 
 // benchRow is one line of the report: a figure measured on billfold and,
@@ -322,6 +323,12 @@ func bench(o benchOptions, phases []benchPhase, stderr io.Writer) ([]benchRow, e
 		endpoints: []ingest.EndpointConfig{
 			{Name: "stripe", Provider: domain.Stripe, Secrets: []string{benchStripeSecret}},
 			{Name: "clerk", Provider: domain.Clerk, Secrets: []string{benchClerkSecret}},
+		},
+		getenv: func(name string) string {
+			if name == "BILLFOLD_ADMIN_TOKEN" {
+				return benchAdminToken // the rebuild phase is an admin mutation
+			}
+			return os.Getenv(name)
 		},
 	}
 	ctx, cancel := context.WithCancel(context.Background())

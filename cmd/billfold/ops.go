@@ -28,6 +28,15 @@ import (
 // adminCall sends method path (with query v and a JSON body) to the admin
 // listener and returns the body of a 2xx answer.
 func adminCall(server, method, path string, v url.Values, body any) ([]byte, error) {
+	token := os.Getenv("BILLFOLD_API_TOKEN")
+	if method != http.MethodGet {
+		token = os.Getenv("BILLFOLD_ADMIN_TOKEN")
+	}
+	return adminRequest(server, token, method, path, v, body)
+}
+
+// adminRequest is adminCall with the bearer token given.
+func adminRequest(server, token, method, path string, v url.Values, body any) ([]byte, error) {
 	u := strings.TrimRight(server, "/") + path
 	if len(v) > 0 {
 		u += "?" + v.Encode()
@@ -45,10 +54,6 @@ func adminCall(server, method, path string, v url.Values, body any) ([]byte, err
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	token := os.Getenv("BILLFOLD_API_TOKEN")
-	if method != http.MethodGet {
-		token = os.Getenv("BILLFOLD_ADMIN_TOKEN")
-	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
