@@ -389,19 +389,7 @@ func (rs *Rebuilds) save(ctx context.Context, rb *Rebuild, revision uint64) (uin
 	if err != nil {
 		return 0, err
 	}
-	var rev uint64
-	if revision == 0 {
-		rev, err = rs.kv.Create(ctx, rb.ID, b)
-	} else {
-		rev, err = rs.kv.Update(ctx, rb.ID, b, revision)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || wrongLastSequence(err) {
-		return 0, domain.Wrap(domain.CodeConflict, err, "rebuild "+rb.ID+" changed meanwhile")
-	}
-	if err != nil {
-		return 0, domain.Wrap(domain.CodeStoreUnavailable, err, "rebuild "+rb.ID)
-	}
-	return rev, nil
+	return putIfRevision(ctx, rs.kv, rb.ID, b, revision, "rebuild "+rb.ID)
 }
 
 // modify applies change to the stored record of id, compare-and-set.

@@ -92,14 +92,15 @@ func (o *Operations) cancelRebuild(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusAccepted, rb)
 }
 
-// parseSince reads a time bound: RFC 3339, or a duration back from now
-// ("1h", "30m").
-func parseSince(name, v string, now time.Time) (time.Time, error) {
+// ParseSince reads a time bound as the API and the CLI take it: RFC 3339,
+// or a duration back from now ("1h", "30m"); "" is the zero time. A bad
+// value is BILLFOLD-BAD-REQUEST naming name.
+func ParseSince(name, v string, now time.Time) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
 	if d, err := time.ParseDuration(v); err == nil && d > 0 {
-		return now.Add(-d), nil
+		return now.Add(-d).UTC(), nil
 	}
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
@@ -111,7 +112,7 @@ func parseSince(name, v string, now time.Time) (time.Time, error) {
 // deadLetterFilter reads a filter from query parameters (projection, code,
 // type, provider, status, since).
 func deadLetterFilter(get func(string) string) (DeadLetterFilter, error) {
-	since, err := parseSince("since", get("since"), time.Now())
+	since, err := ParseSince("since", get("since"), time.Now())
 	return DeadLetterFilter{
 		Projection: get("projection"), Code: domain.Code(get("code")), EventType: get("type"),
 		Provider: get("provider"), Status: get("status"), Since: since,
@@ -205,7 +206,7 @@ func (o *Operations) verify(w http.ResponseWriter, r *http.Request) {
 
 func (o *Operations) listEvents(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
-	since, err := parseSince("since", v.Get("since"), time.Now())
+	since, err := ParseSince("since", v.Get("since"), time.Now())
 	if err != nil {
 		WriteError(w, err)
 		return

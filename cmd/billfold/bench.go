@@ -25,8 +25,8 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections/client"
 	"github.com/billfold/billfold/ingest"
+	"github.com/billfold/billfold/projections/client"
 )
 
 // benchOptions are billfold bench's flags.

@@ -102,21 +102,6 @@ func confirm(stdin *os.File, stderr io.Writer, question string) bool {
 	return strings.EqualFold(strings.TrimSpace(line), "y") || strings.EqualFold(strings.TrimSpace(line), "yes")
 }
 
-// timeArg reads a time flag: RFC 3339, or a duration back from now.
-func timeArg(name, v string) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(v); err == nil && d > 0 {
-		return time.Now().Add(-d).UTC(), nil
-	}
-	t, err := time.Parse(time.RFC3339, v)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("--%s %q: want RFC 3339 or a duration such as 24h", name, v)
-	}
-	return t, nil
-}
-
 // ---------------------------------------------------------------------------
 // billfold replay
 
@@ -154,11 +139,11 @@ events to the current generation (docs/replay.md).`)
 	}
 	req := projections.RebuildRequest{Projections: splitList(projs), Republish: republish, DryRun: dryRun, Force: yes,
 		Filter: projections.ReplayFilter{Types: splitList(types), Provider: provider, EventID: event}}
-	if req.Filter.Since, err = timeArg("since", since); err != nil {
+	if req.Filter.Since, err = projections.ParseSince("--since", since, time.Now()); err != nil {
 		fmt.Fprintln(stderr, "billfold replay:", err)
 		return 2
 	}
-	if req.Filter.Until, err = timeArg("until", until); err != nil {
+	if req.Filter.Until, err = projections.ParseSince("--until", until, time.Now()); err != nil {
 		fmt.Fprintln(stderr, "billfold replay:", err)
 		return 2
 	}
