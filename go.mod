@@ -3,6 +3,7 @@ module github.com/billfold/billfold
 go 1.26.0
 
 require (
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875
 	github.com/google/uuid v1.6.0
 	github.com/looplab/eventhorizon v0.16.0
 	github.com/nats-io/nats-server/v2 v2.15.2
