@@ -167,7 +167,9 @@ func TestParseVectors(t *testing.T) {
 	env, err := braintree.Parser{}.Parse(nil, form("jkq28pcxj4r85dwr|"+vecCheckSig, vecCheckPayload))
 	require.NoError(t, err)
 	assert.Equal(t, domain.Envelope{
-		EventID:    "check::2017-04-24T04:25:10Z",
+		// A check names no object: its identity is the SHA-256 of the XML
+		// (sha256sum of the base64-decoded payload, first 32 hex digits).
+		EventID:    "check:sha256:ad0688193712081d4be06068eb179fcf:2017-04-24T04:25:10Z",
 		EventType:  "check",
 		Created:    time.Date(2017, 4, 24, 4, 25, 10, 0, time.UTC),
 		ObjectKind: "check",
@@ -218,7 +220,11 @@ func TestParseMalformed(t *testing.T) {
 
 func TestEventID(t *testing.T) {
 	loc := time.FixedZone("x", -5*3600)
-	assert.Equal(t, "k::2024-01-01T05:00:00Z", braintree.EventID(btnotify.Notification{Kind: "k", Timestamp: time.Date(2024, 1, 1, 0, 0, 0, 0, loc)}))
+	at := time.Date(2024, 1, 1, 0, 0, 0, 0, loc)
+	assert.Equal(t, "k:obj_1:2024-01-01T05:00:00Z", braintree.EventID(btnotify.Notification{Kind: "k", Identity: "obj_1", Digest: "00", Timestamp: at}))
+	assert.Equal(t, "k:sha256:0123456789abcdef0123456789abcdef:2024-01-01T05:00:00Z",
+		braintree.EventID(btnotify.Notification{Kind: "k", Digest: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Timestamp: at}),
+		"without an identity, the first 32 hex digits of the digest")
 }
 
 // FuzzVerify feeds arbitrary bodies to the verifier: it must never panic,
@@ -262,7 +268,11 @@ func FuzzParse(f *testing.F) {
 		}
 		assert.NoError(t, domain.CheckEventID("id", env.EventID))
 		assert.NotEmpty(t, env.EventType)
-		assert.True(t, strings.HasPrefix(env.EventID, env.EventType+":"+env.ObjectID+":"))
+		identity := env.ObjectID
+		if identity == "" {
+			identity = "sha256:"
+		}
+		assert.True(t, strings.HasPrefix(env.EventID, env.EventType+":"+identity), env.EventID)
 		assert.Equal(t, env.Created, env.Created.UTC())
 	})
 }
