@@ -59,8 +59,9 @@ type Notification struct {
 	// Identity is the value of the element that identifies the object the
 	// notification is about, for its kind (see IdentifyingElement): the
 	// subscription id, the transaction id of a transaction review, a payment
-	// method token, a merchant id, a payment id. Empty when the kind names
-	// no object or the element is missing.
+	// method token, a merchant id, a payment id; the subject's <id> when
+	// that element is missing. Empty when the kind names no object or the
+	// subject has neither.
 	Identity string
 	// Digest is the hex SHA-256 of the XML document, for telling apart
 	// notifications that name no object.
@@ -204,6 +205,9 @@ func DecodeXML(doc []byte) (Notification, error) {
 	n.SubjectID = obj.field("id")
 	if e := IdentifyingElement(n.Kind); e != "" {
 		n.Identity = obj.field(e)
+		if n.Identity == "" {
+			n.Identity = n.SubjectID // a subject laid out otherwise than expected
+		}
 	}
 	if sameName(obj.name, "subscription") {
 		if n.Subscription, err = decodeSubscription(obj); err != nil {

@@ -293,3 +293,37 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkVerifyManyPairs refuses the attack of issue 16: a 400 KB
+// payload with 1,000 pairs naming the configured public key.
+func BenchmarkVerifyManyPairs(b *testing.B) {
+	k := braintree.KeyPair{PublicKey: "bench_public", PrivateKey: "bench_private"}
+	payload := strings.Repeat("QUJD", 100_000)
+	sig := strings.Repeat(k.PublicKey+"|"+strings.Repeat("00", 20)+"&", 999) + k.PublicKey + "|" + strings.Repeat("00", 20)
+	body := form(sig, payload)
+	v := braintree.Verifier{Keys: []braintree.KeyPair{k}}
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if err := v.Verify(nil, body, vecNow); err == nil {
+			b.Fatal("verified")
+		}
+	}
+}
+
+// BenchmarkVerifyMaxPairs verifies a 400 KB payload whose good pair is the
+// last of MaxPairs naming the key: the MACs are computed once.
+func BenchmarkVerifyMaxPairs(b *testing.B) {
+	k := braintree.KeyPair{PublicKey: "bench_public", PrivateKey: "bench_private"}
+	payload := strings.Repeat("QUJD", 100_000)
+	good := string(braintree.Sign(k, payload))
+	q, _ := url.ParseQuery(good)
+	sig := strings.Repeat(k.PublicKey+"|"+strings.Repeat("00", 20)+"&", braintree.MaxPairs-1) + q.Get("bt_signature")
+	body := form(sig, payload)
+	v := braintree.Verifier{Keys: []braintree.KeyPair{k}}
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if err := v.Verify(nil, body, vecNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

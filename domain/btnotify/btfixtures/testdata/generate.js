@@ -61,6 +61,7 @@ const rewrite = {
   local_payment_expired: "a-payment-id",
   local_payment_funded: "a-payment-id",
   local_payment_reversed: "a-payment-id",
+  payment_method_customer_data_updated: "<token>TOKEN-12345</token>",
   grantor_updated_granted_payment_method: "<token>abc123z</token>",
   recipient_updated_granted_payment_method: "<token>abc123z</token>",
   partner_merchant_connected: "<partner-merchant-id>abc123</partner-merchant-id>",
