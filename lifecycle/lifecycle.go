@@ -70,7 +70,7 @@ type BraintreeSubscription struct {
 	// Kind is the notification kind, used when Status is empty.
 	Kind string
 	// InTrial is set while the subscription is in its trial period: it has
-	// a trial and no charge has been made yet.
+	// a trial, no charge has been made yet and no billing cycle has come.
 	InTrial bool
 }
 
