@@ -97,26 +97,24 @@ type PaymentOutcome struct {
 
 // SubscriptionRecord is a subscription with its lifecycle state.
 type SubscriptionRecord struct {
-	Provider          Provider       `json:"provider"`
-	ID                string         `json:"id"`
-	CustomerID        string         `json:"customer_id,omitempty"`
-	State             LifecycleState `json:"state"`
-	ProviderStatus    string         `json:"provider_status"`
-	Entitled          bool           `json:"entitled"`
-	PlanID            string         `json:"plan_id,omitempty"`
-	PriceID           string         `json:"price_id,omitempty"`
-	Quantity          int64          `json:"quantity,omitempty"`
-	CancelAtPeriodEnd bool           `json:"cancel_at_period_end"`
-	CancelAt          *time.Time     `json:"cancel_at,omitempty"`
-	CurrentPeriodEnd  *time.Time     `json:"current_period_end,omitempty"`
-	TrialEnd          *time.Time     `json:"trial_end,omitempty"`
-	EndedAt           *time.Time     `json:"ended_at,omitempty"`
-	// NextBillingDate is Braintree's next-billing-date, when a notification
-	// carried it (midnight UTC of that date).
-	NextBillingDate *time.Time      `json:"next_billing_date,omitempty"`
-	LatestInvoice   *InvoiceSummary `json:"latest_invoice,omitempty"`
-	LastPayment     *PaymentOutcome `json:"last_payment,omitempty"`
-	Transitions     []Transition    `json:"transitions"`
+	Provider          Provider        `json:"provider"`
+	ID                string          `json:"id"`
+	CustomerID        string          `json:"customer_id,omitempty"`
+	State             LifecycleState  `json:"state"`
+	ProviderStatus    string          `json:"provider_status"`
+	Entitled          bool            `json:"entitled"`
+	PlanID            string          `json:"plan_id,omitempty"`
+	PriceID           string          `json:"price_id,omitempty"`
+	Quantity          int64           `json:"quantity,omitempty"`
+	CancelAtPeriodEnd bool            `json:"cancel_at_period_end"`
+	CancelAt          *time.Time      `json:"cancel_at,omitempty"`
+	CurrentPeriodEnd  *time.Time      `json:"current_period_end,omitempty"`
+	TrialEnd          *time.Time      `json:"trial_end,omitempty"`
+	EndedAt           *time.Time      `json:"ended_at,omitempty"`
+	NextBillingDate   *time.Time      `json:"next_billing_date,omitempty"` // Braintree next-billing-date, midnight UTC
+	LatestInvoice     *InvoiceSummary `json:"latest_invoice,omitempty"`
+	LastPayment       *PaymentOutcome `json:"last_payment,omitempty"`
+	Transitions       []Transition    `json:"transitions"`
 	RecordMeta
 }
 

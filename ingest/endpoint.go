@@ -135,7 +135,10 @@ func NewEndpoint(c EndpointConfig) (*Endpoint, error) {
 			keys = append(keys, k)
 		}
 		v := braintree.Verifier{Keys: keys}
-		e.Verifier, e.Challenger = v, v
+		e.Verifier = v
+		if !e.Unsigned { // without a key there is nothing to prove
+			e.Challenger = v
+		}
 		e.Parser = braintree.Parser{}
 	case domain.Clerk, domain.Standard:
 		for i, s := range secrets {

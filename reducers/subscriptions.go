@@ -400,14 +400,9 @@ func mergeSnapshot(old, next subSnapshot) subSnapshot {
 	keep(&next.PlanID, old.PlanID)
 	keep(&next.PriceID, old.PriceID)
 	if next.Partial {
-		for _, t := range []struct {
-			dst *int64
-			v   int64
-		}{
-			{&next.CurrentPeriodEnd, old.CurrentPeriodEnd}, {&next.TrialEnd, old.TrialEnd}, {&next.NextBillingDate, old.NextBillingDate},
-		} {
-			if *t.dst == 0 {
-				*t.dst = t.v
+		for dst, v := range map[*int64]int64{&next.CurrentPeriodEnd: old.CurrentPeriodEnd, &next.TrialEnd: old.TrialEnd, &next.NextBillingDate: old.NextBillingDate} {
+			if *dst == 0 {
+				*dst = v
 			}
 		}
 	}

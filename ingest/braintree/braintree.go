@@ -171,9 +171,10 @@ type Verifier struct {
 
 // Verify implements ingest.Verifier. It reads the two form fields but never
 // the XML. now is unused: Braintree signs no timestamp (see the package
-// doc on replay protection). A body that is not a form, or has a field twice,
-// or more than MaxPairs pairs, is CodeSigMalformed; a missing or empty field is CodeSigMissing; no pair
-// for a configured public key, or no pair that matches, is CodeSigMismatch.
+// doc on replay protection). A body that is not a form, has a field twice,
+// or has more than MaxPairs pairs is CodeSigMalformed; a missing or empty
+// field is CodeSigMissing; no pair for a configured public key, or no pair
+// that matches, is CodeSigMismatch.
 func (v Verifier) Verify(_ http.Header, body []byte, _ time.Time) error {
 	form, err := url.ParseQuery(string(body))
 	if err != nil {

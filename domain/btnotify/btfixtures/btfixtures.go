@@ -8,7 +8,6 @@ import (
 	_ "embed"
 	"encoding/json"
 	"net/url"
-	"strings"
 )
 
 //go:embed testdata/notifications.json
@@ -66,17 +65,6 @@ func (s Set) Named(name string) Notification {
 		}
 	}
 	panic("btfixtures: no notification " + name)
-}
-
-// Prefixed returns the notifications whose name starts with prefix.
-func (s Set) Prefixed(prefix string) []Notification {
-	var out []Notification
-	for _, n := range s.Notifications {
-		if strings.HasPrefix(n.Name, prefix) {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // Body is the form-encoded request body Braintree posts.
