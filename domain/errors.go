@@ -27,6 +27,9 @@ const (
 	CodeMethodNotAllowed   Code = "BILLFOLD-METHOD-NOT-ALLOWED"  // wrong HTTP method
 	CodeJournalUnavailable Code = "BILLFOLD-JOURNAL-UNAVAILABLE" // journal did not acknowledge the append
 	CodeRateLimited        Code = "BILLFOLD-RATE-LIMITED"        // source address over its rate limit
+	// CodeChallengeInvalid: a GET on a webhook endpoint that answers
+	// verification challenges without exactly one well-formed challenge.
+	CodeChallengeInvalid Code = "BILLFOLD-CHALLENGE-INVALID"
 
 	// Configuration.
 	CodeConfigNoSecret Code = "BILLFOLD-CONFIG-NO-SECRET" // endpoint has no usable secret

@@ -111,6 +111,7 @@ type SubscriptionRecord struct {
 	CurrentPeriodEnd  *time.Time      `json:"current_period_end,omitempty"`
 	TrialEnd          *time.Time      `json:"trial_end,omitempty"`
 	EndedAt           *time.Time      `json:"ended_at,omitempty"`
+	NextBillingDate   *time.Time      `json:"next_billing_date,omitempty"` // Braintree next-billing-date, midnight UTC
 	LatestInvoice     *InvoiceSummary `json:"latest_invoice,omitempty"`
 	LastPayment       *PaymentOutcome `json:"last_payment,omitempty"`
 	Transitions       []Transition    `json:"transitions"`

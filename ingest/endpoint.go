@@ -72,6 +72,9 @@ type Endpoint struct {
 	// Unsigned endpoints have no Verifier; every delivery is journaled
 	// with verification "unsigned".
 	Unsigned bool
+	// Challenger, when set, answers the provider's verification challenge
+	// on GET (Braintree's bt_challenge).
+	Challenger Challenger
 }
 
 // NewEndpoint builds an endpoint from its configuration. A malformed
@@ -131,7 +134,11 @@ func NewEndpoint(c EndpointConfig) (*Endpoint, error) {
 			}
 			keys = append(keys, k)
 		}
-		e.Verifier = braintree.Verifier{Keys: keys}
+		v := braintree.Verifier{Keys: keys}
+		e.Verifier = v
+		if !e.Unsigned { // without a key there is nothing to prove
+			e.Challenger = v
+		}
 		e.Parser = braintree.Parser{}
 	case domain.Clerk, domain.Standard:
 		for i, s := range secrets {

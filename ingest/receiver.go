@@ -103,8 +103,9 @@ func NewReceiver(endpoints []*Endpoint, journal Appender, deliveries Recorder, m
 	return rc, nil
 }
 
-// Handler is the public listener's handler: POST /webhooks/{endpoint} and
-// GET /healthz, and a JSON 404 for everything else.
+// Handler is the public listener's handler: POST /webhooks/{endpoint}
+// (and GET for an endpoint that answers verification challenges) and GET
+// /healthz, and a JSON 404 for everything else.
 func (rc *Receiver) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/webhooks/{endpoint}", rc.serveWebhook)
@@ -126,8 +127,12 @@ func (rc *Receiver) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		writeAnswer(w, http.StatusNotFound, answerNotFound)
 		return
 	}
+	if r.Method == http.MethodGet && ep.Challenger != nil {
+		rc.serveChallenge(w, r, ep)
+		return
+	}
 	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
+		w.Header().Set("Allow", allowed(ep))
 		writeAnswer(w, http.StatusMethodNotAllowed, answerNoMethod)
 		return
 	}
