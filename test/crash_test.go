@@ -264,18 +264,31 @@ func checkCrashOutcome(t *testing.T, js jetstream.JetStream, w crashWorkload, re
 // of the entries on each subject.
 func deliveryLogOutcomes(t *testing.T, js jetstream.JetStream) map[string]map[domain.Outcome]int {
 	t.Helper()
+	out := map[string]map[domain.Outcome]int{}
+	for _, d := range deliveryLogEntries(t, js) {
+		if out[d.Subject()] == nil {
+			out[d.Subject()] = map[domain.Outcome]int{}
+		}
+		out[d.Subject()][d.Outcome]++
+	}
+	return out
+}
+
+// deliveryLogEntries reads the whole delivery log, in order.
+func deliveryLogEntries(t *testing.T, js jetstream.JetStream) []domain.Delivery {
+	t.Helper()
 	ctx := ctxT(t)
 	stream, err := js.Stream(ctx, domain.DeliveryStream)
 	require.NoError(t, err)
 	info, err := stream.Info(ctx)
 	require.NoError(t, err)
-	out := map[string]map[domain.Outcome]int{}
+	var out []domain.Delivery
 	if info.State.Msgs == 0 {
 		return out
 	}
 	c, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	require.NoError(t, err)
-	for read := uint64(0); read < info.State.Msgs; {
+	for uint64(len(out)) < info.State.Msgs {
 		batch, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
 		require.NoError(t, err)
 		n := 0
@@ -283,14 +296,10 @@ func deliveryLogOutcomes(t *testing.T, js jetstream.JetStream) map[string]map[do
 			n++
 			var d domain.Delivery
 			require.NoError(t, json.Unmarshal(m.Data(), &d), m.Subject())
-			if out[m.Subject()] == nil {
-				out[m.Subject()] = map[domain.Outcome]int{}
-			}
-			out[m.Subject()][d.Outcome]++
+			out = append(out, d)
 		}
 		require.NoError(t, batch.Error())
 		require.Positive(t, n, "the delivery log reads to its end")
-		read += uint64(n)
 	}
 	return out
 }
