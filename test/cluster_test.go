@@ -53,16 +53,18 @@ func TestClusterSurvivesNodeCrashes(t *testing.T) {
 		leader := journalInfo(t, js).Cluster.Leader
 		require.NotEmpty(t, leader)
 		p := startClusterPhase(t, srv, "leader")
-		killed := p.kill(c, leader)
+		killed := c.kill(leader)
 		var now string
 		require.Eventually(t, func() bool {
-			now = journalLeaderOrEmpty(js)
+			if info := journalInfoNow(js); info != nil {
+				now = info.Cluster.Leader
+			}
 			return now != "" && now != leader
 		}, 30*time.Second, 50*time.Millisecond, "the survivors elect a new journal leader\n%s", c.logTails())
 		p.waitFirst200After(t, killed)
 		results := p.halt(t)
 		window := firstOKAfter(results, killed).Sub(killed)
-		refused := p.checkRefusals(t, results, killed, time.Time{})
+		refused := checkRefusals(t, results, killed, time.Time{})
 		c.node(leader).start(t)
 		p.finish(t, js, c)
 		t.Logf("cluster, journal leader %s SIGKILLed under load: leader now %s; %s; unavailability window (kill to the first 200 to a delivery sent after it) %s; %d attempts refused (503, Retry-After)",
@@ -75,12 +77,12 @@ func TestClusterSurvivesNodeCrashes(t *testing.T) {
 		require.NotEmpty(t, info.Cluster.Replicas)
 		follower := info.Cluster.Replicas[0].Name
 		p := startClusterPhase(t, srv, "follower")
-		killed := p.kill(c, follower)
+		killed := c.kill(follower)
 		p.waitFirst200After(t, killed)
-		time.Sleep(time.Second) // a second of traffic on two nodes
+		p.waitOKsAfter(t, killed, 50) // traffic on two nodes
 		results := p.halt(t)
 		window := firstOKAfter(results, killed).Sub(killed)
-		refused := p.checkRefusals(t, results, killed, time.Time{})
+		refused := checkRefusals(t, results, killed, time.Time{})
 		assert.Equal(t, leader, journalInfo(t, js).Cluster.Leader, "the journal keeps its leader when a follower dies")
 		assert.Zero(t, refused, "no delivery refused while two of three nodes serve")
 		c.node(follower).start(t)
@@ -99,8 +101,8 @@ func TestClusterSurvivesNodeCrashes(t *testing.T) {
 		}
 		victims = append(victims[:1], leader) // a follower and the leader
 		p := startClusterPhase(t, srv, "quorum")
-		p.kill(c, victims[0])
-		killed := p.kill(c, victims[1])
+		c.kill(victims[0])
+		killed := c.kill(victims[1])
 		// Measured, not slept: wait until deliveries sent after both kills
 		// have been refused for two seconds.
 		require.Eventually(t, func() bool {
@@ -117,7 +119,7 @@ func TestClusterSurvivesNodeCrashes(t *testing.T) {
 		}
 		p.waitFirst200After(t, restarted)
 		results := p.halt(t)
-		refused := p.checkRefusals(t, results, killed, restarted)
+		refused := checkRefusals(t, results, killed, restarted)
 		recovered := firstOKAfter(results, restarted).Sub(restarted)
 		for _, r := range results {
 			for _, a := range r.attempts {
@@ -152,24 +154,24 @@ func startClusterPhase(t *testing.T, srv *server, prefix string) *clusterPhase {
 	return p
 }
 
-// kill SIGKILLs the node called name and returns when it is gone.
-func (p *clusterPhase) kill(c *natsCluster, name string) time.Time {
-	n := c.node(name)
-	n.kill()
-	return time.Now()
-}
-
 // waitFirst200After waits until a delivery sent after since is answered 200.
 func (p *clusterPhase) waitFirst200After(t *testing.T, since time.Time) {
 	t.Helper()
+	p.waitOKsAfter(t, since, 1)
+}
+
+// waitOKsAfter waits until n deliveries sent after since are answered 200.
+func (p *clusterPhase) waitOKsAfter(t *testing.T, since time.Time, n int) {
+	t.Helper()
 	require.Eventually(t, func() bool {
+		ok := 0
 		for _, a := range p.load.answered() {
 			if a.status == http.StatusOK && !a.sent.Before(since) {
-				return true
+				ok++
 			}
 		}
-		return false
-	}, 60*time.Second, 20*time.Millisecond, "a delivery sent after %s is answered 200\n%s", since.Format(time.TimeOnly), tail(p.srv.logs.String(), 3000))
+		return ok >= n
+	}, 60*time.Second, 20*time.Millisecond, "%d deliveries sent after %s are answered 200\n%s", n, since.Format(time.TimeOnly), tail(p.srv.logs.String(), 3000))
 }
 
 // halt stops the load once every delivery in flight is answered 200.
@@ -187,7 +189,7 @@ func (p *clusterPhase) halt(t *testing.T) []providerAttempts {
 // 503 with Retry-After, the answer that tells a provider to re-send
 // (never another status, never no answer), and returns how many attempts
 // sent after from (and, when to is set, before to) were refused.
-func (p *clusterPhase) checkRefusals(t *testing.T, results []providerAttempts, from, to time.Time) int {
+func checkRefusals(t *testing.T, results []providerAttempts, from, to time.Time) int {
 	t.Helper()
 	refused := 0
 	for _, r := range results {
@@ -237,32 +239,26 @@ func journalInfo(t *testing.T, js jetstream.JetStream) *jetstream.StreamInfo {
 	t.Helper()
 	var info *jetstream.StreamInfo
 	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, domain.JournalStream)
-		if err != nil {
-			return false
-		}
-		info, err = s.Info(ctx)
-		return err == nil && info.Cluster != nil && info.Cluster.Leader != ""
+		info = journalInfoNow(js)
+		return info != nil && info.Cluster.Leader != ""
 	}, 30*time.Second, 50*time.Millisecond, "the journal's stream info, with a leader")
 	return info
 }
 
-// journalLeaderOrEmpty is the journal's current stream leader, or "" when
-// the cluster cannot say.
-func journalLeaderOrEmpty(js jetstream.JetStream) string {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+// journalInfoNow is the journal stream's info with its cluster part, or
+// nil when the cluster cannot say now.
+func journalInfoNow(js jetstream.JetStream) *jetstream.StreamInfo {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, domain.JournalStream)
 	if err != nil {
-		return ""
+		return nil
 	}
 	info, err := s.Info(ctx)
 	if err != nil || info.Cluster == nil {
-		return ""
+		return nil
 	}
-	return info.Cluster.Leader
+	return info
 }
 
 // waitConverged waits until every stream billfold owns (journal, delivery

@@ -104,6 +104,12 @@ func (c *natsCluster) node(name string) *natsNode {
 	return nil
 }
 
+// kill SIGKILLs the node called name and returns when it is gone.
+func (c *natsCluster) kill(name string) time.Time {
+	c.node(name).kill()
+	return time.Now()
+}
+
 func (n *natsNode) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
 
 // start runs the node on its store and ports and waits until it takes
