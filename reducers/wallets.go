@@ -157,6 +157,12 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	return merge(changes, c), err
 }
 
+// MaxTopUpCredits is the most credits one top-up may grant. It keeps every
+// wallet sum far from int64 overflow: a balance would need millions of
+// top-ups at the ceiling to wrap, where an unchecked metadata value of
+// 2^63-1 wrapped a wallet of 100 to a negative balance in one event.
+const MaxTopUpCredits = 1_000_000_000_000
+
 // topUpGrant validates a top-up's metadata: a user and a positive integer
 // number of credits, or a permanent error that says which is wrong.
 func (w Wallets) topUpGrant(ev *domain.Envelope, p stripePayment) (*topUpGrant, error) {
@@ -165,8 +171,8 @@ func (w Wallets) topUpGrant(ev *domain.Envelope, p stripePayment) (*topUpGrant, 
 		return nil, domain.Errorf(domain.CodeReducerInvalid, "top-up %s (event %s) has credits but no metadata %q naming the user", p.ID, ev.EventID, w.o.UserIDKey)
 	}
 	credits, ok := parsePositiveInt(p.Metadata["credits"])
-	if !ok {
-		return nil, domain.Errorf(domain.CodeReducerInvalid, "top-up %s (event %s): metadata credits %q is not a positive integer", p.ID, ev.EventID, p.Metadata["credits"])
+	if !ok || credits > MaxTopUpCredits {
+		return nil, domain.Errorf(domain.CodeReducerInvalid, "top-up %s (event %s): metadata credits %q is not a positive integer up to %d", p.ID, ev.EventID, p.Metadata["credits"], int64(MaxTopUpCredits))
 	}
 	return &topUpGrant{Stamp: stampOf(ev, 0), UserID: user, Credits: credits}, nil
 }
