@@ -56,8 +56,8 @@ type Delivery struct {
 	Completed       time.Time `json:"completed"`
 }
 
-// Namespace is the delivery's dedupe namespace.
-func (d *Delivery) Namespace() string { return Namespace(d.Provider, d.Endpoint) }
+// Namespace is the delivery's dedupe namespace (see EventNamespace).
+func (d *Delivery) Namespace() string { return EventNamespace(d.Provider, d.Endpoint, d.Verification) }
 
 // Subject is the delivery log subject for the delivery.
 func (d *Delivery) Subject() string {

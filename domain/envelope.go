@@ -87,11 +87,18 @@ type Envelope struct {
 	Body []byte
 }
 
-// Namespace is the envelope's dedupe namespace (see Namespace).
+// Namespace is the namespace of the provider objects the envelope is about
+// (see Namespace): what records are keyed by, whatever the event's trust.
 func (e *Envelope) Namespace() string { return Namespace(e.Provider, e.Endpoint) }
 
+// EventNamespace is the envelope's dedupe namespace (see EventNamespace):
+// its journal, delivery log and dead-letter subjects use it.
+func (e *Envelope) EventNamespace() string {
+	return EventNamespace(e.Provider, e.Endpoint, e.Verification)
+}
+
 // JournalSubject is the envelope's journal subject.
-func (e *Envelope) JournalSubject() string { return JournalSubject(e.Namespace(), e.EventID) }
+func (e *Envelope) JournalSubject() string { return JournalSubject(e.EventNamespace(), e.EventID) }
 
 // Journal header names.
 const (

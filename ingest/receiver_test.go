@@ -229,3 +229,37 @@ func (in *intake) readDeliveries(t *testing.T, subject string) []domain.Delivery
 		out = append(out, d)
 	}
 }
+
+// Issue 17: an unsigned delivery claiming a signed event's id is journaled
+// in its own namespace, so Stripe's genuine, signed delivery of that id is
+// accepted afterwards, not answered duplicate; each has its own journal
+// subject and delivery log entry.
+func TestUnsignedDeliveryNeverMakesASignedOneADuplicate(t *testing.T) {
+	const open = "in-3f9a1c7be2d84056af19c2e7b5d0e813"
+	in := newIntake(t,
+		ingest.EndpointConfig{Name: "stripe", Provider: domain.Stripe, Secrets: []string{secret}},
+		ingest.EndpointConfig{Name: open, Provider: domain.Stripe, Unsigned: true})
+	body := stripeEvent("evt_shared1", "customer.created", false)
+	status, answer, _ := in.post(t, "/webhooks/"+open, body, "")
+	require.Equal(t, http.StatusOK, status)
+	assert.JSONEq(t, `{"received":true,"status":"accepted"}`, answer)
+	status, answer, _ = in.post(t, "/webhooks/stripe", body, signed(body, time.Now(), secret))
+	require.Equal(t, http.StatusOK, status)
+	assert.JSONEq(t, `{"received":true,"status":"accepted"}`, answer, "the signed event is new")
+	status, answer, _ = in.post(t, "/webhooks/"+open, body, "")
+	require.Equal(t, http.StatusOK, status)
+	assert.JSONEq(t, `{"received":true,"status":"duplicate"}`, answer, "unsigned input dedupes among itself")
+
+	s, err := in.js.Stream(ctx(t), domain.JournalStream)
+	require.NoError(t, err)
+	for ns, want := range map[string]domain.Verification{"stripe": domain.VerifiedSignature, "stripe~unsigned": domain.VerifiedUnsigned} {
+		m, err := s.GetLastMsgForSubject(ctx(t), domain.JournalSubject(ns, "evt_shared1"))
+		require.NoError(t, err, ns)
+		env, err := domain.DecodeEnvelope(m.Header, m.Data, m.Sequence)
+		require.NoError(t, err)
+		assert.Equal(t, want, env.Verification, ns)
+		require.Eventually(t, func() bool {
+			return len(in.readDeliveries(t, domain.DeliverySubject(ns, "evt_shared1"))) >= 1
+		}, 10*time.Second, 50*time.Millisecond, "%s has its delivery log entries", ns)
+	}
+}

@@ -388,3 +388,29 @@ func TestChangeFeedHTTP(t *testing.T) {
 	got = read(get("/v1/changes?projection=subscriptions", "Authorization", "Bearer s3cret", "Last-Event-ID", strconv.FormatUint(all[0], 10)), len(want)-1)
 	assert.Equal(t, all[1:], got)
 }
+
+// Issue 17: every change-feed message says whether unsigned input
+// contributed to its record, as the record does.
+func TestChangeFeedCarriesVerification(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	ctx := context.Background()
+	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
+	j := ingest.NewJournal(nc, js)
+	base := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	stripeEvent(t, j, samples.Stripe{EventID: "evt_v1", Type: "customer.created", Created: base, CustomerID: "cus_v"})
+	forged := samples.Stripe{EventID: "evt_v1", Type: "customer.updated", Created: base.Add(time.Hour), CustomerID: "cus_v"}
+	_, err := j.Append(ctx, &domain.Envelope{Provider: domain.Stripe, Endpoint: "in-unsigned", EventID: forged.EventID, EventType: forged.Type,
+		Created: forged.Created, Received: time.Now(), Verification: domain.VerifiedUnsigned, Body: forged.Event()})
+	require.NoError(t, err)
+
+	e, _ := feedEngine(t, js)
+	waitCaughtUp(t, e)
+	waitRelayed(t, js)
+	var got []domain.Verification
+	for _, m := range readFeed(t, js, domain.ChangeSubject(domain.ProjectionCustomers, "stripe", "cus_v")) {
+		var c projections.Change
+		require.NoError(t, json.Unmarshal(m.data, &c))
+		got = append(got, c.Verification)
+	}
+	assert.Equal(t, []domain.Verification{domain.VerifiedSignature, domain.VerifiedUnsigned}, got)
+}

@@ -139,7 +139,7 @@ func (l *Ledger) statuses(ctx context.Context, j *JournalEntry) (map[string]Proj
 			out[name] = ProjectionStatus{Status: StatusSkipped}
 			continue
 		}
-		dl, _, err := l.engine.dead.get(ctx, domain.DeadLetterSubject(name, domain.Namespace(j.Provider, j.Endpoint), j.EventID))
+		dl, _, err := l.engine.dead.get(ctx, domain.DeadLetterSubject(name, domain.EventNamespace(j.Provider, j.Endpoint, j.Verification), j.EventID))
 		if err != nil {
 			return nil, err
 		}

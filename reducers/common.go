@@ -83,3 +83,27 @@ func OrderKey(namespace, id string) string { return recordKey(domain.KindOrder, 
 func WalletKey(userID string) string {
 	return recordKey(domain.KindWallet, domain.WalletNamespace, userID)
 }
+
+// untrusted is the verification of an event no signature vouches for
+// (unsigned, bypass), "" for a signed one. Records flag such input
+// (RecordMeta.Verification) and every last-writer-wins register ranks it
+// below signed input about the same object, whatever the clocks say: a
+// signed event always wins over unsigned input (compareTrust).
+func untrusted(ev *domain.Envelope) domain.Verification {
+	if ev.Verification == "" || ev.Verification.Trusted() {
+		return ""
+	}
+	return ev.Verification
+}
+
+// compareTrust orders the Unverified marks of two stamps: signed ("")
+// above unsigned, unsigned above bypass.
+func compareTrust(a, b domain.Verification) int {
+	if a == b {
+		return 0
+	}
+	if domain.LeastTrusted(a, b) == a {
+		return -1
+	}
+	return 1
+}

@@ -88,6 +88,11 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	if err := failSwitch(w.o, ev); err != nil {
 		return nil, err
 	}
+	if untrusted(ev) != "" && !slices.Contains(w.o.UnsignedCredits, ev.Endpoint) {
+		// Credits are money: input no signature vouches for never moves
+		// them unless its endpoint explicitly allows it.
+		return nil, nil
+	}
 	if ev.Provider == domain.Clerk {
 		return w.applyClerk(ev, records)
 	}

@@ -345,6 +345,10 @@ func buildSettings(configPath string, given []ingest.EndpointConfig, getenv func
 				"endpoint", e.Name, "code", domain.ErrorCode(e.Misconfigured), "fix", e.Misconfigured.Error())
 		}
 		endpoints = append(endpoints, e)
+		if c.UnsignedCredits {
+			opts.UnsignedCredits = append(opts.UnsignedCredits, c.Name)
+			log.Warn("endpoint's unsigned input may credit wallets (unsigned_credits)", "endpoint", c.Name)
+		}
 	}
 	return endpoints, opts, nil
 }

@@ -1,0 +1,64 @@
+package reducers
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/billfold/billfold/domain"
+)
+
+// unsigned marks ev as received by an unsigned endpoint.
+func unsigned(ev *domain.Envelope) *domain.Envelope {
+	ev.Endpoint, ev.Verification = "in-unsigned", domain.VerifiedUnsigned
+	return ev
+}
+
+// Issue 17: unsigned input about an object never overrides a signed event
+// about it, whatever the provider times and the arrival order, even when
+// it claims the signed event's id; the record says unsigned input
+// contributed.
+func TestSignedInputWinsOverUnsigned(t *testing.T) {
+	h := newHistory(t)
+	genuine := h.stripe("customer.created", map[string]any{"id": "cus_1", "object": "customer", "email": "ana@example.com"}, nil)
+	h.stripe("customer.subscription.created", subscription("sub_1", "cus_1", "active", nil), nil)
+	h.tick(time.Hour)
+	forged := unsigned(h.stripe("customer.updated", map[string]any{"id": "cus_1", "object": "customer", "email": "attacker@example.net"}, nil))
+	forged.EventID = genuine.EventID
+	unsigned(h.stripe("customer.subscription.deleted", subscription("sub_1", "cus_1", "canceled", map[string]any{"ended_at": h.now.Unix()}), nil))
+
+	signedOnly := fold(t, DefaultOptions(), []*domain.Envelope{h.events[0], h.events[1]})
+	c := record[domain.CustomerRecord](t, signedOnly, CustomerKey("stripe", "cus_1"))
+	assert.Equal(t, domain.VerifiedSignature, c.Verification)
+
+	for _, order := range [][]*domain.Envelope{h.events, reversed(h.events)} {
+		m := fold(t, DefaultOptions(), order)
+		c := record[domain.CustomerRecord](t, m, CustomerKey("stripe", "cus_1"))
+		assert.Equal(t, "ana@example.com", c.Email, "the signed profile wins over a later unsigned one")
+		assert.Equal(t, 2, c.Version, "an unsigned event with a signed event's id is another event")
+		assert.Equal(t, domain.VerifiedUnsigned, c.Verification)
+		s := record[domain.SubscriptionRecord](t, m, SubscriptionKey("stripe", "sub_1"))
+		assert.Equal(t, domain.StateActive, s.State, "an unsigned deletion does not end a signed subscription")
+		assert.Equal(t, domain.VerifiedUnsigned, s.Verification)
+	}
+}
+
+// Issue 17: an unsigned checkout top-up credits no wallet unless its
+// endpoint is allowed to (Options.UnsignedCredits).
+func TestWalletsNeverCreditFromUnsignedInput(t *testing.T) {
+	h := newHistory(t)
+	h.clerkUser("user.created", "user_1", "ana@example.com")
+	h.tick(time.Minute)
+	unsigned(h.stripe("checkout.session.completed", session("cs_1", "pi_1", "paid", 1000, map[string]any{"user_id": "user_1", "credits": "999999"}), nil))
+
+	w := record[domain.WalletRecord](t, fold(t, DefaultOptions(), h.events), WalletKey("user_1"))
+	assert.Equal(t, int64(40), w.Balance, "the signup bonus only")
+	assert.Equal(t, domain.VerifiedSignature, w.Verification)
+
+	o := DefaultOptions()
+	o.UnsignedCredits = []string{"in-unsigned"}
+	w = record[domain.WalletRecord](t, fold(t, o, h.events), WalletKey("user_1"))
+	assert.Equal(t, int64(40+999999), w.Balance, "the endpoint is allowed to credit")
+	assert.Equal(t, domain.VerifiedUnsigned, w.Verification)
+}
