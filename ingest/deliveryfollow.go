@@ -90,19 +90,7 @@ func (f *deliveryFollower) run() {
 	defer close(f.done)
 	batch := make([]jetstream.Msg, 0, f.batch)
 	for m := range f.msgs {
-		batch = append(batch[:0], m)
-	fill:
-		for len(batch) < f.batch {
-			select {
-			case m, ok := <-f.msgs:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, m)
-			default:
-				break fill
-			}
-		}
+		batch = fillBatch(batch[:0], m, f.msgs, f.batch)
 		f.write(batch)
 	}
 }

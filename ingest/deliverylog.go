@@ -151,19 +151,7 @@ func (l *DeliveryLog) writeQueued(batch int) {
 	defer l.wg.Done()
 	pending := make([]domain.Delivery, 0, batch)
 	for d := range l.queue {
-		pending = append(pending[:0], d)
-	fill:
-		for len(pending) < batch {
-			select {
-			case d, ok := <-l.queue:
-				if !ok {
-					break fill
-				}
-				pending = append(pending, d)
-			default:
-				break fill
-			}
-		}
+		pending = fillBatch(pending[:0], d, l.queue, batch)
 		msgs := make([]*nats.Msg, len(pending))
 		for i := range pending {
 			msgs[i] = deliveryMsg(&pending[i], "")
@@ -174,6 +162,24 @@ func (l *DeliveryLog) writeQueued(batch int) {
 			}
 		}
 	}
+}
+
+// fillBatch appends first and then whatever ch holds right now to batch,
+// up to size entries, without waiting for more.
+func fillBatch[T any](batch []T, first T, ch <-chan T, size int) []T {
+	batch = append(batch, first)
+	for len(batch) < size {
+		select {
+		case v, ok := <-ch:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, v)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // deliveryMsg is the delivery log message of d; msgID, when set, makes a

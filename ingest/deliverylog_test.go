@@ -17,6 +17,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
+	"github.com/billfold/billfold/test/natstest"
 )
 
 // Issue 17, "a delivery log that keeps up": 64 signed senders at full rate,
@@ -148,21 +149,11 @@ func TestDeliveryLogHasASizeLimit(t *testing.T) {
 // readAllDeliveries reads the whole delivery log, by subject.
 func (in *intake) readAllDeliveries(t *testing.T) map[string][]domain.Delivery {
 	t.Helper()
-	c, err := in.js.OrderedConsumer(ctx(t), domain.DeliveryStream, jetstream.OrderedConsumerConfig{})
-	require.NoError(t, err)
 	out := map[string][]domain.Delivery{}
-	for {
-		batch, err := c.FetchNoWait(1000)
-		require.NoError(t, err)
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			var d domain.Delivery
-			require.NoError(t, json.Unmarshal(m.Data(), &d))
-			out[m.Subject()] = append(out[m.Subject()], d)
-		}
-		if n == 0 {
-			return out
-		}
-	}
+	natstest.EachMessage(t, in.js, domain.DeliveryStream, func(m jetstream.Msg) {
+		var d domain.Delivery
+		require.NoError(t, json.Unmarshal(m.Data(), &d))
+		out[m.Subject()] = append(out[m.Subject()], d)
+	})
+	return out
 }

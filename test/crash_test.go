@@ -279,30 +279,12 @@ func deliveryLogOutcomes(t *testing.T, js jetstream.JetStream) map[string]map[do
 // deliveryLogEntries reads the whole delivery log, in order.
 func deliveryLogEntries(t *testing.T, js jetstream.JetStream) []domain.Delivery {
 	t.Helper()
-	ctx := ctxT(t)
-	stream, err := js.Stream(ctx, domain.DeliveryStream)
-	require.NoError(t, err)
-	info, err := stream.Info(ctx)
-	require.NoError(t, err)
 	var out []domain.Delivery
-	if info.State.Msgs == 0 {
-		return out
-	}
-	c, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	require.NoError(t, err)
-	for uint64(len(out)) < info.State.Msgs {
-		batch, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
-		require.NoError(t, err)
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			var d domain.Delivery
-			require.NoError(t, json.Unmarshal(m.Data(), &d), m.Subject())
-			out = append(out, d)
-		}
-		require.NoError(t, batch.Error())
-		require.Positive(t, n, "the delivery log reads to its end")
-	}
+	natstest.EachMessage(t, js, domain.DeliveryStream, func(m jetstream.Msg) {
+		var d domain.Delivery
+		require.NoError(t, json.Unmarshal(m.Data(), &d), m.Subject())
+		out = append(out, d)
+	})
 	return out
 }
 
