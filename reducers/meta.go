@@ -129,6 +129,16 @@ func (s Stamp) Compare(o Stamp) int {
 // After reports whether s wins over o.
 func (s Stamp) After(o Stamp) bool { return s.Compare(o) > 0 }
 
+// FirstOver reports whether s wins over o in a register the earliest fact
+// holds (a top-up's grant, a signup bonus): signed input still wins over
+// unsigned input, then the earlier stamp wins.
+func (s Stamp) FirstOver(o Stamp) bool {
+	if c := compareTrust(s.Unverified, o.Unverified); c != 0 {
+		return c > 0
+	}
+	return o.After(s)
+}
+
 // stampOf is the stamp of ev with rank.
 func stampOf(ev *domain.Envelope, rank int) Stamp {
 	return Stamp{Unverified: untrusted(ev), At: ev.Created.UTC(), Rank: rank, EventID: ev.EventID}

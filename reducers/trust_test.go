@@ -62,3 +62,18 @@ func TestWalletsNeverCreditFromUnsignedInput(t *testing.T) {
 	assert.Equal(t, int64(40+999999), w.Balance, "the endpoint is allowed to credit")
 	assert.Equal(t, domain.VerifiedUnsigned, w.Verification)
 }
+
+// Where the earliest fact holds a register (a top-up's grant), signed input
+// still wins over earlier unsigned input from an endpoint allowed to credit.
+func TestSignedGrantWinsOverAnEarlierUnsignedOne(t *testing.T) {
+	h := newHistory(t)
+	unsigned(h.stripe("checkout.session.completed", session("cs_1", "pi_1", "paid", 1000, map[string]any{"user_id": "user_1", "credits": "999999"}), nil))
+	h.tick(time.Minute)
+	h.stripe("checkout.session.completed", session("cs_1", "pi_1", "paid", 1000, map[string]any{"user_id": "user_1", "credits": "100"}), nil)
+	o := DefaultOptions()
+	o.UnsignedCredits = []string{"in-unsigned"}
+	for _, order := range [][]*domain.Envelope{h.events, reversed(h.events)} {
+		w := record[domain.WalletRecord](t, fold(t, o, order), WalletKey("user_1"))
+		assert.Equal(t, int64(100), w.Balance)
+	}
+}

@@ -132,7 +132,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	if topUp.Merge.Folded.add(&topUp.Record.RecordMeta, ev) {
 		stamp := stampOf(ev, 0)
 		m := &topUp.Merge
-		if grant != nil && (m.Grant == nil || m.Grant.Stamp.After(grant.Stamp)) {
+		if grant != nil && (m.Grant == nil || grant.Stamp.FirstOver(m.Grant.Stamp)) {
 			m.Grant = grant
 		}
 		paid := p.AmountTotal // a session's total; a charge says its amount
@@ -223,7 +223,7 @@ func (w Wallets) applyClerk(ev *domain.Envelope, records Lookup) (Changes, error
 		}
 		ref := ReasonSignupBonus + ":" + u.ID
 		bonus := walletEntry{Stamp: stampOf(ev, 0), Amount: w.o.SignupBonus, Reason: ReasonSignupBonus}
-		if old, ok := wm.Entries[ref]; !ok || old.Stamp.After(bonus.Stamp) {
+		if old, ok := wm.Entries[ref]; !ok || bonus.Stamp.FirstOver(old.Stamp) {
 			wm.Entries[ref] = bonus // once per user, from the earliest user.created
 		}
 	})
