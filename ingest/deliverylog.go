@@ -64,7 +64,9 @@ type DeliveryLogOptions struct {
 	Batch int
 	// RefusalSample is how many refused deliveries (rejected, malformed,
 	// too large, misconfigured, ignored) one source address may log; past
-	// it they are counted only. Default 5 a second, bursts of 50.
+	// it they are counted only. Default 20 a second, bursts of 500: a
+	// misconfigured sender or a probe is logged whole, a flood (thousands
+	// a second) is not.
 	RefusalSample RateLimit
 }
 
@@ -83,7 +85,7 @@ func NewDeliveryLog(ctx context.Context, js jetstream.JetStream, log *slog.Logge
 		o.Batch = 512
 	}
 	if o.RefusalSample.PerSecond <= 0 {
-		o.RefusalSample = RateLimit{PerSecond: 5, Burst: 50}
+		o.RefusalSample = RateLimit{PerSecond: 20, Burst: 500}
 	}
 	l := &DeliveryLog{js: js, log: log, metrics: o.Metrics, queue: make(chan domain.Delivery, o.QueueSize),
 		refusal: newSourceLimiter(o.RefusalSample)}
