@@ -1,6 +1,7 @@
 package reducers
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
@@ -94,6 +95,28 @@ func untrusted(ev *domain.Envelope) domain.Verification {
 		return ""
 	}
 	return ev.Verification
+}
+
+// signed reports whether any signed event is in the set: then the sets
+// that only grow (an order's outcomes and refunds) leave out what only
+// unsigned input reported, so signed input about an object wins there too.
+func (f Folded) signed() bool {
+	for _, r := range f {
+		if r.Verification == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeSets is the union of two sets.
+func mergeSets[K comparable](a, b map[K]bool) map[K]bool {
+	out := maps.Clone(a)
+	if out == nil {
+		out = map[K]bool{}
+	}
+	maps.Copy(out, b)
+	return out
 }
 
 // compareTrust orders the Unverified marks of two stamps: signed ("")

@@ -77,3 +77,24 @@ func TestSignedGrantWinsOverAnEarlierUnsignedOne(t *testing.T) {
 		assert.Equal(t, int64(100), w.Balance)
 	}
 }
+
+// The sets that only grow follow the same rule: once a signed event
+// describes an order, payment outcomes and refunds that only unsigned input
+// reported do not count; an order only unsigned input describes shows them.
+func TestSignedInputWinsInAnOrdersSets(t *testing.T) {
+	h := newHistory(t)
+	h.stripe("checkout.session.completed", session("cs_1", "pi_1", "unpaid", 5000, nil), nil)
+	h.tick(time.Hour)
+	unsigned(h.stripe("checkout.session.async_payment_succeeded", session("cs_1", "pi_1", "paid", 5000, nil), nil))
+	unsigned(h.stripe("refund.created", map[string]any{"id": "re_1", "object": "refund", "amount": 5000, "status": "succeeded", "payment_intent": "pi_1"}, nil))
+
+	for _, order := range [][]*domain.Envelope{h.events, reversed(h.events)} {
+		o := record[domain.OrderRecord](t, fold(t, DefaultOptions(), order), OrderKey("stripe", "pi_1"))
+		assert.Equal(t, domain.OrderPending, o.Status, "unsigned input does not pay or refund a signed order")
+		assert.Zero(t, o.AmountRefunded)
+		assert.Equal(t, domain.VerifiedUnsigned, o.Verification)
+	}
+	o := record[domain.OrderRecord](t, fold(t, DefaultOptions(), h.events[1:]), OrderKey("stripe", "pi_1"))
+	assert.Equal(t, domain.OrderRefunded, o.Status, "without signed input, the unsigned outcomes show, flagged")
+	assert.Equal(t, domain.VerifiedUnsigned, o.Verification)
+}

@@ -183,7 +183,7 @@ func (w Wallets) topUpGrant(ev *domain.Envelope, p stripePayment) (*topUpGrant, 
 }
 
 func (w Wallets) deriveTopUp(r *TopUp, m *topUpMerge, id string) {
-	*r = TopUp{ID: id, Amount: m.Amount, AmountRefunded: m.Refunds.total(), RecordMeta: r.RecordMeta}
+	*r = TopUp{ID: id, Amount: m.Amount, AmountRefunded: m.Refunds.total(m.Folded.signed()), RecordMeta: r.RecordMeta}
 	if m.Grant != nil {
 		r.UserID, r.Credits = m.Grant.UserID, m.Grant.Credits
 	}
