@@ -39,6 +39,10 @@ type EndpointConfig struct {
 	// cannot sign yet. It requires a name of at least MinUnsignedNameLength
 	// random characters (the name is then the only secret) and no secrets.
 	Unsigned bool `yaml:"unsigned"`
+	// UnsignedCredits lets this endpoint's unsigned (or test-bypassed)
+	// deliveries credit and debit wallets. Without it the wallets
+	// projection ignores them: only signed input moves credits.
+	UnsignedCredits bool `yaml:"unsigned_credits"`
 	// HMAC describes the scheme of a provider hmac endpoint (required
 	// there, refused elsewhere).
 	HMAC *hmacsig.Config `yaml:"hmac"`

@@ -181,6 +181,9 @@ func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (
 	}
 	env.Provider, env.Endpoint, env.Received, env.RequestID, env.Verification, env.Body =
 		ep.Provider, ep.Name, d.Received, d.RequestID, d.Verification, body
+	// The delivery's record travels with the append: the delivery log
+	// derives the accepted entry from the journal.
+	env.SourceAddr, env.ReasonCode, env.Reason = d.SourceAddr, d.ReasonCode, d.Reason
 	if env.Created.IsZero() {
 		// The provider gave no clock; receipt time, journaled once, keeps
 		// folds deterministic.
@@ -251,7 +254,12 @@ func (rc *Receiver) finish(d *domain.Delivery, status int) {
 	rc.metrics.Deliveries.WithLabelValues(d.Endpoint, string(d.Outcome)).Inc()
 	rc.metrics.AckDuration.WithLabelValues(d.Endpoint).Observe(elapsed.Seconds())
 	level := slog.LevelInfo
-	if status >= 500 || d.Verification == domain.VerifiedUnsigned || d.Verification == domain.VerifiedBypass {
+	switch {
+	case d.Outcome == domain.OutcomeRateLimited:
+		// Counted in billfold_deliveries_total; a line each would let one
+		// sender fill the log.
+		level = slog.LevelDebug
+	case status >= 500 || d.Verification == domain.VerifiedUnsigned || d.Verification == domain.VerifiedBypass:
 		level = slog.LevelWarn
 	}
 	rc.log.LogAttrs(context.Background(), level, "delivery",

@@ -139,7 +139,7 @@ func (l *Ledger) statuses(ctx context.Context, j *JournalEntry) (map[string]Proj
 			out[name] = ProjectionStatus{Status: StatusSkipped}
 			continue
 		}
-		dl, _, err := l.engine.dead.get(ctx, domain.DeadLetterSubject(name, domain.Namespace(j.Provider, j.Endpoint), j.EventID))
+		dl, _, err := l.engine.dead.get(ctx, domain.DeadLetterSubject(name, domain.EventNamespace(j.Provider, j.Endpoint, j.Verification), j.EventID))
 		if err != nil {
 			return nil, err
 		}
@@ -155,25 +155,26 @@ func (l *Ledger) statuses(ctx context.Context, j *JournalEntry) (map[string]Proj
 	return out, nil
 }
 
-// deliveries reads every delivery log entry on subject, keeping the last
-// MaxLedgerDeliveries.
+// deliveries reads every delivery log entry on subject, numbers their
+// attempts by receipt time and keeps the last MaxLedgerDeliveries.
 func (l *Ledger) deliveries(ctx context.Context, subject string) (DeliverySummary, error) {
 	sum := DeliverySummary{Deliveries: []domain.Delivery{}}
+	var all []domain.Delivery
 	err := eachMessage(ctx, l.js, domain.DeliveryStream, subject, func(data []byte) {
 		var d domain.Delivery
-		if json.Unmarshal(data, &d) != nil {
-			return
+		if json.Unmarshal(data, &d) == nil {
+			all = append(all, d)
 		}
+	})
+	all = domain.NumberAttempts(all)
+	for _, d := range all {
 		sum.Count++
 		if d.Outcome == domain.OutcomeDuplicate {
 			sum.Duplicates++
 		}
 		sum.LastOutcome = d.Outcome
-		sum.Deliveries = append(sum.Deliveries, d)
-		if len(sum.Deliveries) > MaxLedgerDeliveries {
-			sum.Deliveries = sum.Deliveries[1:]
-		}
-	})
+	}
+	sum.Deliveries = append(sum.Deliveries, all[max(0, len(all)-MaxLedgerDeliveries):]...)
 	return sum, err
 }
 

@@ -63,8 +63,9 @@ func (q *Query) serveRecord(kind string) http.HandlerFunc {
 			id = r.PathValue("user_id")
 		}
 		var (
-			rec []byte
-			err error
+			rec  []byte
+			err  error
+			asOf *time.Time
 		)
 		if s := r.URL.Query().Get("as_of"); s != "" {
 			t, perr := time.Parse(time.RFC3339, s)
@@ -72,8 +73,14 @@ func (q *Query) serveRecord(kind string) http.HandlerFunc {
 				WriteError(w, domain.Errorf(domain.CodeBadRequest, "as_of %q: want an RFC 3339 time such as 2026-06-01T12:00:00Z", s))
 				return
 			}
-			rec, err = q.AsOf(r.Context(), kind, provider, id, t)
-		} else {
+			asOf = &t
+		}
+		switch {
+		case kind == domain.KindOrder:
+			rec, err = q.Order(r.Context(), provider, id, asOf) // by any of its ids
+		case asOf != nil:
+			rec, err = q.AsOf(r.Context(), kind, provider, id, *asOf)
+		default:
 			rec, err = q.Record(r.Context(), kind, provider, id)
 		}
 		if err != nil {

@@ -341,6 +341,7 @@ func (s Subscriptions) derive(r *domain.SubscriptionRecord, m *subscriptionMerge
 	r.State, r.Transitions = domain.StateIncomplete, []domain.Transition{}
 	var prev domain.LifecycleState
 	ended := m.FloorEnded
+	var endedBy domain.Verification // the trust of the snapshot that ended it
 	if m.Floor != nil {
 		prev = snapOf(*m.Floor).State
 	}
@@ -353,8 +354,11 @@ func (s Subscriptions) derive(r *domain.SubscriptionRecord, m *subscriptionMerge
 		if snap.State == "" { // a notification that does not move the state
 			snap.State = prev
 		}
-		if ended {
-			snap.State = domain.StateEnded
+		if ended && compareTrust(f.Stamp.Unverified, endedBy) <= 0 {
+			snap.State = domain.StateEnded // final, unless signed input overrules an unsigned end
+		}
+		if snap.State == domain.StateEnded && !ended {
+			endedBy = f.Stamp.Unverified
 		}
 		ended = snap.State == domain.StateEnded
 		if snap.State != prev && snap.State != "" {

@@ -88,6 +88,11 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	if err := failSwitch(w.o, ev); err != nil {
 		return nil, err
 	}
+	if untrusted(ev) != "" && !slices.Contains(w.o.UnsignedCredits, ev.Endpoint) {
+		// Credits are money: input no signature vouches for never moves
+		// them unless its endpoint explicitly allows it.
+		return nil, nil
+	}
 	if ev.Provider == domain.Clerk {
 		return w.applyClerk(ev, records)
 	}
@@ -127,7 +132,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	if topUp.Merge.Folded.add(&topUp.Record.RecordMeta, ev) {
 		stamp := stampOf(ev, 0)
 		m := &topUp.Merge
-		if grant != nil && (m.Grant == nil || m.Grant.Stamp.After(grant.Stamp)) {
+		if grant != nil && (m.Grant == nil || grant.Stamp.FirstOver(m.Grant.Stamp)) {
 			m.Grant = grant
 		}
 		paid := p.AmountTotal // a session's total; a charge says its amount
@@ -178,7 +183,7 @@ func (w Wallets) topUpGrant(ev *domain.Envelope, p stripePayment) (*topUpGrant, 
 }
 
 func (w Wallets) deriveTopUp(r *TopUp, m *topUpMerge, id string) {
-	*r = TopUp{ID: id, Amount: m.Amount, AmountRefunded: m.Refunds.total(), RecordMeta: r.RecordMeta}
+	*r = TopUp{ID: id, Amount: m.Amount, AmountRefunded: m.Refunds.total(m.Folded.signed()), RecordMeta: r.RecordMeta}
 	if m.Grant != nil {
 		r.UserID, r.Credits = m.Grant.UserID, m.Grant.Credits
 	}
@@ -218,7 +223,7 @@ func (w Wallets) applyClerk(ev *domain.Envelope, records Lookup) (Changes, error
 		}
 		ref := ReasonSignupBonus + ":" + u.ID
 		bonus := walletEntry{Stamp: stampOf(ev, 0), Amount: w.o.SignupBonus, Reason: ReasonSignupBonus}
-		if old, ok := wm.Entries[ref]; !ok || old.Stamp.After(bonus.Stamp) {
+		if old, ok := wm.Entries[ref]; !ok || bonus.Stamp.FirstOver(old.Stamp) {
 			wm.Entries[ref] = bonus // once per user, from the earliest user.created
 		}
 	})

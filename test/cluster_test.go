@@ -213,6 +213,7 @@ func (p *clusterPhase) finish(t *testing.T, js jetstream.JetStream, c *natsClust
 	t.Helper()
 	streams := waitConverged(t, js, c)
 	waitProjected(t, js, p.srv)
+	waitDeliveryLog(t, p.srv)
 	f := checkCrashOutcome(t, js, p.w, p.results)
 	out, code := runBillfold(t, "verify", "--server", p.srv.admin)
 	require.Equal(t, 0, code, "billfold verify after the nodes came back:\n%s", out)

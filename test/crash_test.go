@@ -92,6 +92,7 @@ func TestProjectorsSurviveKills(t *testing.T) {
 	w := newCrashWorkload("crash", 3000, 8)
 	run := killUnderLoad(t, srv, w, crashKills)
 	waitProjected(t, js, srv)
+	waitDeliveryLog(t, srv)
 	out, code := runBillfold(t, "verify", "--server", srv.admin)
 	require.Equal(t, 0, code, "billfold verify after %d kills:\n%s", crashKills, out)
 	f := checkCrashOutcome(t, js, w, run.results)
@@ -110,6 +111,7 @@ func TestEmbeddedModeSurvivesKills(t *testing.T) {
 	w := newCrashWorkload("embedded", 3000, 8)
 	run := killUnderLoad(t, srv, w, crashKills)
 	waitProjectedAdmin(t, srv)
+	waitDeliveryLog(t, srv)
 	out, code := runBillfold(t, "verify", "--server", srv.admin)
 	require.Equal(t, 0, code, "billfold verify after %d kills:\n%s", crashKills, out)
 	require.Zero(t, srv.stop(), "the last process stops cleanly, releasing its store")
@@ -277,31 +279,30 @@ func deliveryLogOutcomes(t *testing.T, js jetstream.JetStream) map[string]map[do
 // deliveryLogEntries reads the whole delivery log, in order.
 func deliveryLogEntries(t *testing.T, js jetstream.JetStream) []domain.Delivery {
 	t.Helper()
-	ctx := ctxT(t)
-	stream, err := js.Stream(ctx, domain.DeliveryStream)
-	require.NoError(t, err)
-	info, err := stream.Info(ctx)
-	require.NoError(t, err)
 	var out []domain.Delivery
-	if info.State.Msgs == 0 {
-		return out
-	}
-	c, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	require.NoError(t, err)
-	for uint64(len(out)) < info.State.Msgs {
-		batch, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
-		require.NoError(t, err)
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			var d domain.Delivery
-			require.NoError(t, json.Unmarshal(m.Data(), &d), m.Subject())
-			out = append(out, d)
-		}
-		require.NoError(t, batch.Error())
-		require.Positive(t, n, "the delivery log reads to its end")
-	}
+	natstest.EachMessage(t, js, domain.DeliveryStream, func(m jetstream.Msg) {
+		var d domain.Delivery
+		require.NoError(t, json.Unmarshal(m.Data(), &d), m.Subject())
+		out = append(out, d)
+	})
 	return out
+}
+
+// waitDeliveryLog waits until billfold's debug report (GET /v1/doctor)
+// shows no journaled event waiting for its accepted delivery-log entry: a
+// killed process leaves the batch it was writing to the journal consumer,
+// which hands it to the live process after its ack wait.
+func waitDeliveryLog(t *testing.T, srv *server) {
+	t.Helper()
+	var rep struct {
+		Deliveries struct {
+			AcceptedPending *uint64 `json:"accepted_pending"`
+		} `json:"deliveries"`
+	}
+	require.Eventually(t, func() bool {
+		rep.Deliveries.AcceptedPending = nil
+		return srv.getJSON("/v1/doctor", &rep) == 200 && rep.Deliveries.AcceptedPending != nil && *rep.Deliveries.AcceptedPending == 0
+	}, 60*time.Second, 100*time.Millisecond, "the delivery log catches up:\n%s", tail(srv.logs.String(), 4000))
 }
 
 // waitProjectedAdmin waits until billfold's own debug report (GET

@@ -190,6 +190,10 @@ type deliveryReport struct {
 	OtherFailures []failureGroup `json:"other_failures"`
 	// Last are each endpoint's latest deliveries, newest first.
 	Last map[string][]deliveryLine `json:"last"`
+	// AcceptedPending is how many journaled events still wait for their
+	// accepted entry (the delivery log's consumer on the journal: not yet
+	// read, or read and not yet acknowledged).
+	AcceptedPending uint64 `json:"accepted_pending"`
 	// Error is why the delivery log could not be read.
 	Error string `json:"error,omitempty"`
 }
@@ -579,6 +583,11 @@ func (d *doctor) deliveries(ctx context.Context, rep *doctorReport) deliveryRepo
 	dr := deliveryReport{Since: since, Limit: doctorMaxDeliveries, Outcome: map[domain.Outcome]int{},
 		SignatureFailures: []failureGroup{}, OtherFailures: []failureGroup{}, Last: map[string][]deliveryLine{}}
 	sig, other := map[domain.Code]*failureGroup{}, map[domain.Code]*failureGroup{}
+	if c, err := d.js.Consumer(ctx, domain.JournalStream, ingest.DeliveryLogDurable); err == nil {
+		if ci, err := c.Info(ctx); err == nil {
+			dr.AcceptedPending = ci.NumPending + uint64(ci.NumAckPending)
+		}
+	}
 	n, _, err := readNewest(ctx, d.js, domain.DeliveryStream, doctorMaxDeliveries, func(data []byte) {
 		var del domain.Delivery
 		if json.Unmarshal(data, &del) != nil || del.Received.Before(since) {

@@ -38,6 +38,7 @@ type serveOptions struct {
 	configPath        string
 	appendTimeout     time.Duration
 	deliveryRetention time.Duration
+	deliveryMaxBytes  int64
 	syncAlways        bool
 	logLevel          string
 	rateLimit         float64
@@ -79,6 +80,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&o.configPath, "config", "", "YAML config file (docs/configuration.md); without it, endpoints come from provider env vars")
 	fs.DurationVar(&o.appendTimeout, "append-timeout", 5*time.Second, "how long a delivery waits for the journal's acknowledgement before 503")
 	fs.DurationVar(&o.deliveryRetention, "delivery-retention", ingest.DefaultDeliveryRetention, "how long the delivery log keeps entries")
+	fs.Int64Var(&o.deliveryMaxBytes, "delivery-log-max-bytes", ingest.DefaultDeliveryMaxBytes, "the delivery log's size limit in bytes; past it the oldest entries are discarded")
 	fs.BoolVar(&o.syncAlways, "sync-always", false, "embedded NATS: fsync every journal write before acknowledging (survives power loss; slower)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Float64Var(&o.rateLimit, "rate-limit", ingest.DefaultRateLimit.PerSecond, "deliveries per second per source address on the public listener (0: no limit)")
@@ -151,7 +153,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := ingest.EnsureStreams(setupCtx, js, ingest.StreamOptions{Replicas: o.replicas, DeliveryRetention: o.deliveryRetention}); err != nil {
+	if err := ingest.EnsureStreams(setupCtx, js, ingest.StreamOptions{Replicas: o.replicas, DeliveryRetention: o.deliveryRetention, DeliveryMaxBytes: o.deliveryMaxBytes}); err != nil {
 		return err
 	}
 
@@ -159,7 +161,10 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := ingest.NewMetrics(reg)
 	journal := ingest.NewJournal(nc, js)
-	deliveries := ingest.NewDeliveryLog(js, log, ingest.DeliveryLogOptions{OnFailure: metrics.DeliveryLogFailures.Inc})
+	deliveries, err := ingest.NewDeliveryLog(setupCtx, js, log, ingest.DeliveryLogOptions{Metrics: metrics})
+	if err != nil {
+		return err
+	}
 	receiver, err := ingest.NewReceiver(endpoints, journal, deliveries, metrics, log, ingest.ReceiverOptions{
 		AppendTimeout:      o.appendTimeout,
 		RateLimit:          ingest.RateLimit{PerSecond: o.rateLimit, Burst: o.rateBurst},
@@ -340,6 +345,10 @@ func buildSettings(configPath string, given []ingest.EndpointConfig, getenv func
 				"endpoint", e.Name, "code", domain.ErrorCode(e.Misconfigured), "fix", e.Misconfigured.Error())
 		}
 		endpoints = append(endpoints, e)
+		if c.UnsignedCredits {
+			opts.UnsignedCredits = append(opts.UnsignedCredits, c.Name)
+			log.Warn("endpoint's unsigned input may credit wallets (unsigned_credits)", "endpoint", c.Name)
+		}
 	}
 	return endpoints, opts, nil
 }

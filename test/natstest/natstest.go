@@ -5,6 +5,7 @@
 package natstest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"testing"
@@ -143,4 +144,30 @@ func (c *Cluster) URLs() string {
 		urls += s.ClientURL()
 	}
 	return urls
+}
+
+// EachMessage calls fn with every message stream holds now, oldest first,
+// read through an ordered consumer.
+func EachMessage(t testing.TB, js jetstream.JetStream, stream string, fn func(jetstream.Msg)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("read %s: %v", stream, err)
+	}
+	for {
+		batch, err := c.FetchNoWait(1000)
+		if err != nil {
+			t.Fatalf("read %s: %v", stream, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			fn(m)
+		}
+		if n == 0 {
+			return
+		}
+	}
 }
