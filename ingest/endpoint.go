@@ -199,3 +199,20 @@ func nonEmpty(ss []string) []string {
 func (e *Endpoint) String() string {
 	return fmt.Sprintf("/webhooks/%s (%s)", e.Name, e.Provider)
 }
+
+// JournalHeaderRoom is the room a journal message keeps beside the body for
+// its headers (provider, endpoint, event id and type, times, request id,
+// verification, object): every one of them is bounded, so 8 KiB is ample.
+const JournalHeaderRoom = 8 << 10
+
+// JournalPayloadNeeded is the largest journal message any of endpoints can
+// produce: its largest body limit plus JournalHeaderRoom. A NATS server
+// whose max_payload is smaller would answer every body near that limit
+// 503, and the provider would retry it until it gave up.
+func JournalPayloadNeeded(endpoints []*Endpoint) int64 {
+	var largest int64 = DefaultMaxBodyBytes
+	for _, e := range endpoints {
+		largest = max(largest, e.MaxBody)
+	}
+	return largest + JournalHeaderRoom
+}

@@ -57,6 +57,11 @@ type serveOptions struct {
 	// endpoints, when set, replace the ones the environment would give
 	// (no config file): billfold bench serves its own.
 	endpoints []ingest.EndpointConfig
+	// natsPassword, when set, is billfold's own password on the embedded
+	// NATS server instead of a random one: billfold bench, which runs serve
+	// in its own process, connects with it. It is never a flag nor read
+	// from the environment.
+	natsPassword string
 }
 
 // env is the environment serve reads its settings from.
@@ -134,7 +139,22 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		log.Warn("insecure test bypass is on: deliveries that fail verification are journaled, marked verified=bypass", "data_dir", o.dataDir)
 	}
 
-	nc, ns, err := connectNATS(o, log)
+	apiToken := o.env("BILLFOLD_API_TOKEN")
+	adminTokens, err := adminTokensFromEnv(o.env)
+	if err != nil {
+		return err
+	}
+	natsAuth, err := newEmbeddedAuth(o.env(envSubscriberToken))
+	if err != nil {
+		return err
+	}
+	if o.natsPassword != "" {
+		natsAuth.password = []byte(o.natsPassword)
+	}
+	if err := checkExposure(o, natsAuth, apiToken, len(adminTokens)); err != nil {
+		return err
+	}
+	nc, ns, err := connectNATS(o, log, natsAuth, ingest.JournalPayloadNeeded(endpoints))
 	if err != nil {
 		return err
 	}
@@ -201,15 +221,13 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		}
 		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	readAuth := projections.RequireToken(o.env("BILLFOLD_API_TOKEN"))
-	adminTokens, err := adminTokensFromEnv(o.env)
-	if err != nil {
-		return err
-	}
+	readAuth := projections.RequireToken(apiToken)
+	// /metrics names endpoints and counts refusals: behind the API token
+	// when there is one, like every other read.
+	admin.Handle("GET /metrics", readAuth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine)}
 	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
-	admin.Handle("GET /v1/changes", projections.NewChangeFeed(js, o.env("BILLFOLD_API_TOKEN")))
+	admin.Handle("GET /v1/changes", projections.NewChangeFeed(js, apiToken))
 	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
 	go query.Run(engineCtx)
 	query.Register(admin, readAuth)
@@ -344,12 +362,18 @@ func buildSettings(configPath string, given []ingest.EndpointConfig, getenv func
 	return endpoints, opts, nil
 }
 
-// connectNATS connects to --nats-url, or starts the embedded server and
-// connects to it in-process. Either way the connection reconnects forever:
-// while it is down, deliveries get 503 and /readyz says why.
-func connectNATS(o serveOptions, log *slog.Logger) (*nats.Conn, *server.Server, error) {
+// connectNATS connects to --nats-url, or starts the embedded server (auth
+// deciding who may connect) and connects to it in-process as billfold's
+// privileged user. Either way the connection reconnects forever: while it
+// is down, deliveries get 503 and /readyz says why. payload is the largest
+// journal message an endpoint can need: the embedded server is raised to
+// it, and a --nats-url server that cannot take it is refused with
+// BILLFOLD-CONFIG-PAYLOAD, since its deliveries would be answered 503
+// forever.
+func connectNATS(o serveOptions, log *slog.Logger, auth *embeddedAuth, payload int64) (*nats.Conn, *server.Server, error) {
 	opts := []nats.Option{
 		nats.Name("billfold"),
+		nats.CustomInboxPrefix(billfoldInboxPrefix),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -373,21 +397,48 @@ func connectNATS(o serveOptions, log *slog.Logger) (*nats.Conn, *server.Server, 
 		if err != nil {
 			return nil, nil, domain.Wrap(domain.CodeJournalUnavailable, err, "connect to --nats-url")
 		}
+		if err := checkPayload(nc, payload); err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
 		return nc, nil, nil
 	}
 	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
 		return nil, nil, domain.Wrap(domain.CodeConfigInvalid, err, "--data-dir")
 	}
-	ns, err := startEmbeddedNATS(o.dataDir, o.natsListen, o.syncAlways)
+	if payload > server.MAX_PENDING_SIZE {
+		return nil, nil, domain.Errorf(domain.CodeConfigPayload, "an endpoint's max_body_bytes needs %d-byte journal messages; the embedded NATS server carries at most %d", payload, server.MAX_PENDING_SIZE)
+	}
+	ns, err := startEmbeddedNATS(o.dataDir, o.natsListen, o.syncAlways, auth, int32(payload))
 	if err != nil {
 		return nil, nil, domain.Wrap(domain.CodeJournalUnavailable, err, "embedded NATS")
 	}
-	nc, err := nats.Connect("", append(opts, nats.InProcessServer(ns))...)
+	if o.natsListen != "" && len(auth.subscriberToken) == 0 {
+		log.Warn("the embedded NATS listener accepts no client: set "+envSubscriberToken+" to let downstream services follow the change feed",
+			"nats_listen", o.natsListen)
+	}
+	nc, err := nats.Connect("", append(opts, nats.InProcessServer(ns), nats.UserInfo(natsUser, auth.Password()))...)
 	if err != nil {
 		ns.Shutdown()
 		return nil, nil, domain.Wrap(domain.CodeJournalUnavailable, err, "connect to embedded NATS")
 	}
+	if err := checkPayload(nc, payload); err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return nil, nil, err
+	}
 	return nc, ns, nil
+}
+
+// checkPayload refuses a NATS server whose max_payload is below payload,
+// the largest journal message an endpoint can need.
+func checkPayload(nc *nats.Conn, payload int64) error {
+	if got := nc.MaxPayload(); got < payload {
+		return domain.Errorf(domain.CodeConfigPayload,
+			"the NATS server's max_payload is %d bytes but an endpoint's max_body_bytes needs %d (body plus %d of headers): raise max_payload or lower max_body_bytes",
+			got, payload, ingest.JournalHeaderRoom)
+	}
+	return nil
 }
 
 func natsDescription(o serveOptions, ns *server.Server) string {
