@@ -29,16 +29,17 @@ const DefaultDeliveryRetention = 30 * 24 * time.Hour
 // every projection is folded from.
 func JournalConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        domain.JournalStream,
-		Description: "billfold journal: each verified provider event once",
-		Subjects:    []string{domain.JournalSubjectPrefix + ">"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardNew,
-		AllowDirect: true,
-		DenyDelete:  true,
-		DenyPurge:   true,
+		Name:         domain.JournalStream,
+		Description:  "billfold journal: each verified provider event once",
+		Subjects:     []string{domain.JournalSubjectPrefix + ">"},
+		Storage:      jetstream.FileStorage,
+		Replicas:     max(replicas, 1),
+		Retention:    jetstream.LimitsPolicy,
+		Discard:      jetstream.DiscardNew,
+		AllowDirect:  true,
+		MaxConsumers: domain.MaxStreamConsumers,
+		DenyDelete:   true,
+		DenyPurge:    true,
 	}
 }
 
@@ -48,15 +49,16 @@ func DeliveryLogConfig(replicas int, retention time.Duration) jetstream.StreamCo
 		retention = DefaultDeliveryRetention
 	}
 	return jetstream.StreamConfig{
-		Name:        domain.DeliveryStream,
-		Description: "billfold delivery log: every webhook delivery, accepted or not",
-		Subjects:    []string{domain.DeliverySubjectPrefix + ">"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      retention,
-		AllowDirect: true,
+		Name:         domain.DeliveryStream,
+		Description:  "billfold delivery log: every webhook delivery, accepted or not",
+		Subjects:     []string{domain.DeliverySubjectPrefix + ">"},
+		Storage:      jetstream.FileStorage,
+		Replicas:     max(replicas, 1),
+		Retention:    jetstream.LimitsPolicy,
+		Discard:      jetstream.DiscardOld,
+		MaxAge:       retention,
+		AllowDirect:  true,
+		MaxConsumers: domain.MaxStreamConsumers,
 	}
 }
 

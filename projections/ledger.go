@@ -155,36 +155,42 @@ func (l *Ledger) statuses(ctx context.Context, j *JournalEntry) (map[string]Proj
 	return out, nil
 }
 
-// deliveries reads every delivery log entry on subject, keeping the last
-// MaxLedgerDeliveries.
+// deliveries summarizes the delivery log entries on subject: the counts
+// from the stream's per-subject index, the last outcome from the last
+// entry, and the last MaxLedgerDeliveries entries read with direct gets
+// (no consumer: a lookup storm must not exhaust the stream's consumers).
 func (l *Ledger) deliveries(ctx context.Context, subject string) (DeliverySummary, error) {
 	sum := DeliverySummary{Deliveries: []domain.Delivery{}}
-	err := eachMessage(ctx, l.js, domain.DeliveryStream, subject, func(data []byte) {
+	count, err := countOnSubject(ctx, l.js, domain.DeliveryStream, subject)
+	if err != nil || count == 0 {
+		return sum, err
+	}
+	var from uint64
+	if skip := count - MaxLedgerDeliveries; skip > 0 {
+		_, last, err := eachOnSubject(ctx, l.js, domain.DeliveryStream, subject, 0, skip, func(m *jetstream.RawStreamMsg) {
+			var d domain.Delivery
+			if json.Unmarshal(m.Data, &d) == nil && d.Outcome == domain.OutcomeDuplicate {
+				sum.Duplicates++
+			}
+		})
+		if err != nil {
+			return sum, err
+		}
+		from = last + 1
+	}
+	_, _, err = eachOnSubject(ctx, l.js, domain.DeliveryStream, subject, from, MaxLedgerDeliveries, func(m *jetstream.RawStreamMsg) {
 		var d domain.Delivery
-		if json.Unmarshal(data, &d) != nil {
+		if json.Unmarshal(m.Data, &d) != nil {
 			return
 		}
-		sum.Count++
 		if d.Outcome == domain.OutcomeDuplicate {
 			sum.Duplicates++
 		}
 		sum.LastOutcome = d.Outcome
 		sum.Deliveries = append(sum.Deliveries, d)
-		if len(sum.Deliveries) > MaxLedgerDeliveries {
-			sum.Deliveries = sum.Deliveries[1:]
-		}
 	})
+	sum.Count = count
 	return sum, err
-}
-
-// eachMessage calls fn with the data of every message on subject in
-// stream, oldest first, through an ordered consumer.
-func eachMessage(ctx context.Context, js jetstream.JetStream, stream, subject string, fn func(data []byte)) error {
-	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, InactiveThreshold: 5 * time.Second})
-	if err != nil {
-		return domain.Wrap(domain.CodeJournalUnavailable, err, "read "+stream)
-	}
-	return drain(ctx, c, stream, func(m jetstream.Msg) { fn(m.Data()) })
 }
 
 // ServeEvent is the handler of GET /v1/events/{provider}/{event_id}.
@@ -263,15 +269,11 @@ func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error
 // eachDeliverySince calls fn with every delivery log entry received at or
 // after since, oldest first.
 func (l *Ledger) eachDeliverySince(ctx context.Context, since time.Time, fn func(*domain.Delivery)) error {
-	cfg := jetstream.OrderedConsumerConfig{InactiveThreshold: 5 * time.Second}
+	cfg := jetstream.OrderedConsumerConfig{}
 	if !since.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
 	}
-	c, err := l.js.OrderedConsumer(ctx, domain.DeliveryStream, cfg)
-	if err != nil {
-		return domain.Wrap(domain.CodeJournalUnavailable, err, "read "+domain.DeliveryStream)
-	}
-	return drain(ctx, c, domain.DeliveryStream, func(m jetstream.Msg) {
+	return orderedRead(ctx, l.js, domain.DeliveryStream, cfg, domain.CodeJournalUnavailable, func(m jetstream.Msg) {
 		var d domain.Delivery
 		if json.Unmarshal(m.Data(), &d) == nil {
 			fn(&d)
