@@ -210,9 +210,15 @@ const JournalHeaderRoom = 8 << 10
 // whose max_payload is smaller would answer every body near that limit
 // 503, and the provider would retry it until it gave up.
 func JournalPayloadNeeded(endpoints []*Endpoint) int64 {
+	return LargestBody(endpoints) + JournalHeaderRoom
+}
+
+// LargestBody is the largest body limit of endpoints, and at least
+// DefaultMaxBodyBytes.
+func LargestBody(endpoints []*Endpoint) int64 {
 	var largest int64 = DefaultMaxBodyBytes
 	for _, e := range endpoints {
 		largest = max(largest, e.MaxBody)
 	}
-	return largest + JournalHeaderRoom
+	return largest
 }

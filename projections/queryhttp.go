@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"context"
 	"crypto/subtle"
 	_ "embed"
 	"net/http"
@@ -72,7 +73,10 @@ func (q *Query) serveRecord(kind string) http.HandlerFunc {
 				WriteError(w, domain.Errorf(domain.CodeBadRequest, "as_of %q: want an RFC 3339 time such as 2026-06-01T12:00:00Z", s))
 				return
 			}
-			rec, err = q.AsOf(r.Context(), kind, provider, id, t)
+			err = q.FoldJobs.Run(r.Context(), "as_of", func(ctx context.Context) (ferr error) {
+				rec, ferr = q.AsOf(ctx, kind, provider, id, t)
+				return ferr
+			})
 		} else {
 			rec, err = q.Record(r.Context(), kind, provider, id)
 		}

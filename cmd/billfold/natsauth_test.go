@@ -311,3 +311,43 @@ func TestAdminTokenLength(t *testing.T) {
 		})
 	}
 }
+
+// A signed body exactly at the default 1 MiB limit is journaled (the
+// embedded server's max_payload is raised to fit it with its headers; it
+// used to be answered 503 forever), one byte over is 413, never 503.
+func TestBodyAtTheLimit(t *testing.T) {
+	s := startAuthServer(t)
+	post := func(size int) int {
+		base := samples.Stripe{EventID: fmt.Sprintf("evt_big_%d", size), Type: "customer.created", Created: time.Now(), CustomerID: "cus_big",
+			Object: map[string]any{"description": ""}}.Event()
+		body := samples.Stripe{EventID: fmt.Sprintf("evt_big_%d", size), Type: "customer.created", Created: time.Now(), CustomerID: "cus_big",
+			Object: map[string]any{"description": strings.Repeat("x", size-len(base))}}.Event()
+		require.Len(t, body, size)
+		req, err := http.NewRequest(http.MethodPost, "http://"+s.public+"/webhooks/stripe", strings.NewReader(string(body)))
+		require.NoError(t, err)
+		now := time.Now().Unix()
+		req.Header.Set(stripe.SignatureHeader, fmt.Sprintf("t=%d,v1=%s", now, stripe.Sign(authTestStripeSecret, now, body)))
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusOK, post(ingest.DefaultMaxBodyBytes))
+	assert.Equal(t, http.StatusRequestEntityTooLarge, post(ingest.DefaultMaxBodyBytes+1))
+}
+
+// With --nats-url, a server whose max_payload cannot carry an endpoint's
+// largest body and the journal's headers is refused at start-up.
+func TestNATSURLPayloadTooSmall(t *testing.T) {
+	opts := natstest.Options(t.TempDir())
+	opts.MaxPayload = 1 << 20 // nats-server's default
+	ns := natstest.Start(t, opts)
+	clearProviderEnv(t)
+	o := serveOptions{
+		dataDir: t.TempDir(), listen: "127.0.0.1:0", adminListen: "127.0.0.1:0", natsURL: ns.ClientURL(), replicas: 1,
+		appendTimeout: time.Second, logLevel: "error", getenv: func(string) string { return "" },
+		endpoints: []ingest.EndpointConfig{{Name: "stripe", Provider: domain.Stripe, Secrets: []string{authTestStripeSecret}}},
+	}
+	err := serve(context.Background(), o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	assert.Equal(t, domain.CodeConfigPayload, domain.ErrorCode(err), "%v", err)
+}

@@ -45,6 +45,10 @@ type serveOptions struct {
 	bypass            bool
 	rebuildGrace      time.Duration
 	rebuildRate       float64
+	maxFeedClients    int
+	maxFoldJobs       int
+	intakeBudget      int64
+	maxConns          int
 	// ready, when set, is called with the listeners' addresses once they
 	// accept connections (billfold demo, billfold gameday).
 	ready func(public, admin net.Addr)
@@ -91,6 +95,10 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.BoolVar(&o.bypass, "insecure-test-bypass", false, "TESTS ONLY: let deliveries that fail verification through, marked verified=bypass; needs a fresh data dir")
 	fs.DurationVar(&o.rebuildGrace, "rebuild-grace", projections.DefaultRebuildGrace, "how long a rebuild keeps the generation it replaced")
 	fs.Float64Var(&o.rebuildRate, "rebuild-rate", 0, "events per second a rebuild's fold may read (0: no cap), to leave room for live traffic")
+	fs.IntVar(&o.maxFeedClients, "max-feed-clients", projections.DefaultMaxFeedClients, "GET /v1/changes clients served at once; past it 429 BILLFOLD-BUSY")
+	fs.IntVar(&o.maxFoldJobs, "max-fold-jobs", projections.DefaultMaxFoldJobs, "fold reads (as_of, verify) run at once; past it 429 BILLFOLD-BUSY")
+	fs.Int64Var(&o.intakeBudget, "intake-budget", 0, "bytes of webhook bodies being read at once, all senders together (0: 64 MiB, or the largest max_body_bytes if more); past it 503 BILLFOLD-INTAKE-BUSY")
+	fs.IntVar(&o.maxConns, "max-connections", ingest.DefaultMaxConnections, "open connections on the public listener; more wait in the kernel's backlog")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
@@ -225,10 +233,17 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	// /metrics names endpoints and counts refusals: behind the API token
 	// when there is one, like every other read.
 	admin.Handle("GET /metrics", readAuth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
-	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine)}
+	foldJobs := projections.NewFoldJobs(o.maxFoldJobs, 0)
+	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine), FoldJobs: foldJobs}
 	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
-	admin.Handle("GET /v1/changes", projections.NewChangeFeed(js, apiToken))
+	projections.LogErrorsTo(log)
+	feed := projections.NewChangeFeed(js, apiToken)
+	feed.MaxClients = o.maxFeedClients
+	feed.SetLogger(log)
+	defer feed.Close()
+	admin.Handle("GET /v1/changes", feed)
 	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
+	query.FoldJobs = foldJobs
 	go query.Run(engineCtx)
 	query.Register(admin, readAuth)
 	admin.Handle("GET /v1/doctor", readAuth(newDoctor(js, endpoints, engine, o, natsDescription(o, ns))))
@@ -236,16 +251,23 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		projections.WriteError(w, domain.Errorf(domain.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})
 
+	intake, err := ingest.NewIntakeBudget(o.intakeBudget, ingest.LargestBody(endpoints), reg, log)
+	if err != nil {
+		return err
+	}
 	servers := []*http.Server{
-		newHTTPServer(o.listen, receiver.Handler()),
+		newHTTPServer(o.listen, intake.Wrap(receiver.Handler())),
 		newHTTPServer(o.adminListen, admin),
 	}
 	errc := make(chan error, len(servers))
 	var addrs []net.Addr
-	for _, s := range servers {
+	for i, s := range servers {
 		l, err := net.Listen("tcp", s.Addr)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", s.Addr, err)
+		}
+		if i == 0 {
+			l = ingest.LimitConnections(l, o.maxConns)
 		}
 		addrs = append(addrs, l.Addr())
 		go func() {
