@@ -77,6 +77,16 @@ type Endpoint struct {
 	Challenger Challenger
 }
 
+// Label is how the endpoint is shown in metric labels, logs and the
+// delivery log: its name, or for an unsigned endpoint, whose name is its
+// only secret, domain.UnsignedLabel of it.
+func (e *Endpoint) Label() string {
+	if e.Unsigned {
+		return domain.UnsignedLabel(e.Name)
+	}
+	return e.Name
+}
+
 // NewEndpoint builds an endpoint from its configuration. A malformed
 // configuration is an error (BILLFOLD-CONFIG-INVALID); a missing secret is
 // not: the endpoint is built Misconfigured so it answers 500 and the

@@ -152,7 +152,7 @@ func (rc *Receiver) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeAnswer(w, status, answer)
-	rc.finish(&d, status)
+	rc.finish(&d, status, ep.Label())
 }
 
 // receive runs one delivery through the intake steps, filling d, and
@@ -201,21 +201,21 @@ func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (
 	res, err := rc.journal.Append(ctx, &env)
 	if err != nil {
 		d.Outcome, d.ReasonCode, d.Reason = domain.OutcomeUnavailable, domain.CodeJournalUnavailable, err.Error()
-		rc.metrics.JournalAppendFailures.WithLabelValues(ep.Name).Inc()
+		rc.metrics.JournalAppendFailures.WithLabelValues(ep.Label()).Inc()
 		return http.StatusServiceUnavailable, answerUnavailable
 	}
 	d.JournalSequence = res.Sequence
 	if res.Duplicate {
 		d.Outcome = domain.OutcomeDuplicate
-		rc.metrics.Duplicates.WithLabelValues(ep.Name).Inc()
+		rc.metrics.Duplicates.WithLabelValues(ep.Label()).Inc()
 		return http.StatusOK, answerDuplicate
 	}
 	d.Outcome = domain.OutcomeAccepted
 	switch d.Verification {
 	case domain.VerifiedUnsigned:
-		rc.metrics.Unsigned.WithLabelValues(ep.Name).Inc()
+		rc.metrics.Unsigned.WithLabelValues(ep.Label()).Inc()
 	case domain.VerifiedBypass:
-		rc.metrics.Bypassed.WithLabelValues(ep.Name).Inc()
+		rc.metrics.Bypassed.WithLabelValues(ep.Label()).Inc()
 	}
 	return http.StatusOK, answerAccepted
 }
@@ -236,7 +236,7 @@ func (rc *Receiver) verify(r *http.Request, ep *Endpoint, body []byte, d *domain
 		d.Verification, d.ReasonCode, d.Reason = domain.VerifiedBypass, domain.ErrorCode(err), domain.ErrorMessage(err)
 	default:
 		d.Verification, d.Outcome, d.ReasonCode, d.Reason = domain.VerifyFailed, domain.OutcomeRejected, domain.ErrorCode(err), domain.ErrorMessage(err)
-		rc.metrics.SignatureFailures.WithLabelValues(ep.Name, string(d.ReasonCode)).Inc()
+		rc.metrics.SignatureFailures.WithLabelValues(ep.Label(), string(d.ReasonCode)).Inc()
 		return http.StatusBadRequest, answerSigFailed
 	}
 	return 0, nil
@@ -244,18 +244,20 @@ func (rc *Receiver) verify(r *http.Request, ep *Endpoint, body []byte, d *domain
 
 // finish records the delivery everywhere it is counted: metrics, the log
 // line, the delivery log.
-func (rc *Receiver) finish(d *domain.Delivery, status int) {
+// label is the endpoint's Label: an unsigned endpoint's name is never
+// shown.
+func (rc *Receiver) finish(d *domain.Delivery, status int, label string) {
 	d.Status = status
 	d.Completed = rc.now()
 	elapsed := d.Completed.Sub(d.Received)
-	rc.metrics.Deliveries.WithLabelValues(d.Endpoint, string(d.Outcome)).Inc()
-	rc.metrics.AckDuration.WithLabelValues(d.Endpoint).Observe(elapsed.Seconds())
+	rc.metrics.Deliveries.WithLabelValues(label, string(d.Outcome)).Inc()
+	rc.metrics.AckDuration.WithLabelValues(label).Observe(elapsed.Seconds())
 	level := slog.LevelInfo
 	if status >= 500 || d.Verification == domain.VerifiedUnsigned || d.Verification == domain.VerifiedBypass {
 		level = slog.LevelWarn
 	}
 	rc.log.LogAttrs(context.Background(), level, "delivery",
-		slog.String("endpoint", d.Endpoint),
+		slog.String("endpoint", label),
 		slog.String("event_id", d.EventID),
 		slog.String("event_type", d.EventType),
 		slog.String("outcome", string(d.Outcome)),

@@ -22,6 +22,7 @@ const MaxLedgerDeliveries = 100
 type Ledger struct {
 	js     jetstream.JetStream
 	engine *Engine
+	redact endpointRedaction
 }
 
 // NewLedger returns a Ledger reporting the status of events in engine's
@@ -86,7 +87,14 @@ type EventEntry struct {
 // Event returns the ledger entry of event id in namespace (the provider,
 // or the endpoint for generic schemes). An event neither journaled nor
 // delivered is BILLFOLD-NOT-FOUND.
+// An unsigned endpoint is shown, and may be asked for, by its label only
+// (RedactEndpoints).
 func (l *Ledger) Event(ctx context.Context, namespace, id string) (EventEntry, error) {
+	e, err := l.event(ctx, l.redact.resolve(namespace), id)
+	return l.redact.entry(e), err
+}
+
+func (l *Ledger) event(ctx context.Context, namespace, id string) (EventEntry, error) {
 	e := EventEntry{Namespace: namespace, EventID: id, Deliveries: DeliverySummary{Deliveries: []domain.Delivery{}},
 		Projections: map[string]ProjectionStatus{}}
 	journal, err := l.journalEntry(ctx, namespace, id)
@@ -238,6 +246,7 @@ func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error
 	if f.Limit > MaxListLimit {
 		return nil, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", f.Limit, MaxListLimit)
 	}
+	f.Provider = l.redact.resolve(f.Provider)
 	out := []EventSummary{}
 	if f.Status == StatusFailed {
 		dls, err := l.engine.DeadLetters(ctx, DeadLetterFilter{Provider: f.Provider, Since: f.Since})
@@ -263,6 +272,9 @@ func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error
 		}
 	}
 	slices.Reverse(out)
+	for i := range out {
+		out[i].Provider = l.redact.show(out[i].Provider)
+	}
 	return out[:min(len(out), f.Limit)], nil
 }
 

@@ -36,11 +36,11 @@ type authServer struct {
 	password            string
 }
 
-func startAuthServer(t *testing.T) authServer { return startAuthServerOn(t, "") }
+func startAuthServer(t *testing.T) authServer { return startAuthServerOn(t, "", nil) }
 
 // startAuthServerOn runs serve against natsURL, or the embedded server
-// when it is "".
-func startAuthServerOn(t *testing.T, natsURL string) authServer {
+// when it is "", with the subscriber token and env set.
+func startAuthServerOn(t *testing.T, natsURL string, env map[string]string) authServer {
 	t.Helper()
 	clearProviderEnv(t)
 	ports := []int{natstest.FreePort(t), natstest.FreePort(t), natstest.FreePort(t)}
@@ -57,7 +57,7 @@ func startAuthServerOn(t *testing.T, natsURL string) authServer {
 			if name == envSubscriberToken {
 				return authTestSubscriberToken
 			}
-			return ""
+			return env[name]
 		},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -270,7 +270,7 @@ func TestClusterConfig(t *testing.T) {
 	opts.Cluster, opts.Routes, opts.NoLog, opts.NoSigs = server.ClusterOpts{}, nil, true, true
 	natstest.Start(t, opts)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", opts.Port)
-	startAuthServerOn(t, fmt.Sprintf("nats://billfold:cluster-billfold-password@127.0.0.1:%d", opts.Port))
+	startAuthServerOn(t, fmt.Sprintf("nats://billfold:cluster-billfold-password@127.0.0.1:%d", opts.Port), nil)
 
 	nc, err := nats.Connect(url, nats.UserInfo("subscriber", "cluster-subscriber-password"), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	require.NoError(t, err)
@@ -350,4 +350,26 @@ func TestNATSURLPayloadTooSmall(t *testing.T) {
 	}
 	err := serve(context.Background(), o, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	assert.Equal(t, domain.CodeConfigPayload, domain.ErrorCode(err), "%v", err)
+}
+
+// With BILLFOLD_API_TOKEN set, /metrics (endpoint names, refusal counts)
+// needs it like every other read; health stays open.
+func TestMetricsBehindTheAPIToken(t *testing.T) {
+	const token = "api-token-0123456789abcdef"
+	s := startAuthServerOn(t, "", map[string]string{"BILLFOLD_API_TOKEN": token})
+	get := func(path, auth string) int {
+		req, err := http.NewRequest(http.MethodGet, "http://"+s.admin+path, nil)
+		require.NoError(t, err)
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusUnauthorized, get("/metrics", ""))
+	assert.Equal(t, http.StatusUnauthorized, get("/metrics", "wrong-token"))
+	assert.Equal(t, http.StatusOK, get("/metrics", token))
+	assert.Equal(t, http.StatusOK, get("/healthz", ""))
 }

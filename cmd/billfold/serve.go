@@ -234,7 +234,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	// when there is one, like every other read.
 	admin.Handle("GET /metrics", readAuth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	foldJobs := projections.NewFoldJobs(o.maxFoldJobs, 0)
-	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine), FoldJobs: foldJobs}
+	ledger := projections.NewLedger(engine)
+	ledger.RedactEndpoints(unsignedNames(endpoints))
+	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs}
 	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
 	projections.LogErrorsTo(log)
 	feed := projections.NewChangeFeed(js, apiToken)
@@ -461,6 +463,18 @@ func checkPayload(nc *nats.Conn, payload int64) error {
 			got, payload, ingest.JournalHeaderRoom)
 	}
 	return nil
+}
+
+// unsignedNames are the names of the unsigned endpoints, which nothing
+// shows.
+func unsignedNames(endpoints []*ingest.Endpoint) []string {
+	var out []string
+	for _, e := range endpoints {
+		if e.Unsigned {
+			out = append(out, e.Name)
+		}
+	}
+	return out
 }
 
 func natsDescription(o serveOptions, ns *server.Server) string {
