@@ -257,13 +257,13 @@ func newDoctor(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *pro
 }
 
 // shownName is how the report names an endpoint (or a generic provider's
-// namespace, which is its endpoint's name): an unsigned endpoint by the
-// first four characters of its name only.
+// namespace, which is its endpoint's name): an unsigned endpoint by its
+// label, as metrics, logs and the event ledger show it.
 func (d *doctor) shownName(name string) string {
 	if !d.unsigned[name] {
 		return name
 	}
-	return name[:min(4, len(name))] + "…"
+	return domain.UnsignedLabel(name)
 }
 
 // ServeHTTP answers the report. It is 200 whatever the report finds: a
