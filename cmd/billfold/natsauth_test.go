@@ -87,6 +87,20 @@ func (s authServer) connect(t *testing.T, opts ...nats.Option) (*nats.Conn, jets
 	return nc, js
 }
 
+// deliverStripe posts body to the Stripe endpoint, signed now, and returns
+// the answer's status.
+func (s authServer) deliverStripe(t *testing.T, body []byte) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+s.public+"/webhooks/stripe", strings.NewReader(string(body)))
+	require.NoError(t, err)
+	now := time.Now().Unix()
+	req.Header.Set(stripe.SignatureHeader, fmt.Sprintf("t=%d,v1=%s", now, stripe.Sign(authTestStripeSecret, now, body)))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // forgedAppend is what an attacker would append: a Stripe event marked as
 // verified, on a journal subject.
 func forgedAppend() *nats.Msg {
@@ -178,14 +192,7 @@ func TestSubscriberFollowsTheChangeFeed(t *testing.T) {
 	require.NoError(t, err)
 
 	body := samples.Stripe{EventID: "evt_feed_1", Type: "customer.created", Created: time.Now(), CustomerID: "cus_feed"}.Event()
-	req, err := http.NewRequest(http.MethodPost, "http://"+s.public+"/webhooks/stripe", strings.NewReader(string(body)))
-	require.NoError(t, err)
-	now := time.Now().Unix()
-	req.Header.Set(stripe.SignatureHeader, fmt.Sprintf("t=%d,v1=%s", now, stripe.Sign(authTestStripeSecret, now, body)))
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, http.StatusOK, s.deliverStripe(t, body))
 
 	msg, err := cons.Next(jetstream.FetchMaxWait(20 * time.Second))
 	require.NoError(t, err)
@@ -323,14 +330,7 @@ func TestBodyAtTheLimit(t *testing.T) {
 		body := samples.Stripe{EventID: fmt.Sprintf("evt_big_%d", size), Type: "customer.created", Created: time.Now(), CustomerID: "cus_big",
 			Object: map[string]any{"description": strings.Repeat("x", size-len(base))}}.Event()
 		require.Len(t, body, size)
-		req, err := http.NewRequest(http.MethodPost, "http://"+s.public+"/webhooks/stripe", strings.NewReader(string(body)))
-		require.NoError(t, err)
-		now := time.Now().Unix()
-		req.Header.Set(stripe.SignatureHeader, fmt.Sprintf("t=%d,v1=%s", now, stripe.Sign(authTestStripeSecret, now, body)))
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		resp.Body.Close()
-		return resp.StatusCode
+		return s.deliverStripe(t, body)
 	}
 	assert.Equal(t, http.StatusOK, post(ingest.DefaultMaxBodyBytes))
 	assert.Equal(t, http.StatusRequestEntityTooLarge, post(ingest.DefaultMaxBodyBytes+1))
