@@ -1,5 +1,10 @@
 package domain
 
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
 // Provider names a sender of webhooks and the signing scheme billfold uses
 // for it. The name is also the namespace of provider ids: an event id is
 // unique within its provider.
@@ -52,6 +57,16 @@ func EventNamespace(p Provider, endpoint string, v Verification) string {
 		return ns + "~" + string(v)
 	}
 	return ns
+}
+
+// UnsignedLabel is how an unsigned endpoint is shown wherever its name would
+// appear to someone who is not its configurer: metric labels, logs, the
+// delivery log and the event ledger. Its name is its only secret (whoever
+// knows it can post events), so the label is a digest of it that cannot
+// be turned back into it.
+func UnsignedLabel(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return "unsigned-" + hex.EncodeToString(sum[:4])
 }
 
 // Verification says how a journaled event was let in.

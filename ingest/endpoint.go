@@ -81,6 +81,16 @@ type Endpoint struct {
 	Challenger Challenger
 }
 
+// Label is how the endpoint is shown in metric labels, logs and the
+// delivery log: its name, or for an unsigned endpoint, whose name is its
+// only secret, domain.UnsignedLabel of it.
+func (e *Endpoint) Label() string {
+	if e.Unsigned {
+		return domain.UnsignedLabel(e.Name)
+	}
+	return e.Name
+}
+
 // NewEndpoint builds an endpoint from its configuration. A malformed
 // configuration is an error (BILLFOLD-CONFIG-INVALID); a missing secret is
 // not: the endpoint is built Misconfigured so it answers 500 and the
@@ -202,4 +212,27 @@ func nonEmpty(ss []string) []string {
 // String is for logs; it never shows a secret.
 func (e *Endpoint) String() string {
 	return fmt.Sprintf("/webhooks/%s (%s)", e.Name, e.Provider)
+}
+
+// JournalHeaderRoom is the room a journal message keeps beside the body for
+// its headers (provider, endpoint, event id and type, times, request id,
+// verification, object): every one of them is bounded, so 8 KiB is ample.
+const JournalHeaderRoom = 8 << 10
+
+// JournalPayloadNeeded is the largest journal message any of endpoints can
+// produce: its largest body limit plus JournalHeaderRoom. A NATS server
+// whose max_payload is smaller would answer every body near that limit
+// 503, and the provider would retry it until it gave up.
+func JournalPayloadNeeded(endpoints []*Endpoint) int64 {
+	return LargestBody(endpoints) + JournalHeaderRoom
+}
+
+// LargestBody is the largest body limit of endpoints, and at least
+// DefaultMaxBodyBytes.
+func LargestBody(endpoints []*Endpoint) int64 {
+	var largest int64 = DefaultMaxBodyBytes
+	for _, e := range endpoints {
+		largest = max(largest, e.MaxBody)
+	}
+	return largest
 }

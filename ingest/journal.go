@@ -35,16 +35,17 @@ const DefaultDeliveryMaxBytes = 1 << 30
 // every projection is folded from.
 func JournalConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        domain.JournalStream,
-		Description: "billfold journal: each verified provider event once",
-		Subjects:    []string{domain.JournalSubjectPrefix + ">"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardNew,
-		AllowDirect: true,
-		DenyDelete:  true,
-		DenyPurge:   true,
+		Name:         domain.JournalStream,
+		Description:  "billfold journal: each verified provider event once",
+		Subjects:     []string{domain.JournalSubjectPrefix + ">"},
+		Storage:      jetstream.FileStorage,
+		Replicas:     max(replicas, 1),
+		Retention:    jetstream.LimitsPolicy,
+		Discard:      jetstream.DiscardNew,
+		AllowDirect:  true,
+		MaxConsumers: domain.MaxStreamConsumers,
+		DenyDelete:   true,
+		DenyPurge:    true,
 	}
 }
 
@@ -71,8 +72,9 @@ func DeliveryLogConfig(replicas int, retention time.Duration, maxBytes int64) je
 		// Accepted entries carry a Nats-Msg-Id; the window outlasts the
 		// journal consumer's ack wait, so a redelivered event is not
 		// logged twice.
-		Duplicates:  2 * time.Minute,
-		AllowDirect: true,
+		Duplicates:   2 * time.Minute,
+		AllowDirect:  true,
+		MaxConsumers: domain.MaxStreamConsumers,
 	}
 }
 

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -152,7 +153,7 @@ func (rc *Receiver) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeAnswer(w, status, answer)
-	rc.finish(&d, status)
+	rc.finish(&d, status, ep.Label())
 }
 
 // receive runs one delivery through the intake steps, filling d, and
@@ -204,21 +205,21 @@ func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (
 	res, err := rc.journal.Append(ctx, &env)
 	if err != nil {
 		d.Outcome, d.ReasonCode, d.Reason = domain.OutcomeUnavailable, domain.CodeJournalUnavailable, err.Error()
-		rc.metrics.JournalAppendFailures.WithLabelValues(ep.Name).Inc()
+		rc.metrics.JournalAppendFailures.WithLabelValues(ep.Label()).Inc()
 		return http.StatusServiceUnavailable, answerUnavailable
 	}
 	d.JournalSequence = res.Sequence
 	if res.Duplicate {
 		d.Outcome = domain.OutcomeDuplicate
-		rc.metrics.Duplicates.WithLabelValues(ep.Name).Inc()
+		rc.metrics.Duplicates.WithLabelValues(ep.Label()).Inc()
 		return http.StatusOK, answerDuplicate
 	}
 	d.Outcome = domain.OutcomeAccepted
 	switch d.Verification {
 	case domain.VerifiedUnsigned:
-		rc.metrics.Unsigned.WithLabelValues(ep.Name).Inc()
+		rc.metrics.Unsigned.WithLabelValues(ep.Label()).Inc()
 	case domain.VerifiedBypass:
-		rc.metrics.Bypassed.WithLabelValues(ep.Name).Inc()
+		rc.metrics.Bypassed.WithLabelValues(ep.Label()).Inc()
 	}
 	return http.StatusOK, answerAccepted
 }
@@ -239,7 +240,7 @@ func (rc *Receiver) verify(r *http.Request, ep *Endpoint, body []byte, d *domain
 		d.Verification, d.ReasonCode, d.Reason = domain.VerifiedBypass, domain.ErrorCode(err), domain.ErrorMessage(err)
 	default:
 		d.Verification, d.Outcome, d.ReasonCode, d.Reason = domain.VerifyFailed, domain.OutcomeRejected, domain.ErrorCode(err), domain.ErrorMessage(err)
-		rc.metrics.SignatureFailures.WithLabelValues(ep.Name, string(d.ReasonCode)).Inc()
+		rc.metrics.SignatureFailures.WithLabelValues(ep.Label(), string(d.ReasonCode)).Inc()
 		return http.StatusBadRequest, answerSigFailed
 	}
 	return 0, nil
@@ -247,12 +248,14 @@ func (rc *Receiver) verify(r *http.Request, ep *Endpoint, body []byte, d *domain
 
 // finish records the delivery everywhere it is counted: metrics, the log
 // line, the delivery log.
-func (rc *Receiver) finish(d *domain.Delivery, status int) {
+// label is the endpoint's Label: an unsigned endpoint's name is never
+// shown.
+func (rc *Receiver) finish(d *domain.Delivery, status int, label string) {
 	d.Status = status
 	d.Completed = rc.now()
 	elapsed := d.Completed.Sub(d.Received)
-	rc.metrics.Deliveries.WithLabelValues(d.Endpoint, string(d.Outcome)).Inc()
-	rc.metrics.AckDuration.WithLabelValues(d.Endpoint).Observe(elapsed.Seconds())
+	rc.metrics.Deliveries.WithLabelValues(label, string(d.Outcome)).Inc()
+	rc.metrics.AckDuration.WithLabelValues(label).Observe(elapsed.Seconds())
 	level := slog.LevelInfo
 	switch {
 	case d.Outcome == domain.OutcomeRateLimited:
@@ -263,7 +266,7 @@ func (rc *Receiver) finish(d *domain.Delivery, status int) {
 		level = slog.LevelWarn
 	}
 	rc.log.LogAttrs(context.Background(), level, "delivery",
-		slog.String("endpoint", d.Endpoint),
+		slog.String("endpoint", label),
 		slog.String("event_id", d.EventID),
 		slog.String("event_type", d.EventType),
 		slog.String("outcome", string(d.Outcome)),
@@ -283,10 +286,17 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, domain.Errorf(domain.CodeBodyTooLarge, "Content-Length %d over the limit of %d bytes", r.ContentLength, limit)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
+	// A known length is read into one buffer of that size, so a body
+	// costs what the intake budget reserved for it, not the doubling
+	// growth of io.ReadAll.
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1)); err != nil {
 		return nil, domain.Wrap(domain.CodeBodyTooLarge, err, "body could not be read")
 	}
+	body := buf.Bytes()
 	if int64(len(body)) > limit {
 		return nil, domain.Errorf(domain.CodeBodyTooLarge, "body over the limit of %d bytes", limit)
 	}

@@ -31,13 +31,14 @@ const WalletProvider = domain.WalletNamespace
 // only from a position the stream still holds).
 func ChangesConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        domain.ChangesStream,
-		Description: "billfold change feed: every record change and lifecycle transition, once",
-		Subjects:    []string{domain.ChangeSubjectPrefix + ">", domain.LifecycleSubjectPrefix + ">"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-		Duplicates:  ChangesDuplicateWindow,
-		AllowDirect: true,
+		Name:         domain.ChangesStream,
+		Description:  "billfold change feed: every record change and lifecycle transition, once",
+		Subjects:     []string{domain.ChangeSubjectPrefix + ">", domain.LifecycleSubjectPrefix + ">"},
+		Storage:      jetstream.FileStorage,
+		Replicas:     max(replicas, 1),
+		Duplicates:   ChangesDuplicateWindow,
+		AllowDirect:  true,
+		MaxConsumers: domain.MaxStreamConsumers,
 	}
 }
 

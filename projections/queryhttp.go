@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"context"
 	"crypto/subtle"
 	_ "embed"
 	"net/http"
@@ -76,10 +77,17 @@ func (q *Query) serveRecord(kind string) http.HandlerFunc {
 			asOf = &t
 		}
 		switch {
+		case asOf != nil: // a fold of the journal: a bounded job
+			err = q.FoldJobs.Run(r.Context(), "as_of", func(ctx context.Context) (ferr error) {
+				if kind == domain.KindOrder {
+					rec, ferr = q.Order(ctx, provider, id, asOf) // by any of its ids
+				} else {
+					rec, ferr = q.AsOf(ctx, kind, provider, id, *asOf)
+				}
+				return ferr
+			})
 		case kind == domain.KindOrder:
-			rec, err = q.Order(r.Context(), provider, id, asOf) // by any of its ids
-		case asOf != nil:
-			rec, err = q.AsOf(r.Context(), kind, provider, id, *asOf)
+			rec, err = q.Order(r.Context(), provider, id, nil) // by any of its ids
 		default:
 			rec, err = q.Record(r.Context(), kind, provider, id)
 		}

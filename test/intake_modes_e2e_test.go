@@ -19,7 +19,9 @@ const unsignedName = "in-3f9a1c7be2d84056af19c2e7b5d0e813"
 
 // An unsigned endpoint exists only by explicit config with a long random
 // name; its deliveries are journaled flagged unsigned, counted and logged at
-// warn. A signed endpoint never falls back to unsigned.
+// warn. A signed endpoint never falls back to unsigned. Its name, its only
+// secret, is shown nowhere: metric labels, log lines and the event ledger
+// show its label.
 func TestUnsignedIntakeIsExplicitAndFlagged(t *testing.T) {
 	dir := t.TempDir()
 	config := writeConfig(t, dir, fmt.Sprintf(`
@@ -44,9 +46,18 @@ endpoints:
 	require.NotNil(t, e.Journal)
 	assert.Equal(t, "unsigned", string(e.Journal.Verification))
 	assert.Equal(t, 404, srv.getJSON("/v1/events/stripe/evt_unsigned_1", nil), "never in the signed namespace")
+	label := domain.UnsignedLabel(unsignedName)
+	assert.Equal(t, label, e.Journal.Endpoint)
+	require.NotEmpty(t, e.Deliveries.Deliveries)
+	assert.Equal(t, label, e.Deliveries.Deliveries[0].Endpoint)
 	_, metrics := srv.get("/metrics")
-	assert.Contains(t, string(metrics), `billfold_unsigned_deliveries_total{endpoint="`+unsignedName+`"} 1`)
+	assert.Contains(t, string(metrics), `billfold_unsigned_deliveries_total{endpoint="`+label+`"} 1`)
 	assert.Regexp(t, `"level":"WARN","msg":"delivery".*"verification":"unsigned"`, srv.logs.String())
+	_, list := srv.get("/v1/events?limit=100")
+	_, entry := srv.get("/v1/events/stripe~unsigned/evt_unsigned_1")
+	for what, text := range map[string]string{"metrics": string(metrics), "logs": srv.logs.String(), "event list": string(list), "event": string(entry)} {
+		assert.NotContains(t, text, unsignedName, "the unsigned endpoint's name in the %s", what)
+	}
 }
 
 // The attack of issue 17: an unsigned endpoint for the same provider as a

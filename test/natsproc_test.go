@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -118,7 +119,13 @@ func (n *natsNode) start(t *testing.T) {
 	t.Helper()
 	bin, err := natsServerBinary()
 	require.NoError(t, err)
-	n.cmd = exec.Command(bin, "-n", n.name, "-a", "127.0.0.1", "-p", strconv.Itoa(n.port),
+	// max_payload has no command-line flag: a config file gives it, with
+	// room for billfold's largest journal message, as docs/nats/cluster.conf
+	// does (billfold serve --nats-url refuses a server without it).
+	conf := filepath.Join(n.dir, "payload.conf")
+	require.NoError(t, os.MkdirAll(n.dir, 0o750))
+	require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf("max_payload: %d\n", natstest.MaxPayload)), 0o640))
+	n.cmd = exec.Command(bin, "-c", conf, "-n", n.name, "-a", "127.0.0.1", "-p", strconv.Itoa(n.port),
 		"-js", "-sd", n.dir, "--cluster_name", "billfold-test",
 		"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", n.route), "--routes", strings.Join(n.routes, ","))
 	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs

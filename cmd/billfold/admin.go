@@ -11,9 +11,14 @@ import (
 // BILLFOLD_ADMIN_TOKEN (named "admin") and BILLFOLD_ADMIN_TOKENS, a comma
 // list of name=token, so that each operator or automation has a token of
 // its own and requeues record who asked. getenv reads the environment.
+// Every token needs minTokenLength characters, whichever variable gives it:
+// a short one is BILLFOLD-CONFIG-INVALID and serve does not start.
 func adminTokensFromEnv(getenv func(string) string) (projections.AdminTokens, error) {
 	tokens := projections.AdminTokens{}
 	if t := getenv("BILLFOLD_ADMIN_TOKEN"); t != "" {
+		if len(t) < minTokenLength {
+			return nil, domain.Errorf(domain.CodeConfigInvalid, "BILLFOLD_ADMIN_TOKEN must be %d characters or more", minTokenLength)
+		}
 		tokens["admin"] = t
 	}
 	for _, item := range strings.Split(getenv("BILLFOLD_ADMIN_TOKENS"), ",") {
@@ -22,8 +27,8 @@ func adminTokensFromEnv(getenv func(string) string) (projections.AdminTokens, er
 			continue
 		}
 		name, token, ok := strings.Cut(item, "=")
-		if !ok || name == "" || len(token) < 16 {
-			return nil, domain.Errorf(domain.CodeConfigInvalid, "BILLFOLD_ADMIN_TOKENS: want name=token pairs, tokens of 16 characters or more")
+		if !ok || name == "" || len(token) < minTokenLength {
+			return nil, domain.Errorf(domain.CodeConfigInvalid, "BILLFOLD_ADMIN_TOKENS: want name=token pairs, tokens of %d characters or more", minTokenLength)
 		}
 		for other, t := range tokens {
 			if t == token {

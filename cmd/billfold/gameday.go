@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 )
@@ -385,7 +386,9 @@ func (r *drillRun) startNATS(name string) (*drillNATS, error) {
 
 // start starts the server on its store and port (0 the first time).
 func (n *drillNATS) start() error {
-	srv, err := startEmbeddedNATS(n.dir, "127.0.0.1:"+strconv.Itoa(n.port), false)
+	// An open server on loopback, as an operator's own NATS would be, with
+	// room for the engines' journal messages.
+	srv, err := startEmbeddedNATS(n.dir, "127.0.0.1:"+strconv.Itoa(n.port), false, nil, int32(ingest.JournalPayloadNeeded(nil)))
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// MaxPayload is the test servers' max_payload: like docs/nats/cluster.conf,
+// room for an endpoint's default 1 MiB body and the journal's headers, which
+// billfold serve --nats-url checks at start-up.
+const MaxPayload = 2 << 20
+
 // Options returns the options of a loopback JetStream server on a random
 // port storing in dir.
 func Options(dir string) *server.Options {
@@ -27,6 +32,7 @@ func Options(dir string) *server.Options {
 		StoreDir:   dir,
 		NoLog:      true,
 		NoSigs:     true,
+		MaxPayload: MaxPayload,
 	}
 }
 
