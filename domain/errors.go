@@ -56,6 +56,9 @@ const (
 	CodeUnauthorized       Code = "BILLFOLD-UNAUTHORIZED"     // missing or wrong bearer token
 	CodeConfirmRequired    Code = "BILLFOLD-CONFIRM-REQUIRED" // a large replay or bulk requeue needs --yes (force)
 	CodeConflict           Code = "BILLFOLD-CONFLICT"         // the resource changed or is busy (a rebuild is running)
+	// CodeConsoleSessionsFull: the operator console holds as many signed-in
+	// sessions as it may.
+	CodeConsoleSessionsFull Code = "BILLFOLD-CONSOLE-SESSIONS-FULL"
 
 	// Rebuild, replay and verify.
 	CodeRebuildInterrupted Code = "BILLFOLD-REBUILD-INTERRUPTED" // the process running a rebuild stopped before it switched

@@ -24,6 +24,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/console"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -209,12 +210,25 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine)}
 	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
-	admin.Handle("GET /v1/changes", projections.NewChangeFeed(js, o.env("BILLFOLD_API_TOKEN")))
+	changes := projections.NewChangeFeed(js, o.env("BILLFOLD_API_TOKEN"))
+	admin.Handle("GET /v1/changes", changes)
 	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
 	go query.Run(engineCtx)
 	query.Register(admin, readAuth)
-	admin.Handle("GET /v1/doctor", readAuth(newDoctor(js, endpoints, engine, o, natsDescription(o, ns))))
+	doc := newDoctor(js, endpoints, engine, o, natsDescription(o, ns))
+	admin.Handle("GET /v1/doctor", readAuth(doc))
+	ui, err := newConsole(ops, query, js, changes, doc, o.env("BILLFOLD_API_TOKEN"), adminTokens, log)
+	if err != nil {
+		return err
+	}
+	// The console is HTML, not API: mounted on the mux itself, so the
+	// OpenAPI document's route check does not see it.
+	admin.ServeMux.Handle(console.Prefix, ui)
 	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" && r.Method == http.MethodGet {
+			console.RedirectRoot(w, r)
+			return
+		}
 		projections.WriteError(w, domain.Errorf(domain.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})
 
