@@ -8,7 +8,8 @@ function followChanges(list) {
   const es = new EventSource(list.dataset.feed);
   es.onopen = () => { status.textContent = "Connected: changes appear here as they are stored."; };
   es.onerror = () => { status.textContent = "The change feed is not connected; the browser retries."; };
-  es.onmessage = (msg) => {
+  // The feed names its events "change".
+  es.addEventListener("change", (msg) => {
     let ch;
     try { ch = JSON.parse(msg.data); } catch (e) { return; }
     const li = document.createElement("li");
@@ -27,7 +28,7 @@ function followChanges(list) {
     if (ch.event_id) li.appendChild(document.createTextNode(" ← " + ch.event_id));
     list.insertBefore(li, list.firstChild);
     while (list.children.length > 30) list.removeChild(list.lastChild);
-  };
+  });
 }
 
 // A rebuild's progress, read every second until it finishes.
