@@ -198,7 +198,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#intake`)))
 	assert.Contains(t, text(ctx, t, ".who"), "admin: ops-alice")
 	assert.Equal(t, "3", text(ctx, t, `section[aria-labelledby="dead"] .big`))
-	shoot(ctx, t, "overview")
+	shoot(ctx, t, "overview", true)
 
 	// The change feed is live: a delivery shows up without a reload.
 	browse(ctx, t, chromedp.WaitVisible(`//p[@data-feed-status][contains(., "Connected")]`))
@@ -208,7 +208,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	// Deliveries, newest first, each linking to its event; the hostile id
 	// is text there and on its event page.
 	clickAndWait(ctx, t, `//nav/a[.="Deliveries"]`, `//table`)
-	shoot(ctx, t, "deliveries")
+	shoot(ctx, t, "deliveries", false)
 	clickAndWait(ctx, t, `//a[.="`+consoleHostileID+`"]`, `#journal`)
 	assert.Equal(t, "Event "+consoleHostileID, text(ctx, t, "h1"))
 	imgs, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("img").length`))
@@ -223,13 +223,13 @@ func TestConsoleInABrowser(t *testing.T) {
 	// The failed top-up's event page shows its dead letters.
 	browse(ctx, t, chromedp.Navigate(srv.admin+"/ui/events/stripe/evt_console_topup"), chromedp.WaitVisible(chromedp.CSS(`#projs`)))
 	assert.Contains(t, text(ctx, t, "#main"), "BILLFOLD-REDUCER-FAILED")
-	shoot(ctx, t, "event")
+	shoot(ctx, t, "event", true)
 
 	// Dead letters: a bulk requeue is a dry run that lists them, then a
 	// confirmation.
 	clickAndWait(ctx, t, `//nav/a[.="Dead letters"]`, `#groups`)
 	assert.Contains(t, text(ctx, t, "#groups"), "3 open")
-	shoot(ctx, t, "dead-letters")
+	shoot(ctx, t, "dead-letters", false)
 	browse(ctx, t,
 		chromedp.SendKeys(chromedp.CSS(`input[name="type"]`), "checkout.session.completed"),
 		chromedp.Submit(chromedp.CSS(`input[name="type"]`)),
@@ -237,7 +237,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	clickAndWait(ctx, t, `//button[contains(., "Requeue these 3")]`, `#dry`)
 	assert.Equal(t, "Requeue 3 dead letters?", text(ctx, t, "#dry"))
 	assert.Contains(t, text(ctx, t, ".confirm"), "evt_console_topup")
-	shoot(ctx, t, "requeue-dry-run")
+	shoot(ctx, t, "requeue-dry-run", true)
 	var open []projections.DeadLetter
 	var list struct{ Items []projections.DeadLetter }
 	require.Equal(t, http.StatusOK, apiGet(t, srv, "/v1/dead-letters?status=open", &list))
@@ -252,14 +252,14 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// Subscriptions → one subscription → its customer, by links.
 	clickAndWait(ctx, t, `//nav/a[.="Subscriptions"]`, `//a[.="sub_demo_ben"]`)
-	shoot(ctx, t, "subscriptions")
+	shoot(ctx, t, "subscriptions", false)
 	clickAndWait(ctx, t, `//a[.="sub_demo_ben"]`, `#hist`)
 	assert.Contains(t, text(ctx, t, "#sub"), "past_due")
-	shoot(ctx, t, "subscription")
+	shoot(ctx, t, "subscription", false)
 	clickAndWait(ctx, t, `//dd/a[.="cus_demo_ben"]`, `#subs`)
 	assert.Contains(t, text(ctx, t, `section[aria-labelledby="subs"]`), "sub_demo_ben")
 	assert.Contains(t, text(ctx, t, "#main"), "Wallet of user_demo_ben")
-	shoot(ctx, t, "customer")
+	shoot(ctx, t, "customer", true)
 
 	// A rebuild: dry run, confirm, then its page follows it to the end.
 	clickAndWait(ctx, t, `//nav/a[.="Rebuilds"]`, `#start`)
@@ -270,7 +270,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	// The page follows the rebuild to its end.
 	browse(ctx, t, chromedp.WaitVisible(`//p[@data-field="live"][contains(., "Finished: done")]`))
 	assert.Equal(t, "done", text(ctx, t, `[data-field="status"]`))
-	shoot(ctx, t, "rebuild")
+	shoot(ctx, t, "rebuild", true)
 
 	// Signing out ends the session: pages ask for a sign-in again.
 	browse(ctx, t, chromedp.Click(`//button[.="Sign out"]`), chromedp.WaitVisible(chromedp.CSS(`#token`)),
@@ -283,9 +283,10 @@ func TestConsoleInABrowser(t *testing.T) {
 	assert.NotEqual(t, http.StatusOK, resp.StatusCode)
 }
 
-// shoot saves a full-page screenshot at laptop and phone widths into
-// $BILLFOLD_CONSOLE_SCREENSHOTS (docs/console/), when it is set.
-func shoot(ctx context.Context, t *testing.T, name string) {
+// shoot saves a full-page screenshot at laptop width (and, with phone, at
+// phone width) into $BILLFOLD_CONSOLE_SCREENSHOTS (docs/console/), when it
+// is set.
+func shoot(ctx context.Context, t *testing.T, name string, phone bool) {
 	t.Helper()
 	dir := os.Getenv("BILLFOLD_CONSOLE_SCREENSHOTS")
 	if dir == "" {
@@ -295,6 +296,9 @@ func shoot(ctx context.Context, t *testing.T, name string) {
 		suffix string
 		w, h   int64
 	}{{"laptop", 1280, 800}, {"phone", 390, 844}} {
+		if size.suffix == "phone" && !phone {
+			continue
+		}
 		browse(ctx, t, chromedp.EmulateViewport(size.w, size.h))
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		require.NoError(t, err)

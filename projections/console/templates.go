@@ -27,6 +27,11 @@ var funcs = template.FuncMap{
 		return "/ui/customers/" + url.PathEscape(ns) + "/" + url.PathEscape(id)
 	},
 	"pathEscape": url.PathEscape,
+	// message drops the code a dead letter's message starts with, since
+	// the page shows the code beside it.
+	"message": func(code domain.Code, msg string) string {
+		return strings.TrimPrefix(msg, string(code)+": ")
+	},
 	"query": func(kv ...string) string {
 		v := url.Values{}
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -62,7 +67,6 @@ var funcs = template.FuncMap{
 		return int(min(100, done*100/total))
 	},
 	"isProvider": func(kind string) bool { return domain.Provider(kind).Valid() },
-	"has":        func(list []string, s string) bool { return contains(list, s) },
 	"join":       strings.Join,
 	"troubleshooting": func(code domain.Code) string {
 		return "docs/troubleshooting.md#" + strings.ToLower(string(code))
@@ -76,15 +80,6 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprint(*b)
 	},
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func abs(n int64) int64 {

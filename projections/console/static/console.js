@@ -31,6 +31,12 @@ function followChanges(list) {
   });
 }
 
+// shortTime writes an RFC 3339 time as the server-rendered pages do.
+function shortTime(s) {
+  const d = new Date(s);
+  return isNaN(d) ? s : d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
 // A rebuild's progress, read every second until it finishes.
 function followRebuild(section) {
   const url = section.dataset.rebuild;
@@ -62,7 +68,7 @@ function followRebuild(section) {
     set("eta", Math.round(rb.eta_seconds || 0) + "s");
     set("records", String(rb.records || 0));
     set("dead_letters_resolved", String(rb.dead_letters_resolved || 0));
-    if (rb.finished_at) set("finished_at", rb.finished_at);
+    if (rb.finished_at) set("finished_at", shortTime(rb.finished_at));
     if (rb.error) set("error", (rb.code ? rb.code + " " : "") + rb.error);
     if (finished(rb.status)) {
       set("live", "Finished: " + rb.status + ".");
