@@ -205,6 +205,10 @@ func TestConsoleInABrowser(t *testing.T) {
 	deliverStripe(t, srv, samples.Stripe{EventID: "evt_console_live", Type: "customer.updated", Created: time.Now().Truncate(time.Second), CustomerID: "cus_demo_ben"})
 	browse(ctx, t, chromedp.WaitVisible(`//ol[@class="feed"]/li[contains(., "evt_console_live")]`))
 
+	// The overview's groups link to the dead letters they count.
+	clickAndWait(ctx, t, `//section[@aria-labelledby="dead"]//a[@class="code"][contains(@href, "wallets")]`, `#groups`)
+	assert.Contains(t, text(ctx, t, "#main"), "1 match the filter.")
+
 	// Deliveries, newest first, each linking to its event; the hostile id
 	// is text there and on its event page.
 	clickAndWait(ctx, t, `//nav/a[.="Deliveries"]`, `//table`)

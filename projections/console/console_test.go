@@ -3,6 +3,7 @@ package console_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -41,7 +42,13 @@ type fixture struct {
 	logs *bytes.Buffer
 }
 
-func newFixture(t *testing.T, maxSessions int) *fixture {
+// fixtureOptions: the session bound, and how many more subscriptions and
+// delivery log entries to make.
+type fixtureOptions struct {
+	maxSessions, subscriptions, deliveries int
+}
+
+func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	t.Helper()
 	nc, js := natstest.Connect(t, natstest.Server(t))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -55,9 +62,23 @@ func newFixture(t *testing.T, maxSessions int) *fixture {
 		{EventID: "evt_bad_topup", Type: "checkout.session.completed", Created: at, CustomerID: "cus_1",
 			Object: map[string]any{"metadata": map[string]any{"user_id": "user_1", "credits": "lots"}}},
 	} {
-		_, err := j.Append(ctx, &domain.Envelope{Provider: domain.Stripe, Endpoint: "stripe", EventID: s.EventID, EventType: s.Type,
-			Created: s.Created, Received: time.Now(), Verification: domain.VerifiedSignature, Body: s.Event()})
-		require.NoError(t, err)
+		appendStripe(t, j, s)
+	}
+	for i := range o.subscriptions {
+		appendStripe(t, j, samples.Stripe{EventID: fmt.Sprintf("evt_more_%03d", i), Type: "customer.subscription.created", Created: at,
+			CustomerID: "cus_more", SubscriptionID: fmt.Sprintf("sub_more_%03d", i)})
+	}
+	if o.deliveries > 0 {
+		dl := ingest.NewDeliveryLog(js, slog.New(slog.DiscardHandler), ingest.DeliveryLogOptions{})
+		for i := range o.deliveries {
+			d := domain.Delivery{Endpoint: "stripe", Provider: domain.Stripe, EventID: fmt.Sprintf("evt_d_%03d", i), EventType: "invoice.paid",
+				Outcome: domain.OutcomeAccepted, Status: http.StatusOK, Received: time.Now(), Completed: time.Now(), Attempt: 1}
+			if i%3 == 0 {
+				d.EventID, d.Outcome, d.Status, d.ReasonCode = "", domain.OutcomeRejected, http.StatusBadRequest, domain.CodeSigMismatch
+			}
+			dl.Record(d)
+		}
+		require.NoError(t, dl.Close(ctx))
 	}
 	logs := &bytes.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
@@ -72,18 +93,34 @@ func newFixture(t *testing.T, maxSessions int) *fixture {
 	go func() { engine.Run(ctx); close(done) }()
 	go query.Run(ctx)
 	t.Cleanup(func() { cancel(); <-done })
+	// Folded, dead-lettered and indexed.
 	require.Eventually(t, func() bool {
 		dls, err := engine.DeadLetters(ctx, projections.DeadLetterFilter{Status: projections.DeadLetterOpen})
-		return err == nil && len(dls) > 0
+		if err != nil || len(dls) == 0 {
+			return false
+		}
+		counts, err := query.Counts(ctx)
+		total := 0
+		for _, n := range counts {
+			total += n
+		}
+		return err == nil && total == 1+o.subscriptions
 	}, 30*time.Second, 20*time.Millisecond)
 
 	c, err := console.New(console.Config{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine), Query: query,
 		JetStream: js, ReadToken: readToken, AdminTokens: projections.AdminTokens{"ops-alice": adminToken}, Log: log,
-		MaxSessions: maxSessions})
+		MaxSessions: o.maxSessions})
 	require.NoError(t, err)
 	srv := httptest.NewServer(c)
 	t.Cleanup(srv.Close)
 	return &fixture{url: srv.URL, logs: logs}
+}
+
+func appendStripe(t *testing.T, j *ingest.Journal, s samples.Stripe) {
+	t.Helper()
+	_, err := j.Append(context.Background(), &domain.Envelope{Provider: domain.Stripe, Endpoint: "stripe", EventID: s.EventID, EventType: s.Type,
+		Created: s.Created, Received: time.Now(), Verification: domain.VerifiedSignature, Body: s.Event()})
+	require.NoError(t, err)
 }
 
 // browser is an HTTP client with a cookie jar that does not follow
@@ -142,7 +179,7 @@ func (f *fixture) signIn(t *testing.T, b *http.Client, token string) string {
 // With BILLFOLD_API_TOKEN set, pages need a session: the read token opens
 // a read-only one, which cannot act; a wrong token opens none.
 func TestConsoleReadsFollowTheAPIToken(t *testing.T) {
-	f := newFixture(t, 0)
+	f := newFixture(t, fixtureOptions{})
 	b := browser(t)
 	resp, _ := get(t, b, f.url+"/ui/subscriptions")
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
@@ -173,7 +210,7 @@ func TestConsoleReadsFollowTheAPIToken(t *testing.T) {
 // CSRF token; a bulk requeue is a dry run until confirmed, and the log
 // names the admin token that asked.
 func TestConsoleRequeueNeedsCSRFAndADryRun(t *testing.T) {
-	f := newFixture(t, 0)
+	f := newFixture(t, fixtureOptions{})
 	b := browser(t)
 	csrf := f.signIn(t, b, adminToken)
 	where := url.Values{"projection": {"wallets"}, "code": {string(domain.CodeReducerInvalid)}}
@@ -210,7 +247,7 @@ func TestConsoleRequeueNeedsCSRFAndADryRun(t *testing.T) {
 // A hostile event id is text on every page that shows it, and every page
 // carries the strict Content-Security-Policy.
 func TestConsoleEscapesHostileValues(t *testing.T) {
-	f := newFixture(t, 0)
+	f := newFixture(t, fixtureOptions{})
 	b := browser(t)
 	f.signIn(t, b, readToken)
 	resp, page := get(t, b, f.url+"/ui/events/stripe/"+url.PathEscape(hostileID))
@@ -237,7 +274,7 @@ func TestConsoleEscapesHostileValues(t *testing.T) {
 // Sessions are bounded: past the bound a sign-in is refused with its
 // code, and signing out frees a place.
 func TestConsoleSessionsAreBounded(t *testing.T) {
-	f := newFixture(t, 2)
+	f := newFixture(t, fixtureOptions{maxSessions: 2})
 	var csrfs []string
 	var browsers []*http.Client
 	for range 2 {
@@ -261,4 +298,68 @@ func TestConsoleSessionsAreBounded(t *testing.T) {
 	// form's cookie is refused.
 	resp, _ = post(t, browser(t), f.url+"/ui/login", url.Values{"csrf": {m[1]}, "token": {adminToken}})
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}
+
+var (
+	subscriptionLink = regexp.MustCompile(`href="/ui/subscriptions/stripe/(sub_[a-z0-9_]+)"`)
+	deliveryRow      = regexp.MustCompile(`(?s)<tr>\s*<td class="time">.*?</tr>`)
+	nextLink         = regexp.MustCompile(`rel="next" href="([^"]+)"`)
+)
+
+// The subscriptions list pages by cursor: 50 a page, each once, in order,
+// and the last page has no next link.
+func TestConsoleSubscriptionsPageByCursor(t *testing.T) {
+	f := newFixture(t, fixtureOptions{subscriptions: 60})
+	b := browser(t)
+	f.signIn(t, b, readToken)
+	seen := map[string]bool{}
+	var pages []int
+	next := "/ui/subscriptions?provider=stripe"
+	for next != "" && len(pages) < 5 {
+		resp, page := get(t, b, f.url+strings.ReplaceAll(next, "&amp;", "&"))
+		require.Equal(t, http.StatusOK, resp.StatusCode, page)
+		n := 0
+		for _, m := range subscriptionLink.FindAllStringSubmatch(page, -1) {
+			assert.False(t, seen[m[1]], "%s on two pages", m[1])
+			seen[m[1]] = true
+			n++
+		}
+		pages = append(pages, n)
+		next = ""
+		if m := nextLink.FindStringSubmatch(page); m != nil {
+			next = m[1]
+		}
+	}
+	assert.Equal(t, []int{50, 11}, pages, "sub_1 and 60 more")
+	assert.True(t, seen["sub_1"] && seen["sub_more_000"] && seen["sub_more_059"])
+}
+
+// The deliveries page reads 100 log entries a page, newest first, and
+// "Older deliveries" continues before them; a filter keeps what matches
+// within the page.
+func TestConsoleDeliveriesPageBySequence(t *testing.T) {
+	f := newFixture(t, fixtureOptions{deliveries: 150})
+	b := browser(t)
+	f.signIn(t, b, readToken)
+	resp, page := get(t, b, f.url+"/ui/deliveries")
+	require.Equal(t, http.StatusOK, resp.StatusCode, page)
+	first := deliveryRow.FindAllString(page, -1)
+	require.Len(t, first, 100)
+	assert.Contains(t, first[0], "evt_d_149", "newest first")
+	assert.Contains(t, page, "read 100 delivery log entries")
+	m := nextLink.FindStringSubmatch(page)
+	require.NotNil(t, m, "an older page")
+	_, page = get(t, b, f.url+strings.ReplaceAll(m[1], "&amp;", "&"))
+	older := deliveryRow.FindAllString(page, -1)
+	require.Len(t, older, 50)
+	assert.Contains(t, older[0], "evt_d_049")
+	assert.Contains(t, older[49], "unverified", "evt_d_000 was a rejected delivery")
+	assert.Nil(t, nextLink.FindStringSubmatch(page), "the oldest page")
+
+	_, page = get(t, b, f.url+"/ui/deliveries?outcome=rejected&code=BILLFOLD-SIG-MISMATCH")
+	rows := deliveryRow.FindAllString(page, -1)
+	assert.Len(t, rows, 33, "the rejected ones among the newest 100 (every third of 50..149)")
+	for _, r := range rows {
+		assert.Contains(t, r, "BILLFOLD-SIG-MISMATCH")
+	}
 }

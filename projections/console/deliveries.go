@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"html/template"
 	"net/http"
 	"slices"
 	"strconv"
@@ -103,7 +104,7 @@ type deliveriesView struct {
 	Filter   deliveryFilter
 	Rows     []deliveryRow
 	Scanned  int
-	Older    string // the next page's query string, empty on the last page
+	Older    template.URL // the next page, empty on the last page
 	Outcomes []domain.Outcome
 }
 
@@ -141,7 +142,7 @@ func (c *Console) deliveries(w http.ResponseWriter, r *http.Request, s *session)
 	if next > 0 && (f.since.IsZero() || len(rows) == 0 || !rows[len(rows)-1].Received.Before(f.since)) {
 		older := q
 		older.Set("before", strconv.FormatUint(next, 10))
-		v.Older = older.Encode()
+		v.Older = template.URL("/ui/deliveries?" + older.Encode())
 	}
 	c.render(w, r, s, http.StatusOK, "deliveries", "deliveries", "Deliveries", v)
 }

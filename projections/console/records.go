@@ -2,8 +2,8 @@ package console
 
 import (
 	"encoding/json"
+	"html/template"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -20,7 +20,7 @@ type subscriptionsView struct {
 	State, Provider, Customer string
 	States                    []domain.LifecycleState
 	Items                     []domain.SubscriptionRecord
-	Next                      string // the next page's query string
+	Next                      template.URL // the next page
 }
 
 func (c *Console) subscriptions(w http.ResponseWriter, r *http.Request, s *session) {
@@ -38,13 +38,7 @@ func (c *Console) subscriptions(w http.ResponseWriter, r *http.Request, s *sessi
 		return
 	}
 	if page.NextCursor != "" {
-		next := url.Values{}
-		for k, val := range map[string]string{"state": v.State, "provider": v.Provider, "customer": v.Customer, "cursor": page.NextCursor} {
-			if val != "" {
-				next.Set(k, val)
-			}
-		}
-		v.Next = next.Encode()
+		v.Next = link("/ui/subscriptions", "state", v.State, "provider", v.Provider, "customer", v.Customer, "cursor", page.NextCursor)
 	}
 	c.render(w, r, s, http.StatusOK, "subscriptions", "subscriptions", "Subscriptions", v)
 }

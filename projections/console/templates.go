@@ -32,15 +32,7 @@ var funcs = template.FuncMap{
 	"message": func(code domain.Code, msg string) string {
 		return strings.TrimPrefix(msg, string(code)+": ")
 	},
-	"query": func(kv ...string) string {
-		v := url.Values{}
-		for i := 0; i+1 < len(kv); i += 2 {
-			if kv[i+1] != "" {
-				v.Set(kv[i], kv[i+1])
-			}
-		}
-		return v.Encode()
-	},
+	"link": link,
 	"ts": func(t any) string {
 		switch t := t.(type) {
 		case time.Time:
@@ -87,6 +79,22 @@ func abs(n int64) int64 {
 		return -n
 	}
 	return n
+}
+
+// link is path with the query kv (name, value, ...) names, leaving out
+// empty values. html/template would escape a query string written into an
+// href as one value; this one is encoded here, so it is trusted as a URL.
+func link(path string, kv ...string) template.URL {
+	v := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			v.Set(kv[i], kv[i+1])
+		}
+	}
+	if len(v) == 0 {
+		return template.URL(path)
+	}
+	return template.URL(path + "?" + v.Encode())
 }
 
 func eventURL(ns, id string) string {
