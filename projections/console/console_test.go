@@ -3,6 +3,7 @@ package console_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -46,6 +47,9 @@ type fixture struct {
 // delivery log entries to make.
 type fixtureOptions struct {
 	maxSessions, subscriptions, deliveries int
+	// rebuildRate caps a rebuild's fold (events per second), so a test
+	// can act while one runs.
+	rebuildRate float64
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture {
@@ -86,13 +90,14 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	engine, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{Replicas: 1, Log: slog.New(slog.DiscardHandler),
 		Retry: projections.RetryPolicy{Attempts: 2, Initial: time.Millisecond, Max: 5 * time.Millisecond}})
 	require.NoError(t, err)
-	rebuilds, err := projections.NewRebuilds(ctx, engine, projections.RebuildOptions{Log: slog.New(slog.DiscardHandler)})
+	rebuilds, err := projections.NewRebuilds(ctx, engine, projections.RebuildOptions{Log: slog.New(slog.DiscardHandler), Rate: o.rebuildRate})
 	require.NoError(t, err)
 	query := projections.NewQuery(engine, projs, "user_id")
 	done := make(chan struct{})
 	go func() { engine.Run(ctx); close(done) }()
 	go query.Run(ctx)
-	t.Cleanup(func() { cancel(); <-done })
+	go rebuilds.Run(ctx)
+	t.Cleanup(func() { cancel(); <-done; rebuilds.Wait() })
 	// Folded, dead-lettered and indexed.
 	require.Eventually(t, func() bool {
 		dls, err := engine.DeadLetters(ctx, projections.DeadLetterFilter{Status: projections.DeadLetterOpen})
@@ -362,4 +367,42 @@ func TestConsoleDeliveriesPageBySequence(t *testing.T) {
 	for _, r := range rows {
 		assert.Contains(t, r, "BILLFOLD-SIG-MISMATCH")
 	}
+}
+
+// A rebuild is started from its dry run, followed as JSON by the page's
+// script, and cancelled by an admin; each step is logged with who asked.
+func TestConsoleRebuildStartAndCancel(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rebuildRate: 1})
+	b := browser(t)
+	csrf := f.signIn(t, b, adminToken)
+	form := url.Values{"csrf": {csrf}, "projection": {"subscriptions"}}
+	resp, page := post(t, b, f.url+"/ui/rebuilds", form)
+	require.Equal(t, http.StatusOK, resp.StatusCode, page)
+	assert.Contains(t, page, "Dry run: it would fold <strong>4</strong> journal events")
+	assert.Contains(t, page, `<input type="hidden" name="projection" value="subscriptions">`, "the confirmation keeps the form")
+
+	form.Set("confirm", "yes")
+	resp, page = post(t, b, f.url+"/ui/rebuilds", form)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
+	loc := resp.Header.Get("Location")
+	require.True(t, strings.HasPrefix(loc, "/ui/rebuilds/"), loc)
+	var rb projections.Rebuild
+	resp, body := get(t, b, f.url+loc+"/progress")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &rb))
+	assert.Equal(t, projections.RebuildRunning, rb.Status, "1 event/s: still folding")
+	assert.Equal(t, "ops-alice", rb.RequestedBy)
+
+	resp, _ = post(t, b, f.url+loc+"/cancel", url.Values{})
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "no CSRF token")
+	resp, page = post(t, b, f.url+loc+"/cancel", url.Values{"csrf": {csrf}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
+	require.Eventually(t, func() bool {
+		_, body := get(t, b, f.url+loc+"/progress")
+		return json.Unmarshal([]byte(body), &rb) == nil && rb.Finished()
+	}, 30*time.Second, 100*time.Millisecond)
+	assert.Equal(t, projections.RebuildCancelled, rb.Status)
+	_, page = get(t, b, f.url+loc)
+	assert.Contains(t, page, "cancelled")
+	assert.Contains(t, f.logs.String(), `"msg":"console rebuild cancel","by":"ops-alice"`)
 }
