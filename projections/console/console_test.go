@@ -72,17 +72,18 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		appendStripe(t, j, samples.Stripe{EventID: fmt.Sprintf("evt_more_%03d", i), Type: "customer.subscription.created", Created: at,
 			CustomerID: "cus_more", SubscriptionID: fmt.Sprintf("sub_more_%03d", i)})
 	}
-	if o.deliveries > 0 {
-		dl := ingest.NewDeliveryLog(js, slog.New(slog.DiscardHandler), ingest.DeliveryLogOptions{})
-		for i := range o.deliveries {
-			d := domain.Delivery{Endpoint: "stripe", Provider: domain.Stripe, EventID: fmt.Sprintf("evt_d_%03d", i), EventType: "invoice.paid",
-				Outcome: domain.OutcomeAccepted, Status: http.StatusOK, Received: time.Now(), Completed: time.Now(), Attempt: 1}
-			if i%3 == 0 {
-				d.EventID, d.Outcome, d.Status, d.ReasonCode = "", domain.OutcomeRejected, http.StatusBadRequest, domain.CodeSigMismatch
-			}
-			dl.Record(d)
+	// Delivery log entries in a known order (ingest.DeliveryLog writes
+	// from several workers, so its order is the arrivals', not the calls').
+	for i := range o.deliveries {
+		d := domain.Delivery{Endpoint: "stripe", Provider: domain.Stripe, EventID: fmt.Sprintf("evt_d_%03d", i), EventType: "invoice.paid",
+			Outcome: domain.OutcomeAccepted, Status: http.StatusOK, Received: time.Now(), Completed: time.Now(), Attempt: 1}
+		if i%3 == 0 {
+			d.EventID, d.Outcome, d.Status, d.ReasonCode = "", domain.OutcomeRejected, http.StatusBadRequest, domain.CodeSigMismatch
 		}
-		require.NoError(t, dl.Close(ctx))
+		b, err := json.Marshal(d)
+		require.NoError(t, err)
+		_, err = js.Publish(ctx, d.Subject(), b)
+		require.NoError(t, err)
 	}
 	logs := &bytes.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
