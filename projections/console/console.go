@@ -10,7 +10,6 @@ package console
 import (
 	"context"
 	"embed"
-	"errors"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -230,11 +229,7 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 	case domain.CodeConflict, domain.CodeConfirmRequired:
 		status = http.StatusConflict
 	}
-	msg := "internal error"
-	var e *domain.Error
-	if errors.As(err, &e) {
-		msg = e.Message
-	}
+	msg := domain.ErrorMessage(err)
 	if status == http.StatusInternalServerError {
 		c.log.Error("console page failed", "path", r.URL.Path, "code", code, "error", err)
 	}

@@ -23,9 +23,13 @@ type overviewView struct {
 	LagError    string
 	DeadLetters []countRow
 	OpenDead    int
+	DeadError   string
 	States      []countRow
+	StatesError string
 	Rebuilds    []projections.Rebuild
-	Problems    []Problem
+	// RebuildsError says why rebuilds could not be read.
+	RebuildsError string
+	Problems      []Problem
 }
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
@@ -35,25 +39,31 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	// Each panel shows its own failure, so one unavailable part does not
 	// hide the others.
 	if v.Intake, err = c.readIntake(ctx, time.Now()); err != nil {
-		v.IntakeError = err.Error()
+		v.IntakeError = panelError(c, "overview", err)
 	}
 	if lag, err := c.cfg.Engine.Lag(ctx); err != nil {
-		v.LagError = err.Error()
+		v.LagError = panelError(c, "overview", err)
 	} else {
 		for _, name := range c.cfg.Engine.Projections() {
 			v.Lag = append(v.Lag, countRow{Label: name, N: int(lag[name])})
 		}
 	}
-	if dls, err := c.cfg.Engine.DeadLetters(ctx, projections.DeadLetterFilter{Status: projections.DeadLetterOpen}); err == nil {
+	if dls, err := c.cfg.Engine.DeadLetters(ctx, projections.DeadLetterFilter{Status: projections.DeadLetterOpen}); err != nil {
+		v.DeadError = panelError(c, "overview", err)
+	} else {
 		v.OpenDead = len(dls)
 		v.DeadLetters = groupDeadLetters(dls)
 	}
-	if counts, err := c.cfg.Query.Counts(ctx); err == nil {
+	if counts, err := c.cfg.Query.Counts(ctx); err != nil {
+		v.StatesError = panelError(c, "overview", err)
+	} else {
 		for _, st := range domain.LifecycleStates {
 			v.States = append(v.States, countRow{Label: string(st), N: counts[st]})
 		}
 	}
-	if all, err := c.cfg.Rebuilds.List(ctx); err == nil {
+	if all, err := c.cfg.Rebuilds.List(ctx); err != nil {
+		v.RebuildsError = panelError(c, "overview", err)
+	} else {
 		for _, rb := range all {
 			if !rb.Finished() {
 				v.Rebuilds = append(v.Rebuilds, rb)
@@ -64,6 +74,13 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		v.Problems = c.cfg.Doctor(ctx)
 	}
 	c.render(w, r, s, http.StatusOK, "overview", "overview", "Overview", v)
+}
+
+// panelError is what a panel shows of err: its code and the message meant
+// for operators; the cause goes to the log.
+func panelError(c *Console, page string, err error) string {
+	c.log.Warn("console panel unavailable", "page", page, "code", domain.ErrorCode(err), "error", err)
+	return string(domain.ErrorCode(err)) + ": " + domain.ErrorMessage(err)
 }
 
 // groupDeadLetters counts dead letters by code and projection, largest
