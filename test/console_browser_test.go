@@ -198,12 +198,12 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#intake`)))
 	assert.Contains(t, text(ctx, t, ".who"), "admin: ops-alice")
 	assert.Equal(t, "3", text(ctx, t, `section[aria-labelledby="dead"] .big`))
-	shoot(ctx, t, "overview", true)
 
 	// The change feed is live: a delivery shows up without a reload.
 	browse(ctx, t, chromedp.WaitVisible(`//p[@data-feed-status][contains(., "Connected")]`))
 	deliverStripe(t, srv, samples.Stripe{EventID: "evt_console_live", Type: "customer.updated", Created: time.Now().Truncate(time.Second), CustomerID: "cus_demo_ben"})
 	browse(ctx, t, chromedp.WaitVisible(`//ol[@class="feed"]/li[contains(., "evt_console_live")]`))
+	shoot(ctx, t, "overview", true)
 
 	// The overview's groups link to the dead letters they count.
 	clickAndWait(ctx, t, `//section[@aria-labelledby="dead"]//a[@class="code"][contains(@href, "wallets")]`, `#groups`)

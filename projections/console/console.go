@@ -113,7 +113,7 @@ func (c *Console) routes() {
 	act("POST /ui/rebuilds", c.startRebuild)
 	act("POST /ui/rebuilds/{id}/cancel", c.cancelRebuild)
 	c.mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
-		c.fail(w, r, nil, domain.Errorf(domain.CodeNotFound, "no page %s %s", r.Method, r.URL.Path))
+		c.fail(w, r, c.sessions.fromRequest(r), domain.Errorf(domain.CodeNotFound, "no page %s %s", r.Method, r.URL.Path))
 	})
 }
 
