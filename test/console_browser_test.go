@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 )
@@ -35,10 +36,14 @@ const (
 // it); elsewhere it skips, saying why.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	for _, p := range []string{os.Getenv("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"} {
-		if p == "" {
-			continue
+	if p := os.Getenv("CHROMIUM"); p != "" {
+		path, err := exec.LookPath(p)
+		if err != nil {
+			t.Fatalf("CHROMIUM=%s: %v", p, err)
 		}
+		return path
+	}
+	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser", "chromium"} {
 		if path, err := exec.LookPath(p); err == nil {
 			return path
 		}
@@ -242,15 +247,16 @@ func TestConsoleInABrowser(t *testing.T) {
 	assert.Equal(t, "Requeue 3 dead letters?", text(ctx, t, "#dry"))
 	assert.Contains(t, text(ctx, t, ".confirm"), "evt_console_topup")
 	shoot(ctx, t, "requeue-dry-run", true)
-	var open []projections.DeadLetter
 	var list struct{ Items []projections.DeadLetter }
 	require.Equal(t, http.StatusOK, apiGet(t, srv, "/v1/dead-letters?status=open", &list))
 	assert.Len(t, list.Items, 3, "the dry run changed nothing")
 	clickAndWait(ctx, t, `//button[contains(., "Confirm: requeue 3")]`, `p.notice`)
 	assert.Equal(t, "Requeued 3: 3 applied, 0 failed again.", text(ctx, t, "p.notice"))
 	require.Equal(t, http.StatusOK, apiGet(t, srv, "/v1/dead-letters?status=open", &list))
-	open = list.Items
-	assert.Empty(t, open)
+	assert.Empty(t, list.Items)
+	var wallet domain.WalletRecord
+	require.Equal(t, http.StatusOK, apiGet(t, srv, "/v1/wallets/user_demo_ana", &wallet))
+	assert.EqualValues(t, 140+100, wallet.Balance, "the requeued top-up credited the demo's 140")
 	assert.Contains(t, srv.logs.String(), `"by":"ops-alice"`, "the requeue is logged with who asked")
 	assert.NotContains(t, srv.logs.String(), consoleAdminToken)
 
