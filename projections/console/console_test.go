@@ -122,10 +122,18 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	return &fixture{url: srv.URL, logs: logs}
 }
 
+// appendStripe journals s as the receiver would, naming its object.
 func appendStripe(t *testing.T, j *ingest.Journal, s samples.Stripe) {
 	t.Helper()
-	_, err := j.Append(context.Background(), &domain.Envelope{Provider: domain.Stripe, Endpoint: "stripe", EventID: s.EventID, EventType: s.Type,
-		Created: s.Created, Received: time.Now(), Verification: domain.VerifiedSignature, Body: s.Event()})
+	env := &domain.Envelope{Provider: domain.Stripe, Endpoint: "stripe", EventID: s.EventID, EventType: s.Type,
+		Created: s.Created, Received: time.Now(), Verification: domain.VerifiedSignature, Body: s.Event()}
+	switch {
+	case strings.HasPrefix(s.Type, "customer.subscription."):
+		env.ObjectKind, env.ObjectID = "subscription", s.SubscriptionID
+	case strings.HasPrefix(s.Type, "customer."):
+		env.ObjectKind, env.ObjectID = "customer", s.CustomerID
+	}
+	_, err := j.Append(context.Background(), env)
 	require.NoError(t, err)
 }
 
@@ -266,6 +274,11 @@ func TestConsoleEscapesHostileValues(t *testing.T) {
 	assert.NotContains(t, csp, "unsafe-inline")
 	assert.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
 
+	assert.Contains(t, page, `<a href="/ui/customers/stripe/cus_1">customer cus_1</a> <span class="muted">changed by this event</span>`,
+		"the event links the record it changed")
+	_, page = get(t, b, f.url+"/ui/events/stripe/evt_sub")
+	assert.Contains(t, page, `<a href="/ui/subscriptions/stripe/sub_1">subscription sub_1</a> <span class="muted">changed by this event</span>`)
+	assert.Contains(t, page, `<a href="/ui/customers/stripe/cus_1">customer cus_1</a>`, "and the customer it names")
 	_, page = get(t, b, f.url+"/ui/customers/stripe/cus_1")
 	assert.NotContains(t, page, "<script>alert")
 	// No page has an inline script: the only script is the embedded file.

@@ -133,9 +133,12 @@ type projectionStatus struct {
 	projections.ProjectionStatus
 }
 
-// recordLink is a record the event is about.
+// recordLink is a record the event is about, and what became of it.
 type recordLink struct {
 	Kind, Provider, ID string
+	// Changed: the record lists the event among those folded into it;
+	// Missing: there is no such record (yet).
+	Changed, Missing bool
 }
 
 func (c *Console) event(w http.ResponseWriter, r *http.Request, s *session) {
@@ -159,7 +162,7 @@ func (c *Console) event(w http.ResponseWriter, r *http.Request, s *session) {
 			return
 		}
 		v.Body, v.BodyCut = showBody(body)
-		v.Records = recordsOf(entry.Journal, body)
+		v.Records = c.recordsChanged(ctx, entry.EventID, recordsOf(entry.Journal, body))
 	}
 	c.render(w, r, s, http.StatusOK, "event", "deliveries", "Event "+id, v)
 }
@@ -220,4 +223,25 @@ func recordsOf(j *projections.JournalEntry, body []byte) []recordLink {
 		out = append(out, recordLink{Kind: "customer", Provider: ns, ID: customer})
 	}
 	return out
+}
+
+// recordsChanged reads each record (one read each, at most two) to say
+// whether the event changed it.
+func (c *Console) recordsChanged(ctx context.Context, eventID string, links []recordLink) []recordLink {
+	for i := range links {
+		kind := domain.KindCustomer
+		if links[i].Kind == domain.KindSubscription {
+			kind = domain.KindSubscription
+		}
+		raw, err := c.cfg.Query.Record(ctx, kind, links[i].Provider, links[i].ID)
+		if err != nil {
+			links[i].Missing = true
+			continue
+		}
+		var meta domain.RecordMeta
+		if json.Unmarshal(raw, &meta) == nil {
+			links[i].Changed = slices.Contains(meta.EventIDs, eventID)
+		}
+	}
+	return links
 }
