@@ -260,8 +260,23 @@ func TestConsoleInABrowser(t *testing.T) {
 	assert.Contains(t, srv.logs.String(), `"by":"ops-alice"`, "the requeue is logged with who asked")
 	assert.NotContains(t, srv.logs.String(), consoleAdminToken)
 
-	// Subscriptions → one subscription → its customer, by links.
-	clickAndWait(ctx, t, `//nav/a[.="Subscriptions"]`, `//a[.="sub_demo_ben"]`)
+	// Keyboard: Tab reaches the skip link first, each stop shows a focus
+	// ring, and Enter on a link follows it. Subscriptions → one
+	// subscription → its customer, by links.
+	browse(ctx, t, chromedp.Navigate(srv.admin+"/ui/rebuilds"), chromedp.WaitVisible(chromedp.CSS(`#main`)), chromedp.KeyEvent("\t"))
+	focused, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.textContent`))
+	require.NoError(t, err)
+	assert.Equal(t, "Skip to content", focused)
+	for range 6 { // billfold, Overview, Deliveries, Dead letters, Rebuilds, Subscriptions
+		browse(ctx, t, chromedp.KeyEvent("\t"))
+	}
+	focused, err = chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.textContent`))
+	require.NoError(t, err)
+	assert.Equal(t, "Subscriptions", focused)
+	outline, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.activeElement).outlineStyle`))
+	require.NoError(t, err)
+	assert.NotEqual(t, "none", outline, "a visible focus ring")
+	browse(ctx, t, chromedp.KeyEvent("\r"), chromedp.WaitVisible(`//a[.="sub_demo_ben"]`))
 	shoot(ctx, t, "subscriptions", false)
 	clickAndWait(ctx, t, `//a[.="sub_demo_ben"]`, `#hist`)
 	assert.Contains(t, text(ctx, t, "#sub"), "past_due")
