@@ -64,6 +64,9 @@ const (
 	CodeConfirmRequired    Code = "BILLFOLD-CONFIRM-REQUIRED" // a large replay or bulk requeue needs --yes (force)
 	CodeConflict           Code = "BILLFOLD-CONFLICT"         // the resource changed or is busy (a rebuild is running)
 	CodeBusy               Code = "BILLFOLD-BUSY"             // a bounded read (change-feed clients, fold jobs) is at its cap
+	// CodeConsoleSessionsFull: the operator console holds as many signed-in
+	// sessions as it may.
+	CodeConsoleSessionsFull Code = "BILLFOLD-CONSOLE-SESSIONS-FULL"
 
 	// Rebuild, replay and verify.
 	CodeRebuildInterrupted Code = "BILLFOLD-REBUILD-INTERRUPTED" // the process running a rebuild stopped before it switched

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"net/http"
 	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/console"
 )
 
 // adminTokensFromEnv reads the tokens allowed to make admin mutations:
@@ -38,4 +44,20 @@ func adminTokensFromEnv(getenv func(string) string) (projections.AdminTokens, er
 		tokens[name] = token
 	}
 	return tokens, nil
+}
+
+// newConsole is the operator console over the services the /v1 API uses.
+func newConsole(ops *projections.Operations, query *projections.Query, js jetstream.JetStream, changes http.Handler,
+	doc *doctor, readToken string, adminTokens projections.AdminTokens, log *slog.Logger) (*console.Console, error) {
+	return console.New(console.Config{
+		Engine: ops.Engine, Rebuilds: ops.Rebuilds, Ledger: ops.Ledger, Query: query, JetStream: js, Changes: changes,
+		Doctor: func(ctx context.Context) []console.Problem {
+			var out []console.Problem
+			for _, p := range doc.report(ctx).Problems {
+				out = append(out, console.Problem{Code: p.Code, Message: p.Message})
+			}
+			return out
+		},
+		ReadToken: readToken, AdminTokens: adminTokens, Log: log,
+	})
 }

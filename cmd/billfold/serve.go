@@ -24,6 +24,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/console"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -244,17 +245,29 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs}
 	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
 	projections.LogErrorsTo(log)
-	feed := projections.NewChangeFeed(js, apiToken)
-	feed.MaxClients = o.maxFeedClients
-	feed.SetLogger(log)
-	defer feed.Close()
-	admin.Handle("GET /v1/changes", feed)
+	changes := projections.NewChangeFeed(js, apiToken)
+	changes.MaxClients = o.maxFeedClients
+	changes.SetLogger(log)
+	defer changes.Close()
+	admin.Handle("GET /v1/changes", changes)
 	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
 	query.FoldJobs = foldJobs
 	go query.Run(engineCtx)
 	query.Register(admin, readAuth)
-	admin.Handle("GET /v1/doctor", readAuth(newDoctor(js, endpoints, engine, o, natsDescription(o, ns))))
+	doc := newDoctor(js, endpoints, engine, o, natsDescription(o, ns))
+	admin.Handle("GET /v1/doctor", readAuth(doc))
+	ui, err := newConsole(ops, query, js, changes, doc, apiToken, adminTokens, log)
+	if err != nil {
+		return err
+	}
+	// The console is HTML, not API: mounted on the mux itself, so the
+	// OpenAPI document's route check does not see it.
+	admin.ServeMux.Handle(console.Prefix, ui)
 	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" && r.Method == http.MethodGet {
+			console.RedirectRoot(w, r)
+			return
+		}
 		projections.WriteError(w, domain.Errorf(domain.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})
 
