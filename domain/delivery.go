@@ -46,15 +46,18 @@ type Delivery struct {
 	Outcome      Outcome      `json:"outcome"`
 	Status       int          `json:"status"`
 	// Attempt counts the deliveries of this event id so far, this one
-	// included; zero when the event id is unknown.
+	// included, by receipt time; zero when the event id is unknown. It is
+	// not stored: entries are written without reading the ones before
+	// them, and the ledger numbers them when it reads an event's entries
+	// (NumberAttempts).
 	Attempt         int       `json:"attempt,omitempty"`
 	JournalSequence uint64    `json:"journal_sequence,omitempty"`
 	Received        time.Time `json:"received"`
 	Completed       time.Time `json:"completed"`
 }
 
-// Namespace is the delivery's dedupe namespace.
-func (d *Delivery) Namespace() string { return Namespace(d.Provider, d.Endpoint) }
+// Namespace is the delivery's dedupe namespace (see EventNamespace).
+func (d *Delivery) Namespace() string { return EventNamespace(d.Provider, d.Endpoint, d.Verification) }
 
 // Subject is the delivery log subject for the delivery.
 func (d *Delivery) Subject() string {
@@ -62,4 +65,44 @@ func (d *Delivery) Subject() string {
 		return UnverifiedDeliverySubject(d.Endpoint)
 	}
 	return DeliverySubject(d.Namespace(), d.EventID)
+}
+
+// DeliveryFromJournal is the delivery log entry of the delivery that
+// journaled env: the entry of every accepted delivery is derived from the
+// journal, so that no acknowledged delivery can lose it. stored is when the
+// journal stored the event, which is when the delivery was answered.
+func DeliveryFromJournal(env *Envelope, stored time.Time) Delivery {
+	created := env.Created
+	return Delivery{
+		Endpoint: env.Endpoint, Provider: env.Provider, EventID: env.EventID, EventType: env.EventType,
+		Created: &created, RequestID: env.RequestID, SourceAddr: env.SourceAddr,
+		Verification: env.Verification, ReasonCode: env.ReasonCode, Reason: env.Reason,
+		Outcome: OutcomeAccepted, Status: 200, JournalSequence: env.Sequence,
+		Received: env.Received, Completed: stored,
+	}
+}
+
+// NumberAttempts orders one event's delivery log entries by receipt time
+// and numbers their attempts from 1. Entries are written by several
+// writers (the accepted one derived from the journal, the others directly),
+// so the log's own order is not the order of receipt. An accepted entry
+// written twice (a derivation replayed after a crash, past the delivery
+// log's duplicate window) is kept once.
+func NumberAttempts(ds []Delivery) []Delivery {
+	out := ds[:0]
+	seen := map[uint64]bool{}
+	for _, d := range ds {
+		if d.Outcome == OutcomeAccepted && d.JournalSequence != 0 {
+			if seen[d.JournalSequence] {
+				continue
+			}
+			seen[d.JournalSequence] = true
+		}
+		out = append(out, d)
+	}
+	slices.SortStableFunc(out, func(a, b Delivery) int { return a.Received.Compare(b.Received) })
+	for i := range out {
+		out[i].Attempt = i + 1
+	}
+	return out
 }

@@ -114,3 +114,25 @@ func TestCheckEventIDAndType(t *testing.T) {
 		assert.Equal(t, domain.CodeEventMalformed, domain.ErrorCode(domain.CheckEventType("type", bad)), "%q", bad)
 	}
 }
+
+// Invariant 2: unsigned intake and the test bypass are journaled in
+// namespaces of their own, so the same id never collides across trust
+// levels, while the records they touch stay keyed by the provider.
+func TestTrustLevelsNeverShareANamespace(t *testing.T) {
+	subjects := map[string]domain.Verification{}
+	for _, v := range []domain.Verification{domain.VerifiedSignature, domain.VerifiedUnsigned, domain.VerifiedBypass} {
+		env := domain.Envelope{Provider: domain.Stripe, Endpoint: "stripe", EventID: "evt_shared1", Verification: v}
+		_, taken := subjects[env.JournalSubject()]
+		assert.False(t, taken, "%s shares a journal subject with %s", v, subjects[env.JournalSubject()])
+		subjects[env.JournalSubject()] = v
+		assert.Equal(t, "stripe", env.Namespace(), "records stay keyed by the provider")
+		d := domain.Delivery{Provider: domain.Stripe, Endpoint: "stripe", EventID: "evt_shared1", Verification: v}
+		assert.Equal(t, domain.DeliverySubject(env.EventNamespace(), "evt_shared1"), d.Subject())
+	}
+	assert.Equal(t, "stripe", domain.EventNamespace(domain.Stripe, "stripe", domain.VerifiedSignature))
+	assert.Equal(t, "stripe~unsigned", domain.EventNamespace(domain.Stripe, "in-x", domain.VerifiedUnsigned))
+	assert.Equal(t, "hooks~bypass", domain.EventNamespace(domain.HMAC, "hooks", domain.VerifiedBypass))
+	assert.Equal(t, domain.VerifiedBypass, domain.LeastTrusted(domain.VerifiedUnsigned, domain.VerifiedBypass))
+	assert.Equal(t, domain.VerifiedUnsigned, domain.LeastTrusted(domain.VerifiedSignature, domain.VerifiedUnsigned))
+	assert.Equal(t, domain.VerifiedSignature, domain.LeastTrusted("", domain.VerifiedSignature))
+}

@@ -3,6 +3,7 @@ package domain
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode"
@@ -73,6 +74,14 @@ type Envelope struct {
 	// empty when the payload does not say.
 	ObjectKind string
 	ObjectID   string
+	// SourceAddr, ReasonCode and Reason describe the delivery that
+	// brought the event in: its sender's address and, for a delivery the
+	// test bypass let through, why its verification failed. They are
+	// journaled so the delivery log entry of an accepted delivery can be
+	// derived from the journal (DeliveryFromJournal) and never lost.
+	SourceAddr string
+	ReasonCode Code
+	Reason     string
 	// Sequence is the journal sequence; zero until journaled.
 	Sequence uint64
 	// Body is the raw verified request body.
@@ -103,11 +112,18 @@ func (e *Envelope) Normalized(normalize func(*Envelope) (any, error)) (any, erro
 	return f.v, f.err
 }
 
-// Namespace is the envelope's dedupe namespace (see Namespace).
+// Namespace is the namespace of the provider objects the envelope is about
+// (see Namespace): what records are keyed by, whatever the event's trust.
 func (e *Envelope) Namespace() string { return Namespace(e.Provider, e.Endpoint) }
 
+// EventNamespace is the envelope's dedupe namespace (see EventNamespace):
+// its journal, delivery log and dead-letter subjects use it.
+func (e *Envelope) EventNamespace() string {
+	return EventNamespace(e.Provider, e.Endpoint, e.Verification)
+}
+
 // JournalSubject is the envelope's journal subject.
-func (e *Envelope) JournalSubject() string { return JournalSubject(e.Namespace(), e.EventID) }
+func (e *Envelope) JournalSubject() string { return JournalSubject(e.EventNamespace(), e.EventID) }
 
 // Journal header names.
 const (
@@ -122,6 +138,9 @@ const (
 	HeaderVerification = "Billfold-Verified"
 	HeaderObjectKind   = "Billfold-Object-Kind"
 	HeaderObjectID     = "Billfold-Object-Id"
+	HeaderSourceAddr   = "Billfold-Source-Addr"
+	HeaderReasonCode   = "Billfold-Reason-Code"
+	HeaderReason       = "Billfold-Reason"
 )
 
 // EncodeHeader writes the envelope's fields, all but Body and Sequence, into
@@ -145,6 +164,17 @@ func (e *Envelope) EncodeHeader(h map[string][]string) {
 	set(HeaderVerification, string(e.Verification))
 	set(HeaderObjectKind, e.ObjectKind)
 	set(HeaderObjectID, e.ObjectID)
+	set(HeaderSourceAddr, e.SourceAddr)
+	set(HeaderReasonCode, string(e.ReasonCode))
+	set(HeaderReason, strings.Map(headerSafe, e.Reason))
+}
+
+// headerSafe keeps a NATS header value on one line.
+func headerSafe(r rune) rune {
+	if r == '\r' || r == '\n' {
+		return ' '
+	}
+	return r
 }
 
 // DecodeEnvelope rebuilds an Envelope from a journal message's header, body
@@ -165,6 +195,9 @@ func DecodeEnvelope(h map[string][]string, body []byte, seq uint64) (Envelope, e
 		Verification: Verification(get(HeaderVerification)),
 		ObjectKind:   get(HeaderObjectKind),
 		ObjectID:     get(HeaderObjectID),
+		SourceAddr:   get(HeaderSourceAddr),
+		ReasonCode:   Code(get(HeaderReasonCode)),
+		Reason:       get(HeaderReason),
 		Sequence:     seq,
 		Body:         body,
 	}

@@ -27,10 +27,20 @@ const (
 	CodeMethodNotAllowed   Code = "BILLFOLD-METHOD-NOT-ALLOWED"  // wrong HTTP method
 	CodeJournalUnavailable Code = "BILLFOLD-JOURNAL-UNAVAILABLE" // journal did not acknowledge the append
 	CodeRateLimited        Code = "BILLFOLD-RATE-LIMITED"        // source address over its rate limit
+	CodeIntakeBusy         Code = "BILLFOLD-INTAKE-BUSY"         // the bytes-in-flight budget for bodies being read is spent
+	// CodeChallengeInvalid: a GET on a webhook endpoint that answers
+	// verification challenges without exactly one well-formed challenge.
+	CodeChallengeInvalid Code = "BILLFOLD-CHALLENGE-INVALID"
 
 	// Configuration.
 	CodeConfigNoSecret Code = "BILLFOLD-CONFIG-NO-SECRET" // endpoint has no usable secret
 	CodeConfigInvalid  Code = "BILLFOLD-CONFIG-INVALID"   // config file or flag value is wrong
+	// CodeConfigExposed: a listener is bound beyond loopback without the
+	// credentials that would guard it.
+	CodeConfigExposed Code = "BILLFOLD-CONFIG-EXPOSED"
+	// CodeConfigPayload: an endpoint's max_body_bytes cannot fit in a
+	// journal message under the NATS server's max_payload.
+	CodeConfigPayload Code = "BILLFOLD-CONFIG-PAYLOAD"
 
 	// Operations.
 	// CodeClockSkew: billfold's clock and the NATS server's disagree by
@@ -53,6 +63,10 @@ const (
 	CodeUnauthorized       Code = "BILLFOLD-UNAUTHORIZED"     // missing or wrong bearer token
 	CodeConfirmRequired    Code = "BILLFOLD-CONFIRM-REQUIRED" // a large replay or bulk requeue needs --yes (force)
 	CodeConflict           Code = "BILLFOLD-CONFLICT"         // the resource changed or is busy (a rebuild is running)
+	CodeBusy               Code = "BILLFOLD-BUSY"             // a bounded read (change-feed clients, fold jobs) is at its cap
+	// CodeConsoleSessionsFull: the operator console holds as many signed-in
+	// sessions as it may.
+	CodeConsoleSessionsFull Code = "BILLFOLD-CONSOLE-SESSIONS-FULL"
 
 	// Rebuild, replay and verify.
 	CodeRebuildInterrupted Code = "BILLFOLD-REBUILD-INTERRUPTED" // the process running a rebuild stopped before it switched

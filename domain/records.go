@@ -18,9 +18,12 @@ const (
 var Projections = []string{ProjectionCustomers, ProjectionSubscriptions, ProjectionOrders, ProjectionWallets}
 
 // EventRef is one event that changed a record, by the provider's clock.
+// Verification is empty for a signed event; an unsigned event with the
+// same id is another event.
 type EventRef struct {
-	At      time.Time `json:"at"`
-	EventID string    `json:"event_id"`
+	At           time.Time    `json:"at"`
+	EventID      string       `json:"event_id"`
+	Verification Verification `json:"verification,omitempty"`
 }
 
 // MaxRecordEvents is how many of the latest event ids a record shows.
@@ -29,11 +32,15 @@ const MaxRecordEvents = 50
 // RecordMeta is what every record carries so an operator can see why it
 // holds what it holds. It is a function of the set of events folded in, not
 // of their order: Version counts them, UpdatedAt is the latest provider
-// time among them, EventIDs the latest MaxRecordEvents of them.
+// time among them, EventIDs the latest MaxRecordEvents of them, and
+// Verification the least trusted of them: "signature" when only signed
+// events made the record, "unsigned" or "bypass" when input from an
+// unsigned endpoint or the test bypass contributed.
 type RecordMeta struct {
-	Version   int       `json:"version"`
-	UpdatedAt time.Time `json:"updated_at"`
-	EventIDs  []string  `json:"event_ids"`
+	Version      int          `json:"version"`
+	UpdatedAt    time.Time    `json:"updated_at"`
+	EventIDs     []string     `json:"event_ids"`
+	Verification Verification `json:"verification"`
 }
 
 // AggregateVersion implements eh.Versionable.
@@ -111,6 +118,7 @@ type SubscriptionRecord struct {
 	CurrentPeriodEnd  *time.Time      `json:"current_period_end,omitempty"`
 	TrialEnd          *time.Time      `json:"trial_end,omitempty"`
 	EndedAt           *time.Time      `json:"ended_at,omitempty"`
+	NextBillingDate   *time.Time      `json:"next_billing_date,omitempty"` // Braintree next-billing-date, midnight UTC
 	LatestInvoice     *InvoiceSummary `json:"latest_invoice,omitempty"`
 	LastPayment       *PaymentOutcome `json:"last_payment,omitempty"`
 	Transitions       []Transition    `json:"transitions"`

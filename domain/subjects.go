@@ -25,6 +25,13 @@ const (
 	UnverifiedToken = "_unverified"
 )
 
+// MaxStreamConsumers is the consumer cap billfold sets explicitly on each of
+// its streams. Durable consumers are few (a projector per projection and
+// generation, a relay per projection, a shared change-feed reader per
+// projection filter, subscribers' own on BILLFOLD_CHANGES); a request
+// creates none that outlives it, and reads that need one are bounded.
+const MaxStreamConsumers = 512
+
 // JournalSubject is the subject of the journal entry for one provider event.
 // There is at most one message per subject: that is how dedupe works.
 func JournalSubject(namespace, eventID string) string {

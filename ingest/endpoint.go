@@ -39,6 +39,10 @@ type EndpointConfig struct {
 	// cannot sign yet. It requires a name of at least MinUnsignedNameLength
 	// random characters (the name is then the only secret) and no secrets.
 	Unsigned bool `yaml:"unsigned"`
+	// UnsignedCredits lets this endpoint's unsigned (or test-bypassed)
+	// deliveries credit and debit wallets. Without it the wallets
+	// projection ignores them: only signed input moves credits.
+	UnsignedCredits bool `yaml:"unsigned_credits"`
 	// HMAC describes the scheme of a provider hmac endpoint (required
 	// there, refused elsewhere).
 	HMAC *hmacsig.Config `yaml:"hmac"`
@@ -72,6 +76,19 @@ type Endpoint struct {
 	// Unsigned endpoints have no Verifier; every delivery is journaled
 	// with verification "unsigned".
 	Unsigned bool
+	// Challenger, when set, answers the provider's verification challenge
+	// on GET (Braintree's bt_challenge).
+	Challenger Challenger
+}
+
+// Label is how the endpoint is shown in metric labels, logs and the
+// delivery log: its name, or for an unsigned endpoint, whose name is its
+// only secret, domain.UnsignedLabel of it.
+func (e *Endpoint) Label() string {
+	if e.Unsigned {
+		return domain.UnsignedLabel(e.Name)
+	}
+	return e.Name
 }
 
 // NewEndpoint builds an endpoint from its configuration. A malformed
@@ -131,7 +148,11 @@ func NewEndpoint(c EndpointConfig) (*Endpoint, error) {
 			}
 			keys = append(keys, k)
 		}
-		e.Verifier = braintree.Verifier{Keys: keys}
+		v := braintree.Verifier{Keys: keys}
+		e.Verifier = v
+		if !e.Unsigned { // without a key there is nothing to prove
+			e.Challenger = v
+		}
 		e.Parser = braintree.Parser{}
 	case domain.Clerk, domain.Standard:
 		for i, s := range secrets {
@@ -191,4 +212,27 @@ func nonEmpty(ss []string) []string {
 // String is for logs; it never shows a secret.
 func (e *Endpoint) String() string {
 	return fmt.Sprintf("/webhooks/%s (%s)", e.Name, e.Provider)
+}
+
+// JournalHeaderRoom is the room a journal message keeps beside the body for
+// its headers (provider, endpoint, event id and type, times, request id,
+// verification, object): every one of them is bounded, so 8 KiB is ample.
+const JournalHeaderRoom = 8 << 10
+
+// JournalPayloadNeeded is the largest journal message any of endpoints can
+// produce: its largest body limit plus JournalHeaderRoom. A NATS server
+// whose max_payload is smaller would answer every body near that limit
+// 503, and the provider would retry it until it gave up.
+func JournalPayloadNeeded(endpoints []*Endpoint) int64 {
+	return LargestBody(endpoints) + JournalHeaderRoom
+}
+
+// LargestBody is the largest body limit of endpoints, and at least
+// DefaultMaxBodyBytes.
+func LargestBody(endpoints []*Endpoint) int64 {
+	var largest int64 = DefaultMaxBodyBytes
+	for _, e := range endpoints {
+		largest = max(largest, e.MaxBody)
+	}
+	return largest
 }

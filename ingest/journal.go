@@ -18,10 +18,16 @@ type StreamOptions struct {
 	Replicas int
 	// DeliveryRetention is how long the delivery log keeps an entry.
 	DeliveryRetention time.Duration
+	// DeliveryMaxBytes bounds the delivery log's size on disk; past it
+	// the oldest entries are discarded.
+	DeliveryMaxBytes int64
 }
 
 // DefaultDeliveryRetention is the delivery log's default retention.
 const DefaultDeliveryRetention = 30 * 24 * time.Hour
+
+// DefaultDeliveryMaxBytes is the delivery log's default size limit: 1 GiB.
+const DefaultDeliveryMaxBytes = 1 << 30
 
 // JournalConfig is the journal stream's configuration. Each verified
 // provider event has its own subject and at most one message on it (see
@@ -29,23 +35,29 @@ const DefaultDeliveryRetention = 30 * 24 * time.Hour
 // every projection is folded from.
 func JournalConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        domain.JournalStream,
-		Description: "billfold journal: each verified provider event once",
-		Subjects:    []string{domain.JournalSubjectPrefix + ">"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardNew,
-		AllowDirect: true,
-		DenyDelete:  true,
-		DenyPurge:   true,
+		Name:         domain.JournalStream,
+		Description:  "billfold journal: each verified provider event once",
+		Subjects:     []string{domain.JournalSubjectPrefix + ">"},
+		Storage:      jetstream.FileStorage,
+		Replicas:     max(replicas, 1),
+		Retention:    jetstream.LimitsPolicy,
+		Discard:      jetstream.DiscardNew,
+		AllowDirect:  true,
+		MaxConsumers: domain.MaxStreamConsumers,
+		DenyDelete:   true,
+		DenyPurge:    true,
 	}
 }
 
-// DeliveryLogConfig is the delivery log stream's configuration.
-func DeliveryLogConfig(replicas int, retention time.Duration) jetstream.StreamConfig {
+// DeliveryLogConfig is the delivery log stream's configuration: entries are
+// kept for retention and within maxBytes, the oldest discarded first past
+// either limit, so no sender can fill the disk the journal lives on.
+func DeliveryLogConfig(replicas int, retention time.Duration, maxBytes int64) jetstream.StreamConfig {
 	if retention <= 0 {
 		retention = DefaultDeliveryRetention
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultDeliveryMaxBytes
 	}
 	return jetstream.StreamConfig{
 		Name:        domain.DeliveryStream,
@@ -56,7 +68,13 @@ func DeliveryLogConfig(replicas int, retention time.Duration) jetstream.StreamCo
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      retention,
-		AllowDirect: true,
+		MaxBytes:    maxBytes,
+		// Accepted entries carry a Nats-Msg-Id; the window outlasts the
+		// journal consumer's ack wait, so a redelivered event is not
+		// logged twice.
+		Duplicates:   2 * time.Minute,
+		AllowDirect:  true,
+		MaxConsumers: domain.MaxStreamConsumers,
 	}
 }
 
@@ -65,7 +83,7 @@ func DeliveryLogConfig(replicas int, retention time.Duration) jetstream.StreamCo
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	for _, cfg := range []jetstream.StreamConfig{
 		JournalConfig(o.Replicas),
-		DeliveryLogConfig(o.Replicas, o.DeliveryRetention),
+		DeliveryLogConfig(o.Replicas, o.DeliveryRetention, o.DeliveryMaxBytes),
 	} {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return domain.Wrap(domain.CodeJournalUnavailable, err, "create stream "+cfg.Name)

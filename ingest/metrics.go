@@ -11,6 +11,7 @@ type Metrics struct {
 	JournalAppendFailures *prometheus.CounterVec
 	Duplicates            *prometheus.CounterVec
 	DeliveryLogFailures   prometheus.Counter
+	DeliveryLogSampled    *prometheus.CounterVec
 	Unsigned              *prometheus.CounterVec
 	Bypassed              *prometheus.CounterVec
 }
@@ -41,8 +42,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"endpoint"}),
 		DeliveryLogFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "billfold_delivery_log_failures_total",
-			Help: "Delivery log entries that could not be written (queue full or stream unavailable).",
+			Help: "Delivery log entries that could not be written (queue full or stream unavailable); accepted deliveries' entries are retried until written and count each failed try.",
 		}),
+		DeliveryLogSampled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billfold_delivery_log_sampled_total",
+			Help: "Refused deliveries counted but not written to the delivery log because their source address sent more than its sample, by outcome.",
+		}, []string{"outcome"}),
 		Unsigned: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "billfold_unsigned_deliveries_total",
 			Help: "Deliveries journaled by an endpoint configured unsigned: never verified. Alert on it.",
@@ -53,6 +58,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"endpoint"}),
 	}
 	reg.MustRegister(m.Deliveries, m.SignatureFailures, m.AckDuration, m.JournalAppendFailures, m.Duplicates,
-		m.DeliveryLogFailures, m.Unsigned, m.Bypassed)
+		m.DeliveryLogFailures, m.DeliveryLogSampled, m.Unsigned, m.Bypassed)
 	return m
 }

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -103,8 +104,9 @@ func NewReceiver(endpoints []*Endpoint, journal Appender, deliveries Recorder, m
 	return rc, nil
 }
 
-// Handler is the public listener's handler: POST /webhooks/{endpoint} and
-// GET /healthz, and a JSON 404 for everything else.
+// Handler is the public listener's handler: POST /webhooks/{endpoint}
+// (and GET for an endpoint that answers verification challenges) and GET
+// /healthz, and a JSON 404 for everything else.
 func (rc *Receiver) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/webhooks/{endpoint}", rc.serveWebhook)
@@ -126,8 +128,12 @@ func (rc *Receiver) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		writeAnswer(w, http.StatusNotFound, answerNotFound)
 		return
 	}
+	if r.Method == http.MethodGet && ep.Challenger != nil {
+		rc.serveChallenge(w, r, ep)
+		return
+	}
 	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
+		w.Header().Set("Allow", allowed(ep))
 		writeAnswer(w, http.StatusMethodNotAllowed, answerNoMethod)
 		return
 	}
@@ -147,7 +153,7 @@ func (rc *Receiver) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeAnswer(w, status, answer)
-	rc.finish(&d, status)
+	rc.finish(&d, status, ep.Label())
 }
 
 // receive runs one delivery through the intake steps, filling d, and
@@ -176,6 +182,9 @@ func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (
 	}
 	env.Provider, env.Endpoint, env.Received, env.RequestID, env.Verification, env.Body =
 		ep.Provider, ep.Name, d.Received, d.RequestID, d.Verification, body
+	// The delivery's record travels with the append: the delivery log
+	// derives the accepted entry from the journal.
+	env.SourceAddr, env.ReasonCode, env.Reason = d.SourceAddr, d.ReasonCode, d.Reason
 	if env.Created.IsZero() {
 		// The provider gave no clock; receipt time, journaled once, keeps
 		// folds deterministic.
@@ -196,21 +205,21 @@ func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (
 	res, err := rc.journal.Append(ctx, &env)
 	if err != nil {
 		d.Outcome, d.ReasonCode, d.Reason = domain.OutcomeUnavailable, domain.CodeJournalUnavailable, err.Error()
-		rc.metrics.JournalAppendFailures.WithLabelValues(ep.Name).Inc()
+		rc.metrics.JournalAppendFailures.WithLabelValues(ep.Label()).Inc()
 		return http.StatusServiceUnavailable, answerUnavailable
 	}
 	d.JournalSequence = res.Sequence
 	if res.Duplicate {
 		d.Outcome = domain.OutcomeDuplicate
-		rc.metrics.Duplicates.WithLabelValues(ep.Name).Inc()
+		rc.metrics.Duplicates.WithLabelValues(ep.Label()).Inc()
 		return http.StatusOK, answerDuplicate
 	}
 	d.Outcome = domain.OutcomeAccepted
 	switch d.Verification {
 	case domain.VerifiedUnsigned:
-		rc.metrics.Unsigned.WithLabelValues(ep.Name).Inc()
+		rc.metrics.Unsigned.WithLabelValues(ep.Label()).Inc()
 	case domain.VerifiedBypass:
-		rc.metrics.Bypassed.WithLabelValues(ep.Name).Inc()
+		rc.metrics.Bypassed.WithLabelValues(ep.Label()).Inc()
 	}
 	return http.StatusOK, answerAccepted
 }
@@ -231,7 +240,7 @@ func (rc *Receiver) verify(r *http.Request, ep *Endpoint, body []byte, d *domain
 		d.Verification, d.ReasonCode, d.Reason = domain.VerifiedBypass, domain.ErrorCode(err), domain.ErrorMessage(err)
 	default:
 		d.Verification, d.Outcome, d.ReasonCode, d.Reason = domain.VerifyFailed, domain.OutcomeRejected, domain.ErrorCode(err), domain.ErrorMessage(err)
-		rc.metrics.SignatureFailures.WithLabelValues(ep.Name, string(d.ReasonCode)).Inc()
+		rc.metrics.SignatureFailures.WithLabelValues(ep.Label(), string(d.ReasonCode)).Inc()
 		return http.StatusBadRequest, answerSigFailed
 	}
 	return 0, nil
@@ -239,18 +248,25 @@ func (rc *Receiver) verify(r *http.Request, ep *Endpoint, body []byte, d *domain
 
 // finish records the delivery everywhere it is counted: metrics, the log
 // line, the delivery log.
-func (rc *Receiver) finish(d *domain.Delivery, status int) {
+// label is the endpoint's Label: an unsigned endpoint's name is never
+// shown.
+func (rc *Receiver) finish(d *domain.Delivery, status int, label string) {
 	d.Status = status
 	d.Completed = rc.now()
 	elapsed := d.Completed.Sub(d.Received)
-	rc.metrics.Deliveries.WithLabelValues(d.Endpoint, string(d.Outcome)).Inc()
-	rc.metrics.AckDuration.WithLabelValues(d.Endpoint).Observe(elapsed.Seconds())
+	rc.metrics.Deliveries.WithLabelValues(label, string(d.Outcome)).Inc()
+	rc.metrics.AckDuration.WithLabelValues(label).Observe(elapsed.Seconds())
 	level := slog.LevelInfo
-	if status >= 500 || d.Verification == domain.VerifiedUnsigned || d.Verification == domain.VerifiedBypass {
+	switch {
+	case d.Outcome == domain.OutcomeRateLimited:
+		// Counted in billfold_deliveries_total; a line each would let one
+		// sender fill the log.
+		level = slog.LevelDebug
+	case status >= 500 || d.Verification == domain.VerifiedUnsigned || d.Verification == domain.VerifiedBypass:
 		level = slog.LevelWarn
 	}
 	rc.log.LogAttrs(context.Background(), level, "delivery",
-		slog.String("endpoint", d.Endpoint),
+		slog.String("endpoint", label),
 		slog.String("event_id", d.EventID),
 		slog.String("event_type", d.EventType),
 		slog.String("outcome", string(d.Outcome)),
@@ -270,10 +286,17 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, domain.Errorf(domain.CodeBodyTooLarge, "Content-Length %d over the limit of %d bytes", r.ContentLength, limit)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
+	// A known length is read into one buffer of that size, so a body
+	// costs what the intake budget reserved for it, not the doubling
+	// growth of io.ReadAll.
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1)); err != nil {
 		return nil, domain.Wrap(domain.CodeBodyTooLarge, err, "body could not be read")
 	}
+	body := buf.Bytes()
 	if int64(len(body)) > limit {
 		return nil, domain.Errorf(domain.CodeBodyTooLarge, "body over the limit of %d bytes", limit)
 	}

@@ -39,20 +39,32 @@ type intake struct {
 
 func newIntake(t *testing.T, configs ...ingest.EndpointConfig) *intake {
 	t.Helper()
+	return newLimitedIntake(t, ingest.RateLimit{}, configs...)
+}
+
+// newLimitedIntake is newIntake with a rate limit per source address.
+func newLimitedIntake(t *testing.T, rateLimit ingest.RateLimit, configs ...ingest.EndpointConfig) *intake {
+	t.Helper()
 	ns := natstest.Server(t)
 	nc, js := natstest.Connect(t, ns)
 	require.NoError(t, ingest.EnsureStreams(ctx(t), js, ingest.StreamOptions{Replicas: 1}))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	in := &intake{js: js, journal: ingest.NewJournal(nc, js), metrics: ingest.NewMetrics(prometheus.NewRegistry())}
-	in.deliveries = ingest.NewDeliveryLog(js, log, ingest.DeliveryLogOptions{OnFailure: in.metrics.DeliveryLogFailures.Inc})
-	t.Cleanup(func() { _ = in.deliveries.Close(context.Background()) })
+	var err error
+	in.deliveries, err = ingest.NewDeliveryLog(ctx(t), js, log, ingest.DeliveryLogOptions{Metrics: in.metrics})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = in.deliveries.Close(c)
+	})
 	var eps []*ingest.Endpoint
 	for _, c := range configs {
 		e, err := ingest.NewEndpoint(c)
 		require.NoError(t, err)
 		eps = append(eps, e)
 	}
-	rc, err := ingest.NewReceiver(eps, in.journal, in.deliveries, in.metrics, log, ingest.ReceiverOptions{AppendTimeout: time.Second})
+	rc, err := ingest.NewReceiver(eps, in.journal, in.deliveries, in.metrics, log, ingest.ReceiverOptions{AppendTimeout: time.Second, RateLimit: rateLimit})
 	require.NoError(t, err)
 	in.srv = httptest.NewServer(rc.Handler())
 	t.Cleanup(in.srv.Close)
@@ -157,8 +169,9 @@ func TestReceiverAnswers503WithRetryAfterWhenTheJournalIsDown(t *testing.T) {
 	assert.Equal(t, 1.0, testutil.ToFloat64(in.metrics.JournalAppendFailures.WithLabelValues("stripe")))
 }
 
-// Every delivery reaches the delivery log with its reason code and its
-// attempt number for the event id; the answer body never carries the cause.
+// Every delivery reaches the delivery log with its reason code; read in
+// order of receipt, an event's entries number its attempts. The answer body
+// never carries the cause.
 func TestReceiverRecordsEveryDelivery(t *testing.T) {
 	in := newIntake(t, ingest.EndpointConfig{Name: "stripe", Provider: domain.Stripe, Secrets: []string{secret}})
 	body := stripeEvent("evt_log", "invoice.paid", false)
@@ -173,8 +186,12 @@ func TestReceiverRecordsEveryDelivery(t *testing.T) {
 	}
 	require.NoError(t, in.deliveries.Close(ctx(t)))
 
-	logged := in.readDeliveries(t, domain.DeliverySubject("stripe", "evt_log"))
-	require.Len(t, logged, 2)
+	var logged []domain.Delivery
+	require.Eventually(t, func() bool {
+		logged = in.readDeliveries(t, domain.DeliverySubject("stripe", "evt_log"))
+		return len(logged) == 2
+	}, 10*time.Second, 50*time.Millisecond, "the accepted entry is derived from the journal, the duplicate's written directly")
+	logged = domain.NumberAttempts(logged)
 	assert.Equal(t, []domain.Outcome{domain.OutcomeAccepted, domain.OutcomeDuplicate}, []domain.Outcome{logged[0].Outcome, logged[1].Outcome})
 	assert.Equal(t, []int{1, 2}, []int{logged[0].Attempt, logged[1].Attempt})
 	for _, d := range logged {
@@ -210,5 +227,39 @@ func (in *intake) readDeliveries(t *testing.T, subject string) []domain.Delivery
 		var d domain.Delivery
 		require.NoError(t, json.Unmarshal(m.Data(), &d))
 		out = append(out, d)
+	}
+}
+
+// Issue 17: an unsigned delivery claiming a signed event's id is journaled
+// in its own namespace, so Stripe's genuine, signed delivery of that id is
+// accepted afterwards, not answered duplicate; each has its own journal
+// subject and delivery log entry.
+func TestUnsignedDeliveryNeverMakesASignedOneADuplicate(t *testing.T) {
+	const open = "in-3f9a1c7be2d84056af19c2e7b5d0e813"
+	in := newIntake(t,
+		ingest.EndpointConfig{Name: "stripe", Provider: domain.Stripe, Secrets: []string{secret}},
+		ingest.EndpointConfig{Name: open, Provider: domain.Stripe, Unsigned: true})
+	body := stripeEvent("evt_shared1", "customer.created", false)
+	status, answer, _ := in.post(t, "/webhooks/"+open, body, "")
+	require.Equal(t, http.StatusOK, status)
+	assert.JSONEq(t, `{"received":true,"status":"accepted"}`, answer)
+	status, answer, _ = in.post(t, "/webhooks/stripe", body, signed(body, time.Now(), secret))
+	require.Equal(t, http.StatusOK, status)
+	assert.JSONEq(t, `{"received":true,"status":"accepted"}`, answer, "the signed event is new")
+	status, answer, _ = in.post(t, "/webhooks/"+open, body, "")
+	require.Equal(t, http.StatusOK, status)
+	assert.JSONEq(t, `{"received":true,"status":"duplicate"}`, answer, "unsigned input dedupes among itself")
+
+	s, err := in.js.Stream(ctx(t), domain.JournalStream)
+	require.NoError(t, err)
+	for ns, want := range map[string]domain.Verification{"stripe": domain.VerifiedSignature, "stripe~unsigned": domain.VerifiedUnsigned} {
+		m, err := s.GetLastMsgForSubject(ctx(t), domain.JournalSubject(ns, "evt_shared1"))
+		require.NoError(t, err, ns)
+		env, err := domain.DecodeEnvelope(m.Header, m.Data, m.Sequence)
+		require.NoError(t, err)
+		assert.Equal(t, want, env.Verification, ns)
+		require.Eventually(t, func() bool {
+			return len(in.readDeliveries(t, domain.DeliverySubject(ns, "evt_shared1"))) >= 1
+		}, 10*time.Second, 50*time.Millisecond, "%s has its delivery log entries", ns)
 	}
 }

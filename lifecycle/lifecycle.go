@@ -70,7 +70,7 @@ type BraintreeSubscription struct {
 	// Kind is the notification kind, used when Status is empty.
 	Kind string
 	// InTrial is set while the subscription is in its trial period: it has
-	// a trial and no charge has been made yet.
+	// a trial, no charge has been made yet and no billing cycle has come.
 	InTrial bool
 }
 
@@ -94,7 +94,8 @@ func Braintree(s BraintreeSubscription) (state domain.LifecycleState, ok bool) {
 		return domain.StateEnded, true
 	}
 	switch s.Kind {
-	case "subscription_went_active", "subscription_charged_successfully", "subscription_trial_ended":
+	case "subscription_went_active", "subscription_charged_successfully", "subscription_trial_ended",
+		"subscription_billing_skipped": // a cycle the balance paid
 		return domain.StateActive, true
 	case "subscription_went_past_due", "subscription_charged_unsuccessfully":
 		return domain.StatePastDue, true

@@ -63,7 +63,8 @@ func TestBraintreeMapping(t *testing.T) {
 		{sub{Kind: "subscription_charged_unsuccessfully"}, domain.StatePastDue, true},
 		{sub{Kind: "subscription_canceled"}, domain.StateEnded, true},
 		{sub{Kind: "subscription_expired"}, domain.StateEnded, true},
-		{sub{Kind: "subscription_billing_skipped"}, "", false},
+		{sub{Kind: "subscription_billing_skipped"}, domain.StateActive, true},
+		{sub{Kind: "subscription_dispute_opened"}, "", false},
 	}
 	for _, c := range cases {
 		got, ok := lifecycle.Braintree(c.in)

@@ -94,12 +94,13 @@ func parseDeadLetterID(id string) (projection string, seq uint64, err error) {
 // an operator deals with them.
 func DeadLetterConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        domain.DeadLetterStream,
-		Description: "billfold dead letters: events a projection could not apply",
-		Subjects:    []string{domain.DeadLetterSubjectPrefix + ">"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-		AllowDirect: true,
+		Name:         domain.DeadLetterStream,
+		Description:  "billfold dead letters: events a projection could not apply",
+		Subjects:     []string{domain.DeadLetterSubjectPrefix + ">"},
+		Storage:      jetstream.FileStorage,
+		Replicas:     max(replicas, 1),
+		AllowDirect:  true,
+		MaxConsumers: domain.MaxStreamConsumers,
 	}
 }
 
@@ -256,13 +257,8 @@ func (d deadLetters) open(ctx context.Context) (int, error) {
 // eachLastPerSubject calls fn with the data of the last message of every
 // subject matching filter in stream.
 func eachLastPerSubject(ctx context.Context, js jetstream.JetStream, stream, filter string, fn func([]byte)) error {
-	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy, InactiveThreshold: 5 * time.Second,
-	})
-	if err != nil {
-		return domain.Wrap(domain.CodeStoreUnavailable, err, "read "+stream)
-	}
-	return drain(ctx, c, stream, func(m jetstream.Msg) { fn(m.Data()) })
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}
+	return orderedRead(ctx, js, stream, cfg, domain.CodeStoreUnavailable, func(m jetstream.Msg) { fn(m.Data()) })
 }
 
 // drain calls fn with every message an ordered consumer has pending when

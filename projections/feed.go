@@ -31,29 +31,34 @@ const WalletProvider = domain.WalletNamespace
 // only from a position the stream still holds).
 func ChangesConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        domain.ChangesStream,
-		Description: "billfold change feed: every record change and lifecycle transition, once",
-		Subjects:    []string{domain.ChangeSubjectPrefix + ">", domain.LifecycleSubjectPrefix + ">"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-		Duplicates:  ChangesDuplicateWindow,
-		AllowDirect: true,
+		Name:         domain.ChangesStream,
+		Description:  "billfold change feed: every record change and lifecycle transition, once",
+		Subjects:     []string{domain.ChangeSubjectPrefix + ">", domain.LifecycleSubjectPrefix + ">"},
+		Storage:      jetstream.FileStorage,
+		Replicas:     max(replicas, 1),
+		Duplicates:   ChangesDuplicateWindow,
+		AllowDirect:  true,
+		MaxConsumers: domain.MaxStreamConsumers,
 	}
 }
 
 // Change is the body of a message on billfold.changes: a record as it was
-// stored, with the version it reached and the event that made it.
+// stored, with the version it reached, the event that made it, and whether
+// unsigned or bypassed input contributed to it (the record's own
+// verification).
 type Change struct {
-	Projection string          `json:"projection"`
-	Provider   string          `json:"provider"`
-	ID         string          `json:"id"`
-	Version    int             `json:"version"`
-	EventID    string          `json:"event_id"`
-	Record     json.RawMessage `json:"record"`
+	Projection   string              `json:"projection"`
+	Provider     string              `json:"provider"`
+	ID           string              `json:"id"`
+	Version      int                 `json:"version"`
+	EventID      string              `json:"event_id"`
+	Verification domain.Verification `json:"verification"`
+	Record       json.RawMessage     `json:"record"`
 }
 
-// LifecycleChange is the body of a message on billfold.lifecycle: one
-// transition of a subscription's lifecycle state.
+// LifecycleChange is the body of a message on billfold.lifecycle: one move
+// of a subscription's lifecycle state between two committed versions of
+// its record (see LifecycleStep).
 type LifecycleChange struct {
 	From         domain.LifecycleState `json:"from"`
 	To           domain.LifecycleState `json:"to"`
@@ -62,6 +67,8 @@ type LifecycleChange struct {
 	Subscription string                `json:"subscription"`
 	Customer     string                `json:"customer"`
 	EventID      string                `json:"event_id"`
+	Version      int                   `json:"version"`
+	Verification domain.Verification   `json:"verification"`
 }
 
 // Relay publishes a projection's record writes to the change feed. It
@@ -206,7 +213,16 @@ func (r *Relay) handle(ctx context.Context, msg jetstream.Msg) error {
 		_ = msg.Ack()
 		return nil
 	}
-	msgs, err := r.feedMessages(msg.Subject(), msg.Headers(), msg.Data(), seq)
+	msgs, err := r.feedMessages(ctx, msg.Subject(), msg.Headers(), msg.Data(), seq)
+	for i := 1; errors.As(err, new(feedUnavailable)); i++ {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.log.Warn("change feed not readable, retrying", "seq", seq, "error", err)
+		_ = msg.InProgress()
+		sleep(ctx, DefaultRetryPolicy.backoff(i))
+		msgs, err = r.feedMessages(ctx, msg.Subject(), msg.Headers(), msg.Data(), seq)
+	}
 	if err != nil {
 		// Not a record billfold wrote: nothing a subscriber could use.
 		r.log.Error("bucket write not relayed", "subject", msg.Subject(), "seq", seq, "error", err)
@@ -229,10 +245,10 @@ func (r *Relay) handle(ctx context.Context, msg jetstream.Msg) error {
 }
 
 // feedMessages are the feed messages of one bucket write: the lifecycle
-// transitions it made, then the change itself (last, so that the change
-// marks the whole write as published). Deletes and helper records (alias,
-// topup) have none.
-func (r *Relay) feedMessages(subject string, h nats.Header, value []byte, seq uint64) ([]*nats.Msg, error) {
+// transition it made (LifecycleStep), then the change itself (last, so
+// that the change marks the whole write as published). Deletes and helper
+// records (alias, topup) have none.
+func (r *Relay) feedMessages(ctx context.Context, subject string, h nats.Header, value []byte, seq uint64) ([]*nats.Msg, error) {
 	if op := h.Get("KV-Operation"); op != "" {
 		return nil, nil // a delete or purge: billfold writes none
 	}
@@ -245,12 +261,8 @@ func (r *Relay) feedMessages(subject string, h nats.Header, value []byte, seq ui
 		return nil, fmt.Errorf("stored value without a record: %v", err)
 	}
 	var rec struct {
-		Provider    string              `json:"provider"`
-		ID          string              `json:"id"`
-		UserID      string              `json:"user_id"`
-		CustomerID  string              `json:"customer_id"`
-		Version     int                 `json:"version"`
-		Transitions []domain.Transition `json:"transitions"`
+		SubscriptionVersion
+		UserID string `json:"user_id"`
 	}
 	if err := json.Unmarshal(record, &rec); err != nil {
 		return nil, err
@@ -260,26 +272,54 @@ func (r *Relay) feedMessages(subject string, h nats.Header, value []byte, seq ui
 	}
 	eventID := h.Get(HeaderEventID)
 	msgID := r.bucket + ":" + strconv.FormatUint(seq, 10)
+	changeSubject := domain.ChangeSubject(r.projection, rec.Provider, rec.ID)
 
 	var out []*nats.Msg
 	if r.projection == domain.ProjectionSubscriptions {
-		n := 0
-		for _, tr := range rec.Transitions {
-			if tr.EventID != eventID || eventID == "" {
-				continue
-			}
-			n++
-			body, _ := json.Marshal(LifecycleChange{From: tr.From, To: tr.To, At: tr.At, Provider: rec.Provider,
-				Subscription: rec.ID, Customer: rec.CustomerID, EventID: eventID})
-			out = append(out, feedMsg(domain.LifecycleSubject(rec.Provider, tr.To), msgID+":lifecycle:"+strconv.Itoa(n), body))
+		prev, err := r.lastPublished(ctx, changeSubject)
+		if err != nil {
+			return nil, err
+		}
+		if tr, ok := LifecycleStep(prev, &rec.SubscriptionVersion, eventID); ok {
+			body, _ := json.Marshal(tr)
+			out = append(out, feedMsg(domain.LifecycleSubject(rec.Provider, tr.To), msgID+":lifecycle", body))
 		}
 	}
 	body, err := json.Marshal(Change{Projection: r.projection, Provider: rec.Provider, ID: rec.ID,
-		Version: rec.Version, EventID: eventID, Record: record})
+		Version: rec.Version, EventID: eventID, Verification: rec.Verification, Record: record})
 	if err != nil {
 		return nil, err
 	}
-	return append(out, feedMsg(domain.ChangeSubject(r.projection, rec.Provider, rec.ID), msgID, body)), nil
+	return append(out, feedMsg(changeSubject, msgID, body)), nil
+}
+
+// feedUnavailable is the change feed failing to answer a read: the write
+// is retried, never passed over.
+type feedUnavailable struct{ error }
+
+// lastPublished is the subscription version the feed last published on
+// subject (nil when none): the previous committed version that the next
+// lifecycle transition moves from. The relays publish one write at a time,
+// in the bucket's order, so it is always the version before this write.
+func (r *Relay) lastPublished(ctx context.Context, subject string) (*SubscriptionVersion, error) {
+	s, err := r.js.Stream(ctx, domain.ChangesStream)
+	if err != nil {
+		return nil, feedUnavailable{err}
+	}
+	m, err := s.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, feedUnavailable{err}
+	}
+	var c struct {
+		Record SubscriptionVersion `json:"record"`
+	}
+	if err := json.Unmarshal(m.Data, &c); err != nil {
+		return nil, nil // not a change billfold wrote: start the chain again
+	}
+	return &c.Record, nil
 }
 
 func feedMsg(subject, id string, body []byte) *nats.Msg {

@@ -240,7 +240,11 @@ func streamMsgs(t *testing.T, js jetstream.JetStream) uint64 {
 }
 
 // An active → past_due → active history gives three lifecycle messages,
-// each with the event that made it, and no more after a relay restart.
+// each with the event that made it and the record version, and no more
+// after a relay restart. A subscription whose events arrive out of order
+// (issue 17) gets a chain from its committed versions: "" → past_due, then
+// past_due → canceling; the late events that only fill in its history
+// publish nothing.
 func TestLifecycleFeed(t *testing.T) {
 	nc, js := natstest.Connect(t, natstest.Server(t))
 	ctx := context.Background()
@@ -254,20 +258,37 @@ func TestLifecycleFeed(t *testing.T) {
 	sub("evt_l2", "invoice.payment_failed", "", base.Add(30*24*time.Hour), nil)
 	sub("evt_l3", "customer.subscription.updated", "past_due", base.Add(30*24*time.Hour), map[string]any{"status": "active"})
 	sub("evt_l4", "customer.subscription.updated", "active", base.Add(33*24*time.Hour), map[string]any{"status": "past_due"})
+	late := func(id, typ, status string, at time.Time, cape bool) {
+		stripeEvent(t, j, samples.Stripe{EventID: id, Type: typ, Created: at, CustomerID: "cus_late", SubscriptionID: "sub_late", Status: status,
+			Object: map[string]any{"cancel_at_period_end": cape}})
+	}
+	late("evt_late_pd", "customer.subscription.updated", "past_due", base.Add(24*time.Hour), false)
+	late("evt_late_new", "customer.subscription.created", "trialing", base, false)
+	late("evt_late_cape", "customer.subscription.updated", "active", base.Add(72*time.Hour), true)
+	late("evt_late_act", "customer.subscription.updated", "active", base.Add(48*time.Hour), false)
 
 	e, stop := feedEngine(t, js)
 	waitCaughtUp(t, e)
 	waitRelayed(t, js)
 	check := func() {
 		msgs := readFeed(t, js, domain.LifecycleSubjectPrefix+">")
-		var got []projections.LifecycleChange
+		var got, gotLate []projections.LifecycleChange
 		var subjects []string
 		for _, m := range msgs {
 			var lc projections.LifecycleChange
 			require.NoError(t, json.Unmarshal(m.data, &lc))
+			if lc.Subscription == "sub_late" {
+				gotLate = append(gotLate, lc)
+				continue
+			}
 			got = append(got, lc)
 			subjects = append(subjects, m.subject)
 		}
+		require.Len(t, gotLate, 2, "%+v", gotLate)
+		assert.Equal(t, []domain.LifecycleState{"", domain.StatePastDue, domain.StatePastDue, domain.StateCanceling},
+			[]domain.LifecycleState{gotLate[0].From, gotLate[0].To, gotLate[1].From, gotLate[1].To})
+		assert.Equal(t, []int{1, 3}, []int{gotLate[0].Version, gotLate[1].Version})
+		assert.Equal(t, base.Add(72*time.Hour), gotLate[1].At.UTC(), "the provider time of the event that made the move")
 		require.Len(t, got, 3, "%+v", got)
 		assert.Equal(t, []string{"billfold.lifecycle.stripe.active", "billfold.lifecycle.stripe.past_due", "billfold.lifecycle.stripe.active"}, subjects)
 		want := []struct {
@@ -282,6 +303,8 @@ func TestLifecycleFeed(t *testing.T) {
 			assert.Equal(t, "cus_l", got[i].Customer)
 			assert.Equal(t, "stripe", got[i].Provider)
 		}
+		assert.Equal(t, []int{1, 3, 4}, []int{got[0].Version, got[1].Version, got[2].Version},
+			"the failed invoice (version 2) moves nothing on its own")
 	}
 	check()
 	stop()
@@ -364,4 +387,30 @@ func TestChangeFeedHTTP(t *testing.T) {
 	assert.Equal(t, all, got)
 	got = read(get("/v1/changes?projection=subscriptions", "Authorization", "Bearer s3cret", "Last-Event-ID", strconv.FormatUint(all[0], 10)), len(want)-1)
 	assert.Equal(t, all[1:], got)
+}
+
+// Issue 17: every change-feed message says whether unsigned input
+// contributed to its record, as the record does.
+func TestChangeFeedCarriesVerification(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	ctx := context.Background()
+	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
+	j := ingest.NewJournal(nc, js)
+	base := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	stripeEvent(t, j, samples.Stripe{EventID: "evt_v1", Type: "customer.created", Created: base, CustomerID: "cus_v"})
+	forged := samples.Stripe{EventID: "evt_v1", Type: "customer.updated", Created: base.Add(time.Hour), CustomerID: "cus_v"}
+	_, err := j.Append(ctx, &domain.Envelope{Provider: domain.Stripe, Endpoint: "in-unsigned", EventID: forged.EventID, EventType: forged.Type,
+		Created: forged.Created, Received: time.Now(), Verification: domain.VerifiedUnsigned, Body: forged.Event()})
+	require.NoError(t, err)
+
+	e, _ := feedEngine(t, js)
+	waitCaughtUp(t, e)
+	waitRelayed(t, js)
+	var got []domain.Verification
+	for _, m := range readFeed(t, js, domain.ChangeSubject(domain.ProjectionCustomers, "stripe", "cus_v")) {
+		var c projections.Change
+		require.NoError(t, json.Unmarshal(m.data, &c))
+		got = append(got, c.Verification)
+	}
+	assert.Equal(t, []domain.Verification{domain.VerifiedSignature, domain.VerifiedUnsigned}, got)
 }

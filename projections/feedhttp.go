@@ -5,9 +5,11 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,13 +28,36 @@ type ChangeFeed struct {
 	js        jetstream.JetStream
 	token     string
 	heartbeat time.Duration
+	hubs      *feedHubs
+	log       *slog.Logger
+	clients   atomic.Int64
+	// MaxClients caps the clients served at once (DefaultMaxFeedClients
+	// when zero); past it a new client gets 429 BILLFOLD-BUSY.
+	MaxClients int
 }
 
 // NewChangeFeed returns the handler. When token is not empty, every request
-// must carry "Authorization: Bearer <token>".
+// must carry "Authorization: Bearer <token>". Close stops its shared
+// readers.
 func NewChangeFeed(js jetstream.JetStream, token string) *ChangeFeed {
-	return &ChangeFeed{js: js, token: token, heartbeat: SSEHeartbeat}
+	log := slog.Default()
+	return &ChangeFeed{js: js, token: token, heartbeat: SSEHeartbeat, hubs: newFeedHubs(js, log), log: log}
 }
+
+// SetLogger sets where the feed logs what it refuses or drops.
+func (f *ChangeFeed) SetLogger(log *slog.Logger) {
+	f.log = log
+	f.hubs.mu.Lock()
+	f.hubs.log = log
+	f.hubs.mu.Unlock()
+}
+
+// Close stops the shared readers and deletes their consumers; clients
+// still attached are disconnected.
+func (f *ChangeFeed) Close() { f.hubs.close() }
+
+// Clients is how many clients the feed serves now.
+func (f *ChangeFeed) Clients() int { return int(f.clients.Load()) }
 
 // feedRequest is a validated GET /v1/changes.
 type feedRequest struct {
@@ -79,37 +104,25 @@ func (f *ChangeFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
+	maxClients := f.MaxClients
+	if maxClients <= 0 {
+		maxClients = DefaultMaxFeedClients
+	}
+	if n := f.clients.Add(1); n > int64(maxClients) {
+		f.clients.Add(-1)
+		WriteError(w, domain.Errorf(domain.CodeBusy, "the change feed serves %d clients, its cap: retry later", maxClients))
+		return
+	}
+	defer f.clients.Add(-1)
 	ctx := r.Context()
-	c, err := f.js.OrderedConsumer(ctx, domain.ChangesStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{domain.ChangeFilter(fr.projection)},
-		DeliverPolicy:  fr.policy,
-		OptStartSeq:    fr.startSeq,
-	})
+	filter := domain.ChangeFilter(fr.projection)
+	hub := f.hubs.get(filter)
+	sub, err := hub.subscribe(ctx)
 	if err != nil {
 		WriteError(w, domain.Wrap(domain.CodeJournalUnavailable, err, "change feed unavailable"))
 		return
 	}
-	it, err := c.Messages()
-	if err != nil {
-		WriteError(w, domain.Wrap(domain.CodeJournalUnavailable, err, "change feed unavailable"))
-		return
-	}
-	defer it.Stop()
-	msgs := make(chan jetstream.Msg)
-	go func() {
-		defer close(msgs)
-		for {
-			m, err := it.Next()
-			if err != nil {
-				return // stopped; a NATS outage is handled by the ordered consumer
-			}
-			select {
-			case msgs <- m:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	defer hub.unsubscribe(sub)
 
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -122,27 +135,50 @@ func (f *ChangeFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !f.write(rc, w, []byte(": billfold change feed\n\n")) {
 		return
 	}
+	// History first, with direct gets, up to where the shared reader took
+	// over; the live changes wait in sub meanwhile.
+	var sent uint64
+	if fr.policy != jetstream.DeliverNewPolicy {
+		from := max(fr.startSeq, 1)
+		for {
+			ok := true
+			n, last, err := eachOnSubject(ctx, f.js, domain.ChangesStream, filter, from, 256, func(m *jetstream.RawStreamMsg) {
+				ok = ok && f.write(rc, w, sseEvent(m.Sequence, m.Data))
+			})
+			if err != nil || !ok {
+				if err != nil && ctx.Err() == nil {
+					f.log.Warn("change feed history read failed; the client resumes with Last-Event-ID", "code", domain.ErrorCode(err), "error", err)
+				}
+				return
+			}
+			if n > 0 {
+				sent, from = last, last+1
+			}
+			if n < 256 {
+				break
+			}
+		}
+	}
 	beat := time.NewTicker(f.heartbeat)
 	defer beat.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-sub.overflow:
+			return
 		case <-beat.C:
 			if !f.write(rc, w, []byte(": heartbeat\n\n")) {
 				return
 			}
-		case m, ok := <-msgs:
-			if !ok {
+		case ch := <-sub.changes:
+			if ch.seq <= sent {
+				continue // read with the history already
+			}
+			if !f.write(rc, w, sseEvent(ch.seq, ch.data)) {
 				return
 			}
-			meta, err := m.Metadata()
-			if err != nil {
-				continue
-			}
-			if !f.write(rc, w, sseEvent(meta.Sequence.Stream, m.Data())) {
-				return
-			}
+			sent = ch.seq
 		}
 	}
 }

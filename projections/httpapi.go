@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/billfold/billfold/domain"
 )
@@ -26,8 +28,17 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
+// errorLog is where WriteError logs the answers an operator must see: every
+// 5xx and every 429, with the code and the whole cause, which the answer
+// itself carries only as a short message.
+var errorLog atomic.Pointer[slog.Logger]
+
+// LogErrorsTo makes WriteError log every 5xx and 429 answer to log (the
+// default is slog.Default()).
+func LogErrorsTo(log *slog.Logger) { errorLog.Store(log) }
+
 // WriteError answers err as an APIError; the status and the machine word
-// follow from its code.
+// follow from its code. A 5xx or 429 is logged with its code and cause.
 func WriteError(w http.ResponseWriter, err error) {
 	code := domain.ErrorCode(err)
 	status, word := http.StatusInternalServerError, "internal"
@@ -44,6 +55,20 @@ func WriteError(w http.ResponseWriter, err error) {
 		status, word = http.StatusConflict, "conflict"
 	case domain.CodeConfirmRequired:
 		status, word = http.StatusConflict, "confirmation_required"
+	case domain.CodeBusy:
+		status, word = http.StatusTooManyRequests, "busy"
+		w.Header().Set("Retry-After", "5")
+	}
+	if status >= 500 || status == http.StatusTooManyRequests {
+		log := errorLog.Load()
+		if log == nil {
+			log = slog.Default()
+		}
+		level := slog.LevelWarn
+		if status >= 500 {
+			level = slog.LevelError
+		}
+		log.Log(context.Background(), level, "admin API answered an error", "status", status, "code", code, "error", err)
 	}
 	var e *domain.Error
 	msg := "internal error"

@@ -22,6 +22,7 @@ const MaxLedgerDeliveries = 100
 type Ledger struct {
 	js     jetstream.JetStream
 	engine *Engine
+	redact endpointRedaction
 }
 
 // NewLedger returns a Ledger reporting the status of events in engine's
@@ -86,7 +87,14 @@ type EventEntry struct {
 // Event returns the ledger entry of event id in namespace (the provider,
 // or the endpoint for generic schemes). An event neither journaled nor
 // delivered is BILLFOLD-NOT-FOUND.
+// An unsigned endpoint is shown, and may be asked for, by its label only
+// (RedactEndpoints).
 func (l *Ledger) Event(ctx context.Context, namespace, id string) (EventEntry, error) {
+	e, err := l.event(ctx, l.redact.resolve(namespace), id)
+	return l.redact.entry(e), err
+}
+
+func (l *Ledger) event(ctx context.Context, namespace, id string) (EventEntry, error) {
 	e := EventEntry{Namespace: namespace, EventID: id, Deliveries: DeliverySummary{Deliveries: []domain.Delivery{}},
 		Projections: map[string]ProjectionStatus{}}
 	journal, err := l.journalEntry(ctx, namespace, id)
@@ -139,7 +147,7 @@ func (l *Ledger) statuses(ctx context.Context, j *JournalEntry) (map[string]Proj
 			out[name] = ProjectionStatus{Status: StatusSkipped}
 			continue
 		}
-		dl, _, err := l.engine.dead.get(ctx, domain.DeadLetterSubject(name, domain.Namespace(j.Provider, j.Endpoint), j.EventID))
+		dl, _, err := l.engine.dead.get(ctx, domain.DeadLetterSubject(name, domain.EventNamespace(j.Provider, j.Endpoint, j.Verification), j.EventID))
 		if err != nil {
 			return nil, err
 		}
@@ -155,36 +163,50 @@ func (l *Ledger) statuses(ctx context.Context, j *JournalEntry) (map[string]Proj
 	return out, nil
 }
 
-// deliveries reads every delivery log entry on subject, keeping the last
-// MaxLedgerDeliveries.
+// deliveries summarizes the delivery log entries on subject: the counts
+// from the stream's per-subject index, and the last MaxLedgerDeliveries
+// entries read with direct gets (no consumer: a lookup storm must not
+// exhaust the stream's consumers), their attempts numbered by receipt time
+// after the ones before them.
 func (l *Ledger) deliveries(ctx context.Context, subject string) (DeliverySummary, error) {
 	sum := DeliverySummary{Deliveries: []domain.Delivery{}}
-	err := eachMessage(ctx, l.js, domain.DeliveryStream, subject, func(data []byte) {
+	count, err := countOnSubject(ctx, l.js, domain.DeliveryStream, subject)
+	if err != nil || count == 0 {
+		return sum, err
+	}
+	var from uint64
+	skipped := 0
+	if skip := count - MaxLedgerDeliveries; skip > 0 {
+		_, last, err := eachOnSubject(ctx, l.js, domain.DeliveryStream, subject, 0, skip, func(m *jetstream.RawStreamMsg) {
+			var d domain.Delivery
+			if json.Unmarshal(m.Data, &d) == nil && d.Outcome == domain.OutcomeDuplicate {
+				sum.Duplicates++
+			}
+		})
+		if err != nil {
+			return sum, err
+		}
+		from, skipped = last+1, skip
+	}
+	var recent []domain.Delivery
+	_, _, err = eachOnSubject(ctx, l.js, domain.DeliveryStream, subject, from, MaxLedgerDeliveries, func(m *jetstream.RawStreamMsg) {
 		var d domain.Delivery
-		if json.Unmarshal(data, &d) != nil {
-			return
-		}
-		sum.Count++
-		if d.Outcome == domain.OutcomeDuplicate {
-			sum.Duplicates++
-		}
-		sum.LastOutcome = d.Outcome
-		sum.Deliveries = append(sum.Deliveries, d)
-		if len(sum.Deliveries) > MaxLedgerDeliveries {
-			sum.Deliveries = sum.Deliveries[1:]
+		if json.Unmarshal(m.Data, &d) == nil {
+			recent = append(recent, d)
 		}
 	})
-	return sum, err
-}
-
-// eachMessage calls fn with the data of every message on subject in
-// stream, oldest first, through an ordered consumer.
-func eachMessage(ctx context.Context, js jetstream.JetStream, stream, subject string, fn func(data []byte)) error {
-	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, InactiveThreshold: 5 * time.Second})
-	if err != nil {
-		return domain.Wrap(domain.CodeJournalUnavailable, err, "read "+stream)
+	read := len(recent)
+	recent = domain.NumberAttempts(recent) // drops a rewritten copy of an accepted entry
+	for i := range recent {
+		recent[i].Attempt += skipped
+		if recent[i].Outcome == domain.OutcomeDuplicate {
+			sum.Duplicates++
+		}
+		sum.LastOutcome = recent[i].Outcome
 	}
-	return drain(ctx, c, stream, func(m jetstream.Msg) { fn(m.Data()) })
+	sum.Deliveries = recent
+	sum.Count = count - (read - len(recent))
+	return sum, err
 }
 
 // ServeEvent is the handler of GET /v1/events/{provider}/{event_id}.
@@ -232,6 +254,7 @@ func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error
 	if f.Limit > MaxListLimit {
 		return nil, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", f.Limit, MaxListLimit)
 	}
+	f.Provider = l.redact.resolve(f.Provider)
 	out := []EventSummary{}
 	if f.Status == StatusFailed {
 		dls, err := l.engine.DeadLetters(ctx, DeadLetterFilter{Provider: f.Provider, Since: f.Since})
@@ -257,21 +280,20 @@ func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error
 		}
 	}
 	slices.Reverse(out)
+	for i := range out {
+		out[i].Provider = l.redact.show(out[i].Provider)
+	}
 	return out[:min(len(out), f.Limit)], nil
 }
 
 // eachDeliverySince calls fn with every delivery log entry received at or
 // after since, oldest first.
 func (l *Ledger) eachDeliverySince(ctx context.Context, since time.Time, fn func(*domain.Delivery)) error {
-	cfg := jetstream.OrderedConsumerConfig{InactiveThreshold: 5 * time.Second}
+	cfg := jetstream.OrderedConsumerConfig{}
 	if !since.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
 	}
-	c, err := l.js.OrderedConsumer(ctx, domain.DeliveryStream, cfg)
-	if err != nil {
-		return domain.Wrap(domain.CodeJournalUnavailable, err, "read "+domain.DeliveryStream)
-	}
-	return drain(ctx, c, domain.DeliveryStream, func(m jetstream.Msg) {
+	return orderedRead(ctx, l.js, domain.DeliveryStream, cfg, domain.CodeJournalUnavailable, func(m jetstream.Msg) {
 		var d domain.Delivery
 		if json.Unmarshal(m.Data(), &d) == nil {
 			fn(&d)

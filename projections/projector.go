@@ -335,7 +335,7 @@ func (pr *Projector) apply(ctx context.Context, env *domain.Envelope, extend fun
 // requeue when an operator's requeue was the attempt.
 func (pr *Projector) deadLetter(ctx context.Context, env *domain.Envelope, attempts int, cause error, requeue *Requeue) {
 	dl := DeadLetter{
-		Projection: pr.projection.Name(), Provider: env.Provider, Namespace: env.Namespace(),
+		Projection: pr.projection.Name(), Provider: env.Provider, Namespace: env.EventNamespace(),
 		EventID: env.EventID, EventType: env.EventType, JournalSequence: env.Sequence, Created: env.Created,
 		Class: ClassPermanent, Code: domain.ErrorCode(cause), Message: cause.Error(), Attempts: attempts,
 		FailedAt: time.Now().UTC(),

@@ -35,6 +35,8 @@ type Query struct {
 	engine    *Engine
 	projs     []reducers.Projection
 	userIDKey string
+	// FoldJobs bounds as_of reads (nil: unbounded).
+	FoldJobs *FoldJobs
 
 	// view is the generations queries read now. A rebuild's switch
 	// replaces it whole, once the new generations' indexes are loaded, so

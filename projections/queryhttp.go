@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"context"
 	"crypto/subtle"
 	_ "embed"
 	"net/http"
@@ -63,8 +64,9 @@ func (q *Query) serveRecord(kind string) http.HandlerFunc {
 			id = r.PathValue("user_id")
 		}
 		var (
-			rec []byte
-			err error
+			rec  []byte
+			err  error
+			asOf *time.Time
 		)
 		if s := r.URL.Query().Get("as_of"); s != "" {
 			t, perr := time.Parse(time.RFC3339, s)
@@ -72,8 +74,21 @@ func (q *Query) serveRecord(kind string) http.HandlerFunc {
 				WriteError(w, domain.Errorf(domain.CodeBadRequest, "as_of %q: want an RFC 3339 time such as 2026-06-01T12:00:00Z", s))
 				return
 			}
-			rec, err = q.AsOf(r.Context(), kind, provider, id, t)
-		} else {
+			asOf = &t
+		}
+		switch {
+		case asOf != nil: // a fold of the journal: a bounded job
+			err = q.FoldJobs.Run(r.Context(), "as_of", func(ctx context.Context) (ferr error) {
+				if kind == domain.KindOrder {
+					rec, ferr = q.Order(ctx, provider, id, asOf) // by any of its ids
+				} else {
+					rec, ferr = q.AsOf(ctx, kind, provider, id, *asOf)
+				}
+				return ferr
+			})
+		case kind == domain.KindOrder:
+			rec, err = q.Order(r.Context(), provider, id, nil) // by any of its ids
+		default:
 			rec, err = q.Record(r.Context(), kind, provider, id)
 		}
 		if err != nil {

@@ -73,7 +73,7 @@ func (f ReplayFilter) Empty() bool {
 
 func (f ReplayFilter) match(env *domain.Envelope) bool {
 	return (len(f.Types) == 0 || slices.Contains(f.Types, env.EventType)) &&
-		(f.Provider == "" || string(env.Provider) == f.Provider || env.Namespace() == f.Provider) &&
+		(f.Provider == "" || string(env.Provider) == f.Provider || env.Namespace() == f.Provider || env.EventNamespace() == f.Provider) &&
 		(f.Since.IsZero() || !env.Created.Before(f.Since)) &&
 		(f.Until.IsZero() || env.Created.Before(f.Until)) &&
 		(f.EventID == "" || env.EventID == f.EventID)

@@ -2,11 +2,13 @@ package projections_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
@@ -68,11 +71,33 @@ func newReplayFixture(t testing.TB, nc *nats.Conn, js jetstream.JetStream, o red
 }
 
 func (f *replayFixture) append(s samples.Stripe) {
-	_, err := f.journal.Append(context.Background(), &domain.Envelope{
+	require.NoError(f.t, f.tryAppend(s))
+}
+
+// tryAppend journals s as intake does (a second append of the same event
+// is refused by the journal as a duplicate); safe in any goroutine.
+func (f *replayFixture) tryAppend(s samples.Stripe) error {
+	_, err := f.journal.Append(context.Background(), stripeEnvelope(s))
+	return err
+}
+
+// redeliver publishes another copy of s onto its journal subject without
+// the journal's dedupe condition: the projector receives the event again
+// under a new sequence, as after a redelivery, and only the reducers'
+// own dedupe stands between it and a second effect.
+func (f *replayFixture) redeliver(s samples.Stripe) error {
+	env := stripeEnvelope(s)
+	msg := &nats.Msg{Subject: env.JournalSubject(), Header: nats.Header{}, Data: env.Body}
+	env.EncodeHeader(msg.Header)
+	_, err := f.js.PublishMsg(context.Background(), msg)
+	return err
+}
+
+func stripeEnvelope(s samples.Stripe) *domain.Envelope {
+	return &domain.Envelope{
 		Provider: domain.Stripe, Endpoint: "stripe", EventID: s.EventID, EventType: s.Type, Created: s.Created,
 		Received: time.Now(), Verification: domain.VerifiedSignature, Body: s.Event(),
-	})
-	require.NoError(f.t, err)
+	}
 }
 
 // rebuild starts a rebuild or replay and waits for its end.
@@ -203,8 +228,11 @@ func TestRebuildUnderLiveLoadEqualsCleanFold(t *testing.T) {
 			default:
 			}
 			typ := samples.StripeTypes()[i%len(samples.StripeTypes())]
-			f.append(samples.Stripe{EventID: fmt.Sprintf("evt_live_%d", i), Type: typ, Created: base.Add(time.Duration(i) * time.Second),
+			err := f.tryAppend(samples.Stripe{EventID: fmt.Sprintf("evt_live_%d", i), Type: typ, Created: base.Add(time.Duration(i) * time.Second),
 				CustomerID: fmt.Sprintf("cus_live_%d", i/len(samples.StripeTypes())), SubscriptionID: fmt.Sprintf("sub_live_%d", i/len(samples.StripeTypes()))})
+			if !assert.NoError(t, err) { // not require: this is not the test's goroutine
+				return
+			}
 			time.Sleep(2 * time.Millisecond)
 		}
 	})
@@ -250,57 +278,163 @@ func TestRebuildUnderLiveLoadEqualsCleanFold(t *testing.T) {
 	}
 }
 
-// Rebuild equals live, over generated histories: customers' events in a
-// random order with random duplicates, folded live and then rebuilt, give
-// the same records as the clean fold.
-func TestRebuildEqualsLiveOverGeneratedHistories(t *testing.T) {
-	for seed := range uint64(4) {
-		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
-			nc, js := natstest.Connect(t, natstest.Server(t))
-			f := newReplayFixture(t, nc, js, reducers.DefaultOptions(), time.Hour)
-			r := rand.New(rand.NewPCG(seed, 7))
-			var events []samples.Stripe
-			base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-			for c := range 3 + r.IntN(5) {
-				for i, typ := range samples.StripeTypes() {
-					if r.IntN(4) == 0 {
-						continue
-					}
-					events = append(events, samples.Stripe{EventID: fmt.Sprintf("evt_%d_%d", c, i), Type: typ,
-						Created: base.Add(time.Duration(r.IntN(3)) * time.Second), CustomerID: fmt.Sprintf("cus_%d", c), SubscriptionID: fmt.Sprintf("sub_%d", c)})
+// permutedHistory is a generated provider history: customers with paid
+// and unpaid credit top-ups, some fully refunded, and subscriptions that go
+// past_due; the order the journal receives it in, with redeliveries; and
+// what the projections must end as, computed from the history alone.
+type permutedHistory struct {
+	deliveries []samples.Stripe // in journal order; an event seen again is a redelivery
+	split      int              // deliveries before it are folded live before the rest arrive
+	balances   map[string]int64 // user -> credits of paid top-ups minus those fully refunded
+	users      []string
+	pastDue    []string // subscriptions whose update to past_due is the latest by Stripe's clock
+}
+
+func drawPermutedHistory(t *rapid.T) permutedHistory {
+	h := permutedHistory{balances: map[string]int64{}}
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var events []samples.Stripe
+	users := rapid.IntRange(1, 3).Draw(t, "users")
+	for u := range users {
+		h.users = append(h.users, fmt.Sprintf("user_%d", u))
+		events = append(events, samples.Stripe{EventID: fmt.Sprintf("evt_cus_%d", u), Type: "customer.created", Created: base, CustomerID: fmt.Sprintf("cus_%d", u)})
+	}
+	for k := range rapid.IntRange(1, 6).Draw(t, "top-ups") {
+		u := rapid.IntRange(0, users-1).Draw(t, fmt.Sprintf("top-up %d user", k))
+		credits := rapid.Int64Range(1, 500).Draw(t, fmt.Sprintf("top-up %d credits", k))
+		paid := rapid.Bool().Draw(t, fmt.Sprintf("top-up %d paid", k))
+		at := base.Add(time.Duration(k+1) * time.Minute)
+		status := "unpaid"
+		if paid {
+			status = "paid"
+			h.balances[h.users[u]] += credits
+		}
+		pi := fmt.Sprintf("pi_%d", k)
+		events = append(events, samples.Stripe{EventID: fmt.Sprintf("evt_topup_%d", k), Type: "checkout.session.completed", Created: at,
+			CustomerID: fmt.Sprintf("cus_%d", u), Status: status,
+			Object: map[string]any{"id": fmt.Sprintf("cs_%d", k), "payment_intent": pi, "amount_total": 1000,
+				"metadata": map[string]any{"user_id": h.users[u], "credits": fmt.Sprint(credits)}}})
+		if paid && rapid.Bool().Draw(t, fmt.Sprintf("top-up %d refunded", k)) {
+			h.balances[h.users[u]] -= credits
+			events = append(events, samples.Stripe{EventID: fmt.Sprintf("evt_refund_%d", k), Type: "charge.refunded", Created: at.Add(time.Hour),
+				CustomerID: fmt.Sprintf("cus_%d", u), Object: map[string]any{"id": fmt.Sprintf("ch_%d", k), "payment_intent": pi, "amount": 1000, "amount_refunded": 1000}})
+		}
+	}
+	for k := range rapid.IntRange(0, 3).Draw(t, "subscriptions") {
+		sub, at := fmt.Sprintf("sub_%d", k), base.Add(time.Duration(k)*time.Hour)
+		events = append(events,
+			samples.Stripe{EventID: fmt.Sprintf("evt_sub_%d_created", k), Type: "customer.subscription.created", Created: at,
+				CustomerID: "cus_0", SubscriptionID: sub, Status: "active"},
+			samples.Stripe{EventID: fmt.Sprintf("evt_sub_%d_updated", k), Type: "customer.subscription.updated", Created: at.Add(30 * time.Second),
+				CustomerID: "cus_0", SubscriptionID: sub, Status: "past_due", Previous: map[string]any{"status": "active"}})
+		h.pastDue = append(h.pastDue, sub)
+	}
+	// Redeliveries: some events arrive again, anywhere after or before
+	// their first delivery.
+	deliveries := slices.Clone(events)
+	for i, ev := range events {
+		for range rapid.IntRange(0, 2).Draw(t, fmt.Sprintf("event %d redeliveries", i)) {
+			deliveries = append(deliveries, ev)
+		}
+	}
+	h.deliveries = rapid.Permutation(deliveries).Draw(t, "journal order")
+	h.split = rapid.IntRange(0, len(h.deliveries)).Draw(t, "folded live before the rest")
+	return h
+}
+
+// Rebuild equals live, as a property over generated histories delivered
+// to the projectors in any order, redeliveries included: the live
+// projections (folded as the events arrive, in two batches), a rebuild of
+// the journal, and the outcome computed from the history alone (each
+// wallet holds the credits of its paid top-ups minus the fully refunded
+// ones; a subscription updated to past_due after its creation, by Stripe's
+// clock, is past_due) all agree. Each check starts its own NATS server and
+// engine; -rapid.checks raises the default 10.
+func TestRebuildEqualsLiveOverPermutedHistories(t *testing.T) {
+	limitRapidChecks(t, 10)
+	ctx := context.Background()
+	rapid.Check(t, func(rt *rapid.T) {
+		h := drawPermutedHistory(rt)
+		ns := natstest.Server(t)
+		nc, js := natstest.Connect(t, ns)
+		f := newReplayFixture(t, nc, js, reducers.DefaultOptions(), time.Hour)
+		defer func() { f.stop(); nc.Close(); ns.Shutdown(); ns.WaitForShutdown() }()
+
+		seen := map[string]bool{}
+		deliver := func(evs []samples.Stripe) {
+			for _, ev := range evs {
+				if seen[ev.EventID] {
+					require.NoError(rt, f.redeliver(ev))
+					continue
 				}
-			}
-			r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
-			for _, ev := range events {
-				f.append(ev) // duplicates are refused by the journal, as in production
-				if r.IntN(5) == 0 {
-					_, _ = f.journal.Append(context.Background(), &domain.Envelope{Provider: domain.Stripe, Endpoint: "stripe", EventID: ev.EventID,
-						EventType: ev.Type, Created: ev.Created, Received: time.Now(), Verification: domain.VerifiedSignature, Body: ev.Event()})
-				}
+				seen[ev.EventID] = true
+				require.NoError(rt, f.tryAppend(ev))
 			}
 			waitCaughtUp(t, f.engine)
-			live := map[string]map[string][]byte{}
-			for _, p := range f.projs {
-				live[p.Name()] = storeContents(t, js, p.Name())
+		}
+		deliver(h.deliveries[:h.split])
+		deliver(h.deliveries[h.split:])
+		live := map[string]map[string][]byte{}
+		for _, p := range f.projs {
+			live[p.Name()] = storeContents(t, js, p.Name())
+		}
+
+		rb := f.rebuild(projections.RebuildRequest{})
+		require.Equal(rt, projections.RebuildDone, rb.Status, rb.Error)
+		require.EqualValues(rt, len(h.deliveries), rb.Folded, "the rebuild folds every copy the journal holds")
+		for _, p := range f.projs {
+			kv, err := js.KeyValue(ctx, domain.ProjectionBucket(p.Name(), 2))
+			require.NoError(rt, err)
+			rebuilt := map[string][]byte{}
+			keys, err := kv.ListKeys(ctx)
+			require.NoError(rt, err)
+			for k := range keys.Keys() {
+				e, err := kv.Get(ctx, k)
+				require.NoError(rt, err)
+				rebuilt[k] = e.Value()
 			}
-			rb := f.rebuild(projections.RebuildRequest{})
-			require.Equal(t, projections.RebuildDone, rb.Status, rb.Error)
-			for _, p := range f.projs {
-				kv, err := js.KeyValue(context.Background(), domain.ProjectionBucket(p.Name(), 2))
-				require.NoError(t, err)
-				rebuilt := map[string][]byte{}
-				keys, err := kv.ListKeys(context.Background())
-				require.NoError(t, err)
-				for k := range keys.Keys() {
-					e, err := kv.Get(context.Background(), k)
-					require.NoError(t, err)
-					rebuilt[k] = e.Value()
-				}
-				assert.Equal(t, live[p.Name()], rebuilt, p.Name())
+			require.Equal(rt, live[p.Name()], rebuilt, "%s: rebuild == live", p.Name())
+		}
+
+		// The independent expectation, on the live records (equal to the
+		// rebuilt ones).
+		for _, user := range h.users {
+			raw, ok := live[domain.ProjectionWallets][reducers.WalletKey(user)]
+			if !ok {
+				require.Zero(rt, h.balances[user], "%s has no wallet", user)
+				continue
 			}
-			assert.True(t, f.verify().Identical)
-		})
+			w, err := projections.DecodeRecord[domain.WalletRecord](raw)
+			require.NoError(rt, err)
+			require.Equal(rt, h.balances[user], w.Balance, "%s: paid top-ups minus refunded ones", user)
+		}
+		for _, sub := range h.pastDue {
+			raw, ok := live[domain.ProjectionSubscriptions][reducers.SubscriptionKey("stripe", sub)]
+			require.True(rt, ok, sub)
+			rec, err := projections.DecodeRecord[domain.SubscriptionRecord](raw)
+			require.NoError(rt, err)
+			require.Equal(rt, domain.StatePastDue, rec.State, sub)
+		}
+		rep := f.verify()
+		require.True(rt, rep.Identical, "%+v", rep.Differences)
+	})
+}
+
+// limitRapidChecks runs n rapid checks in the calling test instead of
+// rapid's default 100, unless -rapid.checks or RAPID_CHECKS asks for a
+// number: each check of a test that starts real servers takes about a
+// second.
+func limitRapidChecks(t *testing.T, n int) {
+	t.Helper()
+	f := flag.Lookup("rapid.checks")
+	given := os.Getenv("RAPID_CHECKS") != ""
+	flag.Visit(func(fl *flag.Flag) { given = given || fl.Name == "rapid.checks" })
+	if f == nil || given {
+		return
 	}
+	old := f.Value.String()
+	require.NoError(t, f.Value.Set(strconv.Itoa(n)))
+	t.Cleanup(func() { _ = f.Value.Set(old) })
 }
 
 // Invariant 5: with a reducer bug simulated for one event type, its events

@@ -77,9 +77,9 @@ func (rs *Rebuilds) rebuild(ctx context.Context, rb *Rebuild, p *progress) (err 
 		if refused[projection] == nil {
 			refused[projection] = map[string]bool{}
 		}
-		refused[projection][domain.DeadLetterSubject(projection, env.Namespace(), env.EventID)] = true
+		refused[projection][domain.DeadLetterSubject(projection, env.EventNamespace(), env.EventID)] = true
 		refusals = append(refusals, DeadLetter{
-			Projection: projection, Provider: env.Provider, Namespace: env.Namespace(), EventID: env.EventID,
+			Projection: projection, Provider: env.Provider, Namespace: env.EventNamespace(), EventID: env.EventID,
 			EventType: env.EventType, JournalSequence: env.Sequence, Created: env.Created, Class: ClassPermanent,
 			Code: domain.ErrorCode(err), Message: err.Error(), Attempts: 1,
 		})

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -18,6 +19,8 @@ type Operations struct {
 	Engine   *Engine
 	Rebuilds *Rebuilds
 	Ledger   *Ledger
+	// FoldJobs bounds verify runs (nil: unbounded).
+	FoldJobs *FoldJobs
 }
 
 // Register adds the routes to mux: reads wrapped in read, mutations in
@@ -196,7 +199,11 @@ func (o *Operations) verify(w http.ResponseWriter, r *http.Request) {
 	if p := r.URL.Query().Get("projection"); p != "" && p != "all" {
 		projs = strings.Split(p, ",")
 	}
-	rep, err := o.Engine.Verify(r.Context(), projs)
+	var rep VerifyReport
+	err := o.FoldJobs.Run(r.Context(), "verify", func(ctx context.Context) (ferr error) {
+		rep, ferr = o.Engine.Verify(ctx, projs)
+		return ferr
+	})
 	if err != nil {
 		WriteError(w, err)
 		return

@@ -28,7 +28,7 @@ func (e *Engine) reapply(ctx context.Context, projection string, env *domain.Env
 	if requeue != nil {
 		requeue.Outcome = OutcomeApplied
 	}
-	return e.dead.resolve(ctx, projection, env.Namespace(), env.EventID, by, requeue, time.Now().UTC())
+	return e.dead.resolve(ctx, projection, env.EventNamespace(), env.EventID, by, requeue, time.Now().UTC())
 }
 
 // journalEvent reads the journal event at seq.
@@ -77,7 +77,7 @@ func (e *Engine) DeadLetter(ctx context.Context, id string) (*DeadLetter, *domai
 	if err != nil {
 		return nil, nil, err
 	}
-	dl, _, err := e.dead.get(ctx, domain.DeadLetterSubject(projection, env.Namespace(), env.EventID))
+	dl, _, err := e.dead.get(ctx, domain.DeadLetterSubject(projection, env.EventNamespace(), env.EventID))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -12,6 +12,11 @@ type Options struct {
 	// UserIDKey is the metadata key naming the billfold user on Stripe
 	// customers, checkout sessions and top-ups.
 	UserIDKey string
+	// UnsignedCredits names the endpoints whose unsigned (or bypassed)
+	// input may credit and debit wallets; the wallets projection ignores
+	// every other event no signature vouches for. Set by an endpoint's
+	// unsigned_credits option.
+	UnsignedCredits []string
 	// FailTypes makes every event of these types fail in every projection
 	// that handles it, with BILLFOLD-REDUCER-FAILED: the switch operators
 	// and tests use to rehearse a reducer bug and its recovery.

@@ -1,6 +1,7 @@
 package reducers
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
@@ -82,4 +83,50 @@ func SubscriptionKey(namespace, id string) string {
 func OrderKey(namespace, id string) string { return recordKey(domain.KindOrder, namespace, id) }
 func WalletKey(userID string) string {
 	return recordKey(domain.KindWallet, domain.WalletNamespace, userID)
+}
+
+// untrusted is the verification of an event no signature vouches for
+// (unsigned, bypass), "" for a signed one. Records flag such input
+// (RecordMeta.Verification) and every last-writer-wins register ranks it
+// below signed input about the same object, whatever the clocks say: a
+// signed event always wins over unsigned input (compareTrust).
+func untrusted(ev *domain.Envelope) domain.Verification {
+	if ev.Verification == "" || ev.Verification.Trusted() {
+		return ""
+	}
+	return ev.Verification
+}
+
+// signed reports whether any signed event is in the set: then the sets
+// that only grow (an order's outcomes and refunds) leave out what only
+// unsigned input reported, so signed input about an object wins there too.
+func (f Folded) signed() bool {
+	for _, r := range f {
+		if r.Verification == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeSets is the union of two sets.
+func mergeSets[K comparable](a, b map[K]bool) map[K]bool {
+	out := maps.Clone(a)
+	if out == nil {
+		out = map[K]bool{}
+	}
+	maps.Copy(out, b)
+	return out
+}
+
+// compareTrust orders the Unverified marks of two stamps: signed ("")
+// above unsigned, unsigned above bypass.
+func compareTrust(a, b domain.Verification) int {
+	if a == b {
+		return 0
+	}
+	if domain.LeastTrusted(a, b) == a {
+		return -1
+	}
+	return 1
 }

@@ -47,7 +47,7 @@ type Folded []domain.EventRef
 
 // add records ev and reports whether it was new, updating meta.
 func (f *Folded) add(meta *domain.RecordMeta, ev *domain.Envelope) bool {
-	ref := domain.EventRef{At: ev.Created.UTC(), EventID: ev.EventID}
+	ref := domain.EventRef{At: ev.Created.UTC(), EventID: ev.EventID, Verification: untrusted(ev)}
 	i, found := slices.BinarySearchFunc(*f, ref, compareRefs)
 	if found {
 		return false
@@ -65,6 +65,10 @@ func (f Folded) describe(meta *domain.RecordMeta) {
 	}
 	meta.Version = len(all)
 	meta.UpdatedAt = all[len(all)-1].At
+	meta.Verification = domain.VerifiedSignature
+	for _, r := range all {
+		meta.Verification = domain.LeastTrusted(meta.Verification, r.Verification)
+	}
 	meta.EventIDs = meta.EventIDs[:0]
 	for _, r := range all[max(0, len(all)-domain.MaxRecordEvents):] {
 		meta.EventIDs = append(meta.EventIDs, r.EventID)
@@ -85,21 +89,31 @@ func compareRefs(a, b domain.EventRef) int {
 	if c := a.At.Compare(b.At); c != 0 {
 		return c
 	}
-	return strings.Compare(a.EventID, b.EventID)
+	if c := strings.Compare(a.EventID, b.EventID); c != 0 {
+		return c
+	}
+	return strings.Compare(string(a.Verification), string(b.Verification))
 }
 
-// Stamp orders the facts of a last-writer-wins register: by the provider's
-// clock, then by Rank (what the event type says about its place among
-// events of the same second), then by event id, so the order is total and
-// every process picks the same winner.
+// Stamp orders the facts of a last-writer-wins register: signed input
+// after (over) any unsigned input, then by the provider's clock, then by
+// Rank (what the event type says about its place among events of the same
+// second), then by event id, so the order is total and every process picks
+// the same winner.
 type Stamp struct {
-	At      time.Time `json:"at"`
-	Rank    int       `json:"rank"`
-	EventID string    `json:"event_id"`
+	// Unverified is the verification of input no signature vouches for
+	// (unsigned, bypass), empty for a signed event.
+	Unverified domain.Verification `json:"unverified,omitempty"`
+	At         time.Time           `json:"at"`
+	Rank       int                 `json:"rank"`
+	EventID    string              `json:"event_id"`
 }
 
 // Compare orders stamps.
 func (s Stamp) Compare(o Stamp) int {
+	if c := compareTrust(s.Unverified, o.Unverified); c != 0 {
+		return c
+	}
 	if c := s.At.Compare(o.At); c != 0 {
 		return c
 	}
@@ -115,7 +129,17 @@ func (s Stamp) Compare(o Stamp) int {
 // After reports whether s wins over o.
 func (s Stamp) After(o Stamp) bool { return s.Compare(o) > 0 }
 
+// FirstOver reports whether s wins over o in a register the earliest fact
+// holds (a top-up's grant, a signup bonus): signed input still wins over
+// unsigned input, then the earlier stamp wins.
+func (s Stamp) FirstOver(o Stamp) bool {
+	if c := compareTrust(s.Unverified, o.Unverified); c != 0 {
+		return c > 0
+	}
+	return o.After(s)
+}
+
 // stampOf is the stamp of ev with rank.
 func stampOf(ev *domain.Envelope, rank int) Stamp {
-	return Stamp{At: ev.Created.UTC(), Rank: rank, EventID: ev.EventID}
+	return Stamp{Unverified: untrusted(ev), At: ev.Created.UTC(), Rank: rank, EventID: ev.EventID}
 }

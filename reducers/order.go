@@ -55,7 +55,7 @@ func orderFacts(facts []Fact) []Fact {
 	slices.SortFunc(out, func(a, b Fact) int { return a.Stamp.Compare(b.Stamp) })
 	for i := 0; i < len(out); {
 		j := i + 1
-		for j < len(out) && out[j].Stamp.At.Equal(out[i].Stamp.At) {
+		for j < len(out) && out[j].Stamp.At.Equal(out[i].Stamp.At) && out[j].Stamp.Unverified == out[i].Stamp.Unverified {
 			j++
 		}
 		if j-i > 1 {

@@ -14,7 +14,10 @@ type orderMerge struct {
 	Folded    Folded                      `json:"folded"`
 	Snapshots map[string]orderSnapshot    `json:"snapshots,omitempty"`
 	Outcomes  map[domain.OrderStatus]bool `json:"outcomes,omitempty"`
-	Refunds   refundLedger                `json:"refunds"`
+	// UnsignedOutcomes are the outcomes only unsigned input reported; they
+	// count only while no signed event describes the order (signedOnly).
+	UnsignedOutcomes map[domain.OrderStatus]bool `json:"unsigned_outcomes,omitempty"`
+	Refunds          refundLedger                `json:"refunds"`
 }
 
 type orderSnapshot struct {
@@ -108,7 +111,7 @@ func (o Orders) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	changes, err := o.update(ev, records, domain.Stripe, id, func(m *orderMerge) {
 		m.offer(p.Kind, snap)
 		if outcome != "" {
-			m.Outcomes[outcome] = true
+			m.outcome(ev, outcome)
 		}
 		p.addRefunds(&m.Refunds, stamp)
 	})
@@ -145,9 +148,22 @@ func (o Orders) applyPactaPay(ev *domain.Envelope, records Lookup) (Changes, err
 			m.offer("refund", orderSnapshot{Stamp: stamp, Currency: p.Currency, CustomerID: p.Customer, PaymentID: p.PaymentID, Metadata: p.Metadata})
 			return
 		}
-		m.Outcomes[pactaPayOutcomes[ev.EventType]] = true
+		m.outcome(ev, pactaPayOutcomes[ev.EventType])
 		m.offer("payment", orderSnapshot{Stamp: stamp, Amount: p.Amount, Currency: p.Currency, CustomerID: p.Customer, PaymentID: p.PaymentID, Metadata: p.Metadata})
 	})
+}
+
+// outcome adds a payment outcome ev reported, to the unsigned set when no
+// signature vouches for ev.
+func (m *orderMerge) outcome(ev *domain.Envelope, o domain.OrderStatus) {
+	if untrusted(ev) == "" {
+		m.Outcomes[o] = true
+		return
+	}
+	if m.UnsignedOutcomes == nil {
+		m.UnsignedOutcomes = map[domain.OrderStatus]bool{}
+	}
+	m.UnsignedOutcomes[o] = true
 }
 
 func (m *orderMerge) offer(object string, s orderSnapshot) {
@@ -198,17 +214,22 @@ func (o Orders) derive(r *domain.OrderRecord, m *orderMerge, p domain.Provider, 
 	}
 	r.Metadata = md
 	r.Links = addLinks(nil, links(md, o.o.LinkKeys)...)
-	r.AmountRefunded = m.Refunds.total()
+	signed := m.Folded.signed()
+	outcomes := m.Outcomes
+	if !signed {
+		outcomes = mergeSets(m.Outcomes, m.UnsignedOutcomes)
+	}
+	r.AmountRefunded = m.Refunds.total(signed)
 	switch {
 	case r.AmountRefunded > 0 && (r.Amount == 0 || r.AmountRefunded >= r.Amount):
 		r.Status = domain.OrderRefunded
 	case r.AmountRefunded > 0:
 		r.Status = domain.OrderPartiallyRefunded
-	case m.Outcomes[domain.OrderPaid]:
+	case outcomes[domain.OrderPaid]:
 		r.Status = domain.OrderPaid
-	case m.Outcomes[domain.OrderFailed]:
+	case outcomes[domain.OrderFailed]:
 		r.Status = domain.OrderFailed
-	case m.Outcomes[domain.OrderExpired]:
+	case outcomes[domain.OrderExpired]:
 		r.Status = domain.OrderExpired
 	default:
 		r.Status = domain.OrderPending

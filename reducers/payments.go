@@ -10,10 +10,11 @@ import (
 // refundLedger is what a payment's refunds add up to, as mergeable state:
 // refunds keyed by their provider id (each a last-writer-wins register, so
 // a refund that later fails stops counting), and the largest cumulative
-// amount_refunded any charge snapshot reported.
+// amount_refunded any charge snapshot reported (apart for unsigned input).
 type refundLedger struct {
-	Refunds        map[string]stampedRefund `json:"refunds,omitempty"`
-	ChargeRefunded int64                    `json:"charge_refunded,omitempty"`
+	Refunds                map[string]stampedRefund `json:"refunds,omitempty"`
+	ChargeRefunded         int64                    `json:"charge_refunded,omitempty"`
+	UnsignedChargeRefunded int64                    `json:"unsigned_charge_refunded,omitempty"`
 }
 
 type stampedRefund struct {
@@ -33,15 +34,19 @@ func (l *refundLedger) add(id string, r stampedRefund) {
 }
 
 // total is the amount refunded: the larger of the refunds that have not
-// failed and the charges' own cumulative figure.
-func (l refundLedger) total() int64 {
+// failed and the charges' own cumulative figure; signedOnly leaves out
+// what only unsigned input reported (signed input about the payment wins).
+func (l refundLedger) total(signedOnly bool) int64 {
 	var sum int64
 	for _, r := range l.Refunds {
-		if r.Status != "failed" && r.Status != "canceled" {
+		if r.Status != "failed" && r.Status != "canceled" && (!signedOnly || r.Stamp.Unverified == "") {
 			sum += r.Amount
 		}
 	}
-	return max(sum, l.ChargeRefunded)
+	if signedOnly {
+		return max(sum, l.ChargeRefunded)
+	}
+	return max(sum, l.ChargeRefunded, l.UnsignedChargeRefunded)
 }
 
 // stripePayment is what billfold reads of the Stripe objects that make up
@@ -104,7 +109,11 @@ func (p stripePayment) addRefunds(l *refundLedger, stamp Stamp) {
 	case "refund":
 		l.add(p.ID, stampedRefund{Stamp: stamp, Amount: p.Amount, Status: p.Status})
 	case "charge":
-		l.ChargeRefunded = max(l.ChargeRefunded, p.AmountRefunded)
+		if stamp.Unverified != "" {
+			l.UnsignedChargeRefunded = max(l.UnsignedChargeRefunded, p.AmountRefunded)
+		} else {
+			l.ChargeRefunded = max(l.ChargeRefunded, p.AmountRefunded)
+		}
 		if p.Refunds != nil {
 			for _, r := range p.Refunds.Data {
 				l.add(r.ID, stampedRefund{Stamp: stamp, Amount: r.Amount, Status: r.Status})

@@ -54,6 +54,10 @@ type subSnapshot struct {
 	CurrentPeriodEnd  int64                 `json:"current_period_end,omitempty"`
 	TrialEnd          int64                 `json:"trial_end,omitempty"`
 	EndedAt           int64                 `json:"ended_at,omitempty"`
+	NextBillingDate   int64                 `json:"next_billing_date,omitempty"`
+	// Partial marks a snapshot that may lack what its notification did not
+	// carry (Braintree): its zero times keep their earlier values.
+	Partial bool `json:"partial,omitempty"`
 }
 
 type storedSubscription = Stored[domain.SubscriptionRecord, subscriptionMerge]
@@ -277,6 +281,7 @@ func (s Subscriptions) derive(r *domain.SubscriptionRecord, m *subscriptionMerge
 	r.State, r.Transitions = domain.StateIncomplete, []domain.Transition{}
 	var prev domain.LifecycleState
 	ended := m.FloorEnded
+	var endedBy domain.Verification // the trust of the snapshot that ended it
 	if m.Floor != nil {
 		prev = snapOf(*m.Floor).State
 	}
@@ -289,8 +294,11 @@ func (s Subscriptions) derive(r *domain.SubscriptionRecord, m *subscriptionMerge
 		if snap.State == "" { // a notification that does not move the state
 			snap.State = prev
 		}
-		if ended {
-			snap.State = domain.StateEnded
+		if ended && compareTrust(f.Stamp.Unverified, endedBy) <= 0 {
+			snap.State = domain.StateEnded // final, unless signed input overrules an unsigned end
+		}
+		if snap.State == domain.StateEnded && !ended {
+			endedBy = f.Stamp.Unverified
 		}
 		ended = snap.State == domain.StateEnded
 		if snap.State != prev && snap.State != "" {
@@ -308,6 +316,7 @@ func (s Subscriptions) derive(r *domain.SubscriptionRecord, m *subscriptionMerge
 	r.ProviderStatus, r.CustomerID, r.PlanID, r.PriceID, r.Quantity = last.Status, last.CustomerID, last.PlanID, last.PriceID, last.Quantity
 	r.CancelAtPeriodEnd = last.CancelAtPeriodEnd
 	r.CancelAt, r.CurrentPeriodEnd, r.TrialEnd, r.EndedAt = unixTime(last.CancelAt), unixTime(last.CurrentPeriodEnd), unixTime(last.TrialEnd), unixTime(last.EndedAt)
+	r.NextBillingDate = unixTime(last.NextBillingDate)
 	r.Entitled = lifecycle.Entitled(r.State, s.o.PastDueEntitled)
 	r.LatestInvoice, r.LastPayment = nil, nil
 	if m.Invoice != nil {
@@ -322,7 +331,8 @@ func (s Subscriptions) derive(r *domain.SubscriptionRecord, m *subscriptionMerge
 
 // mergeSnapshot lays a later snapshot over an earlier one. Stripe snapshots
 // are whole, so the later wins outright; a Braintree notification may lack
-// fields its subject did not carry, which then keep their earlier values.
+// fields its subject did not carry, which then keep their earlier values
+// (strings always, times when the snapshot is Partial).
 func mergeSnapshot(old, next subSnapshot) subSnapshot {
 	keep := func(dst *string, v string) {
 		if *dst == "" {
@@ -333,6 +343,13 @@ func mergeSnapshot(old, next subSnapshot) subSnapshot {
 	keep(&next.CustomerID, old.CustomerID)
 	keep(&next.PlanID, old.PlanID)
 	keep(&next.PriceID, old.PriceID)
+	if next.Partial {
+		for dst, v := range map[*int64]int64{&next.CurrentPeriodEnd: old.CurrentPeriodEnd, &next.TrialEnd: old.TrialEnd, &next.NextBillingDate: old.NextBillingDate} {
+			if *dst == 0 {
+				*dst = v
+			}
+		}
+	}
 	return next
 }
 

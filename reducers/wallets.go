@@ -94,6 +94,11 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	if err := failSwitch(w.o, ev); err != nil {
 		return nil, err
 	}
+	if untrusted(ev) != "" && !slices.Contains(w.o.UnsignedCredits, ev.Endpoint) {
+		// Credits are money: input no signature vouches for never moves
+		// them unless its endpoint explicitly allows it.
+		return nil, nil
+	}
 	if ev.Provider == domain.Clerk {
 		return w.applyClerk(ev, records)
 	}
@@ -133,7 +138,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	if topUp.Merge.Folded.add(&topUp.Record.RecordMeta, ev) {
 		stamp := stampOf(ev, 0)
 		m := &topUp.Merge
-		if grant != nil && (m.Grant == nil || m.Grant.Stamp.After(grant.Stamp)) {
+		if grant != nil && (m.Grant == nil || grant.Stamp.FirstOver(m.Grant.Stamp)) {
 			m.Grant = grant
 		}
 		paid := p.AmountTotal // a session's total; a charge says its amount
@@ -163,6 +168,12 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	return merge(changes, c), err
 }
 
+// MaxTopUpCredits is the most credits one top-up may grant. It keeps every
+// wallet sum far from int64 overflow: a balance would need millions of
+// top-ups at the ceiling to wrap, where an unchecked metadata value of
+// 2^63-1 wrapped a wallet of 100 to a negative balance in one event.
+const MaxTopUpCredits = 1_000_000_000_000
+
 // topUpGrant validates a top-up's metadata: a user and a positive integer
 // number of credits, or a permanent error that says which is wrong.
 func (w Wallets) topUpGrant(ev *domain.Envelope, p stripePayment) (*topUpGrant, error) {
@@ -171,14 +182,14 @@ func (w Wallets) topUpGrant(ev *domain.Envelope, p stripePayment) (*topUpGrant, 
 		return nil, domain.Errorf(domain.CodeReducerInvalid, "top-up %s (event %s) has credits but no metadata %q naming the user", p.ID, ev.EventID, w.o.UserIDKey)
 	}
 	credits, ok := parsePositiveInt(p.Metadata["credits"])
-	if !ok {
-		return nil, domain.Errorf(domain.CodeReducerInvalid, "top-up %s (event %s): metadata credits %q is not a positive integer", p.ID, ev.EventID, p.Metadata["credits"])
+	if !ok || credits > MaxTopUpCredits {
+		return nil, domain.Errorf(domain.CodeReducerInvalid, "top-up %s (event %s): metadata credits %q is not a positive integer up to %d", p.ID, ev.EventID, p.Metadata["credits"], int64(MaxTopUpCredits))
 	}
 	return &topUpGrant{Stamp: stampOf(ev, 0), UserID: user, Credits: credits}, nil
 }
 
 func (w Wallets) deriveTopUp(r *TopUp, m *topUpMerge, id string) {
-	*r = TopUp{ID: id, Amount: m.Amount, AmountRefunded: m.Refunds.total(), RecordMeta: r.RecordMeta}
+	*r = TopUp{ID: id, Amount: m.Amount, AmountRefunded: m.Refunds.total(m.Folded.signed()), RecordMeta: r.RecordMeta}
 	if m.Grant != nil {
 		r.UserID, r.Credits = m.Grant.UserID, m.Grant.Credits
 	}
@@ -225,7 +236,7 @@ func (w Wallets) applyClerk(ev *domain.Envelope, records Lookup) (Changes, error
 		}
 		ref := ReasonSignupBonus + ":" + u.ID
 		bonus := walletEntry{Stamp: stampOf(ev, 0), Amount: w.o.SignupBonus, Reason: ReasonSignupBonus}
-		if old, ok := wm.Entries[ref]; !ok || old.Stamp.After(bonus.Stamp) {
+		if old, ok := wm.Entries[ref]; !ok || bonus.Stamp.FirstOver(old.Stamp) {
 			wm.Entries[ref] = bonus // once per user, from the earliest user.created
 		}
 	})

@@ -16,7 +16,8 @@ import (
 )
 
 // Every metric the shipped Prometheus rules name is one billfold exports,
-// so an alert cannot be silently dead.
+// and every recorded series they read is one they record, so an alert
+// cannot be silently dead.
 func TestAlertRulesNameExportedMetrics(t *testing.T) {
 	reg := &recordingRegisterer{}
 	ingest.NewMetrics(reg)
@@ -68,6 +69,21 @@ func TestAlertRulesNameExportedMetrics(t *testing.T) {
 	}
 	assert.Greater(t, named, 6)
 	assert.NotEmpty(t, recorded)
+
+	// Every recording-rule series an expression reads (billfold:...) is
+	// one the file records, so an alert on a misspelt or removed rule
+	// cannot sit silent.
+	ruleRef := regexp.MustCompile(`\bbillfold:[a-zA-Z0-9_:]+`)
+	referenced := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			for _, m := range ruleRef.FindAllString(r.Expr, -1) {
+				assert.True(t, recorded[m], "rule %s%s reads %s, which no rule records", r.Record, r.Alert, m)
+				referenced++
+			}
+		}
+	}
+	assert.Positive(t, referenced, "the alerts read the recorded series")
 }
 
 // recordingRegisterer keeps what billfold registers, so the test sees every

@@ -2,8 +2,10 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -39,7 +41,7 @@ type crashWorkload struct {
 	effects    map[string]crashEffect
 }
 
-func newCrashWorkload(blocks, users int) crashWorkload {
+func newCrashWorkload(prefix string, blocks, users int) crashWorkload {
 	w := crashWorkload{effects: map[string]crashEffect{}}
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	add := func(s samples.Stripe, e crashEffect) {
@@ -48,22 +50,22 @@ func newCrashWorkload(blocks, users int) crashWorkload {
 	}
 	for k := range blocks {
 		at := base.Add(time.Duration(k) * time.Minute)
-		cus, sub, pi := fmt.Sprintf("cus_crash_%05d", k), fmt.Sprintf("sub_crash_%05d", k), fmt.Sprintf("pi_crash_%05d", k)
-		user := fmt.Sprintf("user_crash_%d", k%users)
-		add(samples.Stripe{EventID: fmt.Sprintf("evt_crash_%05d_customer", k), Type: "customer.created", Created: at, CustomerID: cus,
+		cus, sub, pi := fmt.Sprintf("cus_"+prefix+"_%05d", k), fmt.Sprintf("sub_"+prefix+"_%05d", k), fmt.Sprintf("pi_"+prefix+"_%05d", k)
+		user := fmt.Sprintf("user_"+prefix+"_%d", k%users)
+		add(samples.Stripe{EventID: fmt.Sprintf("evt_"+prefix+"_%05d_customer", k), Type: "customer.created", Created: at, CustomerID: cus,
 			Object: map[string]any{"email": cus + "@example.com", "metadata": map[string]any{"user_id": user}}},
 			crashEffect{kind: domain.KindCustomer, object: cus})
-		created := samples.Stripe{EventID: fmt.Sprintf("evt_crash_%05d_sub_created", k), Type: "customer.subscription.created",
+		created := samples.Stripe{EventID: fmt.Sprintf("evt_"+prefix+"_%05d_sub_created", k), Type: "customer.subscription.created",
 			Created: at, CustomerID: cus, SubscriptionID: sub, Status: "active"}
-		updated := samples.Stripe{EventID: fmt.Sprintf("evt_crash_%05d_sub_updated", k), Type: "customer.subscription.updated",
+		updated := samples.Stripe{EventID: fmt.Sprintf("evt_"+prefix+"_%05d_sub_updated", k), Type: "customer.subscription.updated",
 			Created: at.Add(30 * time.Second), CustomerID: cus, SubscriptionID: sub, Status: "past_due", Previous: map[string]any{"status": "active"}}
 		if k%2 == 1 {
 			created, updated = updated, created
 		}
 		add(created, crashEffect{kind: domain.KindSubscription, object: sub})
 		credits := int64(1 + k%9)
-		add(samples.Stripe{EventID: fmt.Sprintf("evt_crash_%05d_topup", k), Type: "checkout.session.completed", Created: at.Add(10 * time.Second), CustomerID: cus,
-			Object: map[string]any{"id": "cs_crash_" + strconv.Itoa(k), "payment_intent": pi, "amount_total": 1000,
+		add(samples.Stripe{EventID: fmt.Sprintf("evt_"+prefix+"_%05d_topup", k), Type: "checkout.session.completed", Created: at.Add(10 * time.Second), CustomerID: cus,
+			Object: map[string]any{"id": "cs_" + prefix + "_" + strconv.Itoa(k), "payment_intent": pi, "amount_total": 1000,
 				"metadata": map[string]any{"user_id": user, "credits": strconv.FormatInt(credits, 10)}}},
 			crashEffect{kind: domain.KindTopUp, object: pi, user: user, credits: credits})
 		add(updated, crashEffect{kind: domain.KindSubscription, object: sub})
@@ -71,30 +73,76 @@ func newCrashWorkload(blocks, users int) crashWorkload {
 	return w
 }
 
-// Crash safety under load (issue 8, "Crash"): billfold serve is SIGKILLed
-// at random moments, 20 times, while a provider sends it signed
-// deliveries and re-sends each one that got no answer or a 5xx until it is
-// answered 200; each time it is restarted on the same data dir. At the
-// end every delivery answered 200 is in the journal exactly once and in its
-// projections, none is applied twice (each wallet's balance is exactly the
-// sum of its top-ups), and `billfold verify` exits 0.
+// crashKills is how many times the crash tests SIGKILL billfold.
+const crashKills = 20
+
+// Crash safety under load (issue 8, "Crash"), with the journal on a
+// separate NATS server that never dies: billfold serve is SIGKILLed at
+// random moments, 20 times, while a provider sends it signed deliveries
+// and re-sends each one that got no answer or a 5xx until it is answered
+// 200; each time it is restarted on the same data dir. At the end every
+// delivery answered 200 is in the journal exactly once, in its
+// projections and in the delivery log, none is applied twice (each
+// wallet's balance is exactly the sum of its top-ups), and `billfold
+// verify` exits 0.
 func TestProjectorsSurviveKills(t *testing.T) {
-	const (
-		kills    = 20
-		users    = 8
-		workers  = 4
-		interval = 15 * time.Millisecond // per worker: at most about 260 new events a second
-	)
 	url := externalNATS(t)
 	_, js := natstest.ConnectURL(t, url)
 	srv := startServer(t, t.TempDir(), []string{"STRIPE_WEBHOOK_SECRET=" + stripeSecret}, "--nats-url", url, "--rate-limit", "0")
+	w := newCrashWorkload("crash", 3000, 8)
+	run := killUnderLoad(t, srv, w, crashKills)
+	waitProjected(t, js, srv)
+	waitDeliveryLog(t, srv)
+	out, code := runBillfold(t, "verify", "--server", srv.admin)
+	require.Equal(t, 0, code, "billfold verify after %d kills:\n%s", crashKills, out)
+	f := checkCrashOutcome(t, js, w, run.results)
+	t.Logf("crash (external NATS): %s; verify identical", run.summary(f))
+}
 
+// The same in the default mode: no --nats-url, so the process that is
+// SIGKILLed is also the embedded NATS server that stores the journal, the
+// delivery log and the projections in its data dir. At the end billfold
+// verify exits 0 on the last process; then it is stopped and the test
+// opens the data dir's store itself with a NATS server of its own to count
+// the journal, the delivery log and the projections.
+func TestEmbeddedModeSurvivesKills(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServer(t, dir, []string{"STRIPE_WEBHOOK_SECRET=" + stripeSecret}, "--rate-limit", "0")
+	w := newCrashWorkload("embedded", 3000, 8)
+	run := killUnderLoad(t, srv, w, crashKills)
+	waitProjectedAdmin(t, srv)
+	waitDeliveryLog(t, srv)
+	out, code := runBillfold(t, "verify", "--server", srv.admin)
+	require.Equal(t, 0, code, "billfold verify after %d kills:\n%s", crashKills, out)
+	require.Zero(t, srv.stop(), "the last process stops cleanly, releasing its store")
+
+	_, js := natstest.Connect(t, natstest.Start(t, natstest.Options(filepath.Join(dir, "jetstream"))))
+	f := checkCrashOutcome(t, js, w, run.results)
+	t.Logf("crash (embedded NATS, the default mode): %s; verify identical", run.summary(f))
+}
+
+// killRun is what a provider saw while billfold was killed under its load.
+type killRun struct {
+	results []providerAttempts
+	kills   int
+	elapsed time.Duration
+}
+
+// killUnderLoad sends w's deliveries to srv as a provider does while
+// SIGKILLing srv kills times at random moments (100-700 ms apart) and
+// restarting it on its data dir each time. It returns once every delivery
+// sent was answered 200 (re-sent as often as needed).
+func killUnderLoad(t *testing.T, srv *server, w crashWorkload, kills int) killRun {
+	t.Helper()
+	const (
+		workers  = 4
+		interval = 15 * time.Millisecond // per worker: at most about 260 new events a second
+	)
 	// The provider always sends to the current process; restart moves the
 	// listener, so the address is handed over, never read while written.
 	var public atomic.Pointer[string]
 	setPublic := func() { u := srv.public; public.Store(&u) }
 	setPublic()
-	w := newCrashWorkload(3000, users)
 	start := time.Now()
 	load := startProviderLoad(func() string { return *public.Load() }, w.deliveries, workers, interval)
 	for range kills {
@@ -104,24 +152,46 @@ func TestProjectorsSurviveKills(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // traffic to the last process too
 	require.Less(t, int(load.next.Load()), len(w.deliveries), "the load ran through every kill: give it more events")
-	results := load.halt(30 * time.Second)
-	elapsed := time.Since(start)
-
-	var attempts, acked, unanswered int
-	for _, r := range results {
-		attempts += len(r.answers)
-		if r.acked() {
-			acked++
-		} else {
-			unanswered++
-		}
+	run := killRun{results: load.halt(30 * time.Second), kills: kills, elapsed: time.Since(start)}
+	attempts := 0
+	for _, r := range run.results {
+		attempts += len(r.attempts)
+		require.True(t, r.acked(), "delivery %s is answered 200 in the end: %+v", r.id, r.attempts)
 	}
-	require.Zero(t, unanswered, "every delivery is answered 200 in the end")
-	require.Greater(t, attempts, len(results), "kills interrupted deliveries and the provider re-sent them")
+	require.Greater(t, attempts, len(run.results), "kills interrupted deliveries and the provider re-sent them")
+	return run
+}
 
-	waitProjected(t, js, srv)
+// summary is the run's figures for the test log and docs/reliability.md.
+func (r killRun) summary(f crashFigures) string {
+	return fmt.Sprintf("%s, %d kills (SIGKILL) in %s, %d wallets", crashCounts(r.results, f), r.kills, r.elapsed.Round(100*time.Millisecond), f.wallets)
+}
+
+// crashCounts says what a provider sent and what checkCrashOutcome found.
+func crashCounts(results []providerAttempts, f crashFigures) string {
+	attempts := 0
+	for _, r := range results {
+		attempts += len(r.attempts)
+	}
+	return fmt.Sprintf("%d deliveries sent (%d HTTP attempts, %d re-sent), %d acknowledged (200), %d lost, %d applied twice, %d without a delivery-log entry",
+		len(results), attempts, attempts-len(results), len(results), f.lost, f.twice, f.unlogged)
+}
+
+// crashFigures are the counts checkCrashOutcome found.
+type crashFigures struct {
+	lost, twice, unlogged, wallets int
+}
+
+// checkCrashOutcome checks, once the projectors have caught up, that every
+// delivery of results (each answered 200 in the end) is on its journal
+// subject exactly once, in its projection, credited once (every wallet's
+// balance is exactly the sum of its top-ups) and has a delivery-log entry
+// answered 200, and that the journal holds nothing else.
+func checkCrashOutcome(t *testing.T, js jetstream.JetStream, w crashWorkload, results []providerAttempts) crashFigures {
+	t.Helper()
 	ctx := context.Background()
 	journaled := journalSubjectCounts(t, js, "stripe")
+	logged := deliveryLogOutcomes(t, js)
 	r := &recordReader{t: t, kv: map[string]jetstream.KeyValue{}}
 	for _, p := range domain.Projections {
 		var err error
@@ -132,13 +202,13 @@ func TestProjectorsSurviveKills(t *testing.T) {
 
 	// Lost: answered 200 but missing from the journal or its projection.
 	// Applied twice: journaled more than once, or credited more than once.
-	var lost, twice int
+	var f crashFigures
 	wantBalance, wantTopUps := map[string]int64{}, map[string]int{}
 	subEvents := map[string]int{}
 	for _, res := range results {
 		e := w.effects[res.id]
 		n := journaled[domain.JournalSubject("stripe", res.id)]
-		twice += max(0, n-1)
+		f.twice += max(0, n-1)
 		inProjection := false
 		switch e.kind {
 		case domain.KindCustomer:
@@ -152,16 +222,25 @@ func TestProjectorsSurviveKills(t *testing.T) {
 			wantTopUps[e.user]++
 		}
 		if n == 0 || !inProjection {
-			lost++
+			f.lost++
 			t.Errorf("delivery %s answered 200: journaled %d times, in its projection: %t", res.id, n, inProjection)
 		}
+		// The answer that acknowledged it is in the delivery log: accepted
+		// (this attempt journaled it) or duplicate (an earlier one had).
+		outcomes := logged[domain.DeliverySubject("stripe", res.id)]
+		if outcomes[domain.OutcomeAccepted]+outcomes[domain.OutcomeDuplicate] == 0 {
+			f.unlogged++
+			t.Errorf("delivery %s answered 200 has no delivery-log entry answered 200: %v", res.id, outcomes)
+		}
+		assert.LessOrEqual(t, outcomes[domain.OutcomeAccepted], 1, "%s: accepted at most once", res.id)
 	}
 	for user, want := range wantBalance {
 		wallet := r.wallet(user)
-		twice += max(0, len(wallet.Entries)-wantTopUps[user])
+		f.twice += max(0, len(wallet.Entries)-wantTopUps[user])
 		assert.Equal(t, want, wallet.Balance, "%s: every top-up credited exactly once", user)
 		assert.Len(t, wallet.Entries, wantTopUps[user], user)
 	}
+	f.wallets = len(wantBalance)
 	// A subscription whose two events were both answered ends past_due by
 	// Stripe's clock, whichever came first.
 	for sub, n := range subEvents {
@@ -171,18 +250,83 @@ func TestProjectorsSurviveKills(t *testing.T) {
 			assert.Equal(t, []domain.LifecycleState{domain.StateActive, domain.StatePastDue}, states(rec), sub)
 		}
 	}
+	// Of the workload's events, the journal holds those delivered, once.
 	total := 0
-	for _, n := range journaled {
-		total += n
+	for _, d := range w.deliveries {
+		total += journaled[domain.JournalSubject("stripe", d.id)]
 	}
 	assert.Equal(t, len(results), total, "the journal holds the delivered events and nothing else")
+	assert.Zero(t, f.lost, "lost")
+	assert.Zero(t, f.twice, "applied twice")
+	assert.Zero(t, f.unlogged, "acknowledged without a delivery-log entry")
+	return f
+}
 
-	out, code := runBillfold(t, "verify", "--server", srv.admin)
-	require.Equal(t, 0, code, "billfold verify after %d kills:\n%s", kills, out)
-	t.Logf("crash: %d deliveries sent (%d HTTP attempts, %d re-sent), %d acknowledged (200), %d lost, %d applied twice, %d kills (SIGKILL) in %s; %d wallets, verify identical",
-		len(results), attempts, attempts-len(results), acked, lost, twice, kills, elapsed.Round(100*time.Millisecond), len(wantBalance))
-	assert.Zero(t, lost, "lost")
-	assert.Zero(t, twice, "applied twice")
+// deliveryLogOutcomes reads the whole delivery log and counts the outcomes
+// of the entries on each subject.
+func deliveryLogOutcomes(t *testing.T, js jetstream.JetStream) map[string]map[domain.Outcome]int {
+	t.Helper()
+	out := map[string]map[domain.Outcome]int{}
+	for _, d := range deliveryLogEntries(t, js) {
+		if out[d.Subject()] == nil {
+			out[d.Subject()] = map[domain.Outcome]int{}
+		}
+		out[d.Subject()][d.Outcome]++
+	}
+	return out
+}
+
+// deliveryLogEntries reads the whole delivery log, in order.
+func deliveryLogEntries(t *testing.T, js jetstream.JetStream) []domain.Delivery {
+	t.Helper()
+	var out []domain.Delivery
+	natstest.EachMessage(t, js, domain.DeliveryStream, func(m jetstream.Msg) {
+		var d domain.Delivery
+		require.NoError(t, json.Unmarshal(m.Data(), &d), m.Subject())
+		out = append(out, d)
+	})
+	return out
+}
+
+// waitDeliveryLog waits until billfold's debug report (GET /v1/doctor)
+// shows no journaled event waiting for its accepted delivery-log entry: a
+// killed process leaves the batch it was writing to the journal consumer,
+// which hands it to the live process after its ack wait.
+func waitDeliveryLog(t *testing.T, srv *server) {
+	t.Helper()
+	var rep struct {
+		Deliveries struct {
+			AcceptedPending *uint64 `json:"accepted_pending"`
+		} `json:"deliveries"`
+	}
+	require.Eventually(t, func() bool {
+		rep.Deliveries.AcceptedPending = nil
+		return srv.getJSON("/v1/doctor", &rep) == 200 && rep.Deliveries.AcceptedPending != nil && *rep.Deliveries.AcceptedPending == 0
+	}, 60*time.Second, 100*time.Millisecond, "the delivery log catches up:\n%s", tail(srv.logs.String(), 4000))
+}
+
+// waitProjectedAdmin waits until billfold's own debug report (GET
+// /v1/doctor) shows every projector at lag 0: for the embedded mode, where
+// the test has no connection to the store while billfold runs.
+func waitProjectedAdmin(t *testing.T, srv *server) {
+	t.Helper()
+	var rep struct {
+		Projections []struct {
+			Lag uint64 `json:"lag"`
+		} `json:"projections"`
+	}
+	require.Eventually(t, func() bool {
+		rep.Projections = nil
+		if srv.getJSON("/v1/doctor", &rep) != 200 || len(rep.Projections) == 0 {
+			return false
+		}
+		for _, p := range rep.Projections {
+			if p.Lag > 0 {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, 100*time.Millisecond, "projectors catch up:\n%s", tail(srv.logs.String(), 4000))
 }
 
 // journalSubjectCounts returns how many messages the journal holds on each

@@ -12,11 +12,13 @@ import (
 )
 
 // result is what a sender saw for one event: the answer's status (0: no
-// answer), when the delivery was sent and when it was answered.
+// answer) and Retry-After header, when the delivery was sent and when it
+// was answered.
 type result struct {
-	id       string
-	status   int
-	sent, at time.Time
+	id         string
+	status     int
+	retryAfter string
+	sent, at   time.Time
 }
 
 // loadGen sends signed Stripe deliveries, each a new event, to a set of
@@ -60,9 +62,9 @@ func (g *loadGen) send(targets func() []*server, prefix string, interval time.Du
 		id := fmt.Sprintf("%s_%06d", prefix, i)
 		body := stripeBody(id, "customer.created", false)
 		sent := time.Now()
-		code, _, _ := srvs[i%len(srvs)].post("stripe", body, stripeSig(body, sent, stripeSecret))
+		code, _, h := srvs[i%len(srvs)].post("stripe", body, stripeSig(body, sent, stripeSecret))
 		g.mu.Lock()
-		g.results = append(g.results, result{id: id, status: code, sent: sent, at: time.Now()})
+		g.results = append(g.results, result{id: id, status: code, retryAfter: h.Get("Retry-After"), sent: sent, at: time.Now()})
 		g.mu.Unlock()
 	}
 }
@@ -107,17 +109,24 @@ type signedDelivery struct {
 	body []byte
 }
 
-// providerAttempts is what a provider saw for one event: every answer, in
-// order (0: no answer), and when the last one came.
+// providerAttempt is one HTTP attempt of a delivery: the status (0: no
+// answer), the Retry-After header, when it was sent and when answered.
+type providerAttempt struct {
+	status     int
+	retryAfter string
+	sent, at   time.Time
+}
+
+// providerAttempts is what a provider saw for one event: every attempt, in
+// order.
 type providerAttempts struct {
-	id      string
-	answers []int
-	last    time.Time
+	id       string
+	attempts []providerAttempt
 }
 
 // acked reports whether the event was finally answered 200.
 func (a providerAttempts) acked() bool {
-	return len(a.answers) > 0 && a.answers[len(a.answers)-1] == 200
+	return len(a.attempts) > 0 && a.attempts[len(a.attempts)-1].status == http.StatusOK
 }
 
 // providerLoad delivers a fixed list of signed Stripe events as a provider
@@ -139,6 +148,7 @@ type providerLoad struct {
 
 	mu      sync.Mutex
 	results []providerAttempts
+	seen    []providerAttempt // every attempt so far, as answered
 }
 
 // providerRetryPause is how long the generator waits before re-sending an
@@ -179,9 +189,12 @@ func (g *providerLoad) work() {
 func (g *providerLoad) deliver(d signedDelivery) providerAttempts {
 	a := providerAttempts{id: d.id}
 	for {
-		code := g.post(d)
-		a.answers, a.last = append(a.answers, code), time.Now()
-		if code == http.StatusOK {
+		at := g.post(d)
+		a.attempts = append(a.attempts, at)
+		g.mu.Lock()
+		g.seen = append(g.seen, at)
+		g.mu.Unlock()
+		if at.status == http.StatusOK {
 			return a
 		}
 		if dl := g.deadline.Load(); dl != nil && time.Now().After(*dl) {
@@ -191,27 +204,43 @@ func (g *providerLoad) deliver(d signedDelivery) providerAttempts {
 	}
 }
 
-func (g *providerLoad) post(d signedDelivery) int {
+func (g *providerLoad) post(d signedDelivery) providerAttempt {
+	sent := time.Now()
+	status, retryAfter := g.send(d, sent)
+	return providerAttempt{status: status, retryAfter: retryAfter, sent: sent, at: time.Now()}
+}
+
+// send posts d signed at now and returns the status (0: no answer) and
+// the Retry-After header.
+func (g *providerLoad) send(d signedDelivery, now time.Time) (int, string) {
 	req, err := http.NewRequest(http.MethodPost, g.target()+"/webhooks/stripe", bytes.NewReader(d.body))
 	if err != nil {
-		return 0
+		return 0, ""
 	}
-	for k, v := range stripeSig(d.body, time.Now(), stripeSecret) {
+	for k, v := range stripeSig(d.body, now, stripeSecret) {
 		req.Header.Set(k, v)
 	}
 	resp, err := g.http.Do(req)
 	if err != nil {
-		return 0
+		return 0, ""
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, resp.Header.Get("Retry-After")
 }
 
 func (g *providerLoad) record(a providerAttempts) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.results = append(g.results, a)
+}
+
+// answered returns every attempt answered so far (or given up on), in
+// the order the answers came, also of events still being re-sent.
+func (g *providerLoad) answered() []providerAttempt {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.seen)
 }
 
 // halt stops starting new events, gives the ones in flight until grace to

@@ -78,6 +78,10 @@ func TestQueryAPIEndToEnd(t *testing.T) {
 	sub("customer.subscription.created", "cus_q2", "sub_q3", "active", t0.Add(time.Hour), nil)
 	s.stripe(samples.Stripe{Type: "checkout.session.completed", Created: t0.Add(2 * time.Hour), CustomerID: "cus_q1", Status: "paid",
 		Object: map[string]any{"id": "cs_q1", "payment_intent": "pi_q1", "amount_total": 1000, "metadata": map[string]any{"user_id": "user_q1", "credits": "100"}}})
+	s.stripe(samples.Stripe{Type: "checkout.session.completed", Created: t0.Add(3 * time.Hour), CustomerID: "cus_q2", Status: "paid",
+		Object: map[string]any{"id": "cs_q9", "payment_intent": "pi_q9", "amount_total": 1000, "metadata": map[string]any{}}})
+	s.stripe(samples.Stripe{Type: "charge.refunded", Created: t0.Add(4 * time.Hour), CustomerID: "cus_q2",
+		Object: map[string]any{"id": "ch_q9", "payment_intent": "pi_q9", "amount_refunded": 300, "refunded": false}})
 	for i := range 30 {
 		sub("customer.subscription.created", fmt.Sprintf("cus_p%02d", i), fmt.Sprintf("sub_p%02d", i), "active", t0.Add(time.Duration(i)*time.Minute), nil)
 	}
@@ -124,6 +128,38 @@ func TestQueryAPIEndToEnd(t *testing.T) {
 	require.Equal(t, 200, code, "%s", b)
 	assert.Equal(t, int64(140), decodeAs[domain.WalletRecord](t, b).Available)
 
+	// An order by any id the merchant holds (issue 17): its checkout
+	// session and its charge resolve to the order, keyed by the payment
+	// intent, and the answer says so.
+	type resolvedOrder struct {
+		domain.OrderRecord
+		KeyID        string                       `json:"key_id"`
+		ResolvedFrom *projections.OrderResolution `json:"resolved_from"`
+	}
+	require.Eventually(t, func() bool {
+		code, b := srv.apiGet("/v1/orders/stripe/ch_q9", queryToken)
+		return code == 200 && decodeAs[resolvedOrder](t, b).AmountRefunded == 300
+	}, 30*time.Second, 50*time.Millisecond, "the refund is folded")
+	for id, kind := range map[string]string{"cs_q9": "session", "ch_q9": "charge"} {
+		code, b = srv.apiGet("/v1/orders/stripe/"+id, queryToken)
+		require.Equal(t, 200, code, "%s", b)
+		o := decodeAs[resolvedOrder](t, b)
+		assert.Equal(t, "pi_q9", o.ID, id)
+		assert.Equal(t, "pi_q9", o.KeyID, id)
+		assert.Equal(t, &projections.OrderResolution{Kind: kind, ID: id}, o.ResolvedFrom)
+		assert.Equal(t, domain.OrderPartiallyRefunded, o.Status)
+		assert.Equal(t, "cs_q9", o.SessionID)
+	}
+	code, b = srv.apiGet("/v1/orders/stripe/pi_q9", queryToken)
+	require.Equal(t, 200, code, "%s", b)
+	assert.Nil(t, decodeAs[resolvedOrder](t, b).ResolvedFrom, "asked by its key")
+	assert.NotContains(t, string(b), "key_id")
+	code, _ = srv.apiGet("/v1/orders/stripe/cs_unknown", queryToken)
+	assert.Equal(t, 404, code)
+	code, b = srv.apiGet("/v1/orders/stripe/cs_q9?as_of="+t0.Add(3*time.Hour+time.Minute).Format(time.RFC3339), queryToken)
+	require.Equal(t, 200, code, "%s", b)
+	assert.Equal(t, domain.OrderPaid, decodeAs[resolvedOrder](t, b).Status, "as_of finds the order by its session too")
+
 	// Each projection through the CLI, as JSON and as a table.
 	getJSON := func(args ...string) []byte {
 		out, code := runBillfold(t, append(append([]string{"get"}, args...), "--server", srv.admin, "-o", "json")...)
@@ -140,6 +176,12 @@ func TestQueryAPIEndToEnd(t *testing.T) {
 	out, rc = runBillfold(t, "get", "wallet", "user_q1", "--server", srv.admin)
 	require.Equal(t, 0, rc, out)
 	assert.Regexp(t, `(?m)^available\s+140$`, out)
+	o := decodeAs[resolvedOrder](t, getJSON("order", "stripe", "cs_q9"))
+	assert.Equal(t, "pi_q9", o.KeyID)
+	out, rc = runBillfold(t, "get", "order", "stripe", "cs_q9", "--server", srv.admin)
+	require.Equal(t, 0, rc, out)
+	assert.Regexp(t, `(?m)^id\s+pi_q9$`, out)
+	assert.Regexp(t, `(?m)^resolved_from\s+session cs_q9$`, out)
 	out, rc = runBillfold(t, "list", "subscriptions", "--state", "past_due", "--server", srv.admin)
 	require.Equal(t, 0, rc, out)
 	assert.Contains(t, out, "PROVIDER")

@@ -170,12 +170,24 @@ func TestRebuildKilledHalfWayThenUnderLiveLoad(t *testing.T) {
 	require.Error(t, err, "the half-built generation is removed")
 
 	// Again, with deliveries arriving throughout.
-	live := startLoad(servers, "evt_live", 5*time.Millisecond, 600)
+	live := startLoad(servers, "evt_live", 20*time.Millisecond, 600) // about 3 s of traffic, inside the ~5 s rebuild
 	out, code = runBillfold(t, "replay", "--yes", "--server", srv.admin, "-o", "json")
-	results := append(first, live.halt()...)
+	liveResults := live.halt()
+	results := append(first, liveResults...)
 	require.Equal(t, 0, code, out)
 	require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &rb))
 	assert.Equal(t, projections.RebuildDone, rb.Status)
+	// Intake never paused: every live delivery was answered 200, and some
+	// were answered while the rebuild was folding.
+	during := 0
+	for _, r := range liveResults {
+		assert.Equal(t, http.StatusOK, r.status, "live delivery %s during the rebuild", r.id)
+		if r.status == http.StatusOK && r.at.After(rb.CreatedAt) && r.at.Before(rb.FinishedAt) {
+			during++
+		}
+	}
+	require.False(t, rb.FinishedAt.IsZero())
+	assert.Greater(t, during, 10, "live deliveries were answered 200 while the rebuild ran (%s to %s)", rb.CreatedAt, rb.FinishedAt)
 	assert.Equal(t, 2, currentGeneration(t.Context(), js, domain.ProjectionCustomers))
 	waitProjected(t, js, srv)
 	out, code = runBillfold(t, "verify", "--server", srv.admin)
@@ -187,5 +199,6 @@ func TestRebuildKilledHalfWayThenUnderLiveLoad(t *testing.T) {
 		}
 	}
 	assert.Zero(t, missing, "every delivery answered 200 is in the rebuilt projection")
-	t.Logf("rebuild folded %d events at %.0f/s (capped at 300/s), %d live deliveries during it", rb.Folded, rb.RatePerSecond, len(results)-len(first))
+	t.Logf("rebuild folded %d events at %.0f/s (capped at 300/s) in %s; %d live deliveries sent, %d of them answered 200 while it ran",
+		rb.Folded, rb.RatePerSecond, rb.FinishedAt.Sub(rb.CreatedAt).Round(time.Millisecond), len(liveResults), during)
 }

@@ -157,8 +157,9 @@ func changeSeqs(t *testing.T, js jetstream.JetStream, want map[string]bool) map[
 // consumers attached; every one is accepted, nothing is lost, the
 // projections catch up, the slow SSE client is not dropped and gets every
 // change once it reads again, and the slow subscriber gets every change.
-// The ACK percentiles are logged (docs/reliability.md has the last ones);
-// the only timing assertion is a generous sanity bound.
+// The ACK percentiles are logged (docs/reliability.md has the last ones)
+// and bounded relative to the baseline measured in the same run: the
+// median within 3x the baseline's + 5 ms, the p99 within 4x + 20 ms.
 func TestSlowDownstreamDoesNotSlowAcks(t *testing.T) {
 	const (
 		n    = 150
@@ -200,8 +201,11 @@ func TestSlowDownstreamDoesNotSlowAcks(t *testing.T) {
 		n, rate, bp50.Round(10*time.Microsecond), bp99.Round(10*time.Microsecond), bmax.Round(10*time.Microsecond),
 		sp50.Round(10*time.Microsecond), sp99.Round(10*time.Microsecond), smax.Round(10*time.Microsecond))
 	t.Logf("the SSE client had read %d events when the last delivery was answered", slowRead)
-	assert.Less(t, bp99, time.Second, "baseline p99 sanity bound")
-	assert.Less(t, sp99, time.Second, "p99 with slow consumers, sanity bound")
+	// Relative to the baseline this run measured, not to a fixed figure:
+	// were answers waiting for a consumer, the median would take at least
+	// the subscriber's 50 ms per change, or the SSE client's second.
+	assert.LessOrEqual(t, sp50, 3*bp50+5*time.Millisecond, "median ACK with slow consumers stays near the baseline's")
+	assert.LessOrEqual(t, sp99, 4*bp99+20*time.Millisecond, "p99 ACK with slow consumers stays near the baseline's")
 	assert.Less(t, slowRead, n/2, "the SSE client really was slow: it fell behind")
 
 	// Nothing lost: the journal holds both runs, and every customer is in

@@ -1,19 +1,30 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"net/http"
 	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/console"
 )
 
 // adminTokensFromEnv reads the tokens allowed to make admin mutations:
 // BILLFOLD_ADMIN_TOKEN (named "admin") and BILLFOLD_ADMIN_TOKENS, a comma
 // list of name=token, so that each operator or automation has a token of
 // its own and requeues record who asked. getenv reads the environment.
+// Every token needs minTokenLength characters, whichever variable gives it:
+// a short one is BILLFOLD-CONFIG-INVALID and serve does not start.
 func adminTokensFromEnv(getenv func(string) string) (projections.AdminTokens, error) {
 	tokens := projections.AdminTokens{}
 	if t := getenv("BILLFOLD_ADMIN_TOKEN"); t != "" {
+		if len(t) < minTokenLength {
+			return nil, domain.Errorf(domain.CodeConfigInvalid, "BILLFOLD_ADMIN_TOKEN must be %d characters or more", minTokenLength)
+		}
 		tokens["admin"] = t
 	}
 	for _, item := range strings.Split(getenv("BILLFOLD_ADMIN_TOKENS"), ",") {
@@ -22,8 +33,8 @@ func adminTokensFromEnv(getenv func(string) string) (projections.AdminTokens, er
 			continue
 		}
 		name, token, ok := strings.Cut(item, "=")
-		if !ok || name == "" || len(token) < 16 {
-			return nil, domain.Errorf(domain.CodeConfigInvalid, "BILLFOLD_ADMIN_TOKENS: want name=token pairs, tokens of 16 characters or more")
+		if !ok || name == "" || len(token) < minTokenLength {
+			return nil, domain.Errorf(domain.CodeConfigInvalid, "BILLFOLD_ADMIN_TOKENS: want name=token pairs, tokens of %d characters or more", minTokenLength)
 		}
 		for other, t := range tokens {
 			if t == token {
@@ -33,4 +44,20 @@ func adminTokensFromEnv(getenv func(string) string) (projections.AdminTokens, er
 		tokens[name] = token
 	}
 	return tokens, nil
+}
+
+// newConsole is the operator console over the services the /v1 API uses.
+func newConsole(ops *projections.Operations, query *projections.Query, js jetstream.JetStream, changes http.Handler,
+	doc *doctor, readToken string, adminTokens projections.AdminTokens, log *slog.Logger) (*console.Console, error) {
+	return console.New(console.Config{
+		Engine: ops.Engine, Rebuilds: ops.Rebuilds, Ledger: ops.Ledger, Query: query, JetStream: js, Changes: changes,
+		Doctor: func(ctx context.Context) []console.Problem {
+			var out []console.Problem
+			for _, p := range doc.report(ctx).Problems {
+				out = append(out, console.Problem{Code: p.Code, Message: p.Message})
+			}
+			return out
+		},
+		ReadToken: readToken, AdminTokens: adminTokens, Log: log,
+	})
 }

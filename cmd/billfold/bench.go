@@ -331,6 +331,14 @@ func bench(o benchOptions, phases []benchPhase, stderr io.Writer) ([]benchRow, e
 			return os.Getenv(name)
 		},
 	}
+	// bench reads and writes the embedded server as billfold itself does
+	// (its own streams, the journal), so it shares billfold's privileged
+	// user, with a password of its own generating.
+	natsAuth, err := newEmbeddedAuth("")
+	if err != nil {
+		return nil, err
+	}
+	so.natsPassword = natsAuth.Password()
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- serve(ctx, so, slog.New(slog.DiscardHandler)) }()
@@ -338,11 +346,12 @@ func bench(o benchOptions, phases []benchPhase, stderr io.Writer) ([]benchRow, e
 	if err := waitReady("http://"+so.adminListen+"/readyz", served); err != nil {
 		return nil, err
 	}
-	natsURL := o.natsURL
+	natsURL, natsOpts := o.natsURL, []nats.Option{nats.Name("billfold-bench")}
 	if natsURL == "" {
 		natsURL = "nats://" + so.natsListen
+		natsOpts = append(natsOpts, nats.UserInfo(natsUser, so.natsPassword))
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("billfold-bench"))
+	nc, err := nats.Connect(natsURL, natsOpts...)
 	if err != nil {
 		return nil, err
 	}

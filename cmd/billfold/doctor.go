@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -190,6 +191,10 @@ type deliveryReport struct {
 	OtherFailures []failureGroup `json:"other_failures"`
 	// Last are each endpoint's latest deliveries, newest first.
 	Last map[string][]deliveryLine `json:"last"`
+	// AcceptedPending is how many journaled events still wait for their
+	// accepted entry (the delivery log's consumer on the journal: not yet
+	// read, or read and not yet acknowledged).
+	AcceptedPending uint64 `json:"accepted_pending"`
 	// Error is why the delivery log could not be read.
 	Error string `json:"error,omitempty"`
 }
@@ -256,13 +261,13 @@ func newDoctor(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *pro
 }
 
 // shownName is how the report names an endpoint (or a generic provider's
-// namespace, which is its endpoint's name): an unsigned endpoint by the
-// first four characters of its name only.
+// namespace, which is its endpoint's name): an unsigned endpoint by its
+// label, as metrics, logs and the event ledger show it.
 func (d *doctor) shownName(name string) string {
 	if !d.unsigned[name] {
 		return name
 	}
-	return name[:min(4, len(name))] + "…"
+	return domain.UnsignedLabel(name)
 }
 
 // ServeHTTP answers the report. It is 200 whatever the report finds: a
@@ -579,6 +584,11 @@ func (d *doctor) deliveries(ctx context.Context, rep *doctorReport) deliveryRepo
 	dr := deliveryReport{Since: since, Limit: doctorMaxDeliveries, Outcome: map[domain.Outcome]int{},
 		SignatureFailures: []failureGroup{}, OtherFailures: []failureGroup{}, Last: map[string][]deliveryLine{}}
 	sig, other := map[domain.Code]*failureGroup{}, map[domain.Code]*failureGroup{}
+	if c, err := d.js.Consumer(ctx, domain.JournalStream, ingest.DeliveryLogDurable); err == nil {
+		if ci, err := c.Info(ctx); err == nil {
+			dr.AcceptedPending = ci.NumPending + uint64(ci.NumAckPending)
+		}
+	}
 	n, _, err := readNewest(ctx, d.js, domain.DeliveryStream, doctorMaxDeliveries, func(data []byte) {
 		var del domain.Delivery
 		if json.Unmarshal(data, &del) != nil || del.Received.Before(since) {
@@ -676,39 +686,27 @@ func readNewest(ctx context.Context, js jetstream.JetStream, stream string, limi
 	if st.LastSeq >= uint64(limit) {
 		start = max(start, st.LastSeq-uint64(limit)+1)
 	}
-	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start, InactiveThreshold: 5 * time.Second,
-	})
+	// Direct gets, one per message, so that a doctor run (on demand, over
+	// HTTP) creates no consumer on the server.
+	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return 0, st.Msgs, err
 	}
-	// Ask for no more than the range can hold, so the last fetch does not
-	// wait out its timeout for messages that will not come.
-	span := int(st.LastSeq - start + 1)
 	read := 0
-	for read < span {
-		batch, err := c.Fetch(min(span-read, 256), jetstream.FetchMaxWait(time.Second))
+	for seq := start; seq <= st.LastSeq && read < limit; seq++ {
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
 		if err != nil {
 			return read, st.Msgs, err
 		}
-		got, done := 0, false
-		for m := range batch.Messages() {
-			got++
-			md, err := m.Metadata()
-			if err == nil && md.Sequence.Stream > st.LastSeq {
-				done = true // appended since the info: for the next report
-				continue
-			}
-			read++
-			fn(m.Data())
-			done = done || (err == nil && md.Sequence.Stream == st.LastSeq)
+		if m.Sequence > st.LastSeq {
+			break // appended since the info: for the next report
 		}
-		if err := batch.Error(); err != nil {
-			return read, st.Msgs, err
-		}
-		if done || got == 0 {
-			break
-		}
+		read++
+		fn(m.Data)
+		seq = m.Sequence
 	}
 	return read, st.Msgs, nil
 }

@@ -165,7 +165,7 @@ func printDoctor(w io.Writer, server string, r doctorReport) {
 	section(w, "OTHER DELIVERIES NOT JOURNALED")
 	printFailures(w, d.OtherFailures)
 
-	section(w, "LAST DELIVERIES")
+	section(w, fmt.Sprintf("LAST DELIVERIES  %d accepted entries still to write", d.AcceptedPending))
 	if len(d.Last) == 0 {
 		fmt.Fprintln(w, "(none)")
 	} else {

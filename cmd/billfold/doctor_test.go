@@ -137,7 +137,7 @@ func TestDoctorEndpointsWithoutSecrets(t *testing.T) {
 		assert.NotContains(t, string(out), secret)
 	}
 	require.Len(t, rep.Endpoints, 3)
-	assert.Equal(t, "f3a9…", rep.Endpoints[0].Name)
+	assert.Equal(t, domain.UnsignedLabel(secretName), rep.Endpoints[0].Name, "shown by its label, as everywhere")
 	assert.True(t, rep.Endpoints[0].Unsigned)
 	assert.Equal(t, 2, rep.Endpoints[1].Secrets)
 	assert.True(t, rep.Endpoints[1].SecretPresent)

@@ -12,8 +12,11 @@ import (
 
 // startEmbeddedNATS starts the embedded NATS server with JetStream storing
 // under dataDir/jetstream. listen is host:port for NATS clients (port 0: a
-// random one), or "" for no network listener at all.
-func startEmbeddedNATS(dataDir, listen string, syncAlways bool) (*server.Server, error) {
+// random one), or "" for no network listener at all. auth decides who may
+// connect (billfold itself, the subscriber token, nobody else);
+// maxPayload, when above nats-server's default, raises the largest message
+// so that every endpoint's largest body fits in a journal entry.
+func startEmbeddedNATS(dataDir, listen string, syncAlways bool, auth server.Authentication, maxPayload int32) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName: "billfold",
 		JetStream:  true,
@@ -22,6 +25,11 @@ func startEmbeddedNATS(dataDir, listen string, syncAlways bool) (*server.Server,
 		NoSigs:     true,
 		NoLog:      true,
 		DontListen: listen == "",
+
+		CustomClientAuthentication: auth,
+	}
+	if maxPayload > server.MAX_PAYLOAD_SIZE {
+		opts.MaxPayload = maxPayload
 	}
 	if listen != "" {
 		host, port, err := net.SplitHostPort(listen)

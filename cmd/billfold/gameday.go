@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 )
@@ -64,6 +65,7 @@ type gamedayOptions struct {
 	output     string
 	only       string
 	engineLogs bool
+	keep       string
 }
 
 func runGameday(args []string, stdout, stderr io.Writer) int {
@@ -72,8 +74,9 @@ func runGameday(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
 	fs.StringVar(&o.only, "drill", "", "run only these drills (comma-separated): "+strings.Join(drillNames(), ", "))
 	fs.BoolVar(&o.engineLogs, "engine-logs", false, "also print the engines' JSON logs to stderr")
+	fs.StringVar(&o.keep, "keep", "", "keep every drill's data dirs and NATS stores under this directory (created, must be empty) instead of deleting them")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: billfold gameday [-o table|json] [--drill NAME,...] [--engine-logs]\n\nRuns the reliability drills against engines it starts on temporary data dirs and\nloopback ports (docs/gameday.md); exits 1 when any drill fails.\n\ndrills:")
+		fmt.Fprintln(stderr, "usage: billfold gameday [-o table|json] [--drill NAME,...] [--engine-logs] [--keep DIR]\n\nRuns the reliability drills against engines it starts on temporary data dirs and\nloopback ports (docs/gameday.md); exits 1 when any drill fails.\n\ndrills:")
 		for _, d := range drills {
 			fmt.Fprintf(stderr, "  %-20s %s\n", d.name, d.summary)
 		}
@@ -201,11 +204,13 @@ func (fs figures) MarshalJSON() ([]byte, error) {
 func runDrills(ctx context.Context, selected []drill, o gamedayOptions, stderr io.Writer) (gamedayReport, error) {
 	start := time.Now()
 	rep := gamedayReport{Passed: true, Drills: []drillReport{}}
-	root, err := os.MkdirTemp("", "billfold-gameday-")
+	root, err := drillRoot(o.keep)
 	if err != nil {
 		return rep, err
 	}
-	defer os.RemoveAll(root)
+	if o.keep == "" {
+		defer os.RemoveAll(root)
+	}
 	secrets := newDemoSecrets()
 	config := filepath.Join(root, "billfold-gameday.yaml")
 	if err := os.WriteFile(config, secrets.config(), 0o600); err != nil {
@@ -231,6 +236,26 @@ func runDrills(ctx context.Context, selected []drill, o gamedayOptions, stderr i
 	}
 	rep.Seconds = roundTo(time.Since(start).Seconds(), 2)
 	return rep, nil
+}
+
+// drillRoot is the directory the drills keep their data under: keep,
+// created and required empty so that no earlier run's store is mistaken
+// for this one's, or a new temporary directory.
+func drillRoot(keep string) (string, error) {
+	if keep == "" {
+		return os.MkdirTemp("", "billfold-gameday-")
+	}
+	if err := os.MkdirAll(keep, 0o700); err != nil {
+		return "", fmt.Errorf("--keep: %w", err)
+	}
+	entries, err := os.ReadDir(keep)
+	if err != nil {
+		return "", fmt.Errorf("--keep: %w", err)
+	}
+	if len(entries) > 0 {
+		return "", fmt.Errorf("--keep %s: not empty", keep)
+	}
+	return keep, nil
 }
 
 func (rep gamedayReport) print(w io.Writer) {
@@ -361,7 +386,9 @@ func (r *drillRun) startNATS(name string) (*drillNATS, error) {
 
 // start starts the server on its store and port (0 the first time).
 func (n *drillNATS) start() error {
-	srv, err := startEmbeddedNATS(n.dir, "127.0.0.1:"+strconv.Itoa(n.port), false)
+	// An open server on loopback, as an operator's own NATS would be, with
+	// room for the engines' journal messages.
+	srv, err := startEmbeddedNATS(n.dir, "127.0.0.1:"+strconv.Itoa(n.port), false, nil, int32(ingest.JournalPayloadNeeded(nil)))
 	if err != nil {
 		return err
 	}

@@ -410,7 +410,7 @@ func drillJournalOutage(ctx context.Context, r *drillRun) error {
 	}
 
 	events, attempts := load.answers()
-	var answers, ok, unavailable, noAnswer, withoutRetryAfter, okWhileDown, unanswered int
+	var answers, ok, unavailable, noAnswer, other, withoutRetryAfter, okWhileDown, unanswered int
 	var first, last time.Time
 	for _, ev := range events {
 		as := attempts[ev.id]
@@ -437,6 +437,8 @@ func drillJournalOutage(ctx context.Context, r *drillRun) error {
 				}
 			case 0:
 				noAnswer++
+			default: // a 500, a 400 or a 429 tells the provider something else than "re-send later"
+				other++
 			}
 			// The window runs from the first refused attempt's sending to
 			// the last refused answer: how long a provider was turned away.
@@ -453,9 +455,11 @@ func drillJournalOutage(ctx context.Context, r *drillRun) error {
 	r.figure("acknowledged", len(events)-unanswered)
 	r.figure("answered_503", unavailable)
 	r.figure("no_answer", noAnswer)
+	r.figure("answered_other", other)
 	r.figure("unavailability_window_s", secs(last.Sub(first)))
 	r.check("the load ran through the outage: deliveries got 503", unavailable > 0, "%d answers 503", unavailable)
 	r.check("every 503 carries Retry-After", withoutRetryAfter == 0, "%d without", withoutRetryAfter)
+	r.check("every refusal is a 503: no other status, no missing answer", other == 0 && noAnswer == 0, "%d answered another status, %d not answered", other, noAnswer)
 	r.check("no delivery is answered 200 while the journal is down", okWhileDown == 0, "%d answered 200", okWhileDown)
 	r.check("every delivery is answered 200 once re-sent", unanswered == 0, "%d never answered 200", unanswered)
 

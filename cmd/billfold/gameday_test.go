@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -90,4 +92,21 @@ func TestDrillVerdicts(t *testing.T) {
 	assert.Contains(t, out.String(), "stopped: engine did not start")
 	assert.Contains(t, out.String(), "4 drills in")
 	assert.Contains(t, out.String(), "1 passed, 3 failed")
+}
+
+func TestDrillRootKeepsOnlyAnEmptyDirectory(t *testing.T) {
+	tmp, err := drillRoot("")
+	require.NoError(t, err)
+	defer os.RemoveAll(tmp)
+	assert.DirExists(t, tmp)
+
+	keep := filepath.Join(t.TempDir(), "kept", "run")
+	root, err := drillRoot(keep)
+	require.NoError(t, err)
+	assert.Equal(t, keep, root)
+	assert.DirExists(t, keep, "created")
+
+	require.NoError(t, os.WriteFile(filepath.Join(keep, "earlier"), nil, 0o600))
+	_, err = drillRoot(keep)
+	assert.ErrorContains(t, err, "not empty", "an earlier run's stores are never mistaken for this one's")
 }

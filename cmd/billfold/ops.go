@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -505,8 +506,12 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "AT\tPROVIDER\tEVENT\tTYPE\tSTATUS\tCODE\tPROJECTION\tATTEMPT")
 		for _, e := range list.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", e.At.Format(time.RFC3339), e.Provider, dash(e.EventID), dash(e.EventType),
-				e.Status, dash(string(e.Code)), dash(e.Projection), e.Attempt)
+			attempt := "-" // a delivery's attempt is numbered by the event's ledger (billfold events show)
+			if e.Attempt > 0 {
+				attempt = strconv.Itoa(e.Attempt)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Provider, dash(e.EventID), dash(e.EventType),
+				e.Status, dash(string(e.Code)), dash(e.Projection), attempt)
 		}
 		_ = tw.Flush()
 		return 0

@@ -135,7 +135,7 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 	f.register(fs)
 	fs.StringVar(&asOf, "as-of", "", "show the record as it stood at this provider time (RFC 3339); folds the whole journal")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: billfold get subscription|customer|order <provider> <id> [flags]\n       billfold get wallet <user_id> [flags]")
+		fmt.Fprintln(stderr, "usage: billfold get subscription|customer|order <provider> <id> [flags]   (an order by its payment intent, session or charge id)\n       billfold get wallet <user_id> [flags]")
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterleaved(fs, args)
@@ -327,12 +327,18 @@ func printRecord(w io.Writer, kind string, body []byte) error {
 		row("created_at", timeOrDash(r.CreatedAt))
 		meta(r.RecordMeta)
 	case "order":
-		var r domain.OrderRecord
+		var r struct {
+			domain.OrderRecord
+			ResolvedFrom *projections.OrderResolution `json:"resolved_from"`
+		}
 		if err := json.Unmarshal(body, &r); err != nil {
 			return err
 		}
 		row("provider", r.Provider)
 		row("id", r.ID)
+		if f := r.ResolvedFrom; f != nil {
+			row("resolved_from", f.Kind+" "+f.ID) // the id asked; id above is the order's key
+		}
 		row("customer", dash(r.CustomerID))
 		row("status", r.Status)
 		row("amount", fmt.Sprintf("%d %s", r.Amount, r.Currency))

@@ -24,6 +24,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/console"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -38,6 +39,7 @@ type serveOptions struct {
 	configPath        string
 	appendTimeout     time.Duration
 	deliveryRetention time.Duration
+	deliveryMaxBytes  int64
 	syncAlways        bool
 	logLevel          string
 	rateLimit         float64
@@ -45,6 +47,10 @@ type serveOptions struct {
 	bypass            bool
 	rebuildGrace      time.Duration
 	rebuildRate       float64
+	maxFeedClients    int
+	maxFoldJobs       int
+	intakeBudget      int64
+	maxConns          int
 	// ready, when set, is called with the listeners' addresses once they
 	// accept connections (billfold demo, billfold gameday).
 	ready func(public, admin net.Addr)
@@ -57,6 +63,11 @@ type serveOptions struct {
 	// endpoints, when set, replace the ones the environment would give
 	// (no config file): billfold bench serves its own.
 	endpoints []ingest.EndpointConfig
+	// natsPassword, when set, is billfold's own password on the embedded
+	// NATS server instead of a random one: billfold bench, which runs serve
+	// in its own process, connects with it. It is never a flag nor read
+	// from the environment.
+	natsPassword string
 }
 
 // env is the environment serve reads its settings from.
@@ -79,6 +90,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&o.configPath, "config", "", "YAML config file (docs/configuration.md); without it, endpoints come from provider env vars")
 	fs.DurationVar(&o.appendTimeout, "append-timeout", 5*time.Second, "how long a delivery waits for the journal's acknowledgement before 503")
 	fs.DurationVar(&o.deliveryRetention, "delivery-retention", ingest.DefaultDeliveryRetention, "how long the delivery log keeps entries")
+	fs.Int64Var(&o.deliveryMaxBytes, "delivery-log-max-bytes", ingest.DefaultDeliveryMaxBytes, "the delivery log's size limit in bytes; past it the oldest entries are discarded")
 	fs.BoolVar(&o.syncAlways, "sync-always", false, "embedded NATS: fsync every journal write before acknowledging (survives power loss; slower)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Float64Var(&o.rateLimit, "rate-limit", ingest.DefaultRateLimit.PerSecond, "deliveries per second per source address on the public listener (0: no limit)")
@@ -86,6 +98,10 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.BoolVar(&o.bypass, "insecure-test-bypass", false, "TESTS ONLY: let deliveries that fail verification through, marked verified=bypass; needs a fresh data dir")
 	fs.DurationVar(&o.rebuildGrace, "rebuild-grace", projections.DefaultRebuildGrace, "how long a rebuild keeps the generation it replaced")
 	fs.Float64Var(&o.rebuildRate, "rebuild-rate", 0, "events per second a rebuild's fold may read (0: no cap), to leave room for live traffic")
+	fs.IntVar(&o.maxFeedClients, "max-feed-clients", projections.DefaultMaxFeedClients, "GET /v1/changes clients served at once; past it 429 BILLFOLD-BUSY")
+	fs.IntVar(&o.maxFoldJobs, "max-fold-jobs", projections.DefaultMaxFoldJobs, "fold reads (as_of, verify) run at once; past it 429 BILLFOLD-BUSY")
+	fs.Int64Var(&o.intakeBudget, "intake-budget", 0, "bytes of webhook bodies being read at once, all senders together (0: 64 MiB, or the largest max_body_bytes if more); past it 503 BILLFOLD-INTAKE-BUSY")
+	fs.IntVar(&o.maxConns, "max-connections", ingest.DefaultMaxConnections, "open connections on the public listener; more wait in the kernel's backlog")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
@@ -134,7 +150,22 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		log.Warn("insecure test bypass is on: deliveries that fail verification are journaled, marked verified=bypass", "data_dir", o.dataDir)
 	}
 
-	nc, ns, err := connectNATS(o, log)
+	apiToken := o.env("BILLFOLD_API_TOKEN")
+	adminTokens, err := adminTokensFromEnv(o.env)
+	if err != nil {
+		return err
+	}
+	natsAuth, err := newEmbeddedAuth(o.env(envSubscriberToken))
+	if err != nil {
+		return err
+	}
+	if o.natsPassword != "" {
+		natsAuth.password = []byte(o.natsPassword)
+	}
+	if err := checkExposure(o, natsAuth, apiToken, len(adminTokens)); err != nil {
+		return err
+	}
+	nc, ns, err := connectNATS(o, log, natsAuth, ingest.JournalPayloadNeeded(endpoints))
 	if err != nil {
 		return err
 	}
@@ -151,7 +182,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := ingest.EnsureStreams(setupCtx, js, ingest.StreamOptions{Replicas: o.replicas, DeliveryRetention: o.deliveryRetention}); err != nil {
+	if err := ingest.EnsureStreams(setupCtx, js, ingest.StreamOptions{Replicas: o.replicas, DeliveryRetention: o.deliveryRetention, DeliveryMaxBytes: o.deliveryMaxBytes}); err != nil {
 		return err
 	}
 
@@ -159,7 +190,10 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := ingest.NewMetrics(reg)
 	journal := ingest.NewJournal(nc, js)
-	deliveries := ingest.NewDeliveryLog(js, log, ingest.DeliveryLogOptions{OnFailure: metrics.DeliveryLogFailures.Inc})
+	deliveries, err := ingest.NewDeliveryLog(setupCtx, js, log, ingest.DeliveryLogOptions{Metrics: metrics})
+	if err != nil {
+		return err
+	}
 	receiver, err := ingest.NewReceiver(endpoints, journal, deliveries, metrics, log, ingest.ReceiverOptions{
 		AppendTimeout:      o.appendTimeout,
 		RateLimit:          ingest.RateLimit{PerSecond: o.rateLimit, Burst: o.rateBurst},
@@ -201,33 +235,59 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		}
 		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	readAuth := projections.RequireToken(o.env("BILLFOLD_API_TOKEN"))
-	adminTokens, err := adminTokensFromEnv(o.env)
+	readAuth := projections.RequireToken(apiToken)
+	// /metrics names endpoints and counts refusals: behind the API token
+	// when there is one, like every other read.
+	admin.Handle("GET /metrics", readAuth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	foldJobs := projections.NewFoldJobs(o.maxFoldJobs, 0)
+	ledger := projections.NewLedger(engine)
+	ledger.RedactEndpoints(unsignedNames(endpoints))
+	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs}
+	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
+	projections.LogErrorsTo(log)
+	changes := projections.NewChangeFeed(js, apiToken)
+	changes.MaxClients = o.maxFeedClients
+	changes.SetLogger(log)
+	defer changes.Close()
+	admin.Handle("GET /v1/changes", changes)
+	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
+	query.FoldJobs = foldJobs
+	go query.Run(engineCtx)
+	query.Register(admin, readAuth)
+	doc := newDoctor(js, endpoints, engine, o, natsDescription(o, ns))
+	admin.Handle("GET /v1/doctor", readAuth(doc))
+	ui, err := newConsole(ops, query, js, changes, doc, apiToken, adminTokens, log)
 	if err != nil {
 		return err
 	}
-	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine)}
-	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
-	admin.Handle("GET /v1/changes", projections.NewChangeFeed(js, o.env("BILLFOLD_API_TOKEN")))
-	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
-	go query.Run(engineCtx)
-	query.Register(admin, readAuth)
-	admin.Handle("GET /v1/doctor", readAuth(newDoctor(js, endpoints, engine, o, natsDescription(o, ns))))
+	// The console is HTML, not API: mounted on the mux itself, so the
+	// OpenAPI document's route check does not see it.
+	admin.ServeMux.Handle(console.Prefix, ui)
 	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" && r.Method == http.MethodGet {
+			console.RedirectRoot(w, r)
+			return
+		}
 		projections.WriteError(w, domain.Errorf(domain.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})
 
+	intake, err := ingest.NewIntakeBudget(o.intakeBudget, ingest.LargestBody(endpoints), reg, log)
+	if err != nil {
+		return err
+	}
 	servers := []*http.Server{
-		newHTTPServer(o.listen, receiver.Handler()),
+		newHTTPServer(o.listen, intake.Wrap(receiver.Handler())),
 		newHTTPServer(o.adminListen, admin),
 	}
 	errc := make(chan error, len(servers))
 	var addrs []net.Addr
-	for _, s := range servers {
+	for i, s := range servers {
 		l, err := net.Listen("tcp", s.Addr)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", s.Addr, err)
+		}
+		if i == 0 {
+			l = ingest.LimitConnections(l, o.maxConns)
 		}
 		addrs = append(addrs, l.Addr())
 		go func() {
@@ -340,16 +400,26 @@ func buildSettings(configPath string, given []ingest.EndpointConfig, getenv func
 				"endpoint", e.Name, "code", domain.ErrorCode(e.Misconfigured), "fix", e.Misconfigured.Error())
 		}
 		endpoints = append(endpoints, e)
+		if c.UnsignedCredits {
+			opts.UnsignedCredits = append(opts.UnsignedCredits, c.Name)
+			log.Warn("endpoint's unsigned input may credit wallets (unsigned_credits)", "endpoint", c.Name)
+		}
 	}
 	return endpoints, opts, nil
 }
 
-// connectNATS connects to --nats-url, or starts the embedded server and
-// connects to it in-process. Either way the connection reconnects forever:
-// while it is down, deliveries get 503 and /readyz says why.
-func connectNATS(o serveOptions, log *slog.Logger) (*nats.Conn, *server.Server, error) {
+// connectNATS connects to --nats-url, or starts the embedded server (auth
+// deciding who may connect) and connects to it in-process as billfold's
+// privileged user. Either way the connection reconnects forever: while it
+// is down, deliveries get 503 and /readyz says why. payload is the largest
+// journal message an endpoint can need: the embedded server is raised to
+// it, and a --nats-url server that cannot take it is refused with
+// BILLFOLD-CONFIG-PAYLOAD, since its deliveries would be answered 503
+// forever.
+func connectNATS(o serveOptions, log *slog.Logger, auth *embeddedAuth, payload int64) (*nats.Conn, *server.Server, error) {
 	opts := []nats.Option{
 		nats.Name("billfold"),
+		nats.CustomInboxPrefix(billfoldInboxPrefix),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -373,21 +443,60 @@ func connectNATS(o serveOptions, log *slog.Logger) (*nats.Conn, *server.Server, 
 		if err != nil {
 			return nil, nil, domain.Wrap(domain.CodeJournalUnavailable, err, "connect to --nats-url")
 		}
+		if err := checkPayload(nc, payload); err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
 		return nc, nil, nil
 	}
 	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
 		return nil, nil, domain.Wrap(domain.CodeConfigInvalid, err, "--data-dir")
 	}
-	ns, err := startEmbeddedNATS(o.dataDir, o.natsListen, o.syncAlways)
+	if payload > server.MAX_PENDING_SIZE {
+		return nil, nil, domain.Errorf(domain.CodeConfigPayload, "an endpoint's max_body_bytes needs %d-byte journal messages; the embedded NATS server carries at most %d", payload, server.MAX_PENDING_SIZE)
+	}
+	ns, err := startEmbeddedNATS(o.dataDir, o.natsListen, o.syncAlways, auth, int32(payload))
 	if err != nil {
 		return nil, nil, domain.Wrap(domain.CodeJournalUnavailable, err, "embedded NATS")
 	}
-	nc, err := nats.Connect("", append(opts, nats.InProcessServer(ns))...)
+	if o.natsListen != "" && len(auth.subscriberToken) == 0 {
+		log.Warn("the embedded NATS listener accepts no client: set "+envSubscriberToken+" to let downstream services follow the change feed",
+			"nats_listen", o.natsListen)
+	}
+	nc, err := nats.Connect("", append(opts, nats.InProcessServer(ns), nats.UserInfo(natsUser, auth.Password()))...)
 	if err != nil {
 		ns.Shutdown()
 		return nil, nil, domain.Wrap(domain.CodeJournalUnavailable, err, "connect to embedded NATS")
 	}
+	if err := checkPayload(nc, payload); err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return nil, nil, err
+	}
 	return nc, ns, nil
+}
+
+// checkPayload refuses a NATS server whose max_payload is below payload,
+// the largest journal message an endpoint can need.
+func checkPayload(nc *nats.Conn, payload int64) error {
+	if got := nc.MaxPayload(); got < payload {
+		return domain.Errorf(domain.CodeConfigPayload,
+			"the NATS server's max_payload is %d bytes but an endpoint's max_body_bytes needs %d (body plus %d of headers): raise max_payload or lower max_body_bytes",
+			got, payload, ingest.JournalHeaderRoom)
+	}
+	return nil
+}
+
+// unsignedNames are the names of the unsigned endpoints, which nothing
+// shows.
+func unsignedNames(endpoints []*ingest.Endpoint) []string {
+	var out []string
+	for _, e := range endpoints {
+		if e.Unsigned {
+			out = append(out, e.Name)
+		}
+	}
+	return out
 }
 
 func natsDescription(o serveOptions, ns *server.Server) string {

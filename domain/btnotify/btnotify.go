@@ -15,7 +15,9 @@ package btnotify
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"io"
@@ -54,6 +56,53 @@ type Notification struct {
 	// SubjectID is the <id> of the subject object, whatever its kind; empty
 	// when it has none (a check notification, for example).
 	SubjectID string
+	// Identity is the value of the element that identifies the object the
+	// notification is about, for its kind (see IdentifyingElement): the
+	// subscription id, the transaction id of a transaction review, a payment
+	// method token, a merchant id, a payment id; the subject's <id> when
+	// that element is missing. Empty when the kind names no object or the
+	// subject has neither.
+	Identity string
+	// Digest is the hex SHA-256 of the XML document, for telling apart
+	// notifications that name no object.
+	Digest string
+}
+
+// identifyingElements name, per notification kind, the child of the
+// subject object that identifies what the notification is about, as
+// Braintree's libraries (webhook_testing_gateway) lay the subjects out.
+// Kinds not listed here are identified by the subject's <id>.
+var identifyingElements = map[string]string{
+	"transaction_reviewed":                     "transaction-id",
+	"payment_method_revoked_by_customer":       "token",
+	"granted_payment_method_revoked":           "token",
+	"payment_method_customer_data_updated":     "token",
+	"grantor_updated_granted_payment_method":   "token",
+	"recipient_updated_granted_payment_method": "token",
+	"granted_payment_instrument_update":        "token",
+	"oauth_access_revoked":                     "merchant-id",
+	"connected_merchant_status_transitioned":   "merchant-public-id",
+	"connected_merchant_paypal_status_changed": "merchant-public-id",
+	"local_payment_completed":                  "payment-id",
+	"local_payment_expired":                    "payment-id",
+	"local_payment_funded":                     "payment-id",
+	"local_payment_reversed":                   "payment-id",
+	"partner_merchant_connected":               "partner-merchant-id",
+	"partner_merchant_disconnected":            "partner-merchant-id",
+	"partner_merchant_declined":                "partner-merchant-id",
+	// These name no object: the notification is told apart by its digest.
+	"check":                        "",
+	"account_updater_daily_report": "",
+}
+
+// IdentifyingElement is the element of the subject object that identifies
+// what a notification of kind is about ("id" unless the kind lays its
+// subject out otherwise), and "" for a kind that names no object.
+func IdentifyingElement(kind string) string {
+	if e, ok := identifyingElements[kind]; ok {
+		return e
+	}
+	return "id"
 }
 
 // Subscription is the part of a Braintree subscription billfold reads.
@@ -133,7 +182,8 @@ func DecodeXML(doc []byte) (Notification, error) {
 	if !sameName(root.name, "notification") {
 		return Notification{}, domain.Errorf(domain.CodeEventMalformed, "root element is <%s>, not <notification>", clip(root.name))
 	}
-	var n Notification
+	sum := sha256.Sum256(doc)
+	n := Notification{Digest: hex.EncodeToString(sum[:])}
 	kind := root.child("kind")
 	if kind == nil || kind.value() == "" {
 		return Notification{}, domain.Errorf(domain.CodeEventMalformed, "field kind is missing")
@@ -153,6 +203,12 @@ func DecodeXML(doc []byte) (Notification, error) {
 	obj := subject.children[0]
 	n.SubjectKind = obj.name
 	n.SubjectID = obj.field("id")
+	if e := IdentifyingElement(n.Kind); e != "" {
+		n.Identity = obj.field(e)
+		if n.Identity == "" {
+			n.Identity = n.SubjectID // a subject laid out otherwise than expected
+		}
+	}
 	if sameName(obj.name, "subscription") {
 		if n.Subscription, err = decodeSubscription(obj); err != nil {
 			return Notification{}, err

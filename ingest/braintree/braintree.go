@@ -24,17 +24,32 @@
 //
 // # Event ids
 //
-// Braintree sends no event id. billfold derives one from the notification:
+// Braintree sends no event id. billfold derives one from the signed
+// notification:
 //
-//	<kind>:<subject id>:<timestamp>
+//	<kind>:<identity>:<timestamp>
 //
-// where the timestamp is the notification's, in UTC, formatted RFC 3339
-// (with fractional seconds only when Braintree sent them), for example
-// "subscription_charged_successfully:sub_123:2024-01-02T03:04:05Z". A
-// subject without an id gives an empty middle part, as in
-// "check::2017-04-24T04:25:10Z". This id is the dedupe key and appears in
-// API paths and journal subjects; two notifications of the same kind about
-// the same object at the same instant are one event.
+// where identity is the value of the subject element that identifies the
+// object the kind is about (btnotify.IdentifyingElement: the subscription
+// id, a transaction review's transaction-id, a payment method token, a
+// merchant id, a payment id, ...), or, when the kind names no object (check,
+// account_updater_daily_report) or the element is missing, "sha256:" and the
+// first 32 hex digits of the SHA-256 of the notification XML. The timestamp
+// is the notification's, in UTC, formatted RFC 3339 (with fractional
+// seconds only when Braintree sent them), for example
+// "subscription_charged_successfully:sub_123:2024-01-02T03:04:05Z". This id
+// is the dedupe key and appears in API paths and journal subjects.
+//
+// Journals written before identities (when the middle was the subject's
+// <id>, empty for kinds that have none) keep their ids: the journal holds
+// each event's id, and neither the fold nor a replay derives it again.
+//
+// # Cost of verification
+//
+// A signature names public keys, which are not secret, so anyone can send
+// many pairs naming a configured key. Verify refuses more than MaxPairs
+// pairs, and computes the MACs of the payload once per configured key
+// whatever the number of pairs that name it.
 package braintree
 
 import (
@@ -111,10 +126,42 @@ func EncodePayload(xml []byte) string {
 }
 
 // ChallengeResponse answers Braintree's bt_challenge verification request:
-// "<pub>|<hex HMAC-SHA1 of challenge>".
+// "<pub>|<hex HMAC-SHA1 of challenge>", as the official libraries'
+// webhookNotification.verify(challenge) does.
 func ChallengeResponse(k KeyPair, challenge string) string {
 	return k.PublicKey + "|" + hex.EncodeToString(k.mac(challenge))
 }
+
+// CheckChallenge accepts a bt_challenge as the official libraries do: 20
+// to 32 lowercase hex digits. Anything else is CodeChallengeInvalid.
+func CheckChallenge(challenge string) error {
+	if len(challenge) < 20 || len(challenge) > 32 {
+		return domain.Errorf(domain.CodeChallengeInvalid, "bt_challenge has %d characters, not 20 to 32", len(challenge))
+	}
+	for i := 0; i < len(challenge); i++ {
+		if c := challenge[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return domain.Errorf(domain.CodeChallengeInvalid, "bt_challenge has a character outside 0-9a-f at offset %d", i)
+		}
+	}
+	return nil
+}
+
+// Challenge answers a bt_challenge with the verifier's current key pair,
+// the first configured (see ChallengeResponse and CheckChallenge).
+func (v Verifier) Challenge(challenge string) (string, error) {
+	if err := CheckChallenge(challenge); err != nil {
+		return "", err
+	}
+	if len(v.Keys) == 0 {
+		return "", domain.Errorf(domain.CodeConfigNoSecret, "no Braintree key pair is configured")
+	}
+	return ChallengeResponse(v.Keys[0], challenge), nil
+}
+
+// MaxPairs is the most public_key|signature pairs a bt_signature may
+// hold. Braintree sends one per API key pair of the merchant; a few keys
+// are usual, and rotation needs two.
+const MaxPairs = 16
 
 // Verifier verifies bt_signature against a set of key pairs, any of which
 // may match (key rotation).
@@ -124,9 +171,10 @@ type Verifier struct {
 
 // Verify implements ingest.Verifier. It reads the two form fields but never
 // the XML. now is unused: Braintree signs no timestamp (see the package
-// doc on replay protection). A body that is not a form, or has a field twice,
-// is CodeSigMalformed; a missing or empty field is CodeSigMissing; no pair
-// for a configured public key, or no pair that matches, is CodeSigMismatch.
+// doc on replay protection). A body that is not a form, has a field twice,
+// or has more than MaxPairs pairs is CodeSigMalformed; a missing or empty
+// field is CodeSigMissing; no pair for a configured public key, or no pair
+// that matches, is CodeSigMismatch.
 func (v Verifier) Verify(_ http.Header, body []byte, _ time.Time) error {
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
@@ -140,6 +188,9 @@ func (v Verifier) Verify(_ http.Header, body []byte, _ time.Time) error {
 	if err != nil {
 		return err
 	}
+	if n := strings.Count(sig, "&") + 1; n > MaxPairs {
+		return domain.Errorf(domain.CodeSigMalformed, "%s has %d pairs, more than %d", SignatureField, n, MaxPairs)
+	}
 	type pair struct{ pub, hex string }
 	var pairs []pair
 	for _, p := range strings.Split(sig, "&") {
@@ -152,6 +203,7 @@ func (v Verifier) Verify(_ http.Header, body []byte, _ time.Time) error {
 	}
 	known := false
 	for _, k := range v.Keys {
+		var exact, newline []byte // computed once per key, when a pair names it
 		for _, p := range pairs {
 			if p.pub != k.PublicKey {
 				continue
@@ -161,7 +213,10 @@ func (v Verifier) Verify(_ http.Header, body []byte, _ time.Time) error {
 			if err != nil || len(got) != sha1.Size {
 				continue
 			}
-			if hmac.Equal(got, k.mac(payload)) || hmac.Equal(got, k.mac(payload, "\n")) {
+			if exact == nil {
+				exact, newline = k.mac(payload), k.mac(payload, "\n")
+			}
+			if hmac.Equal(got, exact) || hmac.Equal(got, newline) {
 				return nil
 			}
 		}
@@ -191,15 +246,16 @@ type Parser struct{}
 // Parse implements ingest.Parser. It decodes the notification with
 // btnotify.Decode and derives the event id as the package doc describes.
 // ObjectKind is "subscription" for a subscription subject, otherwise the
-// subject element's name ("" without a subject); ObjectID is the subject's
-// id. Braintree does not say livemode, so Livemode is nil.
+// subject element's name ("" without a subject); ObjectID is the
+// notification's identity (btnotify.Notification.Identity). Braintree does
+// not say livemode, so Livemode is nil.
 func (Parser) Parse(_ http.Header, body []byte) (domain.Envelope, error) {
 	n, err := btnotify.Decode(body)
 	if err != nil {
 		return domain.Envelope{}, err
 	}
 	id := EventID(n)
-	if err := domain.CheckEventID("kind:subject id:timestamp", id); err != nil {
+	if err := domain.CheckEventID("kind:identity:timestamp", id); err != nil {
 		return domain.Envelope{}, err
 	}
 	env := domain.Envelope{
@@ -207,7 +263,7 @@ func (Parser) Parse(_ http.Header, body []byte) (domain.Envelope, error) {
 		EventType:  n.Kind,
 		Created:    n.Timestamp,
 		ObjectKind: n.SubjectKind,
-		ObjectID:   n.SubjectID,
+		ObjectID:   n.Identity,
 	}
 	if n.Subscription != nil {
 		env.ObjectKind = "subscription"
@@ -216,7 +272,13 @@ func (Parser) Parse(_ http.Header, body []byte) (domain.Envelope, error) {
 }
 
 // EventID derives the billfold event id of a notification:
-// "<kind>:<subject id>:<timestamp RFC 3339 UTC>".
+// "<kind>:<identity>:<timestamp RFC 3339 UTC>", the identity being
+// "sha256:<32 hex digits of the XML's digest>" when the notification names
+// no object.
 func EventID(n btnotify.Notification) string {
-	return n.Kind + ":" + n.SubjectID + ":" + n.Timestamp.UTC().Format(time.RFC3339Nano)
+	identity := n.Identity
+	if identity == "" {
+		identity = "sha256:" + n.Digest[:min(32, len(n.Digest))]
+	}
+	return n.Kind + ":" + identity + ":" + n.Timestamp.UTC().Format(time.RFC3339Nano)
 }

@@ -167,7 +167,9 @@ func TestParseVectors(t *testing.T) {
 	env, err := braintree.Parser{}.Parse(nil, form("jkq28pcxj4r85dwr|"+vecCheckSig, vecCheckPayload))
 	require.NoError(t, err)
 	assert.Equal(t, domain.Envelope{
-		EventID:    "check::2017-04-24T04:25:10Z",
+		// A check names no object: its identity is the SHA-256 of the XML
+		// (sha256sum of the base64-decoded payload, first 32 hex digits).
+		EventID:    "check:sha256:ad0688193712081d4be06068eb179fcf:2017-04-24T04:25:10Z",
 		EventType:  "check",
 		Created:    time.Date(2017, 4, 24, 4, 25, 10, 0, time.UTC),
 		ObjectKind: "check",
@@ -218,7 +220,11 @@ func TestParseMalformed(t *testing.T) {
 
 func TestEventID(t *testing.T) {
 	loc := time.FixedZone("x", -5*3600)
-	assert.Equal(t, "k::2024-01-01T05:00:00Z", braintree.EventID(btnotify.Notification{Kind: "k", Timestamp: time.Date(2024, 1, 1, 0, 0, 0, 0, loc)}))
+	at := time.Date(2024, 1, 1, 0, 0, 0, 0, loc)
+	assert.Equal(t, "k:obj_1:2024-01-01T05:00:00Z", braintree.EventID(btnotify.Notification{Kind: "k", Identity: "obj_1", Digest: "00", Timestamp: at}))
+	assert.Equal(t, "k:sha256:0123456789abcdef0123456789abcdef:2024-01-01T05:00:00Z",
+		braintree.EventID(btnotify.Notification{Kind: "k", Digest: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Timestamp: at}),
+		"without an identity, the first 32 hex digits of the digest")
 }
 
 // FuzzVerify feeds arbitrary bodies to the verifier: it must never panic,
@@ -262,7 +268,11 @@ func FuzzParse(f *testing.F) {
 		}
 		assert.NoError(t, domain.CheckEventID("id", env.EventID))
 		assert.NotEmpty(t, env.EventType)
-		assert.True(t, strings.HasPrefix(env.EventID, env.EventType+":"+env.ObjectID+":"))
+		identity := env.ObjectID
+		if identity == "" {
+			identity = "sha256:"
+		}
+		assert.True(t, strings.HasPrefix(env.EventID, env.EventType+":"+identity), env.EventID)
 		assert.Equal(t, env.Created, env.Created.UTC())
 	})
 }
@@ -277,6 +287,40 @@ func BenchmarkVerify(b *testing.B) {
 	v := braintree.Verifier{Keys: []braintree.KeyPair{{PublicKey: "bench_public", PrivateKey: "bench_private"}}}
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
+	for b.Loop() {
+		if err := v.Verify(nil, body, vecNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyManyPairs refuses the attack of issue 16: a 400 KB
+// payload with 1,000 pairs naming the configured public key.
+func BenchmarkVerifyManyPairs(b *testing.B) {
+	k := braintree.KeyPair{PublicKey: "bench_public", PrivateKey: "bench_private"}
+	payload := strings.Repeat("QUJD", 100_000)
+	sig := strings.Repeat(k.PublicKey+"|"+strings.Repeat("00", 20)+"&", 999) + k.PublicKey + "|" + strings.Repeat("00", 20)
+	body := form(sig, payload)
+	v := braintree.Verifier{Keys: []braintree.KeyPair{k}}
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if err := v.Verify(nil, body, vecNow); err == nil {
+			b.Fatal("verified")
+		}
+	}
+}
+
+// BenchmarkVerifyMaxPairs verifies a 400 KB payload whose good pair is the
+// last of MaxPairs naming the key: the MACs are computed once.
+func BenchmarkVerifyMaxPairs(b *testing.B) {
+	k := braintree.KeyPair{PublicKey: "bench_public", PrivateKey: "bench_private"}
+	payload := strings.Repeat("QUJD", 100_000)
+	good := string(braintree.Sign(k, payload))
+	q, _ := url.ParseQuery(good)
+	sig := strings.Repeat(k.PublicKey+"|"+strings.Repeat("00", 20)+"&", braintree.MaxPairs-1) + q.Get("bt_signature")
+	body := form(sig, payload)
+	v := braintree.Verifier{Keys: []braintree.KeyPair{k}}
+	b.SetBytes(int64(len(body)))
 	for b.Loop() {
 		if err := v.Verify(nil, body, vecNow); err != nil {
 			b.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -284,6 +285,8 @@ func FuzzVerify(f *testing.F) {
 	f.Add("00,"+helloTSHex, helloTS, []byte(helloBody))
 	f.Add(strings.ToUpper(helloTSHex), "01700000000", []byte(helloBody))
 	f.Add("", "", []byte{})
+	f.Add(timestampedHex("100000000000", helloBody), "100000000000", []byte(helloBody))
+	f.Add(timestampedHex("9223372036854775807", helloBody), "9223372036854775807", []byte(helloBody))
 	v := hmacsig.Verifier{Config: timestamped(), Secrets: []string{testSecret}}
 	f.Fuzz(func(t *testing.T, sig, ts string, body []byte) {
 		h := http.Header{}
@@ -301,6 +304,9 @@ func FuzzVerify(f *testing.F) {
 		m.Write(body)
 		if !strings.Contains(strings.ToLower(sig), hex.EncodeToString(m.Sum(nil))) {
 			t.Fatalf("accepted %q without the signature", sig)
+		}
+		if n, perr := strconv.ParseInt(ts, 10, 64); perr != nil || n < helloNow.Unix()-300 || n > helloNow.Unix()+300 {
+			t.Fatalf("accepted timestamp %q outside the tolerance", ts)
 		}
 	})
 }
@@ -419,4 +425,24 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		})
 	}
+}
+
+// A genuinely signed timestamp far in the future (10^11 is year 5138,
+// math.MaxInt64 the largest the header can carry) is refused as too new.
+func TestVerifyFarFutureTimestamp(t *testing.T) {
+	v := hmacsig.Verifier{Config: timestamped(), Secrets: []string{testSecret}}
+	for _, ts := range []string{"100000000000", "9223372036854775807", "9223372036854775000"} {
+		h := hdr("Omni-Signature", timestampedHex(ts, helloBody), "Omni-Timestamp", ts)
+		err := v.Verify(h, []byte(helloBody), helloNow)
+		assert.Equal(t, domain.CodeSigTooNew, domain.ErrorCode(err), "t=%s: %v", ts, err)
+	}
+}
+
+// timestampedHex is the timestamped() scheme's signature of body at the
+// timestamp string ts, computed by hand (hmacsig.Sign takes a time.Time,
+// which cannot hold the largest timestamps a header can carry).
+func timestampedHex(ts, body string) string {
+	m := hmac.New(sha256.New, []byte(testSecret))
+	m.Write([]byte(ts + "." + body))
+	return hex.EncodeToString(m.Sum(nil))
 }

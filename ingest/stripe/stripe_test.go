@@ -1,6 +1,8 @@
 package stripe_test
 
 import (
+	"math"
+	"math/big"
 	"net/http"
 	"strconv"
 	"strings"
@@ -154,6 +156,8 @@ func FuzzVerify(f *testing.F) {
 	f.Add("v1,t=1", "")
 	f.Add("t=", "{}")
 	f.Add("t=-1,v1=00,v0=zz,,=,t=99999999999999999999", "x")
+	f.Add("t=100000000000,v1="+stripe.Sign(vecSecret, 1e11, []byte(vecBody)), vecBody)
+	f.Add("t=9223372036854775807,v1="+stripe.Sign(vecSecret, math.MaxInt64, []byte(vecBody)), vecBody)
 	v := stripe.Verifier{Secrets: []string{vecSecret}, Tolerance: 1 << 62}
 	f.Fuzz(func(t *testing.T, hdr, body string) {
 		err := v.Verify(header(hdr), []byte(body), vecNow)
@@ -163,6 +167,8 @@ func FuzzVerify(f *testing.F) {
 		}
 		sig, perr := stripe.ParseHeader(hdr)
 		require.NoError(t, perr)
+		require.LessOrEqual(t, new(big.Int).Abs(big.NewInt(0).Sub(big.NewInt(sig.Timestamp), big.NewInt(vecT))).Uint64(), uint64(v.Tolerance/time.Second),
+			"accepted timestamp %d outside the tolerance", sig.Timestamp)
 		want := stripe.Sign(vecSecret, sig.Timestamp, []byte(body))
 		assert.Contains(t, strings.ToLower(hdr), "v1="+want, "hex is case-insensitive, as in stripe-go")
 	})
@@ -216,5 +222,16 @@ func BenchmarkParse(b *testing.B) {
 		if _, err := (stripe.Parser{}).Parse(nil, body); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A genuinely signed timestamp far in the future (10^11 is year 5138,
+// math.MaxInt64 the largest the header can carry) is refused as too new,
+// never taken as within tolerance.
+func TestVerifyFarFutureTimestamp(t *testing.T) {
+	for _, ts := range []int64{1e11, math.MaxInt64, math.MaxInt64 - 299} {
+		h := header("t=" + strconv.FormatInt(ts, 10) + ",v1=" + stripe.Sign(vecSecret, ts, []byte(vecBody)))
+		err := stripe.Verifier{Secrets: []string{vecSecret}}.Verify(h, []byte(vecBody), vecNow)
+		assert.Equal(t, domain.CodeSigTooNew, domain.ErrorCode(err), "t=%d: %v", ts, err)
 	}
 }

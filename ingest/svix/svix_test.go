@@ -283,6 +283,8 @@ func FuzzVerify(f *testing.F) {
 	f.Add(vecID, vecTS, "v1,bad v2,bad "+vecSig+" v1,bad", []byte(vecBody))
 	f.Add(vecID, vecTS, "v1,", []byte(vecBody))
 	f.Add(vecID, "99999999999999999999", vecSig, []byte(vecBody))
+	f.Add(vecID, "100000000000", signAt(f, "100000000000"), []byte(vecBody))
+	f.Add(vecID, "9223372036854775807", signAt(f, "9223372036854775807"), []byte(vecBody))
 	f.Add("", "", "", []byte{})
 	key, err := svix.ParseSecret(vecSecret)
 	require.NoError(f, err)
@@ -296,6 +298,9 @@ func FuzzVerify(f *testing.F) {
 			want := "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
 			if !slices.Contains(strings.Fields(sig), want) {
 				t.Fatalf("accepted %q without a matching signature", sig)
+			}
+			if n, perr := strconv.ParseInt(ts, 10, 64); perr != nil || n < vecNow.Unix()-300 || n > vecNow.Unix()+300 {
+				t.Fatalf("accepted timestamp %q outside the tolerance", ts)
 			}
 			return
 		}
@@ -354,4 +359,24 @@ func BenchmarkVerify(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A genuinely signed timestamp far in the future (10^11 is year 5138,
+// math.MaxInt64 the largest the header can carry) is refused as too new.
+func TestVerifyFarFutureTimestamp(t *testing.T) {
+	for _, ts := range []string{"100000000000", "9223372036854775807", "9223372036854775000"} {
+		err := svix.Verifier{Secrets: []string{vecSecret}}.Verify(std(vecID, ts, signAt(t, ts)), []byte(vecBody), vecNow)
+		assert.Equal(t, domain.CodeSigTooNew, domain.ErrorCode(err), "t=%s: %v", ts, err)
+	}
+}
+
+// signAt signs vecBody as vecID at the timestamp string ts, by the
+// specification's recipe (svix.Sign takes a time.Time, which cannot hold
+// the largest timestamps a header can carry).
+func signAt(t testing.TB, ts string) string {
+	key, err := svix.ParseSecret(vecSecret)
+	require.NoError(t, err)
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(vecID + "." + ts + "." + vecBody))
+	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
 }

@@ -17,12 +17,26 @@ import (
 // CheckTimestamp checks a signed Unix timestamp against now: more than
 // tolerance in the past is BILLFOLD-SIG-TOO-OLD, more than tolerance in the
 // future BILLFOLD-SIG-TOO-NEW.
+//
+// The signed value is compared in whole seconds first, so that any t an
+// attacker can sign (10^11, math.MaxInt64, a negative number) is refused
+// without converting it to a time.Time: now.Sub saturates at about 292
+// years and negating the saturated minimum overflowed back to a negative
+// age, which once let a far-future timestamp through. Only a t within a
+// second of the window reaches the precise (sub-second) comparison.
 func CheckTimestamp(t int64, now time.Time, tolerance time.Duration) error {
+	nowSec, tolSec := now.Unix(), int64(tolerance/time.Second)
+	switch {
+	case t > nowSec && uint64(t)-uint64(nowSec) > uint64(tolSec)+1:
+		return domain.Errorf(domain.CodeSigTooNew, "signed %ds in the future, tolerance %s", uint64(t)-uint64(nowSec), tolerance)
+	case t < nowSec && uint64(nowSec)-uint64(t) > uint64(tolSec)+1:
+		return domain.Errorf(domain.CodeSigTooOld, "signed %ds ago, tolerance %s", uint64(nowSec)-uint64(t), tolerance)
+	}
 	age := now.Sub(time.Unix(t, 0))
 	switch {
 	case age > tolerance:
 		return domain.Errorf(domain.CodeSigTooOld, "signed %s ago, tolerance %s", age.Round(time.Second), tolerance)
-	case -age > tolerance:
+	case age < -tolerance:
 		return domain.Errorf(domain.CodeSigTooNew, "signed %s in the future, tolerance %s", (-age).Round(time.Second), tolerance)
 	}
 	return nil

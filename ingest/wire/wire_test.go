@@ -2,6 +2,8 @@ package wire_test
 
 import (
 	"encoding/json"
+	"math"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +71,53 @@ func FuzzDecodeObject(f *testing.F) {
 			top, found := m[path]
 			require.Equal(t, found, ok)
 			require.Equal(t, top, v)
+		}
+	})
+}
+
+// A signed timestamp far from now is refused by its direction whatever its
+// size: 10^11 (year 5138) and math.MaxInt64 once overflowed the age
+// computation and passed as within tolerance.
+func TestCheckTimestampFarValues(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	for _, tol := range []time.Duration{5 * time.Minute, time.Duration(math.MaxInt64)} {
+		for _, ts := range []int64{1e11, math.MaxInt64, math.MaxInt64 - 1, 1 << 62} {
+			assert.Equal(t, domain.CodeSigTooNew, domain.ErrorCode(wire.CheckTimestamp(ts, now, tol)), "t=%d tolerance=%s", ts, tol)
+		}
+	}
+	for _, ts := range []int64{math.MinInt64, -1, 0, 1} {
+		assert.Equal(t, domain.CodeSigTooOld, domain.ErrorCode(wire.CheckTimestamp(ts, now, 5*time.Minute)), "t=%d", ts)
+	}
+}
+
+// FuzzCheckTimestamp: for any signed value, now and tolerance, the check
+// agrees with an exact model in big integers of nanoseconds.
+func FuzzCheckTimestamp(f *testing.F) {
+	f.Add(int64(1e11), int64(1_700_000_000), int64(0), int64(5*time.Minute))
+	f.Add(int64(math.MaxInt64), int64(1_700_000_000), int64(999_999_999), int64(5*time.Minute))
+	f.Add(int64(math.MinInt64), int64(1_700_000_000), int64(0), int64(math.MaxInt64))
+	f.Add(int64(1_700_000_300), int64(1_700_000_000), int64(1), int64(5*time.Minute))
+	f.Fuzz(func(t *testing.T, ts, nowSec, nowNanos, tol int64) {
+		if nowSec < 0 || nowSec > 1<<40 || tol < 0 {
+			t.Skip("now is a real clock reading; tolerances are positive")
+		}
+		nowNanos = ((nowNanos % 1e9) + 1e9) % 1e9
+		now := time.Unix(nowSec, nowNanos)
+		// age in nanoseconds = now - ts*1e9, exactly.
+		age := new(big.Int).Sub(new(big.Int).Add(new(big.Int).Mul(big.NewInt(nowSec), big.NewInt(1e9)), big.NewInt(nowNanos)),
+			new(big.Int).Mul(big.NewInt(ts), big.NewInt(1e9)))
+		limit := big.NewInt(tol)
+		want := domain.Code("")
+		if age.Cmp(limit) > 0 {
+			want = domain.CodeSigTooOld
+		} else if new(big.Int).Neg(age).Cmp(limit) > 0 {
+			want = domain.CodeSigTooNew
+		}
+		err := wire.CheckTimestamp(ts, now, time.Duration(tol))
+		if want == "" {
+			require.NoError(t, err)
+		} else {
+			require.Equal(t, want, domain.ErrorCode(err), "%v", err)
 		}
 	})
 }

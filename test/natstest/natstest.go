@@ -5,6 +5,7 @@
 package natstest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"testing"
@@ -14,6 +15,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// MaxPayload is the test servers' max_payload: like docs/nats/cluster.conf,
+// room for an endpoint's default 1 MiB body and the journal's headers, which
+// billfold serve --nats-url checks at start-up.
+const MaxPayload = 2 << 20
 
 // Options returns the options of a loopback JetStream server on a random
 // port storing in dir.
@@ -26,6 +32,7 @@ func Options(dir string) *server.Options {
 		StoreDir:   dir,
 		NoLog:      true,
 		NoSigs:     true,
+		MaxPayload: MaxPayload,
 	}
 }
 
@@ -143,4 +150,30 @@ func (c *Cluster) URLs() string {
 		urls += s.ClientURL()
 	}
 	return urls
+}
+
+// EachMessage calls fn with every message stream holds now, oldest first,
+// read through an ordered consumer.
+func EachMessage(t testing.TB, js jetstream.JetStream, stream string, fn func(jetstream.Msg)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("read %s: %v", stream, err)
+	}
+	for {
+		batch, err := c.FetchNoWait(1000)
+		if err != nil {
+			t.Fatalf("read %s: %v", stream, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			fn(m)
+		}
+		if n == 0 {
+			return
+		}
+	}
 }

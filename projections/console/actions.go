@@ -1,0 +1,217 @@
+package console
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
+)
+
+// maxDeadLettersShown bounds the dead letters a page lists; the groups
+// count all of them.
+const maxDeadLettersShown = 200
+
+// deadLetterFields are the filter fields of /ui/dead-letters and of a
+// bulk requeue, as the API takes them.
+var deadLetterFields = []string{"projection", "code", "type", "provider"}
+
+// deadLettersView is /ui/dead-letters' data.
+type deadLettersView struct {
+	Filter   map[string]string
+	Groups   []countRow
+	Items    []projections.DeadLetter
+	Total    int
+	Shown    int
+	Filtered bool
+	// DryRun is set on the confirmation page of a bulk requeue.
+	DryRun *projections.RequeueResult
+	// Result is set after a requeue.
+	Result *projections.RequeueResult
+}
+
+// readDeadLetterFilter reads the filter fields from get.
+func readDeadLetterFilter(get func(string) string) (map[string]string, projections.DeadLetterFilter) {
+	m := map[string]string{}
+	for _, k := range deadLetterFields {
+		if v := strings.TrimSpace(get(k)); v != "" {
+			m[k] = v
+		}
+	}
+	return m, projections.DeadLetterFilter{Projection: m["projection"], Code: domain.Code(m["code"]), EventType: m["type"],
+		Provider: m["provider"], Status: projections.DeadLetterOpen}
+}
+
+func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request, s *session) {
+	m, f := readDeadLetterFilter(r.URL.Query().Get)
+	c.showDeadLetters(w, r, s, http.StatusOK, m, f, nil, nil)
+}
+
+func (c *Console) showDeadLetters(w http.ResponseWriter, r *http.Request, s *session, status int, m map[string]string,
+	f projections.DeadLetterFilter, dry, result *projections.RequeueResult) {
+	all, err := c.cfg.Engine.DeadLetters(r.Context(), projections.DeadLetterFilter{Status: projections.DeadLetterOpen})
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	v := deadLettersView{Filter: m, Groups: groupDeadLetters(all), Total: len(all), Filtered: len(m) > 0, DryRun: dry, Result: result}
+	items := all
+	if v.Filtered {
+		if items, err = c.cfg.Engine.DeadLetters(r.Context(), f); err != nil {
+			c.fail(w, r, s, err)
+			return
+		}
+	}
+	v.Shown = len(items)
+	v.Items = items[:min(len(items), maxDeadLettersShown)]
+	c.render(w, r, s, status, "deadletters", "dead-letters", "Dead letters", v)
+}
+
+// requeueWhere is a bulk requeue: without confirm it is the dry run,
+// which lists what would be requeued and asks to confirm.
+func (c *Console) requeueWhere(w http.ResponseWriter, r *http.Request, s *session) {
+	m, f := readDeadLetterFilter(r.PostFormValue)
+	if len(m) == 0 {
+		c.fail(w, r, s, domain.Errorf(domain.CodeBadRequest, "choose a group or a filter first: a requeue names at least one of %s", strings.Join(deadLetterFields, ", ")))
+		return
+	}
+	confirm := r.PostFormValue("confirm") == "yes"
+	// The operator saw the list in the dry run, so confirming is the
+	// explicit decision the API's force stands for.
+	res, err := c.cfg.Engine.RequeueWhere(r.Context(), f, s.admin, !confirm, confirm)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	if !confirm {
+		if len(res.Items) > maxDeadLettersShown {
+			res.Items = res.Items[:maxDeadLettersShown]
+		}
+		c.showDeadLetters(w, r, s, http.StatusOK, m, f, &res, nil)
+		return
+	}
+	c.log.Info("console requeue", "by", s.admin, "where", m, "matched", res.Matched, "applied", res.Applied, "failed", res.Failed)
+	c.showDeadLetters(w, r, s, http.StatusOK, m, f, nil, &res)
+}
+
+// requeueOne requeues one dead letter and returns to its event.
+func (c *Console) requeueOne(w http.ResponseWriter, r *http.Request, s *session) {
+	dl, err := c.cfg.Engine.Requeue(r.Context(), r.PathValue("id"), s.admin)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	c.log.Info("console requeue", "by", s.admin, "dead_letter", dl.ID, "status", dl.Status)
+	http.Redirect(w, r, eventURL(dl.Namespace, dl.EventID), http.StatusSeeOther)
+}
+
+// rebuildsView is /ui/rebuilds' data.
+type rebuildsView struct {
+	Rebuilds    []projections.Rebuild
+	Projections []string
+	// Form is the submitted form, kept for the confirmation page.
+	Form   url.Values
+	DryRun *projections.DryRun
+}
+
+func (c *Console) rebuilds(w http.ResponseWriter, r *http.Request, s *session) {
+	c.showRebuilds(w, r, s, nil, nil)
+}
+
+func (c *Console) showRebuilds(w http.ResponseWriter, r *http.Request, s *session, form url.Values, dry *projections.DryRun) {
+	all, err := c.cfg.Rebuilds.List(r.Context())
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	if form == nil {
+		form = url.Values{}
+	}
+	c.render(w, r, s, http.StatusOK, "rebuilds", "rebuilds", "Rebuilds and replays",
+		rebuildsView{Rebuilds: all, Projections: c.cfg.Engine.Projections(), Form: form, DryRun: dry})
+}
+
+// rebuildRequest reads the start form.
+func rebuildRequest(form url.Values) (projections.RebuildRequest, error) {
+	req := projections.RebuildRequest{Projections: form["projection"], Republish: form.Get("republish") == "yes"}
+	f := &req.Filter
+	for _, t := range strings.Split(form.Get("types"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			f.Types = append(f.Types, t)
+		}
+	}
+	f.Provider, f.EventID = strings.TrimSpace(form.Get("provider")), strings.TrimSpace(form.Get("event_id"))
+	var err error
+	now := time.Now()
+	if f.Since, err = projections.ParseSince("since", strings.TrimSpace(form.Get("since")), now); err != nil {
+		return req, err
+	}
+	if f.Until, err = projections.ParseSince("until", strings.TrimSpace(form.Get("until")), now); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+// startRebuild: without confirm it is the dry run, which shows how many
+// events it would reprocess and asks to confirm.
+func (c *Console) startRebuild(w http.ResponseWriter, r *http.Request, s *session) {
+	if err := r.ParseForm(); err != nil {
+		c.fail(w, r, s, domain.Errorf(domain.CodeBadRequest, "form: %v", err))
+		return
+	}
+	req, err := rebuildRequest(r.PostForm)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	confirm := r.PostForm.Get("confirm") == "yes"
+	req.DryRun, req.Force = !confirm, confirm
+	rb, dry, err := c.cfg.Rebuilds.Start(r.Context(), req, s.admin)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	if dry != nil {
+		form := url.Values{}
+		for k, v := range r.PostForm {
+			if k != "csrf" && k != "confirm" {
+				form[k] = v
+			}
+		}
+		c.showRebuilds(w, r, s, form, dry)
+		return
+	}
+	c.log.Info("console rebuild started", "by", s.admin, "rebuild", rb.ID, "kind", rb.Kind, "projections", rb.Projections)
+	http.Redirect(w, r, "/ui/rebuilds/"+url.PathEscape(rb.ID), http.StatusSeeOther)
+}
+
+func (c *Console) cancelRebuild(w http.ResponseWriter, r *http.Request, s *session) {
+	rb, err := c.cfg.Rebuilds.Cancel(r.Context(), r.PathValue("id"), s.admin)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	c.log.Info("console rebuild cancel", "by", s.admin, "rebuild", rb.ID)
+	http.Redirect(w, r, "/ui/rebuilds/"+url.PathEscape(rb.ID), http.StatusSeeOther)
+}
+
+func (c *Console) rebuild(w http.ResponseWriter, r *http.Request, s *session) {
+	rb, err := c.cfg.Rebuilds.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	c.render(w, r, s, http.StatusOK, "rebuild", "rebuilds", "Rebuild "+rb.ID, rb)
+}
+
+// rebuildProgress is the rebuild as JSON, for the page's script to follow.
+func (c *Console) rebuildProgress(w http.ResponseWriter, r *http.Request, _ *session) {
+	rb, err := c.cfg.Rebuilds.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		projections.WriteError(w, err)
+		return
+	}
+	projections.WriteJSON(w, http.StatusOK, rb)
+}

@@ -1,0 +1,422 @@
+package console_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest"
+	"github.com/billfold/billfold/ingest/samples"
+	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/console"
+	"github.com/billfold/billfold/reducers"
+	"github.com/billfold/billfold/test/natstest"
+)
+
+const (
+	readToken  = "console-read-token-0123456789"
+	adminToken = "console-admin-token-0123456789"
+	// hostileID is an event id that is markup: it must show as text.
+	hostileID = `evt_<script>alert("pwned")</script>`
+)
+
+// fixture is a console over a real embedded NATS server and engine, with
+// a journal holding a customer, a subscription, a hostile event id and a
+// top-up the wallets refuse (a dead letter), and the log it writes.
+type fixture struct {
+	url  string
+	logs *bytes.Buffer
+}
+
+// fixtureOptions: the session bound, and how many more subscriptions and
+// delivery log entries to make.
+type fixtureOptions struct {
+	maxSessions, subscriptions, deliveries int
+	// rebuildRate caps a rebuild's fold (events per second), so a test
+	// can act while one runs.
+	rebuildRate float64
+}
+
+func newFixture(t *testing.T, o fixtureOptions) *fixture {
+	t.Helper()
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
+	j := ingest.NewJournal(nc, js)
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, s := range []samples.Stripe{
+		{EventID: "evt_cus", Type: "customer.created", Created: at, CustomerID: "cus_1"},
+		{EventID: "evt_sub", Type: "customer.subscription.created", Created: at, CustomerID: "cus_1", SubscriptionID: "sub_1"},
+		{EventID: hostileID, Type: "customer.updated", Created: at, CustomerID: "cus_1"},
+		{EventID: "evt_bad_topup", Type: "checkout.session.completed", Created: at, CustomerID: "cus_1",
+			Object: map[string]any{"metadata": map[string]any{"user_id": "user_1", "credits": "lots"}}},
+	} {
+		appendStripe(t, j, s)
+	}
+	for i := range o.subscriptions {
+		appendStripe(t, j, samples.Stripe{EventID: fmt.Sprintf("evt_more_%03d", i), Type: "customer.subscription.created", Created: at,
+			CustomerID: "cus_more", SubscriptionID: fmt.Sprintf("sub_more_%03d", i)})
+	}
+	// Delivery log entries in a known order (ingest.DeliveryLog writes
+	// from several workers, so its order is the arrivals', not the calls').
+	for i := range o.deliveries {
+		d := domain.Delivery{Endpoint: "stripe", Provider: domain.Stripe, EventID: fmt.Sprintf("evt_d_%03d", i), EventType: "invoice.paid",
+			Outcome: domain.OutcomeAccepted, Status: http.StatusOK, Received: time.Now(), Completed: time.Now(), Attempt: 1}
+		if i%3 == 0 {
+			d.EventID, d.Outcome, d.Status, d.ReasonCode = "", domain.OutcomeRejected, http.StatusBadRequest, domain.CodeSigMismatch
+		}
+		b, err := json.Marshal(d)
+		require.NoError(t, err)
+		_, err = js.Publish(ctx, d.Subject(), b)
+		require.NoError(t, err)
+	}
+	logs := &bytes.Buffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	projs := reducers.All(reducers.DefaultOptions())
+	engine, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{Replicas: 1, Log: slog.New(slog.DiscardHandler),
+		Retry: projections.RetryPolicy{Attempts: 2, Initial: time.Millisecond, Max: 5 * time.Millisecond}})
+	require.NoError(t, err)
+	rebuilds, err := projections.NewRebuilds(ctx, engine, projections.RebuildOptions{Log: slog.New(slog.DiscardHandler), Rate: o.rebuildRate})
+	require.NoError(t, err)
+	query := projections.NewQuery(engine, projs, "user_id")
+	done := make(chan struct{})
+	go func() { engine.Run(ctx); close(done) }()
+	go query.Run(ctx)
+	go rebuilds.Run(ctx)
+	t.Cleanup(func() { cancel(); <-done; rebuilds.Wait() })
+	// Folded, dead-lettered and indexed.
+	require.Eventually(t, func() bool {
+		dls, err := engine.DeadLetters(ctx, projections.DeadLetterFilter{Status: projections.DeadLetterOpen})
+		if err != nil || len(dls) == 0 {
+			return false
+		}
+		counts, err := query.Counts(ctx)
+		total := 0
+		for _, n := range counts {
+			total += n
+		}
+		return err == nil && total == 1+o.subscriptions
+	}, 30*time.Second, 20*time.Millisecond)
+
+	c, err := console.New(console.Config{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine), Query: query,
+		JetStream: js, ReadToken: readToken, AdminTokens: projections.AdminTokens{"ops-alice": adminToken}, Log: log,
+		MaxSessions: o.maxSessions})
+	require.NoError(t, err)
+	srv := httptest.NewServer(c)
+	t.Cleanup(srv.Close)
+	return &fixture{url: srv.URL, logs: logs}
+}
+
+// appendStripe journals s as the receiver would, naming its object.
+func appendStripe(t *testing.T, j *ingest.Journal, s samples.Stripe) {
+	t.Helper()
+	env := &domain.Envelope{Provider: domain.Stripe, Endpoint: "stripe", EventID: s.EventID, EventType: s.Type,
+		Created: s.Created, Received: time.Now(), Verification: domain.VerifiedSignature, Body: s.Event()}
+	switch {
+	case strings.HasPrefix(s.Type, "customer.subscription."):
+		env.ObjectKind, env.ObjectID = "subscription", s.SubscriptionID
+	case strings.HasPrefix(s.Type, "customer."):
+		env.ObjectKind, env.ObjectID = "customer", s.CustomerID
+	}
+	_, err := j.Append(context.Background(), env)
+	require.NoError(t, err)
+}
+
+// browser is an HTTP client with a cookie jar that does not follow
+// redirects, so a test sees each answer.
+func browser(t *testing.T) *http.Client {
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	return &http.Client{Jar: jar, Timeout: 15 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func get(t *testing.T, b *http.Client, u string) (*http.Response, string) {
+	t.Helper()
+	resp, err := b.Get(u)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+func post(t *testing.T, b *http.Client, u string, form url.Values) (*http.Response, string) {
+	t.Helper()
+	resp, err := b.PostForm(u, form)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+var hiddenCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// signIn signs b in with token and returns the session's CSRF token.
+func (f *fixture) signIn(t *testing.T, b *http.Client, token string) string {
+	t.Helper()
+	_, page := get(t, b, f.url+"/ui/login")
+	m := hiddenCSRF.FindStringSubmatch(page)
+	require.NotNil(t, m, page)
+	resp, body := post(t, b, f.url+"/ui/login", url.Values{"csrf": {m[1]}, "token": {token}, "next": {"/ui/dead-letters"}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, body)
+	assert.Equal(t, "/ui/dead-letters", resp.Header.Get("Location"))
+	var session *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "billfold_session" && c.Value != "" {
+			session = c
+		}
+	}
+	require.NotNil(t, session, "a session cookie")
+	assert.True(t, session.HttpOnly, "the session cookie is HttpOnly")
+	assert.Equal(t, http.SameSiteStrictMode, session.SameSite)
+	_, page = get(t, b, f.url+"/ui/dead-letters")
+	m = hiddenCSRF.FindStringSubmatch(page)
+	require.NotNil(t, m, page)
+	return m[1]
+}
+
+// With BILLFOLD_API_TOKEN set, pages need a session: the read token opens
+// a read-only one, which cannot act; a wrong token opens none.
+func TestConsoleReadsFollowTheAPIToken(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	b := browser(t)
+	resp, _ := get(t, b, f.url+"/ui/subscriptions")
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	assert.Equal(t, "/ui/login?next=%2Fui%2Fsubscriptions", resp.Header.Get("Location"))
+
+	_, page := get(t, b, f.url+"/ui/login")
+	m := hiddenCSRF.FindStringSubmatch(page)
+	require.NotNil(t, m)
+	resp, page = post(t, b, f.url+"/ui/login", url.Values{"csrf": {m[1]}, "token": {"not-a-token-at-all-really"}})
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Contains(t, page, "neither an admin token nor the API token")
+
+	csrf := f.signIn(t, b, readToken)
+	resp, page = get(t, b, f.url+"/ui/subscriptions")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, page, "sub_1")
+	assert.Contains(t, page, "read-only")
+	_, page = get(t, b, f.url+"/ui/dead-letters")
+	assert.Contains(t, page, "evt_bad_topup")
+	assert.NotContains(t, page, "Requeue", "a read-only session is offered no action")
+
+	resp, page = post(t, b, f.url+"/ui/dead-letters/requeue", url.Values{"csrf": {csrf}, "projection": {"wallets"}})
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Contains(t, page, string(domain.CodeUnauthorized))
+}
+
+// Every action is a POST from an admin session carrying the session's
+// CSRF token; a bulk requeue is a dry run until confirmed, and the log
+// names the admin token that asked.
+func TestConsoleRequeueNeedsCSRFAndADryRun(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	b := browser(t)
+	csrf := f.signIn(t, b, adminToken)
+	where := url.Values{"projection": {"wallets"}, "code": {string(domain.CodeReducerInvalid)}}
+
+	without := url.Values{"projection": where["projection"], "code": where["code"]}
+	resp, page := post(t, b, f.url+"/ui/dead-letters/requeue", without)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "no CSRF token")
+	assert.Contains(t, page, "CSRF")
+	without.Set("csrf", "forged")
+	resp, _ = post(t, b, f.url+"/ui/dead-letters/requeue", without)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a wrong CSRF token")
+
+	where.Set("csrf", csrf)
+	resp, page = post(t, b, f.url+"/ui/dead-letters/requeue", where)
+	require.Equal(t, http.StatusOK, resp.StatusCode, f.logs.String())
+	assert.Contains(t, page, "Requeue 1 dead letter?")
+	assert.Contains(t, page, "evt_bad_topup")
+	assert.Contains(t, page, "Confirm: requeue 1")
+	assert.NotContains(t, f.logs.String(), "console requeue", "a dry run changes nothing")
+
+	where.Set("confirm", "yes")
+	resp, page = post(t, b, f.url+"/ui/dead-letters/requeue", where)
+	require.Equal(t, http.StatusOK, resp.StatusCode, f.logs.String())
+	// The top-up is still invalid, so it fails again: the requeue happened.
+	assert.Contains(t, page, "Requeued 1: 0 applied, 1 failed again.")
+	assert.Contains(t, f.logs.String(), `"by":"ops-alice"`)
+	assert.NotContains(t, f.logs.String(), adminToken)
+
+	// GET cannot act.
+	resp, _ = get(t, b, f.url+"/ui/dead-letters/requeue")
+	assert.NotEqual(t, http.StatusOK, resp.StatusCode)
+}
+
+// A hostile event id is text on every page that shows it, and every page
+// carries the strict Content-Security-Policy.
+func TestConsoleEscapesHostileValues(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	b := browser(t)
+	f.signIn(t, b, readToken)
+	resp, page := get(t, b, f.url+"/ui/events/stripe/"+url.PathEscape(hostileID))
+	require.Equal(t, http.StatusOK, resp.StatusCode, page)
+	assert.NotContains(t, page, "<script>alert")
+	assert.Contains(t, page, `evt_&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;`)
+	csp := resp.Header.Get("Content-Security-Policy")
+	assert.Contains(t, csp, "script-src 'self'")
+	assert.Contains(t, csp, "default-src 'none'")
+	assert.NotContains(t, csp, "unsafe-inline")
+	assert.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
+
+	assert.Contains(t, page, `<a href="/ui/customers/stripe/cus_1">customer cus_1</a> <span class="muted">changed by this event</span>`,
+		"the event links the record it changed")
+	_, page = get(t, b, f.url+"/ui/events/stripe/evt_sub")
+	assert.Contains(t, page, `<a href="/ui/subscriptions/stripe/sub_1">subscription sub_1</a> <span class="muted">changed by this event</span>`)
+	assert.Contains(t, page, `<a href="/ui/customers/stripe/cus_1">customer cus_1</a>`, "and the customer it names")
+	_, page = get(t, b, f.url+"/ui/customers/stripe/cus_1")
+	assert.NotContains(t, page, "<script>alert")
+	// No page has an inline script: the only script is the embedded file.
+	for _, p := range []string{"/ui/", "/ui/deliveries", "/ui/dead-letters", "/ui/rebuilds", "/ui/subscriptions", "/ui/subscriptions/stripe/sub_1"} {
+		resp, page := get(t, b, f.url+p)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", p, page)
+		assert.Equal(t, 1, strings.Count(page, "<script"), p)
+		assert.Contains(t, page, `<script src="/ui/static/console.js" defer></script>`, p)
+	}
+}
+
+// Sessions are bounded: past the bound a sign-in is refused with its
+// code, and signing out frees a place.
+func TestConsoleSessionsAreBounded(t *testing.T) {
+	f := newFixture(t, fixtureOptions{maxSessions: 2})
+	var csrfs []string
+	var browsers []*http.Client
+	for range 2 {
+		b := browser(t)
+		csrfs = append(csrfs, f.signIn(t, b, readToken))
+		browsers = append(browsers, b)
+	}
+	third := browser(t)
+	_, page := get(t, third, f.url+"/ui/login")
+	m := hiddenCSRF.FindStringSubmatch(page)
+	require.NotNil(t, m)
+	resp, page := post(t, third, f.url+"/ui/login", url.Values{"csrf": {m[1]}, "token": {readToken}})
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Contains(t, page, string(domain.CodeConsoleSessionsFull))
+
+	resp, _ = post(t, browsers[0], f.url+"/ui/logout", url.Values{"csrf": {csrfs[0]}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	f.signIn(t, third, readToken)
+
+	// The login form itself carries a CSRF token: a post without the
+	// form's cookie is refused.
+	resp, _ = post(t, browser(t), f.url+"/ui/login", url.Values{"csrf": {m[1]}, "token": {adminToken}})
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}
+
+var (
+	subscriptionLink = regexp.MustCompile(`href="/ui/subscriptions/stripe/(sub_[a-z0-9_]+)"`)
+	deliveryRow      = regexp.MustCompile(`(?s)<tr>\s*<td class="time">.*?</tr>`)
+	nextLink         = regexp.MustCompile(`rel="next" href="([^"]+)"`)
+)
+
+// The subscriptions list pages by cursor: 50 a page, each once, in order,
+// and the last page has no next link.
+func TestConsoleSubscriptionsPageByCursor(t *testing.T) {
+	f := newFixture(t, fixtureOptions{subscriptions: 60})
+	b := browser(t)
+	f.signIn(t, b, readToken)
+	seen := map[string]bool{}
+	var pages []int
+	next := "/ui/subscriptions?provider=stripe"
+	for next != "" && len(pages) < 5 {
+		resp, page := get(t, b, f.url+strings.ReplaceAll(next, "&amp;", "&"))
+		require.Equal(t, http.StatusOK, resp.StatusCode, page)
+		n := 0
+		for _, m := range subscriptionLink.FindAllStringSubmatch(page, -1) {
+			assert.False(t, seen[m[1]], "%s on two pages", m[1])
+			seen[m[1]] = true
+			n++
+		}
+		pages = append(pages, n)
+		next = ""
+		if m := nextLink.FindStringSubmatch(page); m != nil {
+			next = m[1]
+		}
+	}
+	assert.Equal(t, []int{50, 11}, pages, "sub_1 and 60 more")
+	assert.True(t, seen["sub_1"] && seen["sub_more_000"] && seen["sub_more_059"])
+}
+
+// The deliveries page reads 100 log entries a page, newest first, and
+// "Older deliveries" continues before them; a filter keeps what matches
+// within the page.
+func TestConsoleDeliveriesPageBySequence(t *testing.T) {
+	f := newFixture(t, fixtureOptions{deliveries: 150})
+	b := browser(t)
+	f.signIn(t, b, readToken)
+	resp, page := get(t, b, f.url+"/ui/deliveries")
+	require.Equal(t, http.StatusOK, resp.StatusCode, page)
+	first := deliveryRow.FindAllString(page, -1)
+	require.Len(t, first, 100)
+	assert.Contains(t, first[0], "evt_d_149", "newest first")
+	assert.Contains(t, page, "read 100 delivery log entries")
+	m := nextLink.FindStringSubmatch(page)
+	require.NotNil(t, m, "an older page")
+	_, page = get(t, b, f.url+strings.ReplaceAll(m[1], "&amp;", "&"))
+	older := deliveryRow.FindAllString(page, -1)
+	require.Len(t, older, 50)
+	assert.Contains(t, older[0], "evt_d_049")
+	assert.Contains(t, older[49], "unverified", "evt_d_000 was a rejected delivery")
+	assert.Nil(t, nextLink.FindStringSubmatch(page), "the oldest page")
+
+	_, page = get(t, b, f.url+"/ui/deliveries?outcome=rejected&code=BILLFOLD-SIG-MISMATCH")
+	rows := deliveryRow.FindAllString(page, -1)
+	assert.Len(t, rows, 33, "the rejected ones among the newest 100 (every third of 50..149)")
+	for _, r := range rows {
+		assert.Contains(t, r, "BILLFOLD-SIG-MISMATCH")
+	}
+}
+
+// A rebuild is started from its dry run, followed as JSON by the page's
+// script, and cancelled by an admin; each step is logged with who asked.
+func TestConsoleRebuildStartAndCancel(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rebuildRate: 1})
+	b := browser(t)
+	csrf := f.signIn(t, b, adminToken)
+	form := url.Values{"csrf": {csrf}, "projection": {"subscriptions"}}
+	resp, page := post(t, b, f.url+"/ui/rebuilds", form)
+	require.Equal(t, http.StatusOK, resp.StatusCode, page)
+	assert.Contains(t, page, "Dry run: it would fold <strong>4</strong> journal events")
+	assert.Contains(t, page, `<input type="hidden" name="projection" value="subscriptions">`, "the confirmation keeps the form")
+
+	form.Set("confirm", "yes")
+	resp, page = post(t, b, f.url+"/ui/rebuilds", form)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
+	loc := resp.Header.Get("Location")
+	require.True(t, strings.HasPrefix(loc, "/ui/rebuilds/"), loc)
+	var rb projections.Rebuild
+	resp, body := get(t, b, f.url+loc+"/progress")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &rb))
+	assert.Equal(t, projections.RebuildRunning, rb.Status, "1 event/s: still folding")
+	assert.Equal(t, "ops-alice", rb.RequestedBy)
+
+	resp, _ = post(t, b, f.url+loc+"/cancel", url.Values{})
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "no CSRF token")
+	resp, page = post(t, b, f.url+loc+"/cancel", url.Values{"csrf": {csrf}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
+	require.Eventually(t, func() bool {
+		_, body := get(t, b, f.url+loc+"/progress")
+		return json.Unmarshal([]byte(body), &rb) == nil && rb.Finished()
+	}, 30*time.Second, 100*time.Millisecond)
+	assert.Equal(t, projections.RebuildCancelled, rb.Status)
+	_, page = get(t, b, f.url+loc)
+	assert.Contains(t, page, "cancelled")
+	assert.Contains(t, f.logs.String(), `"msg":"console rebuild cancel","by":"ops-alice"`)
+}

@@ -1,0 +1,247 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
+)
+
+// overviewView is /ui/'s data.
+type overviewView struct {
+	Intake      intake
+	IntakeError string
+	Lag         []countRow
+	LagError    string
+	DeadLetters []countRow
+	OpenDead    int
+	DeadError   string
+	States      []countRow
+	StatesError string
+	Rebuilds    []projections.Rebuild
+	// RebuildsError says why rebuilds could not be read.
+	RebuildsError string
+	Problems      []Problem
+}
+
+func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := r.Context()
+	var v overviewView
+	var err error
+	// Each panel shows its own failure, so one unavailable part does not
+	// hide the others.
+	if v.Intake, err = c.readIntake(ctx, time.Now()); err != nil {
+		v.IntakeError = panelError(c, "overview", err)
+	}
+	if lag, err := c.cfg.Engine.Lag(ctx); err != nil {
+		v.LagError = panelError(c, "overview", err)
+	} else {
+		for _, name := range c.cfg.Engine.Projections() {
+			v.Lag = append(v.Lag, countRow{Label: name, N: int(lag[name])})
+		}
+	}
+	if dls, err := c.cfg.Engine.DeadLetters(ctx, projections.DeadLetterFilter{Status: projections.DeadLetterOpen}); err != nil {
+		v.DeadError = panelError(c, "overview", err)
+	} else {
+		v.OpenDead = len(dls)
+		v.DeadLetters = groupDeadLetters(dls)
+	}
+	if counts, err := c.cfg.Query.Counts(ctx); err != nil {
+		v.StatesError = panelError(c, "overview", err)
+	} else {
+		for _, st := range domain.LifecycleStates {
+			v.States = append(v.States, countRow{Label: string(st), N: counts[st]})
+		}
+	}
+	if all, err := c.cfg.Rebuilds.List(ctx); err != nil {
+		v.RebuildsError = panelError(c, "overview", err)
+	} else {
+		for _, rb := range all {
+			if !rb.Finished() {
+				v.Rebuilds = append(v.Rebuilds, rb)
+			}
+		}
+	}
+	if c.cfg.Doctor != nil {
+		v.Problems = c.cfg.Doctor(ctx)
+	}
+	c.render(w, r, s, http.StatusOK, "overview", "overview", "Overview", v)
+}
+
+// panelError is what a panel shows of err: its code and the message meant
+// for operators; the cause goes to the log.
+func panelError(c *Console, page string, err error) string {
+	c.log.Warn("console panel unavailable", "page", page, "code", domain.ErrorCode(err), "error", err)
+	return string(domain.ErrorCode(err)) + ": " + domain.ErrorMessage(err)
+}
+
+// groupDeadLetters counts dead letters by code and projection, largest
+// group first.
+func groupDeadLetters(dls []projections.DeadLetter) []countRow {
+	groups := map[[2]string]int{}
+	for _, dl := range dls {
+		groups[[2]string{string(dl.Code), dl.Projection}]++
+	}
+	out := make([]countRow, 0, len(groups))
+	for k, n := range groups {
+		out = append(out, countRow{Code: domain.Code(k[0]), Label: k[1], N: n})
+	}
+	slices.SortFunc(out, func(a, b countRow) int {
+		if a.N != b.N {
+			return b.N - a.N
+		}
+		if a.Code != b.Code {
+			return compareStrings(string(a.Code), string(b.Code))
+		}
+		return compareStrings(a.Label, b.Label)
+	})
+	return out
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// maxBodyShown bounds the raw body an event page shows.
+const maxBodyShown = 64 << 10
+
+// eventView is /ui/events/{provider}/{id}'s data.
+type eventView struct {
+	Entry       projections.EventEntry
+	Projections []projectionStatus
+	Body        string
+	BodyCut     bool
+	Records     []recordLink
+}
+
+type projectionStatus struct {
+	Name string
+	projections.ProjectionStatus
+}
+
+// recordLink is a record the event is about, and what became of it.
+type recordLink struct {
+	Kind, Provider, ID string
+	// Changed: the record lists the event among those folded into it;
+	// Missing: there is no such record (yet).
+	Changed, Missing bool
+}
+
+func (c *Console) event(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := r.Context()
+	ns, id := r.PathValue("provider"), r.PathValue("id")
+	entry, err := c.cfg.Ledger.Event(ctx, ns, id)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	v := eventView{Entry: entry}
+	for _, name := range c.cfg.Engine.Projections() {
+		if st, ok := entry.Projections[name]; ok {
+			v.Projections = append(v.Projections, projectionStatus{Name: name, ProjectionStatus: st})
+		}
+	}
+	if entry.Journal != nil {
+		body, err := c.journalBody(ctx, ns, id)
+		if err != nil {
+			c.fail(w, r, s, err)
+			return
+		}
+		v.Body, v.BodyCut = showBody(body)
+		v.Records = c.recordsChanged(ctx, entry.EventID, recordsOf(entry.Journal, body))
+	}
+	c.render(w, r, s, http.StatusOK, "event", "deliveries", "Event "+id, v)
+}
+
+// journalBody is the verified body the journal holds for the event. It
+// is the provider's payload only: signature headers and secrets are
+// never journaled.
+func (c *Console) journalBody(ctx context.Context, ns, id string) ([]byte, error) {
+	st, err := c.cfg.JetStream.Stream(ctx, domain.JournalStream)
+	if err != nil {
+		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal stream")
+	}
+	m, err := st.GetLastMsgForSubject(ctx, domain.JournalSubject(ns, id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal read")
+	}
+	env, err := domain.DecodeEnvelope(m.Header, m.Data, m.Sequence)
+	if err != nil {
+		return nil, err
+	}
+	return env.Body, nil
+}
+
+// showBody indents a JSON body for reading (other bodies as they are) and
+// cuts it at maxBodyShown; the template escapes it.
+func showBody(body []byte) (string, bool) {
+	var b bytes.Buffer
+	if json.Indent(&b, body, "", "  ") == nil {
+		body = b.Bytes()
+	}
+	if len(body) > maxBodyShown {
+		return string(body[:maxBodyShown]), true
+	}
+	return string(body), false
+}
+
+// recordsOf names the records the event is about: its object, and the
+// customer a subscription event names.
+func recordsOf(j *projections.JournalEntry, body []byte) []recordLink {
+	ns := domain.Namespace(j.Provider, j.Endpoint)
+	var out []recordLink
+	switch j.ObjectKind {
+	case "customer", domain.KindSubscription:
+		out = append(out, recordLink{Kind: j.ObjectKind, Provider: ns, ID: j.ObjectID})
+	}
+	var ev struct {
+		Data struct {
+			Object struct {
+				Customer json.RawMessage `json:"customer"`
+			} `json:"object"`
+		} `json:"data"`
+	}
+	var customer string
+	if json.Unmarshal(body, &ev) == nil && json.Unmarshal(ev.Data.Object.Customer, &customer) == nil && customer != "" && j.ObjectKind != "customer" {
+		out = append(out, recordLink{Kind: "customer", Provider: ns, ID: customer})
+	}
+	return out
+}
+
+// recordsChanged reads each record (one read each, at most two) to say
+// whether the event changed it.
+func (c *Console) recordsChanged(ctx context.Context, eventID string, links []recordLink) []recordLink {
+	for i := range links {
+		kind := domain.KindCustomer
+		if links[i].Kind == domain.KindSubscription {
+			kind = domain.KindSubscription
+		}
+		raw, err := c.cfg.Query.Record(ctx, kind, links[i].Provider, links[i].ID)
+		if err != nil {
+			links[i].Missing = true
+			continue
+		}
+		var meta domain.RecordMeta
+		if json.Unmarshal(raw, &meta) == nil {
+			links[i].Changed = slices.Contains(meta.EventIDs, eventID)
+		}
+	}
+	return links
+}
