@@ -60,6 +60,9 @@ func (Orders) Keys(ev *domain.Envelope) []string {
 
 // Keys implements KeyHinter.
 func (w Wallets) Keys(ev *domain.Envelope) []string {
+	if !w.creditsFrom(ev) {
+		return nil // Apply reads nothing for input that may not move credits
+	}
 	switch ev.Provider {
 	case domain.Clerk:
 		if u, err := clerkFacts(ev); err == nil {

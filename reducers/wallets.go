@@ -94,9 +94,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	if err := failSwitch(w.o, ev); err != nil {
 		return nil, err
 	}
-	if untrusted(ev) != "" && !slices.Contains(w.o.UnsignedCredits, ev.Endpoint) {
-		// Credits are money: input no signature vouches for never moves
-		// them unless its endpoint explicitly allows it.
+	if !w.creditsFrom(ev) {
 		return nil, nil
 	}
 	if ev.Provider == domain.Clerk {
@@ -166,6 +164,13 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 		setTopUpEntries(wm, id, topUp.Record, topUp.Merge)
 	})
 	return merge(changes, c), err
+}
+
+// creditsFrom reports whether ev may move credits. Credits are money:
+// input no signature vouches for never moves them unless its endpoint
+// explicitly allows it (Options.UnsignedCredits).
+func (w Wallets) creditsFrom(ev *domain.Envelope) bool {
+	return untrusted(ev) == "" || slices.Contains(w.o.UnsignedCredits, ev.Endpoint)
 }
 
 // MaxTopUpCredits is the most credits one top-up may grant. It keeps every
