@@ -111,8 +111,16 @@ func runProjectors(t *rapid.T, js jetstream.JetStream, p reducers.Projection, ge
 	store, err := projections.EnsureStore(ctx, js, p.Name(), gen, 1)
 	require.NoError(t, err)
 	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
 	var durable string
+	defer func() {
+		cancel()
+		wg.Wait()
+		// The journal caps its consumers (domain.MaxStreamConsumers): a
+		// check's generations must not use up the cap for the next ones.
+		if durable != "" {
+			_ = js.DeleteConsumer(context.Background(), domain.JournalStream, durable)
+		}
+	}()
 	for range n {
 		// Each its own Store, as each billfold process has its own cache.
 		s, err := projections.EnsureStore(ctx, js, p.Name(), gen, 1)
