@@ -23,6 +23,12 @@ type walletMerge struct {
 	Known   bool                   `json:"known,omitempty"`
 	Deleted bool                   `json:"deleted,omitempty"`
 	Entries map[string]walletEntry `json:"entries,omitempty"`
+	// TopUps is, by top-up, the version of the top-up its entries were
+	// set from. A top-up changes by compare-and-set, so its versions are
+	// one chain; keeping the entries of the highest version makes the
+	// wallet independent of the order in which processes that read
+	// different versions of a top-up write it.
+	TopUps map[string]int `json:"topups,omitempty"`
 }
 
 type walletEntry struct {
@@ -88,9 +94,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	if err := failSwitch(w.o, ev); err != nil {
 		return nil, err
 	}
-	if untrusted(ev) != "" && !slices.Contains(w.o.UnsignedCredits, ev.Endpoint) {
-		// Credits are money: input no signature vouches for never moves
-		// them unless its endpoint explicitly allows it.
+	if !w.creditsFrom(ev) {
 		return nil, nil
 	}
 	if ev.Provider == domain.Clerk {
@@ -101,7 +105,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 		return nil, err
 	}
 	var grant *topUpGrant
-	if p.Object == "checkout.session" {
+	if p.Kind == "checkout.session" {
 		if _, isTopUp := p.Metadata["credits"]; !isTopUp {
 			return nil, nil // a purchase, not a top-up
 		}
@@ -136,7 +140,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 			m.Grant = grant
 		}
 		paid := p.AmountTotal // a session's total; a charge says its amount
-		if p.Object == "charge" {
+		if p.Kind == "charge" {
 			paid = p.Amount
 		}
 		m.Amount = max(m.Amount, paid)
@@ -160,6 +164,13 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 		setTopUpEntries(wm, id, topUp.Record, topUp.Merge)
 	})
 	return merge(changes, c), err
+}
+
+// creditsFrom reports whether ev may move credits. Credits are money:
+// input no signature vouches for never moves them unless its endpoint
+// explicitly allows it (Options.UnsignedCredits).
+func (w Wallets) creditsFrom(ev *domain.Envelope) bool {
+	return untrusted(ev) == "" || slices.Contains(w.o.UnsignedCredits, ev.Endpoint)
 }
 
 // MaxTopUpCredits is the most credits one top-up may grant. It keeps every
@@ -193,6 +204,13 @@ func (w Wallets) deriveTopUp(r *TopUp, m *topUpMerge, id string) {
 // setTopUpEntries writes a top-up's entries into its user's wallet: the
 // credit, and its reversal while the top-up is fully refunded.
 func setTopUpEntries(wm *walletMerge, id string, t TopUp, m topUpMerge) {
+	if wm.TopUps[id] > t.Version {
+		return // set from a later version of the top-up already
+	}
+	if wm.TopUps == nil {
+		wm.TopUps = map[string]int{}
+	}
+	wm.TopUps[id] = t.Version
 	if wm.Entries == nil {
 		wm.Entries = map[string]walletEntry{}
 	}
@@ -205,7 +223,7 @@ func setTopUpEntries(wm *walletMerge, id string, t TopUp, m topUpMerge) {
 }
 
 func (w Wallets) applyClerk(ev *domain.Envelope, records Lookup) (Changes, error) {
-	u, err := decodeClerkUser(ev)
+	u, err := clerkFacts(ev)
 	if err != nil {
 		return nil, err
 	}

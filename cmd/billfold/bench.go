@@ -26,7 +26,6 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
-	"github.com/billfold/billfold/projections/client"
 )
 
 // benchOptions are billfold bench's flags.
@@ -58,6 +57,7 @@ type benchPhase struct {
 // benchPhases run in this order; --phases picks a subset.
 var benchPhases = []benchPhase{
 	{"ingest", benchIngest},
+	{"e2e", benchE2E},
 	{"lag", benchLag},
 	{"queries", benchQueries},
 	{"rebuild", benchRebuild},
@@ -118,14 +118,14 @@ type benchMachine struct {
 func runBench(args []string, stdout, stderr io.Writer) int {
 	var o benchOptions
 	fs := newFlagSet("bench", stderr)
-	fs.IntVar(&o.events, "events", 20000, "ingest phase: deliveries at full rate (half as many again at half rate)")
+	fs.IntVar(&o.events, "events", 20000, "ingest and e2e phases: deliveries at full rate (ingest: half as many again at half rate)")
 	fs.IntVar(&o.customers, "customers", 2000, "customers the workload spreads over")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent senders and readers")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "lag phase: how long to deliver at --rate")
 	fs.Float64Var(&o.rate, "rate", 1000, "lag phase: deliveries per second")
 	fs.IntVar(&o.subscriptions, "subscriptions", 100_000, "queries phase: subscription records loaded into the store (the target is stated at 1,000,000)")
 	fs.IntVar(&o.queries, "queries", 20000, "queries phase: point lookups measured (lists: a tenth as many)")
-	fs.StringVar(&o.phases, "phases", "ingest,lag,queries", "phases to run, comma-separated")
+	fs.StringVar(&o.phases, "phases", "ingest,e2e,lag,queries", "phases to run, comma-separated")
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
 	fs.StringVar(&o.natsURL, "nats-url", "", "run against this NATS instead of an embedded one")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured phases to this file")
@@ -401,13 +401,13 @@ var settleTimeout = 15 * time.Minute
 // that a phase measures its own work and not the backlog of the one
 // before.
 func (b *benchRun) settle(ctx context.Context) error {
-	var consumers [][2]string
-	for _, p := range domain.Projections {
-		g := client.New(b.js).Generation(ctx, p)
-		consumers = append(consumers,
-			[2]string{domain.JournalStream, domain.ProjectorDurable(p, g)},
-			[2]string{domain.BucketStream(domain.ProjectionBucket(p, g)), domain.FeedDurable(p, g)})
-	}
+	ec := b.engineConsumers(ctx)
+	return b.waitCaughtUp(ctx, append(ec.projectors, ec.relays...), "catching up (projectors, feed relays)", 100*time.Millisecond)
+}
+
+// waitCaughtUp polls consumers every poll until none has a message pending
+// or unacknowledged, with a progress bar labelled label.
+func (b *benchRun) waitCaughtUp(ctx context.Context, consumers [][2]string, label string, poll time.Duration) error {
 	var bar *progressbar.ProgressBar
 	defer func() {
 		if bar != nil {
@@ -416,38 +416,46 @@ func (b *benchRun) settle(ctx context.Context) error {
 	}()
 	deadline := time.Now().Add(settleTimeout)
 	for {
-		var pending uint64
-		var behind []string
-		for _, c := range consumers {
-			cons, err := b.js.Consumer(ctx, c[0], c[1])
-			if err != nil {
-				return fmt.Errorf("consumer %s: %w", c[1], err)
-			}
-			info, err := cons.Info(ctx)
-			if err != nil {
-				return err
-			}
-			if n := info.NumPending + uint64(info.NumAckPending); n > 0 {
-				pending += n
-				behind = append(behind, fmt.Sprintf("%s %d pending, %d unacknowledged, %d waiting pulls", c[1], info.NumPending, info.NumAckPending, info.NumWaiting))
-			}
+		pending, behind, err := b.behind(ctx, consumers)
+		if err != nil {
+			return err
 		}
 		if pending == 0 {
 			return nil
 		}
 		if bar == nil {
-			bar = newBar(int(pending), "catching up (projectors, feed relays)", b.stderr)
+			bar = newBar(int(pending), label, b.stderr)
 		}
 		_ = bar.Set(max(bar.GetMax()-int(pending), 0))
 		if time.Now().After(deadline) {
-			return fmt.Errorf("projectors and relays still behind after %s: %s", settleTimeout, strings.Join(behind, "; "))
+			return fmt.Errorf("still behind after %s: %s", settleTimeout, strings.Join(behind, "; "))
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(poll):
 		}
 	}
+}
+
+// behind reports the messages consumers (stream, durable) have pending or
+// unacknowledged, in all and per consumer that has any.
+func (b *benchRun) behind(ctx context.Context, consumers [][2]string) (pending uint64, behind []string, err error) {
+	for _, c := range consumers {
+		cons, err := b.js.Consumer(ctx, c[0], c[1])
+		if err != nil {
+			return 0, nil, fmt.Errorf("consumer %s: %w", c[1], err)
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		if n := info.NumPending + uint64(info.NumAckPending); n > 0 {
+			pending += n
+			behind = append(behind, fmt.Sprintf("%s %d pending, %d unacknowledged, %d waiting pulls", c[1], info.NumPending, info.NumAckPending, info.NumWaiting))
+		}
+	}
+	return pending, behind, nil
 }
 
 // latencies are the durations of one measurement, sortable once.
