@@ -165,6 +165,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err := checkExposure(o, natsAuth, apiToken, len(adminTokens)); err != nil {
 		return err
 	}
+	if err := checkPortsFree(o); err != nil {
+		return err
+	}
 	nc, ns, err := connectNATS(o, log, natsAuth, ingest.JournalPayloadNeeded(endpoints))
 	if err != nil {
 		return err
@@ -284,7 +287,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	for i, s := range servers {
 		l, err := net.Listen("tcp", s.Addr)
 		if err != nil {
-			return fmt.Errorf("listen %s: %w", s.Addr, err)
+			return listenError([]string{"--listen", "--admin-listen"}[i], s.Addr, err)
 		}
 		if i == 0 {
 			l = ingest.LimitConnections(l, o.maxConns)
