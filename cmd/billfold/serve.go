@@ -247,6 +247,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	ledger.RedactEndpoints(unsignedNames(endpoints))
 	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs}
 	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
+	registerProfiler(admin, projections.RequireAdmin(adminTokens))
 	projections.LogErrorsTo(log)
 	changes := projections.NewChangeFeed(js, apiToken)
 	changes.MaxClients = o.maxFeedClients
