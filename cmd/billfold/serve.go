@@ -52,8 +52,9 @@ type serveOptions struct {
 	intakeBudget      int64
 	maxConns          int
 	// ready, when set, is called with the listeners' addresses once they
-	// accept connections (billfold demo, billfold gameday).
-	ready func(public, admin net.Addr)
+	// accept connections (billfold demo, billfold gameday), and the
+	// embedded NATS server's client URL ("" without a NATS listener).
+	ready func(public, admin net.Addr, natsURL string)
 	// getenv, when set, replaces os.Getenv for every setting serve reads
 	// from the environment (tokens, provider secrets, ${NAME} in the config
 	// file, BILLFOLD_FAIL_EVENT_TYPES): billfold gameday runs engines whose
@@ -303,7 +304,11 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	log.Info("billfold serving", "listen", o.listen, "admin_listen", o.adminListen,
 		"nats", natsDescription(o, ns), "endpoints", len(endpoints), "version", version)
 	if o.ready != nil {
-		o.ready(addrs[0], addrs[1])
+		natsURL := ""
+		if ns != nil && o.natsListen != "" {
+			natsURL = ns.ClientURL()
+		}
+		o.ready(addrs[0], addrs[1], natsURL)
 	}
 
 	select {
