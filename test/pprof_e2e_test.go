@@ -11,23 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// profile GETs path on the admin listener with token ("" for none) and
-// returns the status and body.
-func profile(t *testing.T, srv *server, path, token string) (int, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, srv.admin+path, nil)
-	require.NoError(t, err)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := client.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, b
-}
-
 // The admin listener serves Go's profiler at /debug/pprof/ to an admin
 // token only, as docs/performance.md#profiling-a-running-server shows:
 // without a token, with a wrong one, or with only the API (read) token it
@@ -39,17 +22,17 @@ func TestProfilerNeedsTheAdminToken(t *testing.T) {
 
 	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/profile?seconds=1", "/debug/pprof/cmdline", "/debug/pprof/goroutine?debug=1"} {
 		for _, token := range []string{"", "not-the-admin-token-at-all", apiToken} {
-			code, body := profile(t, srv, path, token)
+			code, body := srv.apiGet(path, token)
 			assert.Equal(t, http.StatusUnauthorized, code, "%s with %q", path, token)
 			assert.Contains(t, string(body), `"code": "BILLFOLD-UNAUTHORIZED"`, "%s with %q", path, token)
 		}
 	}
 
-	code, body := profile(t, srv, "/debug/pprof/", adminToken)
+	code, body := srv.apiGet("/debug/pprof/", adminToken)
 	require.Equal(t, http.StatusOK, code, string(body))
 	assert.Contains(t, string(body), "heap")
 	for _, path := range []string{"/debug/pprof/heap", "/debug/pprof/profile?seconds=1"} {
-		code, body := profile(t, srv, path, adminToken)
+		code, body := srv.apiGet(path, adminToken)
 		require.Equal(t, http.StatusOK, code, "%s: %s", path, body)
 		zr, err := gzip.NewReader(bytes.NewReader(body))
 		require.NoError(t, err, "%s is a gzipped profile", path)

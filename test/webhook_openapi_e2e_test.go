@@ -114,14 +114,13 @@ func TestWebhookRouteInOpenAPI(t *testing.T) {
 	require.NoError(t, err)
 	_, err = fmt.Fprintf(conn, "POST /webhooks/braintree HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\nbt", budget)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		a := askWebhook(t, srv, http.MethodPost, "/webhooks/stripe", body, h)
-		if a.status == http.StatusServiceUnavailable {
-			answers = append(answers, a)
-			return true
-		}
-		return false
-	}, 10*time.Second, 50*time.Millisecond, "intake busy")
+	var last webhookAnswer
+	busy := assert.Eventually(t, func() bool {
+		last = askWebhook(t, srv, http.MethodPost, "/webhooks/stripe", body, h)
+		return last.status == http.StatusServiceUnavailable
+	}, 10*time.Second, 50*time.Millisecond)
+	require.True(t, busy, "intake busy: the last answer was %d %s %v\n%s", last.status, last.body, last.header, tail(srv.logs.String(), 3000))
+	answers = append(answers, last)
 	conn.Close()
 
 	// A journal that cannot acknowledge within the append timeout, and a
