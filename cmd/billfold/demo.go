@@ -516,16 +516,11 @@ func demoNext(r demoResult, secrets demoSecrets) []string {
 		"billfold send --provider stripe --secret " + secrets[domain.Stripe] + " --type customer.subscription.updated" + public,
 	}
 	if r.NATSURL != "" {
-		next = append(next, demoNATSNext(r.NATSURL, r.NATSToken)...)
+		// The official nats CLI reading the lifecycle feed from its start
+		// with the run's subscriber token, as docs/consuming.md shows it.
+		next = append(next, "nats --server "+r.NATSURL+" --token "+r.NATSToken+" sub --stream BILLFOLD_CHANGES --all -T 'billfold.lifecycle.>'")
 	}
 	return next
-}
-
-// demoNATSNext is the official nats CLI's command that reads the demo's
-// lifecycle feed from its start with the run's subscriber token, as
-// docs/consuming.md shows it.
-func demoNATSNext(natsURL, token string) []string {
-	return []string{"nats --server " + natsURL + " --token " + token + " sub --stream BILLFOLD_CHANGES --all -T 'billfold.lifecycle.>'"}
 }
 
 // print prints the result as tables.
