@@ -317,6 +317,7 @@ func TestConsumingDocAgainstServe(t *testing.T) {
 	if inv, ok := first["stripe/sub_doc_inv"]; assert.True(t, ok, "the subscription first seen through an invoice is on the lifecycle feed") {
 		assert.Equal(t, "", inv.body["from"])
 		assert.Equal(t, "evt_doc_inv_paid", inv.body["event_id"])
+		assert.Equal(t, at.Format(time.RFC3339), inv.body["at"], "at is the invoice's provider time")
 	}
 	dunning := consumeDunning(t, js, 1)
 	assert.Equal(t, "sub_doc", dunning[0].body["subscription"])
