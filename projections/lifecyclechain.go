@@ -16,6 +16,7 @@ type SubscriptionVersion struct {
 	Version      int                   `json:"version"`
 	Verification domain.Verification   `json:"verification"`
 	Transitions  []domain.Transition   `json:"transitions"`
+	UpdatedAt    time.Time             `json:"updated_at"`
 }
 
 // LifecycleStep is the lifecycle feed's contract, as a pure function: the
@@ -33,7 +34,9 @@ type SubscriptionVersion struct {
 //
 // At is the provider time of the causing event when its snapshot made the
 // move into next's state, else the provider time of the latest transition
-// into that state (a late event that only completed the history).
+// into that state (a late event that only completed the history), or,
+// when no transition led there (a subscription first seen through an
+// invoice is incomplete without one), the record's provider time.
 func LifecycleStep(prev *SubscriptionVersion, next *SubscriptionVersion, eventID string) (LifecycleChange, bool) {
 	var from domain.LifecycleState
 	if prev != nil {
@@ -58,6 +61,9 @@ func transitionTime(next *SubscriptionVersion, eventID string) time.Time {
 			return tr.At
 		}
 		latest = tr.At
+	}
+	if latest.IsZero() {
+		return next.UpdatedAt
 	}
 	return latest
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -128,9 +129,38 @@ func TestDemoEndToEnd(t *testing.T) {
 	assert.Equal(t, []string{"trialing", "active", "active", "canceling", "paused", "past_due", "ended"}, states, out)
 	assert.Regexp(t, `user_demo_dan\s+40\s+0\s+40\s+signup_bonus \+40 \(held\)`, out)
 	assert.Contains(t, out, "TRY NEXT")
+	assert.Equal(t, normalizeDemo(readmeDemo(t)), normalizeDemo(out), "README.md's demo output is the demo's")
 	// stderr may hold nats.go's own shutdown chatter (serve sets no NATS
 	// error handler), but no error of the demo's.
 	assert.NotContains(t, stderr, "billfold demo:")
 	_, err := os.Stat(realData)
 	assert.True(t, os.IsNotExist(err))
+}
+
+// readmeDemo is the demo output README.md shows.
+func readmeDemo(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	m := regexp.MustCompile("(?s)\n```\n(billfold demo: .*?)```\n").FindSubmatch(b)
+	require.NotNil(t, m, "README.md shows the demo's output")
+	return string(m[1])
+}
+
+// normalizeDemo replaces what differs between two demo runs (ports, data
+// dir, secrets and token made up for the run) and drops what depends on
+// the run's flags (--server on non-default ports, the closing line
+// without --exit).
+func normalizeDemo(out string) string {
+	for _, r := range []struct{ re, with string }{
+		{` --server http://127\.0\.0\.1:[0-9]+`, ""},
+		{`http://127\.0\.0\.1:[0-9]+`, "http://<addr>"},
+		{`nats://127\.0\.0\.1:[0-9]+`, "nats://<addr>"},
+		{`data in \S+`, "data in <dir>"},
+		{`(token|--secret) [A-Za-z0-9_]+`, "$1 <secret>"},
+		{`\n*Serving until Ctrl-C.*\n`, "\n"},
+	} {
+		out = regexp.MustCompile(r.re).ReplaceAllString(out, r.with)
+	}
+	return strings.TrimSpace(out)
 }

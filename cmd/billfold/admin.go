@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -60,4 +61,20 @@ func newConsole(ops *projections.Operations, query *projections.Query, js jetstr
 		},
 		ReadToken: readToken, AdminTokens: adminTokens, Log: log,
 	})
+}
+
+// registerProfiler mounts Go's profiler (net/http/pprof) under
+// /debug/pprof/ on the admin listener, behind an admin token: a profile
+// shows the process's code paths, command line and memory, and taking one
+// costs CPU, so it is an operator's action, not a read. Mounted on the mux
+// itself, like the console: these are Go's routes, not billfold's API, so
+// the OpenAPI document's route check does not see them.
+// docs/performance.md#profiling-a-running-server has the commands.
+func registerProfiler(m *adminMux, admin func(http.Handler) http.Handler) {
+	m.ServeMux.Handle("GET /debug/pprof/", admin(http.HandlerFunc(pprof.Index)))
+	m.ServeMux.Handle("GET /debug/pprof/cmdline", admin(http.HandlerFunc(pprof.Cmdline)))
+	m.ServeMux.Handle("GET /debug/pprof/profile", admin(http.HandlerFunc(pprof.Profile)))
+	m.ServeMux.Handle("GET /debug/pprof/symbol", admin(http.HandlerFunc(pprof.Symbol)))
+	m.ServeMux.Handle("POST /debug/pprof/symbol", admin(http.HandlerFunc(pprof.Symbol)))
+	m.ServeMux.Handle("GET /debug/pprof/trace", admin(http.HandlerFunc(pprof.Trace)))
 }

@@ -34,6 +34,7 @@ import (
 type demoOptions struct {
 	listen      string
 	adminListen string
+	natsListen  string
 	dataDir     string
 	output      string
 	logLevel    string
@@ -45,6 +46,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("demo", stderr)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "public webhook listener address (port 0: any free port)")
 	fs.StringVar(&o.adminListen, "admin-listen", defaultAdminServer[len("http://"):], "admin listener address: query API, doctor, health (port 0: any free port)")
+	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:0", `the embedded NATS server's client address for the change feed (port 0: any free port; "" for none)`)
 	fs.StringVar(&o.dataDir, "data-dir", "", "data directory (default: a new temporary directory, removed at exit)")
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
 	fs.StringVar(&o.logLevel, "log-level", "error", "the server's log level: debug, info, warn or error")
@@ -85,10 +87,20 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 	}
 
 	so := localServeOptions(o.dataDir, configPath, o.logLevel)
-	so.listen, so.adminListen = o.listen, o.adminListen
+	so.listen, so.adminListen, so.natsListen = o.listen, o.adminListen, o.natsListen
+	// The demo's subscriber credential, like its signing secrets, is made
+	// up for the run: a BILLFOLD_NATS_SUBSCRIBER_TOKEN in the shell is a
+	// real server's and stays out of it.
+	natsToken := rand.Text()
+	so.getenv = func(name string) string {
+		if name == envSubscriberToken {
+			return natsToken
+		}
+		return os.Getenv(name)
+	}
 	eng, err := startLocalEngine(ctx, so, log)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("the engine did not start: %w (is billfold serve running? --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 pick free ports)", err)
+		return fmt.Errorf("the engine did not start: %w (is billfold serve running? --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --nats-listen 127.0.0.1:0 pick free ports)", err)
 	}
 	if err != nil {
 		return fmt.Errorf("the engine did not start: %w", err)
@@ -96,7 +108,10 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 	// stopped waits for serve to finish its shutdown (delivery log
 	// flushed, NATS closed) before the data dir is removed.
 	stopped := eng.Stop
-	res := demoResult{PublicURL: eng.PublicURL, AdminURL: eng.AdminURL, DataDir: o.dataDir}
+	res := demoResult{PublicURL: eng.PublicURL, AdminURL: eng.AdminURL, NATSURL: eng.NATSURL, DataDir: o.dataDir}
+	if res.NATSURL != "" {
+		res.NATSToken = natsToken
+	}
 
 	h := demoHistory(time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Minute))
 	if res.Deliveries, err = deliverDemo(ctx, res.PublicURL, secrets, h.steps); err != nil {
@@ -435,8 +450,13 @@ func listAllSubscriptions(adminURL string) ([]domain.SubscriptionRecord, error) 
 
 // demoResult is what billfold demo prints.
 type demoResult struct {
-	PublicURL  string         `json:"public_url"`
-	AdminURL   string         `json:"admin_url"`
+	PublicURL string `json:"public_url"`
+	AdminURL  string `json:"admin_url"`
+	// NATSURL is the embedded NATS server's client URL and NATSToken the
+	// run's subscriber token (BILLFOLD_NATS_SUBSCRIBER_TOKEN), both empty
+	// with --nats-listen "".
+	NATSURL    string         `json:"nats_url,omitempty"`
+	NATSToken  string         `json:"nats_subscriber_token,omitempty"`
 	DataDir    string         `json:"data_dir"`
 	Deliveries demoDeliveries `json:"deliveries"`
 	// Subscriptions by lifecycle state; states without one are left out.
@@ -484,7 +504,7 @@ func demoNext(r demoResult, secrets demoSecrets) []string {
 	if os.Getenv("BILLFOLD_API_TOKEN") != "" {
 		auth = ` -H "Authorization: Bearer $BILLFOLD_API_TOKEN"`
 	}
-	return []string{
+	next := []string{
 		"billfold list subscriptions" + server,
 		"billfold list subscriptions --state past_due" + server,
 		"billfold get subscription stripe sub_demo_ben" + server,
@@ -495,12 +515,22 @@ func demoNext(r demoResult, secrets demoSecrets) []string {
 		"curl -s" + auth + " " + r.AdminURL + "/v1/events/stripe/evt_demo_ben_subscription_updated",
 		"billfold send --provider stripe --secret " + secrets[domain.Stripe] + " --type customer.subscription.updated" + public,
 	}
+	if r.NATSURL != "" {
+		// The official nats CLI reading the lifecycle feed from its start
+		// with the run's subscriber token, as docs/consuming.md shows it.
+		next = append(next, "nats --server "+r.NATSURL+" --token "+r.NATSToken+" sub --stream BILLFOLD_CHANGES --all -T 'billfold.lifecycle.>'")
+	}
+	return next
 }
 
 // print prints the result as tables.
 func (r demoResult) print(w io.Writer) {
 	d := r.Deliveries
-	fmt.Fprintf(w, "billfold demo: webhooks on %s, admin API on %s, data in %s\n\n", r.PublicURL, r.AdminURL, r.DataDir)
+	fmt.Fprintf(w, "billfold demo: webhooks on %s, admin API on %s, data in %s\n", r.PublicURL, r.AdminURL, r.DataDir)
+	if r.NATSURL != "" {
+		fmt.Fprintf(w, "Change feed on NATS at %s, subscriber token %s (read-only, this run only)\n", r.NATSURL, r.NATSToken)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Delivered %d signed webhooks over HTTP: %d accepted, %d duplicates (answered 200, applied once), %d out of provider order.\n",
 		d.Sent, d.Accepted, d.Duplicates, d.OutOfOrder)
 

@@ -17,6 +17,9 @@ type localEngine struct {
 	// PublicURL and AdminURL are the webhook and admin listeners.
 	PublicURL string
 	AdminURL  string
+	// NATSURL is the embedded NATS server's client URL, "" when the
+	// engine has no NATS listener (natsListen "").
+	NATSURL string
 
 	stopServe context.CancelFunc
 	done      chan struct{}
@@ -40,15 +43,18 @@ func localServeOptions(dataDir, configPath, logLevel string) serveOptions {
 // and returns once both listeners accept connections; if serve stops
 // before that, it returns serve's error.
 func startLocalEngine(ctx context.Context, so serveOptions, log *slog.Logger) (*localEngine, error) {
-	type listeners struct{ public, admin net.Addr }
+	type listeners struct {
+		public, admin net.Addr
+		nats          string
+	}
 	readyc := make(chan listeners, 1)
-	so.ready = func(public, admin net.Addr) { readyc <- listeners{public, admin} }
+	so.ready = func(public, admin net.Addr, nats string) { readyc <- listeners{public, admin, nats} }
 	serveCtx, stop := context.WithCancel(ctx)
 	e := &localEngine{stopServe: stop, done: make(chan struct{})}
 	go func() { e.err = serve(serveCtx, so, log); close(e.done) }()
 	select {
 	case l := <-readyc:
-		e.PublicURL, e.AdminURL = listenerURL(l.public), listenerURL(l.admin)
+		e.PublicURL, e.AdminURL, e.NATSURL = listenerURL(l.public), listenerURL(l.admin), l.nats
 		return e, nil
 	case <-e.done:
 		stop()

@@ -52,8 +52,9 @@ type serveOptions struct {
 	intakeBudget      int64
 	maxConns          int
 	// ready, when set, is called with the listeners' addresses once they
-	// accept connections (billfold demo, billfold gameday).
-	ready func(public, admin net.Addr)
+	// accept connections (billfold demo, billfold gameday), and the
+	// embedded NATS server's client URL ("" without a NATS listener).
+	ready func(public, admin net.Addr, natsURL string)
 	// getenv, when set, replaces os.Getenv for every setting serve reads
 	// from the environment (tokens, provider secrets, ${NAME} in the config
 	// file, BILLFOLD_FAIL_EVENT_TYPES): billfold gameday runs engines whose
@@ -165,6 +166,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err := checkExposure(o, natsAuth, apiToken, len(adminTokens)); err != nil {
 		return err
 	}
+	if err := checkPortsFree(o); err != nil {
+		return err
+	}
 	nc, ns, err := connectNATS(o, log, natsAuth, ingest.JournalPayloadNeeded(endpoints))
 	if err != nil {
 		return err
@@ -244,6 +248,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	ledger.RedactEndpoints(unsignedNames(endpoints))
 	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs}
 	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
+	registerProfiler(admin, projections.RequireAdmin(adminTokens))
 	projections.LogErrorsTo(log)
 	changes := projections.NewChangeFeed(js, apiToken)
 	changes.MaxClients = o.maxFeedClients
@@ -284,7 +289,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	for i, s := range servers {
 		l, err := net.Listen("tcp", s.Addr)
 		if err != nil {
-			return fmt.Errorf("listen %s: %w", s.Addr, err)
+			return listenError([]string{"--listen", "--admin-listen"}[i], s.Addr, err)
 		}
 		if i == 0 {
 			l = ingest.LimitConnections(l, o.maxConns)
@@ -299,7 +304,11 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	log.Info("billfold serving", "listen", o.listen, "admin_listen", o.adminListen,
 		"nats", natsDescription(o, ns), "endpoints", len(endpoints), "version", version)
 	if o.ready != nil {
-		o.ready(addrs[0], addrs[1])
+		natsURL := ""
+		if ns != nil && o.natsListen != "" {
+			natsURL = ns.ClientURL()
+		}
+		o.ready(addrs[0], addrs[1], natsURL)
 	}
 
 	select {
