@@ -26,7 +26,26 @@ import (
 // at half that rate. The limits read the same records straight from the KV
 // bucket: one Get per lookup, and a page's records in one batched direct
 // get (projections.LatestValues, as the query layer reads them) per list.
+// It also reports the whole process's peak resident memory and the
+// garbage collector's share of CPU over the phase, load included.
 func benchQueries(ctx context.Context, b *benchRun) ([]benchRow, error) {
+	sampler := startProcessSampler()
+	rows, err := benchQueryFigures(ctx, b)
+	proc := sampler.finish()
+	if err != nil {
+		return nil, err
+	}
+	const whole = "the whole bench process over the phase, load included: engine, embedded NATS server, query indexes and the bench's clients"
+	rows = append(rows,
+		benchRow{Figure: "peak resident memory", Unit: "MiB", Value: float64(proc.PeakRSS) / (1 << 20), Note: whole}.
+			withTarget("< 1024 MiB", proc.PeakRSS < 1<<30),
+		benchRow{Figure: "GC share of CPU", Unit: "%", Value: proc.GCShare * 100,
+			Note: "runtime/metrics /cpu/classes/gc/total over /cpu/classes/total, " + whole}.
+			withTarget("< 5 %", proc.GCShare < 0.05))
+	return rows, nil
+}
+
+func benchQueryFigures(ctx context.Context, b *benchRun) ([]benchRow, error) {
 	o := b.o
 	kv, err := b.js.KeyValue(ctx, domain.ProjectionBucket(domain.ProjectionSubscriptions, 1))
 	if err != nil {
