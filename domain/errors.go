@@ -53,6 +53,9 @@ const (
 	CodeUnauthorized       Code = "BILLFOLD-UNAUTHORIZED"     // missing or wrong bearer token
 	CodeConfirmRequired    Code = "BILLFOLD-CONFIRM-REQUIRED" // a large replay or bulk requeue needs --yes (force)
 	CodeConflict           Code = "BILLFOLD-CONFLICT"         // the resource changed or is busy (a rebuild is running)
+	// CodeIndexLoading: a list or count was asked of a process whose query
+	// indexes are still loading the stored records (just started).
+	CodeIndexLoading Code = "BILLFOLD-INDEX-LOADING"
 
 	// Rebuild, replay and verify.
 	CodeRebuildInterrupted Code = "BILLFOLD-REBUILD-INTERRUPTED" // the process running a rebuild stopped before it switched

@@ -186,6 +186,8 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	go rebuilds.Run(engineCtx)
 	defer func() { stopEngine(); <-engineDone }()
 
+	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
+	go query.Run(engineCtx)
 	admin := newAdminMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -193,13 +195,19 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
+		// The query indexes' state is a detail, not a verdict: deliveries
+		// are taken while they load; lists answer BILLFOLD-INDEX-LOADING.
+		index := "ready"
+		if query.Loading() {
+			index = "loading"
+		}
 		if err := journal.Ready(rctx); err != nil {
 			projections.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{
-				"status": "unavailable", "code": string(domain.ErrorCode(err)), "reason": err.Error(),
+				"status": "unavailable", "code": string(domain.ErrorCode(err)), "reason": err.Error(), "query_index": index,
 			})
 			return
 		}
-		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "query_index": index})
 	})
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	readAuth := projections.RequireToken(o.env("BILLFOLD_API_TOKEN"))
@@ -210,8 +218,6 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine)}
 	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
 	admin.Handle("GET /v1/changes", projections.NewChangeFeed(js, o.env("BILLFOLD_API_TOKEN")))
-	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
-	go query.Run(engineCtx)
 	query.Register(admin, readAuth)
 	admin.Handle("GET /v1/doctor", readAuth(newDoctor(js, endpoints, engine, o, natsDescription(o, ns))))
 	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
