@@ -256,12 +256,19 @@ type indexedRecord struct {
 	} `json:"record"`
 }
 
+// decodeIndexed is the one place the indexes decode a stored value. It
+// reads the record part only (StoredRecord), not the merge state after it,
+// which at load is most of a million values' bytes.
 func decodeIndexed(value []byte) (*indexedRecord, bool) {
 	if value == nil {
 		return nil, false
 	}
+	rec, err := StoredRecord(value)
+	if err != nil || rec == nil {
+		return nil, false
+	}
 	var r indexedRecord
-	if json.Unmarshal(value, &r) != nil || r.Record.ID == "" {
+	if json.Unmarshal(rec, &r.Record) != nil || r.Record.ID == "" {
 		return nil, false
 	}
 	return &r, true
