@@ -277,3 +277,45 @@ func TestStringSetInterns(t *testing.T) {
 	_, ok := s.lookup("cus_99999")
 	assert.False(t, ok)
 }
+
+// Readers page while a writer changes records: every page a reader gets
+// is in strict (provider, id) order and within its limit (run with -race
+// to check the locking).
+func TestSubscriptionsConcurrentReadersAndWriter(t *testing.T) {
+	x := NewSubscriptions()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 20_000 {
+			id := fmt.Sprintf("sub_%04d", i%3000)
+			if i%7 == 0 {
+				x.Delete(keyOf("stripe", id))
+				continue
+			}
+			x.Put(sub("stripe", id, fmt.Sprintf("cus_%d", i%50), domain.LifecycleStates[i%len(domain.LifecycleStates)]))
+		}
+	}()
+	for reading := true; reading; {
+		select {
+		case <-done:
+			reading = false
+		default:
+		}
+		var after *Position
+		for range 20 {
+			page, more := x.List(Filter{State: domain.StateActive}, 50, after)
+			require.LessOrEqual(t, len(page), 50)
+			for i, s := range page {
+				require.Equal(t, domain.StateActive, s.State)
+				if i > 0 {
+					require.Negative(t, ComparePositions(page[i-1].Pos(), s.Pos()))
+				}
+			}
+			if !more {
+				break
+			}
+			p := page[len(page)-1].Pos()
+			after = &p
+		}
+	}
+}
