@@ -156,8 +156,11 @@ func (v *queryView) run(ctx context.Context) {
 		{domain.ProjectionCustomers, domain.KindCustomer + ".", v.applyCustomer},
 		{domain.ProjectionOrders, domain.KindOrder + ".", v.applyOrder},
 	}
+	// The initial values are sorted into the subscriptions index at once
+	// when every bucket has delivered them, before any list reads it.
+	v.subs.StartLoad()
 	v.pending.Add(len(watch))
-	go func() { v.pending.Wait(); close(v.loaded) }()
+	go func() { v.pending.Wait(); v.subs.FinishLoad(); close(v.loaded) }()
 	for _, w := range watch {
 		store := v.stores[w.projection]
 		if store == nil {

@@ -28,6 +28,16 @@ func (l *sortedSlots) seekRun(at func(slot uint32) bool) int {
 	return sort.Search(len(l.runs), func(i int) bool { r := l.runs[i]; return at(r[len(r)-1]) })
 }
 
+// build replaces the set with sorted, in runs half full so that the
+// inserts that follow split few of them. Each run is clipped to its own
+// part of sorted, so growing one never writes into the next.
+func (l *sortedSlots) build(sorted []uint32) {
+	l.runs, l.n = nil, len(sorted)
+	for run := range slices.Chunk(slices.Clone(sorted), maxRun/2) {
+		l.runs = append(l.runs, slices.Clip(run))
+	}
+}
+
 func (l *sortedSlots) insert(slot uint32, cmp func(a, b uint32) int) {
 	if len(l.runs) == 0 {
 		l.runs = [][]uint32{{slot}}

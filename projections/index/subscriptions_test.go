@@ -168,14 +168,25 @@ func change(t *rapid.T, x *Subscriptions, m model) {
 	m[key] = s
 }
 
-// Under any sequence of puts and deletes, every list, paged to its end,
-// answers exactly what the naive model answers, and the counts agree.
+// Under any sequence of puts and deletes, loaded in bulk (StartLoad ...
+// FinishLoad, as a starting process does) or one by one, every list,
+// paged to its end, answers exactly what the naive model answers, and the
+// counts agree.
 func TestSubscriptionsMatchModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		x, m := NewSubscriptions(), model{}
-		for range rapid.IntRange(0, 200).Draw(t, "changes") {
+		n := rapid.IntRange(0, 200).Draw(t, "changes")
+		bulk := rapid.IntRange(-1, n).Draw(t, "bulk load until")
+		if bulk >= 0 {
+			x.StartLoad()
+		}
+		for i := range n {
+			if i == bulk {
+				x.FinishLoad()
+			}
 			change(t, x, m)
 		}
+		x.FinishLoad()
 		f := genFilter(t)
 		limit := rapid.IntRange(1, 7).Draw(t, "limit")
 		var got []Subscription
