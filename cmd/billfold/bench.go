@@ -43,6 +43,7 @@ type benchOptions struct {
 	natsURL       string
 	cpuprofile    string
 	memprofile    string
+	peakProfile   string
 	keep          bool
 }
 
@@ -130,6 +131,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.natsURL, "nats-url", "", "run against this NATS instead of an embedded one")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured phases to this file")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile at the end to this file")
+	fs.StringVar(&o.peakProfile, "peak-memprofile", "", "queries and rebuild phases: write a heap profile to this file whenever resident memory reaches a new peak (every 128 MiB more)")
 	fs.BoolVar(&o.keep, "keep-data", false, "keep the temporary data dir")
 	if err := parseFlags(fs, args); err != nil {
 		return 2

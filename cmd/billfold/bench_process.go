@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,6 +19,10 @@ type processSampler struct {
 	peak        atomic.Int64
 	stop, done  chan struct{}
 	gc0, total0 float64
+	// profile, when set, is rewritten with a heap profile each time the
+	// resident memory passes the last profiled peak by 128 MiB, so that
+	// it ends holding the heap near the phase's peak.
+	profile string
 }
 
 // processFigures is what a processSampler saw.
@@ -26,16 +31,22 @@ type processFigures struct {
 	GCShare float64 // 0..1 of all CPU time the Go runtime accounted
 }
 
-// startProcessSampler starts sampling; call stop once, at the end of what
-// is measured.
-func startProcessSampler() *processSampler {
-	s := &processSampler{stop: make(chan struct{}), done: make(chan struct{})}
+// startProcessSampler starts sampling, with a heap profile at the peak
+// written to profile when it is not ""; call finish once, at the end of
+// what is measured.
+func startProcessSampler(profile string) *processSampler {
+	s := &processSampler{stop: make(chan struct{}), done: make(chan struct{}), profile: profile}
 	s.gc0, s.total0 = cpuSeconds()
 	go func() {
 		defer close(s.done)
+		var profiled int64
 		for {
 			if rss := residentBytes(); rss > s.peak.Load() {
 				s.peak.Store(rss)
+				if s.profile != "" && rss > profiled+128<<20 {
+					profiled = rss
+					_ = writePeakProfile(s.profile)
+				}
 			}
 			select {
 			case <-s.stop:
@@ -57,6 +68,17 @@ func (s *processSampler) finish() processFigures {
 		f.GCShare = (gc - s.gc0) / d
 	}
 	return f
+}
+
+// writePeakProfile writes the heap as of the last garbage collection,
+// without forcing one (that would change the peak being looked at).
+func writePeakProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }
 
 // cpuSeconds is the CPU time the garbage collector and the whole Go

@@ -29,7 +29,7 @@ import (
 // It also reports the whole process's peak resident memory and the
 // garbage collector's share of CPU over the phase, load included.
 func benchQueries(ctx context.Context, b *benchRun) ([]benchRow, error) {
-	sampler := startProcessSampler()
+	sampler := startProcessSampler(b.o.peakProfile)
 	rows, err := benchQueryFigures(ctx, b)
 	proc := sampler.finish()
 	if err != nil {

@@ -30,7 +30,7 @@ func benchRebuild(ctx context.Context, b *benchRun) ([]benchRow, error) {
 		return nil, fmt.Errorf("rebuild: the journal is empty; run it after ingest")
 	}
 
-	sampler := startProcessSampler()
+	sampler := startProcessSampler(b.o.peakProfile)
 	var rb projections.Rebuild
 	err := b.adminDo(ctx, http.MethodPost, "/v1/rebuilds", projections.RebuildRequest{Force: true}, &rb)
 	bar := newBar(int(max(rb.JournalHead, 1)), "rebuild", b.stderr)
