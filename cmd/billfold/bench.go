@@ -528,11 +528,12 @@ func (b *benchRun) getBody(path string, w io.Writer) (int64, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	n, err := io.Copy(w, resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return n, fmt.Errorf("GET %s: %s", path, resp.Status)
+		// The API error's code says which resource refused.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return 0, fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.Join(strings.Fields(string(body)), " "))
 	}
-	return n, err
+	return io.Copy(w, resp.Body)
 }
 
 func newBar(n int, phase string, w io.Writer) *progressbar.ProgressBar {
