@@ -67,6 +67,9 @@ const (
 	// CodeConsoleSessionsFull: the operator console holds as many signed-in
 	// sessions as it may.
 	CodeConsoleSessionsFull Code = "BILLFOLD-CONSOLE-SESSIONS-FULL"
+	// CodeIndexLoading: a list or count was asked of a process whose query
+	// indexes are still loading the stored records (just started).
+	CodeIndexLoading Code = "BILLFOLD-INDEX-LOADING"
 
 	// Rebuild, replay and verify.
 	CodeRebuildInterrupted Code = "BILLFOLD-REBUILD-INTERRUPTED" // the process running a rebuild stopped before it switched

@@ -51,6 +51,9 @@ func WriteError(w http.ResponseWriter, err error) {
 		status, word = http.StatusUnauthorized, "unauthorized"
 	case domain.CodeJournalUnavailable, domain.CodeStoreUnavailable:
 		status, word = http.StatusServiceUnavailable, "unavailable"
+	case domain.CodeIndexLoading:
+		status, word = http.StatusServiceUnavailable, "loading"
+		w.Header().Set("Retry-After", "1")
 	case domain.CodeConflict:
 		status, word = http.StatusConflict, "conflict"
 	case domain.CodeConfirmRequired:

@@ -18,8 +18,10 @@ import (
 	"github.com/looplab/eventhorizon/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidwall/gjson"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/index"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -51,7 +53,7 @@ type Query struct {
 type queryView struct {
 	stores    map[string]*Store
 	userIDKey string
-	subs      *subIndex
+	subs      *index.Subscriptions
 	people    *linkIndex
 	pending   sync.WaitGroup
 	loaded    chan struct{}
@@ -94,7 +96,7 @@ func (q *Query) newView() *queryView {
 	for _, name := range q.engine.Projections() {
 		stores[name] = q.engine.Store(name)
 	}
-	return &queryView{stores: stores, userIDKey: q.userIDKey, subs: newSubIndex(), people: newLinkIndex(), loaded: make(chan struct{})}
+	return &queryView{stores: stores, userIDKey: q.userIDKey, subs: index.NewSubscriptions(), people: newLinkIndex(), loaded: make(chan struct{})}
 }
 
 // sameGenerations reports whether v reads the stores the engine has now.
@@ -156,8 +158,11 @@ func (v *queryView) run(ctx context.Context) {
 		{domain.ProjectionCustomers, domain.KindCustomer + ".", v.applyCustomer},
 		{domain.ProjectionOrders, domain.KindOrder + ".", v.applyOrder},
 	}
+	// The initial values are sorted into the subscriptions index at once
+	// when every bucket has delivered them, before any list reads it.
+	v.subs.StartLoad()
 	v.pending.Add(len(watch))
-	go func() { v.pending.Wait(); close(v.loaded) }()
+	go func() { v.pending.Wait(); v.subs.FinishLoad(); close(v.loaded) }()
 	for _, w := range watch {
 		store := v.stores[w.projection]
 		if store == nil {
@@ -173,18 +178,36 @@ func (v *queryView) run(ctx context.Context) {
 // started.
 func (q *Query) Ready() <-chan struct{} { return q.ready }
 
-// loadedView waits for the indexes' initial load, at most 30 s or ctx,
-// and returns the view queries read now.
+// Loading reports whether the indexes are still loading the records
+// stored when Run started; until they hold them all, lists and counts
+// answer BILLFOLD-INDEX-LOADING rather than from a half-built index.
+func (q *Query) Loading() bool {
+	select {
+	case <-q.ready:
+		return false
+	default:
+		return true
+	}
+}
+
+// indexWait is how long a list waits for the indexes' initial load
+// before it answers BILLFOLD-INDEX-LOADING: long enough for a small store
+// (a process that just started), short enough that a client of a large
+// one is told to come back instead of hanging.
+const indexWait = 2 * time.Second
+
+// loadedView waits for the indexes' initial load, at most indexWait or
+// ctx, and returns the view queries read now.
 func (q *Query) loadedView(ctx context.Context) (*queryView, error) {
-	t := time.NewTimer(30 * time.Second)
+	t := time.NewTimer(indexWait)
 	defer t.Stop()
 	select {
 	case <-q.ready:
 		return q.view.Load(), nil
 	case <-t.C:
-		return nil, domain.Errorf(domain.CodeStoreUnavailable, "query indexes still loading")
+		return nil, domain.Errorf(domain.CodeIndexLoading, "the query indexes are still loading the stored records; retry shortly")
 	case <-ctx.Done():
-		return nil, domain.Wrap(domain.CodeStoreUnavailable, ctx.Err(), "query indexes still loading")
+		return nil, domain.Wrap(domain.CodeIndexLoading, ctx.Err(), "the query indexes are still loading the stored records")
 	}
 }
 
@@ -239,12 +262,30 @@ type indexedRecord struct {
 	} `json:"record"`
 }
 
+// decodeIndexed is the one place the indexes decode a stored value. It
+// picks the few fields the indexes need out of the record part (gjson
+// walks the bytes without building anything, and stops at the end of the
+// record, before the merge state that is most of a value's bytes); at a
+// million records a full decode of each value was most of a restart's
+// index load. A value without a record id is no record (nil, false); the
+// values are the reducers' own writes, so they are not validated beyond
+// that.
 func decodeIndexed(value []byte) (*indexedRecord, bool) {
 	if value == nil {
 		return nil, false
 	}
+	rec := gjson.GetBytes(value, "record")
+	if !rec.IsObject() {
+		return nil, false
+	}
+	f := gjson.GetMany(rec.Raw, "provider", "id", "customer_id", "state", "links", "deleted")
 	var r indexedRecord
-	if json.Unmarshal(value, &r) != nil || r.Record.ID == "" {
+	r.Record.Provider, r.Record.ID, r.Record.CustomerID, r.Record.State = f[0].String(), f[1].String(), f[2].String(), f[3].String()
+	r.Record.Deleted = f[5].Bool()
+	if f[4].IsArray() && json.Unmarshal([]byte(f[4].Raw), &r.Record.Links) != nil {
+		return nil, false
+	}
+	if r.Record.ID == "" {
 		return nil, false
 	}
 	return &r, true
@@ -253,10 +294,11 @@ func decodeIndexed(value []byte) (*indexedRecord, bool) {
 func (v *queryView) applySubscription(_ string, id uuid.UUID, value []byte) {
 	r, ok := decodeIndexed(value)
 	if !ok {
-		v.subs.remove(id)
+		v.subs.Delete(id)
 		return
 	}
-	v.subs.upsert(id, r.Record.Provider, r.Record.ID, r.Record.CustomerID, domain.LifecycleState(r.Record.State))
+	v.subs.Put(index.Subscription{Key: id, Provider: r.Record.Provider, ID: r.Record.ID, Customer: r.Record.CustomerID,
+		State: domain.LifecycleState(r.Record.State)})
 }
 
 func (v *queryView) applyCustomer(_ string, id uuid.UUID, value []byte) {
@@ -279,7 +321,7 @@ func (v *queryView) applyOrder(_ string, id uuid.UUID, value []byte) {
 		v.people.removeOrder(id)
 		return
 	}
-	v.people.upsertOrder(id, ident{r.Record.Provider, r.Record.CustomerID}, pos{r.Record.Provider, r.Record.ID}, r.Record.Links)
+	v.people.upsertOrder(id, ident{r.Record.Provider, r.Record.CustomerID}, index.Position{Provider: r.Record.Provider, ID: r.Record.ID}, r.Record.Links)
 }
 
 // ---------------------------------------------------------------------------
@@ -598,11 +640,11 @@ func ParseLimit(s string) (int, error) {
 
 // encodeCursor and decodeCursor: a cursor is the position of the last
 // record of a page, opaque to callers (base64url).
-func encodeCursor(p pos) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(p.provider + "\n" + p.id))
+func encodeCursor(p index.Position) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(p.Provider + "\n" + p.ID))
 }
 
-func decodeCursor(s string) (*pos, error) {
+func decodeCursor(s string) (*index.Position, error) {
 	if s == "" {
 		return nil, nil
 	}
@@ -611,7 +653,7 @@ func decodeCursor(s string) (*pos, error) {
 	if err != nil || !ok || id == "" {
 		return nil, domain.Errorf(domain.CodeBadRequest, "cursor %q is not a cursor this API returned", s)
 	}
-	return &pos{provider, id}, nil
+	return &index.Position{Provider: provider, ID: id}, nil
 }
 
 // ValidateFilter checks a filter's state.
@@ -645,10 +687,10 @@ func (q *Query) ListSubscriptions(ctx context.Context, f SubscriptionFilter, lim
 	if err != nil {
 		return Page{}, err
 	}
-	entries, more := v.subs.list(f, limit, after)
+	entries, more := v.subs.List(index.Filter{State: f.State, Provider: f.Provider, Customer: f.Customer}, limit, after)
 	keys := make([]string, len(entries))
 	for i, e := range entries {
-		keys[i] = e.key()
+		keys[i] = subscriptionKey(e)
 	}
 	records, err := v.readMany(ctx, domain.ProjectionSubscriptions, keys)
 	if err != nil {
@@ -668,7 +710,7 @@ func (q *Query) ListSubscriptions(ctx context.Context, f SubscriptionFilter, lim
 		page.Items = append(page.Items, r)
 	}
 	if more && len(entries) > 0 {
-		page.NextCursor = encodeCursor(entries[len(entries)-1].pos())
+		page.NextCursor = encodeCursor(entries[len(entries)-1].Pos())
 	}
 	return page, nil
 }
@@ -680,7 +722,7 @@ func (q *Query) Counts(ctx context.Context) (map[domain.LifecycleState]int, erro
 	if err != nil {
 		return nil, err
 	}
-	return v.subs.counts(), nil
+	return v.subs.Counts(), nil
 }
 
 // CustomerSubscriptions returns the subscriptions of a customer and of
@@ -693,9 +735,13 @@ func (q *Query) CustomerSubscriptions(ctx context.Context, provider, id string) 
 		return Page{}, err
 	}
 	group, known := v.people.identities(ident{provider, id})
+	customers := make([]index.Customer, len(group))
+	for i, c := range group {
+		customers[i] = index.Customer{Provider: c.provider, ID: c.id}
+	}
 	var keys []string
-	for _, e := range v.subs.ofCustomers(group) {
-		keys = append(keys, e.key())
+	for _, e := range v.subs.OfCustomers(customers) {
+		keys = append(keys, subscriptionKey(e))
 	}
 	return v.customerPage(ctx, domain.ProjectionSubscriptions, keys, known, provider, id)
 }
@@ -710,6 +756,11 @@ func (q *Query) CustomerOrders(ctx context.Context, provider, id string) (Page, 
 	}
 	group, known := v.people.identities(ident{provider, id})
 	return v.customerPage(ctx, domain.ProjectionOrders, v.people.ordersOf(group), known, provider, id)
+}
+
+// subscriptionKey is the store key of an indexed subscription.
+func subscriptionKey(s index.Subscription) string {
+	return domain.RecordKey(domain.KindSubscription, s.Key)
 }
 
 func (v *queryView) customerPage(ctx context.Context, projection string, keys []string, known bool, provider, id string) (Page, error) {
@@ -727,178 +778,6 @@ func (v *queryView) customerPage(ctx context.Context, projection string, keys []
 }
 
 // ---------------------------------------------------------------------------
-// The subscriptions index.
-
-// subEntry is one subscription in the index.
-type subEntry struct {
-	uid      uuid.UUID // the store key is subscription.<uid>
-	provider string
-	id       string
-	customer string
-	state    domain.LifecycleState
-}
-
-func (e *subEntry) pos() pos { return pos{e.provider, e.id} }
-
-func (e *subEntry) key() string { return domain.RecordKey(domain.KindSubscription, e.uid) }
-
-// subIndex indexes subscriptions by state (a sorted list per state), in
-// one sorted list of all, and by customer id.
-type subIndex struct {
-	mu         sync.RWMutex
-	byID       map[uuid.UUID]*subEntry
-	all        sortedList
-	byState    map[domain.LifecycleState]*sortedList
-	byCustomer map[string][]*subEntry
-	intern     map[string]string
-}
-
-func newSubIndex() *subIndex {
-	x := &subIndex{
-		byID:       map[uuid.UUID]*subEntry{},
-		byState:    map[domain.LifecycleState]*sortedList{},
-		byCustomer: map[string][]*subEntry{},
-		intern:     map[string]string{},
-	}
-	for _, s := range domain.LifecycleStates {
-		x.byState[s] = &sortedList{}
-	}
-	return x
-}
-
-// internStr keeps one copy of the few distinct providers and states.
-func (x *subIndex) internStr(s string) string {
-	if v, ok := x.intern[s]; ok {
-		return v
-	}
-	if len(x.intern) < 64 {
-		x.intern[s] = s
-	}
-	return s
-}
-
-func (x *subIndex) upsert(id uuid.UUID, provider, subID, customer string, state domain.LifecycleState) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	provider = x.internStr(provider)
-	state = domain.LifecycleState(x.internStr(string(state)))
-	if old := x.byID[id]; old != nil {
-		if old.provider == provider && old.id == subID && old.customer == customer && old.state == state {
-			return
-		}
-		x.unlink(old)
-	}
-	e := &subEntry{uid: id, provider: provider, id: subID, customer: customer, state: state}
-	x.byID[id] = e
-	x.all.insert(e)
-	l := x.byState[state]
-	if l == nil { // a state this build does not know: listed under no state
-		l = &sortedList{}
-		x.byState[state] = l
-	}
-	l.insert(e)
-	if customer != "" {
-		x.byCustomer[customer] = append(x.byCustomer[customer], e)
-	}
-}
-
-func (x *subIndex) remove(id uuid.UUID) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if old := x.byID[id]; old != nil {
-		x.unlink(old)
-		delete(x.byID, id)
-	}
-}
-
-func (x *subIndex) unlink(e *subEntry) {
-	x.all.remove(e)
-	if l := x.byState[e.state]; l != nil {
-		l.remove(e)
-	}
-	if e.customer != "" {
-		s := slices.DeleteFunc(x.byCustomer[e.customer], func(o *subEntry) bool { return o == e })
-		if len(s) == 0 {
-			delete(x.byCustomer, e.customer)
-		} else {
-			x.byCustomer[e.customer] = s
-		}
-	}
-}
-
-// list returns up to limit entries matching f after the cursor, and
-// whether more may follow.
-func (x *subIndex) list(f SubscriptionFilter, limit int, after *pos) ([]*subEntry, bool) {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	match := func(e *subEntry) bool {
-		return (f.State == "" || e.state == f.State) && (f.Provider == "" || e.provider == f.Provider) &&
-			(f.Customer == "" || e.customer == f.Customer)
-	}
-	var out []*subEntry
-	if f.Customer != "" {
-		// A customer has few subscriptions: filter and sort them.
-		for _, e := range x.byCustomer[f.Customer] {
-			if match(e) && (after == nil || comparePos(e.pos(), *after) > 0) {
-				out = append(out, e)
-			}
-		}
-		slices.SortFunc(out, func(a, b *subEntry) int { return comparePos(a.pos(), b.pos()) })
-		if len(out) > limit {
-			return out[:limit], true
-		}
-		return out, false
-	}
-	l := &x.all
-	if f.State != "" {
-		l = x.byState[f.State]
-	}
-	start, strict := pos{provider: f.Provider}, false
-	if after != nil && comparePos(*after, start) >= 0 {
-		start, strict = *after, true
-	}
-	more := false
-	l.ascend(start, strict, func(e *subEntry) bool {
-		if f.Provider != "" && e.provider != f.Provider {
-			return false // past the provider's range
-		}
-		if len(out) == limit {
-			more = true
-			return false
-		}
-		out = append(out, e)
-		return true
-	})
-	return out, more
-}
-
-func (x *subIndex) counts() map[domain.LifecycleState]int {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	out := map[domain.LifecycleState]int{}
-	for _, s := range domain.LifecycleStates {
-		out[s] = x.byState[s].len()
-	}
-	return out
-}
-
-// ofCustomers returns the subscriptions of the identities, in order.
-func (x *subIndex) ofCustomers(ids []ident) []*subEntry {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	var out []*subEntry
-	for _, c := range ids {
-		for _, e := range x.byCustomer[c.id] {
-			if e.provider == c.provider {
-				out = append(out, e)
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b *subEntry) int { return comparePos(a.pos(), b.pos()) })
-	return slices.CompactFunc(out, func(a, b *subEntry) bool { return a == b })
-}
-
-// ---------------------------------------------------------------------------
 // Customers by link, orders by customer and link.
 
 // ident is a customer at a provider.
@@ -911,7 +790,7 @@ type custEntry struct {
 
 type orderEntry struct {
 	key      string
-	pos      pos
+	pos      index.Position
 	customer ident
 	links    []domain.Link
 }
@@ -974,7 +853,7 @@ func (x *linkIndex) unlinkCustomer(id uuid.UUID) {
 	}
 }
 
-func (x *linkIndex) upsertOrder(id uuid.UUID, customer ident, p pos, links []domain.Link) {
+func (x *linkIndex) upsertOrder(id uuid.UUID, customer ident, p index.Position, links []domain.Link) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.unlinkOrder(id)
@@ -1052,7 +931,7 @@ func (x *linkIndex) ordersOf(ids []ident) []string {
 		}
 	}
 	orders := slices.Collect(maps.Keys(set))
-	slices.SortFunc(orders, func(a, b *orderEntry) int { return comparePos(a.pos, b.pos) })
+	slices.SortFunc(orders, func(a, b *orderEntry) int { return index.ComparePositions(a.pos, b.pos) })
 	keys := make([]string, len(orders))
 	for i, o := range orders {
 		keys[i] = o.key

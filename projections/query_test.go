@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"slices"
 	"sort"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
+	"github.com/billfold/billfold/projections/index"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -67,10 +67,7 @@ func (f *queryFixture) putSub(s domain.SubscriptionRecord) {
 func (f *queryFixture) waitCount(n int) {
 	f.t.Helper()
 	require.Eventually(f.t, func() bool {
-		subs := f.q.view.Load().subs
-		subs.mu.RLock()
-		defer subs.mu.RUnlock()
-		return subs.all.len() == n
+		return f.q.view.Load().subs.Len() == n
 	}, 10*time.Second, 10*time.Millisecond)
 }
 
@@ -128,7 +125,7 @@ func TestQueryListFiltersPagingAndCounts(t *testing.T) {
 			}
 		}
 		sort.Slice(out, func(i, j int) bool {
-			return comparePos(pos{out[i].Provider, out[i].ID}, pos{out[j].Provider, out[j].ID}) < 0
+			return index.ComparePositions(index.Position(out[i]), index.Position(out[j])) < 0
 		})
 		return out
 	}
@@ -306,48 +303,4 @@ func TestQueryAsOf(t *testing.T) {
 	assert.Equal(t, domain.StatePastDue, state(t0.Add(2*time.Hour)))
 	_, err := f.q.AsOf(ctx, domain.KindSubscription, "stripe", "sub_1", t0.Add(-time.Minute))
 	assert.Equal(t, domain.CodeNotFound, domain.ErrorCode(err))
-}
-
-// BenchmarkListFirstPage measures a filtered first page (state and
-// provider, 100 records) over an index of 1,000,000 subscriptions,
-// inserted directly: the index part of GET /v1/subscriptions.
-func BenchmarkListFirstPage(b *testing.B) {
-	var m0, m1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m0)
-	x := newSubIndex()
-	rng := rand.New(rand.NewPCG(3, 4))
-	providers := []string{"stripe", "braintree"}
-	const n = 1_000_000
-	for i := range n {
-		p := providers[rng.IntN(2)]
-		id := fmt.Sprintf("sub_%08d", rng.IntN(1<<31))
-		x.upsert(domain.AggregateID(p, "subscription", id), p, id, fmt.Sprintf("cus_%d", i%300_000),
-			domain.LifecycleStates[rng.IntN(len(domain.LifecycleStates))])
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&m1)
-	filters := []SubscriptionFilter{
-		{State: domain.StatePastDue, Provider: "stripe"},
-		{State: domain.StateActive},
-		{State: domain.StateEnded, Provider: "braintree"},
-		{Provider: "braintree"},
-		{Customer: "cus_1234", State: domain.StateActive},
-	}
-	durations := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		start := time.Now()
-		page, _ := x.list(filters[i%len(filters)], DefaultListLimit, nil)
-		durations = append(durations, time.Since(start))
-		if len(page) == 0 && filters[i%len(filters)].Customer == "" {
-			b.Fatal("empty page")
-		}
-	}
-	b.StopTimer()
-	slices.Sort(durations)
-	p99 := durations[min(len(durations)-1, len(durations)*99/100)]
-	b.ReportMetric(float64(p99.Nanoseconds())/1e6, "p99-ms")
-	b.ReportMetric(float64(m1.HeapAlloc-min(m0.HeapAlloc, m1.HeapAlloc))/(1<<20), "index-MB")
-	runtime.KeepAlive(x)
 }

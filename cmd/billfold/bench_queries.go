@@ -26,7 +26,59 @@ import (
 // at half that rate. The limits read the same records straight from the KV
 // bucket: one Get per lookup, and a page's records in one batched direct
 // get (projections.LatestValues, as the query layer reads them) per list.
+// It also reports the whole process's peak resident memory and the
+// garbage collector's share of CPU over the phase, load included.
 func benchQueries(ctx context.Context, b *benchRun) ([]benchRow, error) {
+	sampler := startProcessSampler(b.o.peakProfile)
+	rows, err := benchQueryFigures(ctx, b)
+	proc := sampler.finish()
+	if err != nil {
+		return nil, err
+	}
+	const whole = "the whole bench process over the phase, load included: engine, embedded NATS server, query indexes and the bench's clients"
+	rows = append(rows,
+		benchRow{Figure: "peak resident memory", Unit: "MiB", Value: float64(proc.PeakRSS) / (1 << 20), Note: whole}.
+			withTarget("< 1024 MiB", proc.PeakRSS < 1<<30),
+		benchRow{Figure: "GC share of CPU", Unit: "%", Value: proc.GCShare * 100,
+			Note: "runtime/metrics /cpu/classes/gc/total over /cpu/classes/total, " + whole}.
+			withTarget("< 5 %", proc.GCShare < 0.05))
+	took, err := b.indexLoad(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows = append(rows, benchRow{Figure: "query index ready after a restart", Unit: "s", Value: took.Seconds(),
+		Note: "a second billfold engine on the same NATS, from its start until its query indexes hold every stored record (lists answer BILLFOLD-INDEX-LOADING until then); the NATS server's own start is not in it"}.
+		withTarget("< 30 s", took < 30*time.Second))
+	return rows, nil
+}
+
+// indexLoad starts a second engine and query API on the server, as a
+// billfold process that restarts (or joins the cluster) does, and times
+// its query indexes' load of every stored record.
+func (b *benchRun) indexLoad(ctx context.Context) (time.Duration, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	projs := reducers.All(reducers.DefaultOptions())
+	engine, err := projections.NewEngine(ctx, b.js, projs, projections.EngineOptions{Replicas: 1})
+	if err != nil {
+		return 0, err
+	}
+	q := projections.NewQuery(engine, projs, "")
+	done := make(chan struct{})
+	go func() { q.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-q.Ready():
+		return time.Since(start), nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(5 * time.Minute):
+		return 0, fmt.Errorf("a restarted query index did not load in 5 minutes")
+	}
+}
+
+func benchQueryFigures(ctx context.Context, b *benchRun) ([]benchRow, error) {
 	o := b.o
 	kv, err := b.js.KeyValue(ctx, domain.ProjectionBucket(domain.ProjectionSubscriptions, 1))
 	if err != nil {

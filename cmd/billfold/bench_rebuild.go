@@ -1,15 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"strconv"
-	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/billfold/billfold/domain"
@@ -35,22 +30,7 @@ func benchRebuild(ctx context.Context, b *benchRun) ([]benchRow, error) {
 		return nil, fmt.Errorf("rebuild: the journal is empty; run it after ingest")
 	}
 
-	var peak atomic.Int64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			if rss := residentBytes(); rss > peak.Load() {
-				peak.Store(rss)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
+	sampler := startProcessSampler(b.o.peakProfile)
 	var rb projections.Rebuild
 	err := b.adminDo(ctx, http.MethodPost, "/v1/rebuilds", projections.RebuildRequest{Force: true}, &rb)
 	bar := newBar(int(max(rb.JournalHead, 1)), "rebuild", b.stderr)
@@ -60,8 +40,7 @@ func benchRebuild(ctx context.Context, b *benchRun) ([]benchRow, error) {
 		_ = bar.Set(int(min(rb.Folded, rb.JournalHead)))
 	}
 	_ = bar.Finish()
-	close(stop)
-	<-sampled
+	proc := sampler.finish()
 	if err != nil {
 		return nil, err
 	}
@@ -75,27 +54,9 @@ func benchRebuild(ctx context.Context, b *benchRun) ([]benchRow, error) {
 		benchRow{Figure: "events folded per second (fold, write, catch-up, switch)", Unit: "/s", Value: rate,
 			Note: fmt.Sprintf("%d events, %d records, %.1f s", rb.Folded, rb.Records, took)}.withLimit(ceiling, limitOf).
 			withTarget(">= 50% of the ordered read and >= 50,000/s", rate >= ceiling/2 && rate >= 50_000),
-		{Figure: "peak resident memory while rebuilding", Unit: "MiB", Value: float64(peak.Load()) / (1 << 20),
+		{Figure: "peak resident memory while rebuilding", Unit: "MiB", Value: float64(proc.PeakRSS) / (1 << 20),
 			Note: "the whole bench process: engine, NATS server and query indexes included"},
 	}, nil
-}
-
-// residentBytes is this process's resident set size, 0 where /proc is
-// not available.
-func residentBytes() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // adminDo calls the bench engine's admin API with its admin token and

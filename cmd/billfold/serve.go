@@ -224,6 +224,10 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	go rebuilds.Run(engineCtx)
 	defer func() { stopEngine(); <-engineDone }()
 
+	foldJobs := projections.NewFoldJobs(o.maxFoldJobs, 0)
+	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
+	query.FoldJobs = foldJobs
+	go query.Run(engineCtx)
 	admin := newAdminMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -231,19 +235,24 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
+		// The query indexes' state is a detail, not a verdict: deliveries
+		// are taken while they load; lists answer BILLFOLD-INDEX-LOADING.
+		index := "ready"
+		if query.Loading() {
+			index = "loading"
+		}
 		if err := journal.Ready(rctx); err != nil {
 			projections.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{
-				"status": "unavailable", "code": string(domain.ErrorCode(err)), "reason": err.Error(),
+				"status": "unavailable", "code": string(domain.ErrorCode(err)), "reason": err.Error(), "query_index": index,
 			})
 			return
 		}
-		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "query_index": index})
 	})
 	readAuth := projections.RequireToken(apiToken)
 	// /metrics names endpoints and counts refusals: behind the API token
 	// when there is one, like every other read.
 	admin.Handle("GET /metrics", readAuth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
-	foldJobs := projections.NewFoldJobs(o.maxFoldJobs, 0)
 	ledger := projections.NewLedger(engine)
 	ledger.RedactEndpoints(unsignedNames(endpoints))
 	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs}
@@ -255,9 +264,6 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	changes.SetLogger(log)
 	defer changes.Close()
 	admin.Handle("GET /v1/changes", changes)
-	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
-	query.FoldJobs = foldJobs
-	go query.Run(engineCtx)
 	query.Register(admin, readAuth)
 	doc := newDoctor(js, endpoints, engine, o, natsDescription(o, ns))
 	admin.Handle("GET /v1/doctor", readAuth(doc))
