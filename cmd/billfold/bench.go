@@ -26,7 +26,6 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
-	"github.com/billfold/billfold/projections/client"
 )
 
 // benchOptions are billfold bench's flags.
@@ -58,6 +57,7 @@ type benchPhase struct {
 // benchPhases run in this order; --phases picks a subset.
 var benchPhases = []benchPhase{
 	{"ingest", benchIngest},
+	{"e2e", benchE2E},
 	{"lag", benchLag},
 	{"queries", benchQueries},
 	{"rebuild", benchRebuild},
@@ -118,14 +118,14 @@ type benchMachine struct {
 func runBench(args []string, stdout, stderr io.Writer) int {
 	var o benchOptions
 	fs := newFlagSet("bench", stderr)
-	fs.IntVar(&o.events, "events", 20000, "ingest phase: deliveries at full rate (half as many again at half rate)")
+	fs.IntVar(&o.events, "events", 20000, "ingest and e2e phases: deliveries at full rate (ingest: half as many again at half rate)")
 	fs.IntVar(&o.customers, "customers", 2000, "customers the workload spreads over")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent senders and readers")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "lag phase: how long to deliver at --rate")
 	fs.Float64Var(&o.rate, "rate", 1000, "lag phase: deliveries per second")
 	fs.IntVar(&o.subscriptions, "subscriptions", 100_000, "queries phase: subscription records loaded into the store (the target is stated at 1,000,000)")
 	fs.IntVar(&o.queries, "queries", 20000, "queries phase: point lookups measured (lists: a tenth as many)")
-	fs.StringVar(&o.phases, "phases", "ingest,lag,queries", "phases to run, comma-separated")
+	fs.StringVar(&o.phases, "phases", "ingest,e2e,lag,queries", "phases to run, comma-separated")
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
 	fs.StringVar(&o.natsURL, "nats-url", "", "run against this NATS instead of an embedded one")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured phases to this file")
@@ -401,13 +401,8 @@ var settleTimeout = 15 * time.Minute
 // that a phase measures its own work and not the backlog of the one
 // before.
 func (b *benchRun) settle(ctx context.Context) error {
-	var consumers [][2]string
-	for _, p := range domain.Projections {
-		g := client.New(b.js).Generation(ctx, p)
-		consumers = append(consumers,
-			[2]string{domain.JournalStream, domain.ProjectorDurable(p, g)},
-			[2]string{domain.BucketStream(domain.ProjectionBucket(p, g)), domain.FeedDurable(p, g)})
-	}
+	ec := b.engineConsumers(ctx)
+	consumers := append(ec.projectors, ec.relays...)
 	var bar *progressbar.ProgressBar
 	defer func() {
 		if bar != nil {

@@ -30,11 +30,14 @@ func TestBenchSmoke(t *testing.T) {
 
 	var report benchReport
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &report), stdout.String())
-	assert.Equal(t, []string{"ingest", "lag", "queries"}, report.Phases)
+	assert.Equal(t, []string{"ingest", "e2e", "lag", "queries"}, report.Phases)
 	assert.Positive(t, report.Machine.CPUs)
 	want := map[string][]string{
 		"ingest": {"verified deliveries", "verified deliveries vs bare HTTP", "ACK p50 at full rate", "ACK p95 at full rate",
 			"ACK p99 at full rate", "ACK p99 at half rate"},
+		"e2e": {"time to acknowledge every delivery", "time until every projection folded the last event",
+			"events folded per second end to end", "time until the change feed relayed the last write",
+			"ordered read of the journal", "CPU per event (intake + fold + feed)"},
 		"lag": {"200 to readable p50", "200 to readable p99", "200 to readable max"},
 		"queries": {"subscriptions in the store", "point lookup", "point lookup p99 at half rate",
 			"first page by state", "first page by state p99 at half rate",

@@ -59,10 +59,7 @@ func (d delivery) request(base string, now time.Time) *http.Request {
 // with its invoices, a failed renewal, profile updates. Each workload
 // cycles through it customer by customer, so the mix of types is the same
 // at any --events.
-var customerJourney = []struct {
-	provider  domain.Provider
-	eventType string
-}{
+var customerJourney = []journeyStep{
 	{domain.Clerk, "user.created"},
 	{domain.Stripe, "customer.created"},
 	{domain.Stripe, "checkout.session.completed"},
@@ -73,6 +70,24 @@ var customerJourney = []struct {
 	{domain.Stripe, "invoice.payment_failed"},
 	{domain.Stripe, "customer.updated"},
 	{domain.Clerk, "user.updated"},
+}
+
+// journeyStep is one event of a journey: who sends it, of what type.
+type journeyStep struct {
+	provider  domain.Provider
+	eventType string
+}
+
+// onboardingJourney is the end-to-end phase's mix: each customer is new and
+// is seen once (a Clerk sign-up, the Stripe customer, a credits top-up, a
+// subscription and its first invoice), so almost every event creates or
+// changes a record no earlier event touched, as in a real onboarding.
+var onboardingJourney = []journeyStep{
+	{domain.Clerk, "user.created"},
+	{domain.Stripe, "customer.created"},
+	{domain.Stripe, "checkout.session.completed"},
+	{domain.Stripe, "customer.subscription.created"},
+	{domain.Stripe, "invoice.paid"},
 }
 
 // primaryProjection is the projection in which an event of a type is
@@ -91,11 +106,23 @@ func primaryProjection(eventType string) string {
 // event id: run tells this workload apart from every other of the process
 // and of earlier runs against the same server.
 func workload(run string, n, customers int, start time.Time) []delivery {
+	return journeyWorkload(customerJourney, run, n, customers, start)
+}
+
+// onboardingWorkload builds n deliveries of onboardingJourney, every
+// customer new.
+func onboardingWorkload(run string, n int, start time.Time) []delivery {
+	return journeyWorkload(onboardingJourney, run, n, n/len(onboardingJourney)+1, start)
+}
+
+// journeyWorkload builds n deliveries of journey, customer by customer,
+// cycling over customers.
+func journeyWorkload(journey []journeyStep, run string, n, customers int, start time.Time) []delivery {
 	customers = max(customers, 1)
 	out := make([]delivery, n)
 	for i := range n {
-		step := customerJourney[i%len(customerJourney)]
-		c := (i / len(customerJourney)) % customers
+		step := journey[i%len(journey)]
+		c := (i / len(journey)) % customers
 		at := start.Add(time.Duration(i) * time.Millisecond)
 		ids := benchIDs{run: run, customer: c, seq: i}
 		if step.provider == domain.Clerk {
