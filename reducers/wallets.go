@@ -23,6 +23,12 @@ type walletMerge struct {
 	Known   bool                   `json:"known,omitempty"`
 	Deleted bool                   `json:"deleted,omitempty"`
 	Entries map[string]walletEntry `json:"entries,omitempty"`
+	// TopUps is, by top-up, the version of the top-up its entries were
+	// set from. A top-up changes by compare-and-set, so its versions are
+	// one chain; keeping the entries of the highest version makes the
+	// wallet independent of the order in which processes that read
+	// different versions of a top-up write it.
+	TopUps map[string]int `json:"topups,omitempty"`
 }
 
 type walletEntry struct {
@@ -193,6 +199,13 @@ func (w Wallets) deriveTopUp(r *TopUp, m *topUpMerge, id string) {
 // setTopUpEntries writes a top-up's entries into its user's wallet: the
 // credit, and its reversal while the top-up is fully refunded.
 func setTopUpEntries(wm *walletMerge, id string, t TopUp, m topUpMerge) {
+	if wm.TopUps[id] > t.Version {
+		return // set from a later version of the top-up already
+	}
+	if wm.TopUps == nil {
+		wm.TopUps = map[string]int{}
+	}
+	wm.TopUps[id] = t.Version
 	if wm.Entries == nil {
 		wm.Entries = map[string]walletEntry{}
 	}
