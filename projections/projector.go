@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
@@ -45,6 +46,8 @@ type Projector struct {
 	metrics    *ProjectorMetrics
 	log        *slog.Logger
 	retry      RetryPolicy
+	// batch is the most events folded in one burst (0: DefaultBatch).
+	batch int
 	// from is the journal sequence a new consumer starts at (0: the
 	// beginning); a rebuild's projector starts after what it folded.
 	from uint64
@@ -112,10 +115,25 @@ func (pr *Projector) runOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return consume(ctx, c, 256, func(msg jetstream.Msg) error {
-		pr.handle(ctx, msg)
+	return consumeBatches(ctx, c, pr.batchSize(), func(msgs []jetstream.Msg) error {
+		pr.handleBatch(ctx, msgs)
 		return nil
 	})
+}
+
+// DefaultBatch is how many journal events a projector pulls and folds
+// before it waits for their writes: a burst of at most this many events.
+const DefaultBatch = 256
+
+// Batch sets how many journal events the projector folds in one burst of
+// writes (1: one event at a time).
+func (pr *Projector) Batch(n int) *Projector { pr.batch = n; return pr }
+
+func (pr *Projector) batchSize() int {
+	if pr.batch <= 0 {
+		return DefaultBatch
+	}
+	return pr.batch
 }
 
 // pullHeartbeat is how often the server confirms an idle pull request.
@@ -131,6 +149,20 @@ const pullHeartbeat = time.Second
 // handle, until ctx ends (nil) or the pull or handle fails (that error).
 // A pull the server lost (no heartbeat) is re-issued at once.
 func consume(ctx context.Context, c jetstream.Consumer, batch int, handle func(jetstream.Msg) error) error {
+	return consumeBatches(ctx, c, batch, func(msgs []jetstream.Msg) error {
+		for _, msg := range msgs {
+			if err := handle(msg); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// consumeBatches is consume handing over, at once, up to batch messages
+// that have already arrived: a batch never waits for messages still to
+// come, so a quiet stream is folded event by event.
+func consumeBatches(ctx context.Context, c jetstream.Consumer, batch int, handle func([]jetstream.Msg) error) error {
 	for {
 		err := consumeOnce(ctx, c, batch, handle)
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() != nil {
@@ -139,7 +171,11 @@ func consume(ctx context.Context, c jetstream.Consumer, batch int, handle func(j
 	}
 }
 
-func consumeOnce(ctx context.Context, c jetstream.Consumer, batch int, handle func(jetstream.Msg) error) error {
+// drainWait is how long a batch waits for a message the client may
+// already hold: long enough to take what is buffered.
+const drainWait = 100 * time.Microsecond
+
+func consumeOnce(ctx context.Context, c jetstream.Consumer, batch int, handle func([]jetstream.Msg) error) error {
 	it, err := c.Messages(jetstream.PullMaxMessages(batch), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		return err
@@ -147,47 +183,94 @@ func consumeOnce(ctx context.Context, c jetstream.Consumer, batch int, handle fu
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
+	msgs := make([]jetstream.Msg, 0, batch)
 	for {
 		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
+		for err == nil {
+			msgs = append(msgs, msg)
+			if len(msgs) >= batch {
+				break
 			}
-			return err
+			msg, err = it.Next(jetstream.NextMaxWait(drainWait))
 		}
-		if err := handle(msg); err != nil {
+		if len(msgs) > 0 {
+			if err := handle(msgs); err != nil {
+				return err
+			}
+			msgs = msgs[:0]
+		}
+		switch {
+		case err == nil, errors.Is(err, nats.ErrTimeout):
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return nil
+		default:
 			return err
 		}
 	}
 }
 
-// handle folds one journal message and acknowledges it, unless ctx ended
-// first: then it is left for redelivery.
-func (pr *Projector) handle(ctx context.Context, msg jetstream.Msg) {
-	meta, err := msg.Metadata()
-	if err != nil {
-		pr.log.Error("journal message without metadata", "error", err)
-		return
+// handleBatch folds a batch of journal messages in one burst of writes
+// and acknowledges each, unless ctx ended first: then the batch is left
+// for redelivery. Events are folded in journal order; an event whose
+// write was not stored is folded again, one at a time, after the burst.
+func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
+	b := newBurst(ctx, pr.store)
+	envs := make([]*domain.Envelope, len(msgs))
+	folded := make([]bool, len(msgs)) // staged in the burst, or to be retried
+	for i, msg := range msgs {
+		meta, err := msg.Metadata()
+		if err != nil {
+			pr.log.Error("journal message without metadata", "error", err)
+			continue
+		}
+		env, err := domain.DecodeEnvelope(msg.Headers(), msg.Data(), meta.Sequence.Stream)
+		envs[i] = &env
+		if err != nil {
+			pr.deadLetter(ctx, &env, 0, err, nil)
+			continue
+		}
+		if !pr.projection.Handles(env.Provider, env.EventType) {
+			pr.metrics.skipped(pr.projection.Name())
+			continue
+		}
+		t := b.tx(i)
+		changes, err := pr.projection.Apply(&env, t)
+		if err == nil {
+			err = t.stage(changes, Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence})
+		}
+		switch {
+		case err == nil:
+			folded[i] = true
+		case domain.Permanent(err):
+			pr.deadLetter(ctx, &env, 1, err, nil)
+		default:
+			folded[i] = true // the store's failure: retried below
+			b.failed[i] = err
+		}
 	}
-	env, err := domain.DecodeEnvelope(msg.Headers(), msg.Data(), meta.Sequence.Stream)
-	if err == nil && !pr.projection.Handles(env.Provider, env.EventType) {
-		pr.metrics.skipped(pr.projection.Name())
-		_ = msg.Ack()
-		return
-	}
-	attempts := 0
-	if err == nil {
-		attempts, err = pr.apply(ctx, &env, func() { _ = msg.InProgress() })
+	b.flush()
+	for i, msg := range msgs {
+		if _, failed := b.failed[i]; !failed {
+			continue
+		}
+		attempts, err := pr.apply(ctx, envs[i], func() { _ = msg.InProgress() })
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			pr.deadLetter(ctx, envs[i], attempts, err, nil)
+			folded[i] = false
+		}
 	}
 	if ctx.Err() != nil {
 		return
 	}
-	if err != nil {
-		pr.deadLetter(ctx, &env, attempts, err, nil)
-	} else {
-		pr.metrics.applied(pr.projection.Name())
+	for i, msg := range msgs {
+		if folded[i] {
+			pr.metrics.applied(pr.projection.Name())
+		}
+		_ = msg.Ack()
 	}
-	_ = msg.Ack()
 }
 
 // apply folds env, retrying lost compare-and-set races at once and store

@@ -1,0 +1,160 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest"
+	"github.com/billfold/billfold/ingest/samples"
+	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/reducers"
+	"github.com/billfold/billfold/test/natstest"
+)
+
+// The batched fold equals the one-event-at-a-time fold: over generated
+// histories (Stripe events of a few customers in any order, Clerk users,
+// same-second events), each projection folded by one projector taking one
+// event at a time, and by two projectors sharing a consumer and folding in
+// bursts of random size (several billfold processes racing each other's
+// compare-and-set writes), stores the same records.
+func TestBatchedFoldEqualsOneAtATime(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	ctx := context.Background()
+	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
+	_, err := js.CreateOrUpdateStream(ctx, projections.DeadLetterConfig(1))
+	require.NoError(t, err)
+	journal := ingest.NewJournal(nc, js)
+	projs := reducers.All(reducers.DefaultOptions())
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	check := 0
+
+	rapid.Check(t, func(rt *rapid.T) {
+		check++
+		gen := 2 * check // this check's generations: gen one at a time, gen+1 in bursts
+		stream, err := js.Stream(ctx, domain.JournalStream)
+		require.NoError(rt, err)
+		info, err := stream.Info(ctx)
+		require.NoError(rt, err)
+		from := info.State.LastSeq + 1
+
+		types := samples.StripeTypes()
+		for c := range rapid.IntRange(1, 4).Draw(rt, "customers") {
+			// Sample objects' ids derive from type and time: an hour per
+			// customer keeps customers' objects apart, while a customer's
+			// events of one type and second are events of one object.
+			at := base.Add(time.Duration(check*10+c) * time.Hour)
+			topUps := rapid.Bool().Draw(rt, "top-ups")
+			for i := range rapid.IntRange(1, 12).Draw(rt, "events") {
+				typ := rapid.SampledFrom(types).Draw(rt, "type")
+				s := samples.Stripe{EventID: fmt.Sprintf("evt_%d_%d_%d", check, c, i), Type: typ,
+					Created:    at.Add(time.Duration(rapid.IntRange(0, 2).Draw(rt, "second")) * time.Second),
+					CustomerID: fmt.Sprintf("cus_%d_%d", check, c), SubscriptionID: fmt.Sprintf("sub_%d_%d", check, c)}
+				if typ == "checkout.session.completed" && topUps {
+					s.Object = map[string]any{"metadata": map[string]any{"user_id": fmt.Sprintf("user_%d_%d", check, c), "credits": "100"}}
+				}
+				appendEnvelope(rt, journal, &domain.Envelope{Provider: domain.Stripe, Endpoint: "stripe", EventID: s.EventID,
+					EventType: typ, Created: s.Created, Received: time.Now(), Verification: domain.VerifiedSignature, Body: s.Event()})
+			}
+			if rapid.Bool().Draw(rt, "user") {
+				typ := rapid.SampledFrom([]string{"user.created", "user.updated", "user.deleted"}).Draw(rt, "user type")
+				appendEnvelope(rt, journal, &domain.Envelope{Provider: domain.Clerk, Endpoint: "clerk", EventID: fmt.Sprintf("msg_%d_%d", check, c),
+					EventType: typ, Created: at, Received: time.Now(), Verification: domain.VerifiedSignature,
+					Body: samples.ClerkUser(typ, fmt.Sprintf("user_%d_%d", check, c), at)})
+			}
+		}
+		batch := rapid.IntRange(2, 64).Draw(rt, "batch")
+
+		var wg sync.WaitGroup
+		buckets := make([][2]string, len(projs))
+		for i, p := range projs {
+			wg.Go(func() {
+				buckets[i] = [2]string{runProjectors(rt, js, p, gen, from, 1, 1), runProjectors(rt, js, p, gen+1, from, batch, 2)}
+			})
+		}
+		wg.Wait()
+		for i, p := range projs {
+			one, burst := bucketContents(rt, js, buckets[i][0]), bucketContents(rt, js, buckets[i][1])
+			for k, v := range one {
+				if burst[k] != v {
+					rt.Fatalf("%s %s:\none at a time: %s\nin bursts:      %s", p.Name(), k, v, burst[k])
+				}
+			}
+			for k := range burst {
+				if _, ok := one[k]; !ok {
+					rt.Fatalf("%s %s only in bursts: %s", p.Name(), k, burst[k])
+				}
+			}
+		}
+	})
+}
+
+func appendEnvelope(t require.TestingT, j *ingest.Journal, env *domain.Envelope) {
+	_, err := j.Append(context.Background(), env)
+	require.NoError(t, err)
+}
+
+// runProjectors folds the journal from sequence from into a new store of
+// p's generation gen with n projectors folding up to batch events at once,
+// and returns the store's bucket once they have caught up.
+func runProjectors(t *rapid.T, js jetstream.JetStream, p reducers.Projection, gen int, from uint64, batch, n int) string {
+	ctx, cancel := context.WithCancel(context.Background())
+	store, err := projections.EnsureStore(ctx, js, p.Name(), gen, 1)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	var durable string
+	for range n {
+		// Each its own Store, as each billfold process has its own cache.
+		s, err := projections.EnsureStore(ctx, js, p.Name(), gen, 1)
+		require.NoError(t, err)
+		pr := projections.NewProjector(p, js, s, nil, quietLog, projections.RetryPolicy{}).
+			From(from).Batch(batch)
+		_, err = pr.EnsureConsumer(ctx)
+		require.NoError(t, err)
+		durable = pr.Durable()
+		wg.Go(func() { _ = pr.Run(ctx) })
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := js.Consumer(ctx, domain.JournalStream, durable)
+		require.NoError(t, err)
+		info, err := c.Info(ctx)
+		require.NoError(t, err)
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			return store.Bucket()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still behind: %d pending, %d unacknowledged", durable, info.NumPending, info.NumAckPending)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func mustBucket(t require.TestingT, js jetstream.JetStream, bucket string) jetstream.KeyValue {
+	kv, err := js.KeyValue(context.Background(), bucket)
+	require.NoError(t, err)
+	return kv
+}
+
+// bucketContents reads every record of a bucket.
+func bucketContents(t require.TestingT, js jetstream.JetStream, bucket string) map[string]string {
+	ctx := context.Background()
+	kv := mustBucket(t, js, bucket)
+	out := map[string]string{}
+	keys, err := kv.ListKeys(ctx)
+	require.NoError(t, err)
+	for k := range keys.Keys() {
+		e, err := kv.Get(ctx, k)
+		require.NoError(t, err)
+		out[k] = string(e.Value())
+	}
+	return out
+}
