@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -85,6 +86,30 @@ type Envelope struct {
 	Sequence uint64
 	// Body is the raw verified request body.
 	Body []byte
+	// Facts, when set, memoizes the normalization of Body (Normalized):
+	// envelopes of one journal event that share it decode the payload
+	// once, for every projection that folds it.
+	Facts *Facts
+}
+
+// Facts is the memo of one event's normalization; its zero value is ready.
+type Facts struct {
+	once sync.Once
+	v    any
+	err  error
+}
+
+// Normalized returns normalize(e), computed at most once for every
+// envelope that shares e.Facts (each time when e.Facts is nil). One
+// normalizer is meant to be used with a given Facts: the memo does not
+// tell normalizers apart.
+func (e *Envelope) Normalized(normalize func(*Envelope) (any, error)) (any, error) {
+	f := e.Facts
+	if f == nil {
+		return normalize(e)
+	}
+	f.once.Do(func() { f.v, f.err = normalize(e) })
+	return f.v, f.err
 }
 
 // Namespace is the namespace of the provider objects the envelope is about

@@ -24,6 +24,8 @@ type Engine struct {
 	gens        generations
 	dead        deadLetters
 	opts        EngineOptions
+	// facts lets the projectors decode each journal event once.
+	facts *sharedFacts
 
 	mu       sync.Mutex
 	slots    map[string]*slot
@@ -64,7 +66,7 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{js: js, projections: map[string]reducers.Projection{}, gens: gens, dead: deadLetters{js},
+	e := &Engine{js: js, projections: map[string]reducers.Projection{}, gens: gens, dead: deadLetters{js}, facts: newSharedFacts(),
 		opts: o, slots: map[string]*slot{}, switched: make(chan struct{})}
 	for _, p := range projs {
 		e.projections[p.Name()] = p
@@ -92,7 +94,7 @@ func (e *Engine) newSlot(ctx context.Context, gen Generation) (*slot, error) {
 	s := &slot{
 		gen:       gen,
 		store:     store,
-		projector: NewProjector(p, e.js, store, e.opts.Metrics, e.opts.Log, e.opts.Retry),
+		projector: NewProjector(p, e.js, store, e.opts.Metrics, e.opts.Log, e.opts.Retry).shareFacts(e.facts),
 		relay:     NewRelay(gen.Projection, e.js, store, e.opts.Log).Start(gen.Relay),
 	}
 	if _, err := s.projector.EnsureConsumer(ctx); err != nil {

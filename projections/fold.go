@@ -190,6 +190,7 @@ func eachJournalEvent(ctx context.Context, js jetstream.JetStream, last uint64, 
 		if err != nil {
 			return err
 		}
+		env.Facts = new(domain.Facts) // every projection's fold of it decodes its payload once
 		if err := fn(&env); err != nil {
 			return err
 		}

@@ -46,6 +46,8 @@ type Projector struct {
 	metrics    *ProjectorMetrics
 	log        *slog.Logger
 	retry      RetryPolicy
+	// facts shares decoded payloads with the engine's other projectors.
+	facts *sharedFacts
 	// batch is the most events folded in one burst (0: DefaultBatch).
 	batch int
 	// from is the journal sequence a new consumer starts at (0: the
@@ -124,6 +126,9 @@ func (pr *Projector) runOnce(ctx context.Context) error {
 // DefaultBatch is how many journal events a projector pulls and folds
 // before it waits for their writes: a burst of at most this many events.
 const DefaultBatch = 256
+
+// shareFacts makes the projector share decoded payloads through s.
+func (pr *Projector) shareFacts(s *sharedFacts) *Projector { pr.facts = s; return pr }
 
 // Batch sets how many journal events the projector folds in one burst of
 // writes (1: one event at a time).
@@ -224,6 +229,7 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			continue
 		}
 		env, err := domain.DecodeEnvelope(msg.Headers(), msg.Data(), meta.Sequence.Stream)
+		env.Facts = pr.facts.of(env.Sequence)
 		envs[i] = &env
 		if err != nil {
 			pr.deadLetter(ctx, &env, 0, err, nil)

@@ -201,7 +201,7 @@ func (rs *Rebuilds) catchUp(ctx context.Context, rb *Rebuild, targets map[string
 	defer stop()
 	var projectors []*Projector
 	for _, t := range targets {
-		pr := NewProjector(rs.engine.projections[t.projection], rs.js, t.store, rs.engine.opts.Metrics, rs.opts.Log, rs.engine.opts.Retry).From(rb.JournalHead + 1)
+		pr := NewProjector(rs.engine.projections[t.projection], rs.js, t.store, rs.engine.opts.Metrics, rs.opts.Log, rs.engine.opts.Retry).shareFacts(rs.engine.facts).From(rb.JournalHead + 1)
 		if _, err := pr.EnsureConsumer(ctx); err != nil {
 			return err
 		}

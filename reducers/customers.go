@@ -62,33 +62,20 @@ func (c Customers) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	if ev.Provider == domain.Clerk {
 		return c.applyClerk(ev, records)
 	}
-	e, err := decodeStripe(ev)
+	e, err := stripeFacts(ev)
 	if err != nil {
 		return nil, err
 	}
 	if ev.EventType == "checkout.session.completed" || ev.EventType == "checkout.session.async_payment_succeeded" {
-		var s struct {
-			Customer expandable `json:"customer"`
-			Metadata metadata   `json:"metadata"`
-		}
-		if err := decodeObject(ev, e.Data.Object, &s); err != nil || s.Customer == "" {
-			return nil, err
+		s := &e.Object
+		if s.Customer == "" {
+			return nil, nil
 		}
 		return c.update(ev, records, string(s.Customer), func(m *customerMerge) {
 			m.Links = addLinks(m.Links, links(s.Metadata, c.o.LinkKeys)...)
 		})
 	}
-	var cus struct {
-		ID       string   `json:"id"`
-		Email    string   `json:"email"`
-		Name     string   `json:"name"`
-		Metadata metadata `json:"metadata"`
-		Created  int64    `json:"created"`
-		Deleted  bool     `json:"deleted"`
-	}
-	if err := decodeObject(ev, e.Data.Object, &cus); err != nil {
-		return nil, err
-	}
+	cus := &e.Object
 	if cus.ID == "" {
 		return nil, domain.Errorf(domain.CodeReducerDecode, "Stripe %s %s: customer has no id", ev.EventType, ev.EventID)
 	}
@@ -140,7 +127,7 @@ func decodeClerkUser(ev *domain.Envelope) (clerkUser, error) {
 }
 
 func (c Customers) applyClerk(ev *domain.Envelope, records Lookup) (Changes, error) {
-	u, err := decodeClerkUser(ev)
+	u, err := clerkFacts(ev)
 	if err != nil {
 		return nil, err
 	}

@@ -88,7 +88,7 @@ func (o Orders) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.Object == "checkout.session" && p.Mode != "" && p.Mode != "payment" {
+	if p.Kind == "checkout.session" && p.Mode != "" && p.Mode != "payment" {
 		return nil, nil // subscription and setup sessions are not orders
 	}
 	stamp := stampOf(ev, 0)
@@ -101,15 +101,15 @@ func (o Orders) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	}
 	snap := orderSnapshot{Stamp: stamp, CustomerID: string(p.Customer), Currency: p.Currency,
 		SessionID: p.sessionID(), PaymentID: p.paymentID(), Metadata: p.Metadata, Amount: p.Amount}
-	if p.Object == "checkout.session" {
+	if p.Kind == "checkout.session" {
 		snap.Amount = p.AmountTotal
 	}
-	if p.Object == "refund" {
+	if p.Kind == "refund" {
 		snap.Amount = 0 // a refund's amount is the refund's, not the order's
 	}
 	id := p.orderID()
 	changes, err := o.update(ev, records, domain.Stripe, id, func(m *orderMerge) {
-		m.offer(p.Object, snap)
+		m.offer(p.Kind, snap)
 		if outcome != "" {
 			m.outcome(ev, outcome)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/domain/stripewire"
 )
 
 // refundLedger is what a payment's refunds add up to, as mergeable state:
@@ -51,40 +52,14 @@ func (l refundLedger) total(signedOnly bool) int64 {
 // stripePayment is what billfold reads of the Stripe objects that make up
 // a one-off payment: checkout sessions, payment intents, charges and
 // refunds.
-type stripePayment struct {
-	Object        string     `json:"object"`
-	ID            string     `json:"id"`
-	Customer      expandable `json:"customer"`
-	Currency      string     `json:"currency"`
-	Metadata      metadata   `json:"metadata"`
-	PaymentIntent expandable `json:"payment_intent"`
-	Charge        expandable `json:"charge"`
-	// Sessions.
-	AmountTotal   int64  `json:"amount_total"`
-	PaymentStatus string `json:"payment_status"`
-	Mode          string `json:"mode"`
-	// Payment intents, charges and refunds.
-	Amount         int64  `json:"amount"`
-	AmountRefunded int64  `json:"amount_refunded"`
-	Status         string `json:"status"`
-	Refunds        *struct {
-		Data []struct {
-			ID     string `json:"id"`
-			Amount int64  `json:"amount"`
-			Status string `json:"status"`
-		} `json:"data"`
-	} `json:"refunds"`
-}
+type stripePayment struct{ *stripewire.Object }
 
 func decodeStripePayment(ev *domain.Envelope) (stripePayment, error) {
-	var p stripePayment
-	e, err := decodeStripe(ev)
+	e, err := stripeFacts(ev)
 	if err != nil {
-		return p, err
+		return stripePayment{}, err
 	}
-	if err := decodeObject(ev, e.Data.Object, &p); err != nil {
-		return p, err
-	}
+	p := stripePayment{&e.Object}
 	if p.ID == "" {
 		return p, domain.Errorf(domain.CodeReducerDecode, "Stripe %s %s: object has no id", ev.EventType, ev.EventID)
 	}
@@ -95,7 +70,7 @@ func decodeStripePayment(ev *domain.Envelope) (stripePayment, error) {
 // keys orders and top-ups: every object of a payment carries it, so any of
 // them can arrive first.
 func (p stripePayment) paymentID() string {
-	if p.Object == "payment_intent" {
+	if p.Kind == "payment_intent" {
 		return p.ID
 	}
 	return string(p.PaymentIntent)
@@ -103,7 +78,7 @@ func (p stripePayment) paymentID() string {
 
 // sessionID is the checkout session's id, for session objects.
 func (p stripePayment) sessionID() string {
-	if p.Object == "checkout.session" {
+	if p.Kind == "checkout.session" {
 		return p.ID
 	}
 	return ""
@@ -111,7 +86,7 @@ func (p stripePayment) sessionID() string {
 
 // chargeID is the charge the object is or belongs to.
 func (p stripePayment) chargeID() string {
-	if p.Object == "charge" {
+	if p.Kind == "charge" {
 		return p.ID
 	}
 	return string(p.Charge)
@@ -130,7 +105,7 @@ func (p stripePayment) orderID() string {
 
 // addRefunds records the refunds a refund or charge object reports.
 func (p stripePayment) addRefunds(l *refundLedger, stamp Stamp) {
-	switch p.Object {
+	switch p.Kind {
 	case "refund":
 		l.add(p.ID, stampedRefund{Stamp: stamp, Amount: p.Amount, Status: p.Status})
 	case "charge":

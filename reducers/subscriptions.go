@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/domain/stripewire"
 	"github.com/billfold/billfold/lifecycle"
 )
 
@@ -111,7 +112,7 @@ func (s Subscriptions) Apply(ev *domain.Envelope, records Lookup) (Changes, erro
 	if ev.Provider == domain.Braintree {
 		return s.applyBraintree(ev, records)
 	}
-	e, err := decodeStripe(ev)
+	e, err := stripeFacts(ev)
 	if err != nil {
 		return nil, err
 	}
@@ -132,50 +133,18 @@ var stripeTrackedFields = []string{
 	"ended_at", "trial_end", "current_period_end", "quantity",
 }
 
-type stripeSubscription struct {
-	ID                string          `json:"id"`
-	Status            string          `json:"status"`
-	Customer          expandable      `json:"customer"`
-	CancelAtPeriodEnd bool            `json:"cancel_at_period_end"`
-	CancelAt          int64           `json:"cancel_at"`
-	CurrentPeriodEnd  int64           `json:"current_period_end"`
-	TrialEnd          int64           `json:"trial_end"`
-	EndedAt           int64           `json:"ended_at"`
-	PauseCollection   json.RawMessage `json:"pause_collection"`
-	Quantity          int64           `json:"quantity"`
-	Plan              *struct {
-		ID string `json:"id"`
-	} `json:"plan"`
-	Items struct {
-		Data []struct {
-			CurrentPeriodEnd int64 `json:"current_period_end"`
-			Quantity         int64 `json:"quantity"`
-			Price            *struct {
-				ID string `json:"id"`
-			} `json:"price"`
-			Plan *struct {
-				ID string `json:"id"`
-			} `json:"plan"`
-		} `json:"data"`
-	} `json:"items"`
-}
-
-func stripeSubscriptionFact(ev *domain.Envelope, e stripeEvent) (Fact, string, error) {
-	var sub stripeSubscription
-	if err := decodeObject(ev, e.Data.Object, &sub); err != nil {
-		return Fact{}, "", err
-	}
+func stripeSubscriptionFact(ev *domain.Envelope, e *stripewire.Event) (Fact, string, error) {
+	sub := &e.Object
 	if sub.ID == "" {
 		return Fact{}, "", domain.Errorf(domain.CodeReducerDecode, "Stripe %s %s: subscription has no id", ev.EventType, ev.EventID)
 	}
-	var raw map[string]json.RawMessage
-	_ = json.Unmarshal(e.Data.Object, &raw) // decoded above
-	f := Fact{Stamp: stampOf(ev, subscriptionRanks[ev.EventType]), Fields: map[string]json.RawMessage{}}
+	fields, err := e.Fields(stripeTrackedFields)
+	if err != nil {
+		return Fact{}, "", domain.Wrap(domain.CodeReducerDecode, err, "Stripe "+ev.EventType+" "+ev.EventID)
+	}
+	f := Fact{Stamp: stampOf(ev, subscriptionRanks[ev.EventType]), Fields: fields}
 	for _, k := range stripeTrackedFields {
-		if v, ok := raw[k]; ok {
-			f.Fields[k] = v
-		}
-		if v, ok := e.Data.PreviousAttributes[k]; ok {
+		if v, ok := e.Previous[k]; ok {
 			if f.Prev == nil {
 				f.Prev = map[string]json.RawMessage{}
 			}
@@ -235,38 +204,9 @@ func mustJSON(v any) json.RawMessage {
 	return b
 }
 
-type stripeInvoice struct {
-	ID           string     `json:"id"`
-	Status       string     `json:"status"`
-	AmountDue    int64      `json:"amount_due"`
-	AmountPaid   int64      `json:"amount_paid"`
-	Currency     string     `json:"currency"`
-	Subscription expandable `json:"subscription"`
-	Parent       *struct {
-		SubscriptionDetails *struct {
-			Subscription expandable `json:"subscription"`
-		} `json:"subscription_details"`
-	} `json:"parent"`
-}
-
-// subscriptionID is the invoice's subscription: the top-level field before
-// API version 2025-03-31, parent.subscription_details since.
-func (in stripeInvoice) subscriptionID() string {
-	if in.Subscription != "" {
-		return string(in.Subscription)
-	}
-	if in.Parent != nil && in.Parent.SubscriptionDetails != nil {
-		return string(in.Parent.SubscriptionDetails.Subscription)
-	}
-	return ""
-}
-
-func (s Subscriptions) applyInvoice(ev *domain.Envelope, records Lookup, e stripeEvent) (Changes, error) {
-	var in stripeInvoice
-	if err := decodeObject(ev, e.Data.Object, &in); err != nil {
-		return nil, err
-	}
-	subID := in.subscriptionID()
+func (s Subscriptions) applyInvoice(ev *domain.Envelope, records Lookup, e *stripewire.Event) (Changes, error) {
+	in := &e.Object
+	subID := in.InvoiceSubscription()
 	if subID == "" {
 		return nil, nil // a one-off invoice: no subscription to update
 	}

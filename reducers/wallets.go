@@ -107,7 +107,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 		return nil, err
 	}
 	var grant *topUpGrant
-	if p.Object == "checkout.session" {
+	if p.Kind == "checkout.session" {
 		if _, isTopUp := p.Metadata["credits"]; !isTopUp {
 			return nil, nil // a purchase, not a top-up
 		}
@@ -142,7 +142,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 			m.Grant = grant
 		}
 		paid := p.AmountTotal // a session's total; a charge says its amount
-		if p.Object == "charge" {
+		if p.Kind == "charge" {
 			paid = p.Amount
 		}
 		m.Amount = max(m.Amount, paid)
@@ -218,7 +218,7 @@ func setTopUpEntries(wm *walletMerge, id string, t TopUp, m topUpMerge) {
 }
 
 func (w Wallets) applyClerk(ev *domain.Envelope, records Lookup) (Changes, error) {
-	u, err := decodeClerkUser(ev)
+	u, err := clerkFacts(ev)
 	if err != nil {
 		return nil, err
 	}

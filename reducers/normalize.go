@@ -1,0 +1,59 @@
+package reducers
+
+import (
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/domain/stripewire"
+)
+
+// facts is a journal event's payload decoded once, for every projection
+// that folds it: the provider's wire format is read in one place per
+// provider (stripewire for Stripe; the Clerk user here), and the four
+// reducers share the result through the envelope (domain.Envelope.Normalized).
+type facts struct {
+	stripe *stripewire.Event
+	clerk  *clerkUser
+}
+
+// normalize decodes ev's payload for the reducers. It is the only
+// normalizer handed to Envelope.Normalized, so every memo holds *facts.
+func normalize(ev *domain.Envelope) (any, error) {
+	switch ev.Provider {
+	case domain.Stripe:
+		e, err := stripewire.Decode(ev.Body)
+		if err != nil {
+			return nil, domain.Wrap(domain.CodeReducerDecode, err, "Stripe "+ev.EventType+" "+ev.EventID)
+		}
+		return &facts{stripe: e}, nil
+	case domain.Clerk:
+		u, err := decodeClerkUser(ev)
+		if err != nil {
+			return nil, err
+		}
+		return &facts{clerk: &u}, nil
+	}
+	return &facts{}, nil
+}
+
+// stripeFacts is ev's Stripe event, decoded once.
+func stripeFacts(ev *domain.Envelope) (*stripewire.Event, error) {
+	v, err := ev.Normalized(normalize)
+	if err != nil {
+		return nil, err
+	}
+	if f := v.(*facts); f.stripe != nil {
+		return f.stripe, nil
+	}
+	return nil, domain.Errorf(domain.CodeReducerDecode, "%s %s %s is not a Stripe event", ev.Provider, ev.EventType, ev.EventID)
+}
+
+// clerkFacts is ev's Clerk user, decoded once.
+func clerkFacts(ev *domain.Envelope) (*clerkUser, error) {
+	v, err := ev.Normalized(normalize)
+	if err != nil {
+		return nil, err
+	}
+	if f := v.(*facts); f.clerk != nil {
+		return f.clerk, nil
+	}
+	return nil, domain.Errorf(domain.CodeReducerDecode, "%s %s %s is not a Clerk user event", ev.Provider, ev.EventType, ev.EventID)
+}
