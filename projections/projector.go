@@ -221,7 +221,10 @@ func consumeOnce(ctx context.Context, c jetstream.Consumer, batch int, handle fu
 func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	b := newBurst(ctx, pr.store)
 	envs := make([]*domain.Envelope, len(msgs))
+	errs := make([]error, len(msgs))
 	folded := make([]bool, len(msgs)) // staged in the burst, or to be retried
+	hinter, _ := pr.projection.(reducers.KeyHinter)
+	var keys []string
 	for i, msg := range msgs {
 		meta, err := msg.Metadata()
 		if err != nil {
@@ -229,10 +232,21 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			continue
 		}
 		env, err := domain.DecodeEnvelope(msg.Headers(), msg.Data(), meta.Sequence.Stream)
-		env.Facts = pr.facts.of(env.Sequence)
-		envs[i] = &env
-		if err != nil {
-			pr.deadLetter(ctx, &env, 0, err, nil)
+		if err == nil {
+			env.Facts = pr.facts.of(env.Sequence)
+		}
+		envs[i], errs[i] = &env, err
+		if err == nil && hinter != nil && pr.projection.Handles(env.Provider, env.EventType) {
+			keys = append(keys, hinter.Keys(&env)...)
+		}
+	}
+	pr.store.prefetch(ctx, keys)
+	for i, env := range envs {
+		if env == nil {
+			continue
+		}
+		if errs[i] != nil {
+			pr.deadLetter(ctx, env, 0, errs[i], nil)
 			continue
 		}
 		if !pr.projection.Handles(env.Provider, env.EventType) {
@@ -240,7 +254,7 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			continue
 		}
 		t := b.tx(i)
-		changes, err := pr.projection.Apply(&env, t)
+		changes, err := pr.projection.Apply(env, t)
 		if err == nil {
 			err = t.stage(changes, Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence})
 		}
@@ -248,7 +262,7 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		case err == nil:
 			folded[i] = true
 		case domain.Permanent(err):
-			pr.deadLetter(ctx, &env, 1, err, nil)
+			pr.deadLetter(ctx, env, 1, err, nil)
 		default:
 			folded[i] = true // the store's failure: retried below
 			b.failed[i] = err
@@ -272,6 +286,9 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		return
 	}
 	for i, msg := range msgs {
+		if envs[i] == nil {
+			continue // not a journal message: nothing to acknowledge it for
+		}
 		if folded[i] {
 			pr.metrics.applied(pr.projection.Name())
 		}

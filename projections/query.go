@@ -460,6 +460,17 @@ func LatestValues(ctx context.Context, js jetstream.JetStream, bucket string, ke
 }
 
 func latestValues(ctx context.Context, nc *nats.Conn, bucket string, keys []string, out map[string][]byte) error {
+	return latestEntries(ctx, nc, bucket, keys, func(key string, value []byte, _ uint64, deleted bool) {
+		if !deleted {
+			out[key] = value
+		}
+	})
+}
+
+// latestEntries calls found with the last message of each of keys that
+// has one (a value, or a delete or purge marker) and its revision, in one
+// direct get request; see LatestValues.
+func latestEntries(ctx context.Context, nc *nats.Conn, bucket string, keys []string, found func(key string, value []byte, revision uint64, deleted bool)) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
@@ -499,14 +510,13 @@ func latestValues(ctx context.Context, nc *nats.Conn, bucket string, keys []stri
 		case status != "":
 			return fmt.Errorf("direct get: %s %s", status, msg.Header.Get("Description"))
 		}
-		if msg.Header.Get("KV-Operation") != "" { // a delete or purge marker: the key is gone
-			continue
-		}
 		subject := msg.Header.Get(jetstream.SubjectHeader)
 		if !strings.HasPrefix(subject, prefix) {
 			return fmt.Errorf("direct get: answer for %q", subject)
 		}
-		out[subject[len(prefix):]] = msg.Data
+		rev, _ := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+		// A delete or purge marker: the key is gone.
+		found(subject[len(prefix):], msg.Data, rev, msg.Header.Get("KV-Operation") != "")
 	}
 }
 

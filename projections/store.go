@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -92,6 +93,43 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 	}
 	s.remember(key, cached{value: e.Value(), revision: e.Revision()})
 	return e.Value(), e.Revision(), nil
+}
+
+// prefetch reads the records of keys the cache does not hold in batched
+// direct gets (one request per 256 keys) and caches them, absent ones as
+// known absent. On failure the keys are left to be read one by one.
+func (s *Store) prefetch(ctx context.Context, keys []string) {
+	s.mu.Lock()
+	missing := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if _, ok := s.cache[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	s.mu.Unlock()
+	slices.Sort(missing)
+	missing = slices.Compact(missing)
+	for chunk := range slices.Chunk(missing, directBatch) {
+		found := make(map[string]cached, len(chunk))
+		gone := map[string]bool{}
+		err := latestEntries(ctx, s.js.Conn(), s.kv.Bucket(), chunk, func(key string, value []byte, revision uint64, deleted bool) {
+			if deleted {
+				gone[key] = true // its revision is not 0: read it the usual way
+				return
+			}
+			found[key] = cached{value: value, revision: revision}
+		})
+		if err != nil {
+			return
+		}
+		for _, k := range chunk {
+			if c, ok := found[k]; ok {
+				s.remember(k, c)
+			} else if !gone[k] {
+				s.remember(k, cached{})
+			}
+		}
+	}
 }
 
 // Cause is the journal event a record write applies. Every write carries
