@@ -12,16 +12,19 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Event is a Stripe event as billfold reads it.
 type Event struct {
 	// Object is data.object: the fields billfold reads of any object kind.
 	Object Object
-	// RawObject is data.object as sent.
-	RawObject json.RawMessage
 	// Previous is data.previous_attributes, by field.
 	Previous map[string]json.RawMessage
+	// body is the event as sent, for Fields.
+	body []byte
 }
 
 // Object is the union of the fields billfold reads of the Stripe objects
@@ -113,37 +116,53 @@ func (o *Object) InvoiceSubscription() string {
 // ErrNoObject is Decode's error for an event without a data.object.
 var ErrNoObject = errors.New("no data.object")
 
-// Decode reads a Stripe event body.
+// decodeOptions read JSON as encoding/json does where it matters for
+// payloads (the last of duplicate names wins, invalid UTF-8 is accepted),
+// but match member names exactly: Stripe's are lower-case snake case.
+var decodeOptions = jsonv2.JoinOptions(jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+
+// Decode reads a Stripe event body in one pass. It uses the JSON v2
+// decoder (github.com/go-json-experiment/json, what encoding/json/v2 is
+// built from), several times faster than encoding/json on a 3 KB event.
 func Decode(body []byte) (*Event, error) {
 	var e struct {
 		Data struct {
-			Object             json.RawMessage            `json:"object"`
+			Object             *Object                    `json:"object"`
 			PreviousAttributes map[string]json.RawMessage `json:"previous_attributes"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal(body, &e); err != nil {
+	if err := jsonv2.Unmarshal(body, &e, decodeOptions); err != nil {
+		if len(body) > 0 && isNotAnObject(err) {
+			return nil, ErrNoObject
+		}
 		return nil, err
 	}
-	if len(e.Data.Object) == 0 || e.Data.Object[0] != '{' {
+	if e.Data.Object == nil {
 		return nil, ErrNoObject
 	}
-	ev := &Event{RawObject: e.Data.Object, Previous: e.Data.PreviousAttributes}
-	if err := json.Unmarshal(e.Data.Object, &ev.Object); err != nil {
-		return nil, err
-	}
-	return ev, nil
+	return &Event{Object: *e.Data.Object, Previous: e.Data.PreviousAttributes, body: body}, nil
+}
+
+// isNotAnObject reports whether err says data.object is not a JSON object.
+func isNotAnObject(err error) bool {
+	var se *jsonv2.SemanticError
+	return errors.As(err, &se) && se.JSONPointer == "/data/object"
 }
 
 // Fields returns the top-level fields of the object among keys, as sent.
 func (e *Event) Fields(keys []string) (map[string]json.RawMessage, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(e.RawObject, &raw); err != nil {
+	var raw struct {
+		Data struct {
+			Object map[string]jsontext.Value `json:"object"`
+		} `json:"data"`
+	}
+	if err := jsonv2.Unmarshal(e.body, &raw, decodeOptions); err != nil {
 		return nil, err
 	}
 	out := make(map[string]json.RawMessage, len(keys))
 	for _, k := range keys {
-		if v, ok := raw[k]; ok {
-			out[k] = v
+		if v, ok := raw.Data.Object[k]; ok {
+			out[k] = json.RawMessage(v)
 		}
 	}
 	return out, nil

@@ -34,13 +34,15 @@ func TestDecodeInvoice(t *testing.T) {
 // Fields returns the requested top-level fields exactly as sent, and only
 // those present; previous_attributes are kept by field.
 func TestFieldsAsSent(t *testing.T) {
-	e, err := stripewire.Decode([]byte(`{"data":{"object":{"id":"sub_1","status":"active","cancel_at":null,"quantity":3},
+	e, err := stripewire.Decode([]byte(`{"data":{"object":{"id":"sub_1","status":"active","cancel_at":null,"quantity":3,"pause_collection":{"behavior":"void"}},
 		"previous_attributes":{"status":"trialing"}}}`))
 	require.NoError(t, err)
 	f, err := e.Fields([]string{"status", "cancel_at", "ended_at"})
 	require.NoError(t, err)
 	assert.Equal(t, map[string]json.RawMessage{"status": json.RawMessage(`"active"`), "cancel_at": json.RawMessage(`null`)}, f)
 	assert.Equal(t, json.RawMessage(`"trialing"`), e.Previous["status"])
+	assert.JSONEq(t, `{"behavior":"void"}`, string(e.Object.PauseCollection), "raw members are kept as sent")
+	assert.Equal(t, int64(3), e.Object.Quantity)
 }
 
 func TestDecodeRefusesEventsWithoutAnObject(t *testing.T) {
