@@ -1,7 +1,6 @@
 package reducers
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/billfold/billfold/domain"
@@ -86,53 +85,13 @@ func (c Customers) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	})
 }
 
-// clerkUser is the part of a Clerk user payload billfold reads.
-type clerkUser struct {
-	ID             string `json:"id"`
-	FirstName      string `json:"first_name"`
-	LastName       string `json:"last_name"`
-	PrimaryEmailID string `json:"primary_email_address_id"`
-	Emails         []struct {
-		ID      string `json:"id"`
-		Address string `json:"email_address"`
-	} `json:"email_addresses"`
-	CreatedAt int64 `json:"created_at"` // milliseconds
-	Deleted   bool  `json:"deleted"`
-}
-
-func (u clerkUser) primaryEmail() string {
-	for _, e := range u.Emails {
-		if e.ID == u.PrimaryEmailID {
-			return e.Address
-		}
-	}
-	return ""
-}
-
-func decodeClerkUser(ev *domain.Envelope) (clerkUser, error) {
-	var e struct {
-		Data json.RawMessage `json:"data"`
-	}
-	var u clerkUser
-	if err := decodeObject(ev, ev.Body, &e); err != nil {
-		return u, err
-	}
-	if err := decodeObject(ev, e.Data, &u); err != nil {
-		return u, err
-	}
-	if u.ID == "" {
-		return u, domain.Errorf(domain.CodeReducerDecode, "Clerk %s %s: data has no id", ev.EventType, ev.EventID)
-	}
-	return u, nil
-}
-
 func (c Customers) applyClerk(ev *domain.Envelope, records Lookup) (Changes, error) {
 	u, err := clerkFacts(ev)
 	if err != nil {
 		return nil, err
 	}
 	deleted := u.Deleted || ev.EventType == "user.deleted"
-	snap := customerSnapshot{Stamp: stampOf(ev, customerRanks[ev.EventType]), Email: u.primaryEmail(), CreatedAt: u.CreatedAt / 1000}
+	snap := customerSnapshot{Stamp: stampOf(ev, customerRanks[ev.EventType]), Email: u.PrimaryEmail(), CreatedAt: u.CreatedAt / 1000}
 	snap.Name = joinName(u.FirstName, u.LastName)
 	return c.update(ev, records, u.ID, func(m *customerMerge) {
 		if !deleted { // a deletion carries no profile; it must not blank the last one

@@ -1,20 +1,11 @@
 package reducers
 
 import (
-	"encoding/json"
 	"strconv"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/domain/stripewire"
 )
-
-// decodeObject decodes a provider object into v.
-func decodeObject(ev *domain.Envelope, raw json.RawMessage, v any) error {
-	if err := json.Unmarshal(raw, v); err != nil {
-		return domain.Wrap(domain.CodeReducerDecode, err, string(ev.Provider)+" "+ev.EventType+" "+ev.EventID)
-	}
-	return nil
-}
 
 // metadata is Stripe-style metadata (stripewire.Metadata).
 type metadata = stripewire.Metadata

@@ -2,16 +2,17 @@ package reducers
 
 import (
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/domain/clerkwire"
 	"github.com/billfold/billfold/domain/stripewire"
 )
 
 // facts is a journal event's payload decoded once, for every projection
 // that folds it: the provider's wire format is read in one place per
-// provider (stripewire for Stripe; the Clerk user here), and the four
+// provider (stripewire for Stripe, clerkwire for Clerk), and the four
 // reducers share the result through the envelope (domain.Envelope.Normalized).
 type facts struct {
 	stripe *stripewire.Event
-	clerk  *clerkUser
+	clerk  *clerkwire.User
 }
 
 // normalize decodes ev's payload for the reducers. It is the only
@@ -25,11 +26,11 @@ func normalize(ev *domain.Envelope) (any, error) {
 		}
 		return &facts{stripe: e}, nil
 	case domain.Clerk:
-		u, err := decodeClerkUser(ev)
+		u, err := clerkwire.Decode(ev.Body)
 		if err != nil {
-			return nil, err
+			return nil, domain.Wrap(domain.CodeReducerDecode, err, "Clerk "+ev.EventType+" "+ev.EventID)
 		}
-		return &facts{clerk: &u}, nil
+		return &facts{clerk: u}, nil
 	}
 	return &facts{}, nil
 }
@@ -47,7 +48,7 @@ func stripeFacts(ev *domain.Envelope) (*stripewire.Event, error) {
 }
 
 // clerkFacts is ev's Clerk user, decoded once.
-func clerkFacts(ev *domain.Envelope) (*clerkUser, error) {
+func clerkFacts(ev *domain.Envelope) (*clerkwire.User, error) {
 	v, err := ev.Normalized(normalize)
 	if err != nil {
 		return nil, err
