@@ -269,11 +269,18 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		}
 	}
 	b.flush()
-	for i, msg := range msgs {
+	// While an event is retried the rest of the batch waits for its ack
+	// too: keep every message from being redelivered meanwhile.
+	extend := func() {
+		for _, msg := range msgs {
+			_ = msg.InProgress()
+		}
+	}
+	for i := range msgs {
 		if _, failed := b.failed[i]; !failed {
 			continue
 		}
-		attempts, err := pr.apply(ctx, envs[i], func() { _ = msg.InProgress() })
+		attempts, err := pr.apply(ctx, envs[i], extend)
 		if ctx.Err() != nil {
 			return
 		}
