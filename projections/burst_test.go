@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,7 +58,8 @@ func TestBatchedFoldEqualsOneAtATime(t *testing.T) {
 				s := samples.Stripe{EventID: fmt.Sprintf("evt_%d_%d_%d", check, c, i), Type: typ,
 					Created:    at.Add(time.Duration(rapid.IntRange(0, 2).Draw(rt, "second")) * time.Second),
 					CustomerID: fmt.Sprintf("cus_%d_%d", check, c), SubscriptionID: fmt.Sprintf("sub_%d_%d", check, c)}
-				if typ == "checkout.session.completed" && topUps {
+				// Every event of a session carries the session's metadata.
+				if strings.HasPrefix(typ, "checkout.session.") && topUps {
 					s.Object = map[string]any{"metadata": map[string]any{"user_id": fmt.Sprintf("user_%d_%d", check, c), "credits": "100"}}
 				}
 				appendEnvelope(rt, journal, &domain.Envelope{Provider: domain.Stripe, Endpoint: "stripe", EventID: s.EventID,

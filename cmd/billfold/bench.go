@@ -402,7 +402,12 @@ var settleTimeout = 15 * time.Minute
 // before.
 func (b *benchRun) settle(ctx context.Context) error {
 	ec := b.engineConsumers(ctx)
-	consumers := append(ec.projectors, ec.relays...)
+	return b.waitCaughtUp(ctx, append(ec.projectors, ec.relays...), "catching up (projectors, feed relays)", 100*time.Millisecond)
+}
+
+// waitCaughtUp polls consumers every poll until none has a message pending
+// or unacknowledged, with a progress bar labelled label.
+func (b *benchRun) waitCaughtUp(ctx context.Context, consumers [][2]string, label string, poll time.Duration) error {
 	var bar *progressbar.ProgressBar
 	defer func() {
 		if bar != nil {
@@ -411,38 +416,46 @@ func (b *benchRun) settle(ctx context.Context) error {
 	}()
 	deadline := time.Now().Add(settleTimeout)
 	for {
-		var pending uint64
-		var behind []string
-		for _, c := range consumers {
-			cons, err := b.js.Consumer(ctx, c[0], c[1])
-			if err != nil {
-				return fmt.Errorf("consumer %s: %w", c[1], err)
-			}
-			info, err := cons.Info(ctx)
-			if err != nil {
-				return err
-			}
-			if n := info.NumPending + uint64(info.NumAckPending); n > 0 {
-				pending += n
-				behind = append(behind, fmt.Sprintf("%s %d pending, %d unacknowledged, %d waiting pulls", c[1], info.NumPending, info.NumAckPending, info.NumWaiting))
-			}
+		pending, behind, err := b.behind(ctx, consumers)
+		if err != nil {
+			return err
 		}
 		if pending == 0 {
 			return nil
 		}
 		if bar == nil {
-			bar = newBar(int(pending), "catching up (projectors, feed relays)", b.stderr)
+			bar = newBar(int(pending), label, b.stderr)
 		}
 		_ = bar.Set(max(bar.GetMax()-int(pending), 0))
 		if time.Now().After(deadline) {
-			return fmt.Errorf("projectors and relays still behind after %s: %s", settleTimeout, strings.Join(behind, "; "))
+			return fmt.Errorf("still behind after %s: %s", settleTimeout, strings.Join(behind, "; "))
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(poll):
 		}
 	}
+}
+
+// behind reports the messages consumers (stream, durable) have pending or
+// unacknowledged, in all and per consumer that has any.
+func (b *benchRun) behind(ctx context.Context, consumers [][2]string) (pending uint64, behind []string, err error) {
+	for _, c := range consumers {
+		cons, err := b.js.Consumer(ctx, c[0], c[1])
+		if err != nil {
+			return 0, nil, fmt.Errorf("consumer %s: %w", c[1], err)
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		if n := info.NumPending + uint64(info.NumAckPending); n > 0 {
+			pending += n
+			behind = append(behind, fmt.Sprintf("%s %d pending, %d unacknowledged, %d waiting pulls", c[1], info.NumPending, info.NumAckPending, info.NumWaiting))
+		}
+	}
+	return pending, behind, nil
 }
 
 // latencies are the durations of one measurement, sortable once.

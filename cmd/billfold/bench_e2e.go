@@ -44,11 +44,11 @@ func benchE2E(ctx context.Context, b *benchRun) ([]benchRow, error) {
 	if sent.failed > 0 {
 		return nil, fmt.Errorf("%d of %d deliveries were not accepted: %v", sent.failed, len(work), sent.err)
 	}
-	if err := b.waitCaughtUp(ctx, consumers.projectors); err != nil {
+	if err := b.waitCaughtUp(ctx, consumers.projectors, "projectors folding", 10*time.Millisecond); err != nil {
 		return nil, err
 	}
 	foldTime, cpuFolded := time.Since(start), processCPU()
-	if err := b.waitCaughtUp(ctx, consumers.relays); err != nil {
+	if err := b.waitCaughtUp(ctx, consumers.relays, "feed relays", 10*time.Millisecond); err != nil {
 		return nil, err
 	}
 	feedTime, cpuFed := time.Since(start), processCPU()
@@ -95,39 +95,6 @@ func (b *benchRun) engineConsumers(ctx context.Context) engineConsumers {
 		c.relays = append(c.relays, [2]string{domain.BucketStream(domain.ProjectionBucket(p, g)), domain.FeedDurable(p, g)})
 	}
 	return c
-}
-
-// waitCaughtUp polls consumers until none has a message pending or
-// unacknowledged.
-func (b *benchRun) waitCaughtUp(ctx context.Context, consumers [][2]string) error {
-	deadline := time.Now().Add(settleTimeout)
-	for {
-		behind := 0
-		for _, c := range consumers {
-			cons, err := b.js.Consumer(ctx, c[0], c[1])
-			if err != nil {
-				return fmt.Errorf("consumer %s: %w", c[1], err)
-			}
-			info, err := cons.Info(ctx)
-			if err != nil {
-				return err
-			}
-			if info.NumPending+uint64(info.NumAckPending) > 0 {
-				behind++
-			}
-		}
-		if behind == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d consumers still behind after %s", behind, settleTimeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }
 
 // processCPU is the user and system CPU time this process has used.

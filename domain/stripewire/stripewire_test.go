@@ -3,11 +3,13 @@ package stripewire_test
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/billfold/billfold/domain/stripewire"
+	"github.com/billfold/billfold/ingest/samples"
 )
 
 const invoiceEvent = `{"id":"evt_1","type":"invoice.paid","data":{"object":{"object":"invoice","id":"in_1",
@@ -69,4 +71,18 @@ func FuzzDecode(f *testing.F) {
 		_, err = e.Fields([]string{"status", "id"})
 		assert.NoError(t, err)
 	})
+}
+
+// BenchmarkDecode decodes a subscription event as the onboarding mix of
+// billfold bench sends it (docs/performance.md).
+func BenchmarkDecode(b *testing.B) {
+	body := samples.Stripe{Type: "customer.subscription.updated", Created: time.Unix(1767225600, 0),
+		Previous: map[string]any{"status": "trialing"}}.Event()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := stripewire.Decode(body); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
