@@ -276,8 +276,13 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			_ = msg.InProgress()
 		}
 	}
-	for i := range msgs {
-		if _, failed := b.failed[i]; !failed {
+	for i, msg := range msgs {
+		cause, failed := b.failed[i]
+		if !failed {
+			continue
+		}
+		if pr.redeliver(msg, cause) {
+			folded[i], envs[i] = false, nil // not acknowledged: JetStream sends it again
 			continue
 		}
 		attempts, err := pr.apply(ctx, envs[i], extend)
@@ -294,13 +299,31 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	}
 	for i, msg := range msgs {
 		if envs[i] == nil {
-			continue // not a journal message: nothing to acknowledge it for
+			continue // not a journal message, or handed back for redelivery
 		}
 		if folded[i] {
 			pr.metrics.applied(pr.projection.Name())
 		}
 		_ = msg.Ack()
 	}
+}
+
+// redeliver hands an event whose write failed back to JetStream for a
+// later delivery, when the store did not answer (a node lost, a leader
+// election) and the event has not been delivered Attempts times yet: the
+// batch's other events are acknowledged meanwhile, and the retries of the
+// event are spread over the outage (each redelivery waits up to the
+// policy's Max) rather than spent at once. A lost compare-and-set race is
+// retried at once instead (Projector.apply).
+func (pr *Projector) redeliver(msg jetstream.Msg, cause error) bool {
+	if errors.Is(cause, errConflict) {
+		return false
+	}
+	meta, err := msg.Metadata()
+	if err != nil || meta.NumDelivered >= uint64(pr.retry.Attempts) {
+		return false
+	}
+	return msg.NakWithDelay(pr.retry.backoff(pr.retry.Attempts)) == nil
 }
 
 // apply folds env, retrying lost compare-and-set races at once and store

@@ -27,6 +27,29 @@ type Event struct {
 	body []byte
 }
 
+// Envelope is what intake reads of a Stripe event: its identity, Stripe's
+// clock, the mode, and the object it is about.
+type Envelope struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Created  int64  `json:"created"`
+	Livemode *bool  `json:"livemode"`
+	Data     struct {
+		Object struct {
+			ID   string `json:"id"`
+			Kind string `json:"object"`
+		} `json:"object"`
+	} `json:"data"`
+}
+
+// DecodeEnvelope reads a Stripe event's envelope in one pass, skipping
+// everything else. A member of the wrong type is an error.
+func DecodeEnvelope(body []byte) (Envelope, error) {
+	var e Envelope
+	err := jsonv2.Unmarshal(body, &e, decodeOptions)
+	return e, err
+}
+
 // Object is the union of the fields billfold reads of the Stripe objects
 // it folds (customers, subscriptions, invoices, checkout sessions, payment
 // intents, charges, refunds). A field an object kind does not have is

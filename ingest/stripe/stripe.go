@@ -11,13 +11,13 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/domain/stripewire"
 	"github.com/billfold/billfold/ingest/wire"
 )
 
@@ -134,20 +134,6 @@ func (v Verifier) matches(sig Signature, body []byte) bool {
 	return false
 }
 
-// event is the part of a Stripe event billfold reads at intake.
-type event struct {
-	ID       string `json:"id"`
-	Type     string `json:"type"`
-	Created  int64  `json:"created"`
-	Livemode *bool  `json:"livemode"`
-	Data     struct {
-		Object struct {
-			ID     string `json:"id"`
-			Object string `json:"object"`
-		} `json:"object"`
-	} `json:"data"`
-}
-
 // Parser reads Stripe event envelopes.
 type Parser struct{}
 
@@ -159,8 +145,8 @@ func (Parser) Parse(_ http.Header, body []byte) (domain.Envelope, error) {
 	if len(body) == 0 || body[0] != '{' {
 		return domain.Envelope{}, domain.Errorf(domain.CodeEventMalformed, "body is not a JSON object")
 	}
-	var ev event
-	if err := json.Unmarshal(body, &ev); err != nil {
+	ev, err := stripewire.DecodeEnvelope(body)
+	if err != nil {
 		return domain.Envelope{}, domain.Wrap(domain.CodeEventMalformed, err, "event JSON does not decode")
 	}
 	if err := domain.CheckEventID("id", ev.ID); err != nil {
@@ -173,7 +159,7 @@ func (Parser) Parse(_ http.Header, body []byte) (domain.Envelope, error) {
 		EventID:    ev.ID,
 		EventType:  ev.Type,
 		Livemode:   ev.Livemode,
-		ObjectKind: ev.Data.Object.Object,
+		ObjectKind: ev.Data.Object.Kind,
 		ObjectID:   ev.Data.Object.ID,
 	}
 	if ev.Created > 0 {
