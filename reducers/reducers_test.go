@@ -67,6 +67,25 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	require.NotNil(t, s.EndedAt)
 }
 
+// A subscription first seen through its invoice names the invoice's
+// customer, and keeps it once its own snapshot arrives, in either order.
+func TestInvoiceFirstSubscriptionNamesItsCustomer(t *testing.T) {
+	h := newHistory(t)
+	inv := invoice("in_1", "sub_1", "paid", 900, 900)
+	inv["customer"] = "cus_1"
+	h.stripe("invoice.paid", inv, nil)
+	key := SubscriptionKey("stripe", "sub_1")
+	s := record[domain.SubscriptionRecord](t, fold(t, DefaultOptions(), h.events), key)
+	assert.Equal(t, domain.StateIncomplete, s.State)
+	assert.Equal(t, "cus_1", s.CustomerID, "the invoice's customer")
+
+	h.tick(time.Minute)
+	h.stripe("customer.subscription.created", subscription("sub_1", "cus_1", "active", nil), nil)
+	live := fold(t, DefaultOptions(), h.events)
+	assert.Equal(t, "cus_1", record[domain.SubscriptionRecord](t, live, key).CustomerID)
+	assert.Equal(t, live, fold(t, DefaultOptions(), reversed(h.events)), "delivery order does not matter")
+}
+
 func TestPastDueEntitlementSwitch(t *testing.T) {
 	h := newHistory(t)
 	h.stripe("customer.subscription.updated", subscription("sub_1", "cus_1", "past_due", nil), nil)

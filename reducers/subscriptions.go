@@ -33,6 +33,10 @@ type subscriptionMerge struct {
 type stampedInvoice struct {
 	Stamp   Stamp                 `json:"stamp"`
 	Invoice domain.InvoiceSummary `json:"invoice"`
+	// Customer is the invoice's customer: the subscription's, until a
+	// snapshot of the subscription itself says so (an invoice event can
+	// be the first one billfold sees of a subscription).
+	Customer string `json:"customer,omitempty"`
 }
 
 type stampedPayment struct {
@@ -214,7 +218,7 @@ func (s Subscriptions) applyInvoice(ev *domain.Envelope, records Lookup, e *stri
 	inv := stampedInvoice{Stamp: stamp, Invoice: domain.InvoiceSummary{
 		ID: in.ID, Status: in.Status, AmountDue: in.AmountDue, AmountPaid: in.AmountPaid, Currency: in.Currency,
 		At: stamp.At, EventID: ev.EventID,
-	}}
+	}, Customer: string(in.Customer)}
 	outcome := "succeeded"
 	if ev.EventType == "invoice.payment_failed" {
 		outcome = "failed"
@@ -322,6 +326,9 @@ func (s Subscriptions) derive(r *domain.SubscriptionRecord, m *subscriptionMerge
 	if m.Invoice != nil {
 		inv := m.Invoice.Invoice
 		r.LatestInvoice = &inv
+		if r.CustomerID == "" {
+			r.CustomerID = m.Invoice.Customer
+		}
 	}
 	if m.Payment != nil {
 		pay := m.Payment.Payment
