@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -39,6 +41,22 @@ func scenarioEnv() []string {
 		"BRAINTREE_PUBLIC_KEY=" + scenarioBraintreeKey.PublicKey, "BRAINTREE_PRIVATE_KEY=" + scenarioBraintreeKey.PrivateKey,
 		"PACTAPAY_WEBHOOK_SECRET=" + scenarioPactaPaySecret,
 	}
+}
+
+// scenarioConfig is the --config of a scenario server: the endpoints of
+// scenarioEnv, with a PactaPay tolerance wide enough for the scenario's
+// calendar (it starts on a fixed date, and PactaPay's body timestamp is
+// signed and held to the tolerance).
+func scenarioConfig(t *testing.T) []string {
+	path := filepath.Join(t.TempDir(), "billfold.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`
+endpoints:
+  - {name: stripe, provider: stripe, secrets: ["${STRIPE_WEBHOOK_SECRET}"]}
+  - {name: clerk, provider: clerk, secrets: ["${CLERK_WEBHOOK_SECRET}"]}
+  - {name: braintree, provider: braintree, secrets: ["${BRAINTREE_PUBLIC_KEY}:${BRAINTREE_PRIVATE_KEY}"]}
+  - {name: pactapay, provider: pactapay, secrets: ["${PACTAPAY_WEBHOOK_SECRET}"], tolerance: 87600h}
+`), 0o600))
+	return []string{"--config", path}
 }
 
 // scenarioDelivery is one provider delivery; sign is called at send time,
@@ -310,7 +328,7 @@ func buildScenario(customers int) *scenario {
 // here.
 func TestScenarioAcrossProviders(t *testing.T) {
 	url := externalNATS(t)
-	srv := startServer(t, t.TempDir(), scenarioEnv(), "--nats-url", url, "--rate-limit", "100000", "--rate-burst", "100000")
+	srv := startServer(t, t.TempDir(), scenarioEnv(), append(scenarioConfig(t), "--nats-url", url, "--rate-limit", "100000", "--rate-burst", "100000")...)
 
 	s := buildScenario(300)
 	rng := rand.New(rand.NewPCG(7, 11))

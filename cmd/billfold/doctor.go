@@ -228,6 +228,8 @@ var likelyCauses = map[domain.Code]string{
 	domain.CodeSigMalformed:       "a proxy or client rewrote the signature header",
 	domain.CodeSigTooOld:          "a replayed or long-queued delivery, or billfold's clock runs fast",
 	domain.CodeSigTooNew:          "billfold's clock runs behind",
+	domain.CodeEventTooOld:        "an old PactaPay payload replayed or long-queued, or billfold's clock runs fast",
+	domain.CodeEventTooNew:        "billfold's clock runs behind",
 	domain.CodeEventMalformed:     "the body verified but is not a provider event (a custom test ping?)",
 	domain.CodeBodyTooLarge:       "the event is larger than the endpoint's max_body_bytes",
 	domain.CodeJournalUnavailable: "NATS was down or lost its stream leader; the provider retries",
