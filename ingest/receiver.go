@@ -190,7 +190,7 @@ func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (
 		// folds deterministic.
 		env.Created = d.Received
 	}
-	d.EventID, d.EventType = env.EventID, env.EventType
+	d.EventID, d.EventType, d.ProviderRequestID = env.EventID, env.EventType, env.ProviderRequestID
 	created := env.Created
 	d.Created = &created
 	if ep.Livemode != nil && env.Livemode != nil && *ep.Livemode != *env.Livemode {

@@ -30,6 +30,13 @@ type DeadLetter struct {
 	EventID         string          `json:"event_id"`
 	EventType       string          `json:"event_type"`
 	JournalSequence uint64          `json:"journal_sequence"`
+	// ProviderRequestID is the provider's request or message id of the
+	// event (Stripe request.id, Svix message id), when it gave one.
+	ProviderRequestID string `json:"provider_request_id,omitempty"`
+	// RetryState says whether billfold will try the event again on its
+	// own: "retrying" while automatic attempts remain, "exhausted" once
+	// none do (then only a requeue, replay or rebuild applies it).
+	RetryState string `json:"retry_state"`
 	// Created is the provider's clock for the event.
 	Created time.Time `json:"created,omitzero"`
 	// Status is "open" until the event is applied (by a requeue, a replay
@@ -70,6 +77,9 @@ const (
 
 	OutcomeApplied = "applied"
 	OutcomeFailed  = "failed"
+
+	RetryRetrying  = "retrying"
+	RetryExhausted = "exhausted"
 )
 
 // DeadLetterID is the id of the dead letter of the event at journal
@@ -127,11 +137,11 @@ func (d deadLetters) get(ctx context.Context, subject string) (*DeadLetter, uint
 	if err != nil {
 		return nil, 0, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letters")
 	}
-	var dl DeadLetter
-	if err := json.Unmarshal(m.Data, &dl); err != nil {
+	dl, err := decodeDeadLetter(m.Data)
+	if err != nil {
 		return nil, 0, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letter "+subject)
 	}
-	return &dl, m.Sequence, nil
+	return dl, m.Sequence, nil
 }
 
 // update writes the next state of a dead letter: change gets the current
@@ -163,12 +173,29 @@ func (d deadLetters) update(ctx context.Context, subject string, change func(cur
 	}
 }
 
+// decodeDeadLetter reads a stored dead letter. One stored before retry
+// states existed was written once the retries had run out: exhausted.
+func decodeDeadLetter(data []byte) (*DeadLetter, error) {
+	var dl DeadLetter
+	if err := json.Unmarshal(data, &dl); err != nil {
+		return nil, err
+	}
+	if dl.RetryState == "" {
+		dl.RetryState = RetryExhausted
+	}
+	return &dl, nil
+}
+
 // fail records a failure to apply the event of dl: a new open dead letter,
-// or the existing one with its attempts raised.
+// or the existing one with its attempts raised. Without a retry state, dl
+// is written once the projector has given up: exhausted.
 func (d deadLetters) fail(ctx context.Context, dl DeadLetter, requeue *Requeue) error {
 	_, err := d.update(ctx, deadLetterSubject(&dl), func(cur *DeadLetter) *DeadLetter {
 		next := dl
 		next.ID, next.Status = DeadLetterID(dl.Projection, dl.JournalSequence), DeadLetterOpen
+		if next.RetryState == "" {
+			next.RetryState = RetryExhausted
+		}
 		if cur != nil {
 			next.Attempts += cur.Attempts
 			next.Requeues = slices.Clone(cur.Requeues)
@@ -239,9 +266,8 @@ func (d deadLetters) list(ctx context.Context, f DeadLetterFilter) ([]DeadLetter
 	}
 	out := []DeadLetter{}
 	err := eachLastPerSubject(ctx, d.js, domain.DeadLetterStream, filter, func(data []byte) {
-		var dl DeadLetter
-		if json.Unmarshal(data, &dl) == nil && f.match(&dl) {
-			out = append(out, dl)
+		if dl, err := decodeDeadLetter(data); err == nil && f.match(dl) {
+			out = append(out, *dl)
 		}
 	})
 	slices.SortStableFunc(out, func(a, b DeadLetter) int { return a.FailedAt.Compare(b.FailedAt) })

@@ -49,14 +49,20 @@ type ProjectionStatus struct {
 
 // JournalEntry is an event as the journal holds it, without its body.
 type JournalEntry struct {
-	Sequence     uint64              `json:"sequence"`
-	Provider     domain.Provider     `json:"provider"`
-	Endpoint     string              `json:"endpoint"`
-	EventID      string              `json:"event_id"`
-	EventType    string              `json:"event_type"`
-	Created      time.Time           `json:"created"`
-	Received     time.Time           `json:"received"`
-	RequestID    string              `json:"request_id"`
+	Sequence  uint64          `json:"sequence"`
+	Provider  domain.Provider `json:"provider"`
+	Endpoint  string          `json:"endpoint"`
+	EventID   string          `json:"event_id"`
+	EventType string          `json:"event_type"`
+	Created   time.Time       `json:"created"`
+	Received  time.Time       `json:"received"`
+	RequestID string          `json:"request_id"`
+	// ProviderRequestID is the provider's request or message id (Stripe
+	// request.id, Svix message id), when it gave one.
+	ProviderRequestID string `json:"provider_request_id,omitempty"`
+	// Account is the Stripe Connect account of a connected account's
+	// event; absent for the platform's own.
+	Account      string              `json:"account,omitempty"`
 	Livemode     *bool               `json:"livemode,omitempty"`
 	Verification domain.Verification `json:"verification"`
 	ObjectKind   string              `json:"object_kind,omitempty"`
@@ -242,6 +248,11 @@ type EventSummary struct {
 	Projection string    `json:"projection,omitempty"`
 	At         time.Time `json:"at"`
 	Attempt    int       `json:"attempt,omitempty"`
+	// ProviderRequestID is the provider's request or message id, when the
+	// delivery verified and the provider gave one.
+	ProviderRequestID string `json:"provider_request_id,omitempty"`
+	// RetryState is a failed event's: retrying or exhausted.
+	RetryState string `json:"retry_state,omitempty"`
 }
 
 // List returns the events f selects, newest first, at most f.Limit (100
@@ -263,7 +274,8 @@ func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error
 		}
 		for _, dl := range dls {
 			out = append(out, EventSummary{Provider: dl.Namespace, EventID: dl.EventID, EventType: dl.EventType, Status: StatusFailed,
-				Code: dl.Code, Projection: dl.Projection, At: dl.FailedAt, Attempt: dl.Attempts})
+				Code: dl.Code, Projection: dl.Projection, At: dl.FailedAt, Attempt: dl.Attempts,
+				ProviderRequestID: dl.ProviderRequestID, RetryState: dl.RetryState})
 		}
 	} else {
 		if f.Status != "" && !domain.Outcome(f.Status).Valid() {
@@ -272,7 +284,7 @@ func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error
 		err := l.eachDeliverySince(ctx, f.Since, func(d *domain.Delivery) {
 			if (f.Status == "" || string(d.Outcome) == f.Status) && (f.Provider == "" || d.Namespace() == f.Provider || string(d.Provider) == f.Provider) {
 				out = append(out, EventSummary{Provider: d.Namespace(), EventID: d.EventID, EventType: d.EventType, Status: string(d.Outcome),
-					Code: d.ReasonCode, At: d.Received, Attempt: d.Attempt})
+					Code: d.ReasonCode, At: d.Received, Attempt: d.Attempt, ProviderRequestID: d.ProviderRequestID})
 			}
 		})
 		if err != nil {

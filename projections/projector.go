@@ -337,7 +337,8 @@ func (pr *Projector) deadLetter(ctx context.Context, env *domain.Envelope, attem
 	dl := DeadLetter{
 		Projection: pr.projection.Name(), Provider: env.Provider, Namespace: env.EventNamespace(),
 		EventID: env.EventID, EventType: env.EventType, JournalSequence: env.Sequence, Created: env.Created,
-		Class: ClassPermanent, Code: domain.ErrorCode(cause), Message: cause.Error(), Attempts: attempts,
+		ProviderRequestID: env.ProviderRequestID,
+		Class:             ClassPermanent, Code: domain.ErrorCode(cause), Message: cause.Error(), Attempts: attempts,
 		FailedAt: time.Now().UTC(),
 	}
 	if !domain.Permanent(cause) {

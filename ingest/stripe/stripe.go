@@ -140,7 +140,14 @@ type event struct {
 	Type     string `json:"type"`
 	Created  int64  `json:"created"`
 	Livemode *bool  `json:"livemode"`
-	Data     struct {
+	// Account is set on events of a Connect platform's connected
+	// accounts.
+	Account string `json:"account"`
+	// Request is {"id": "req_...", "idempotency_key": ...} since API
+	// version 2017-05-25, a bare "req_..." string before it, null for
+	// automatic events.
+	Request json.RawMessage `json:"request"`
+	Data    struct {
 		Object struct {
 			ID     string `json:"id"`
 			Object string `json:"object"`
@@ -153,7 +160,9 @@ type Parser struct{}
 
 // Parse implements ingest.Parser. It needs a JSON object with a string id
 // and type; created, livemode and data.object.{id,object} are read when
-// present and of the right type.
+// present and of the right type. A Connect event's account must be a
+// journalable string; the request id (request.id, or request itself in
+// old API versions) is kept when it is one.
 func (Parser) Parse(_ http.Header, body []byte) (domain.Envelope, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '{' {
@@ -169,15 +178,38 @@ func (Parser) Parse(_ http.Header, body []byte) (domain.Envelope, error) {
 	if err := domain.CheckEventType("type", ev.Type); err != nil {
 		return domain.Envelope{}, err
 	}
+	if ev.Account != "" {
+		if err := domain.CheckEventID("account", ev.Account); err != nil {
+			return domain.Envelope{}, err
+		}
+	}
 	env := domain.Envelope{
-		EventID:    ev.ID,
-		EventType:  ev.Type,
-		Livemode:   ev.Livemode,
-		ObjectKind: ev.Data.Object.Object,
-		ObjectID:   ev.Data.Object.ID,
+		EventID:           ev.ID,
+		EventType:         ev.Type,
+		Livemode:          ev.Livemode,
+		ObjectKind:        ev.Data.Object.Object,
+		ObjectID:          ev.Data.Object.ID,
+		Account:           ev.Account,
+		ProviderRequestID: requestID(ev.Request),
 	}
 	if ev.Created > 0 {
 		env.Created = time.Unix(ev.Created, 0).UTC()
 	}
 	return env, nil
+}
+
+// requestID reads a Stripe event's request: an object's id, or a bare
+// string; anything else (null, an automatic event) is "".
+func requestID(raw json.RawMessage) string {
+	var id string
+	if json.Unmarshal(raw, &id) != nil {
+		var req struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(raw, &req) != nil {
+			return ""
+		}
+		id = req.ID
+	}
+	return domain.ProviderText(id)
 }
