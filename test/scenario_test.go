@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -48,15 +46,13 @@ func scenarioEnv() []string {
 // calendar (it starts on a fixed date, and PactaPay's body timestamp is
 // signed and held to the tolerance).
 func scenarioConfig(t *testing.T) []string {
-	path := filepath.Join(t.TempDir(), "billfold.yaml")
-	require.NoError(t, os.WriteFile(path, []byte(`
+	return []string{"--config", writeConfig(t, t.TempDir(), `
 endpoints:
   - {name: stripe, provider: stripe, secrets: ["${STRIPE_WEBHOOK_SECRET}"]}
   - {name: clerk, provider: clerk, secrets: ["${CLERK_WEBHOOK_SECRET}"]}
   - {name: braintree, provider: braintree, secrets: ["${BRAINTREE_PUBLIC_KEY}:${BRAINTREE_PRIVATE_KEY}"]}
   - {name: pactapay, provider: pactapay, secrets: ["${PACTAPAY_WEBHOOK_SECRET}"], tolerance: 87600h}
-`), 0o600))
-	return []string{"--config", path}
+`)}
 }
 
 // scenarioDelivery is one provider delivery; sign is called at send time,
