@@ -26,6 +26,11 @@ type Engine struct {
 	opts        EngineOptions
 	// facts lets the projectors decode each journal event once.
 	facts *sharedFacts
+	pauses      pauses
+
+	// paused (under mu) are the operator's holds: those projections'
+	// projectors do not run (pause.go).
+	paused map[string]Pause
 
 	mu       sync.Mutex
 	slots    map[string]*slot
@@ -68,6 +73,9 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 	}
 	e := &Engine{js: js, projections: map[string]reducers.Projection{}, gens: gens, dead: deadLetters{js}, facts: newSharedFacts(),
 		opts: o, slots: map[string]*slot{}, switched: make(chan struct{})}
+	if e.pauses, err = ensurePauses(ctx, js, o.Replicas); err != nil {
+		return nil, err
+	}
 	for _, p := range projs {
 		e.projections[p.Name()] = p
 		e.names = append(e.names, p.Name())
@@ -80,6 +88,10 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 			return nil, err
 		}
 		e.slots[p.Name()] = s
+	}
+	// Read before Run: a paused projection must not fold after a restart.
+	if _, err := e.refreshPauses(ctx); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -152,6 +164,7 @@ func (e *Engine) Run(ctx context.Context) {
 		wg.Go(func() { e.runProjection(ctx, name) })
 	}
 	wg.Go(func() { e.followGenerations(ctx) })
+	wg.Go(func() { e.followPauses(ctx) })
 	wg.Go(func() { e.sampleLag(ctx) })
 	wg.Wait()
 }
@@ -164,11 +177,15 @@ func (e *Engine) runProjection(ctx context.Context, name string) {
 		s := e.slot(name)
 		sctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		if !s.gen.Paused {
+		// A rebuild switching away from the generation, or an operator,
+		// may hold its projector.
+		folds := func() bool { return !s.gen.Paused && !e.isPaused(name) }
+		folding := folds()
+		if folding {
 			wg.Go(func() { _ = s.projector.Run(sctx) })
 		}
 		wg.Go(func() { s.relay.Run(sctx) })
-		for e.slot(name) == s && ctx.Err() == nil {
+		for e.slot(name) == s && folds() == folding && ctx.Err() == nil {
 			select {
 			case <-ctx.Done():
 			case <-switched:

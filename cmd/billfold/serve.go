@@ -247,7 +247,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 			})
 			return
 		}
-		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "query_index": index})
+		// Paused projections do not make billfold unready: intake, the
+		// part readiness guards, goes on. The detail says they are held.
+		projections.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "query_index": index, "paused": engine.Paused()})
 	})
 	readAuth := projections.RequireToken(apiToken)
 	// /metrics names endpoints and counts refusals: behind the API token
