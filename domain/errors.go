@@ -23,6 +23,9 @@ const (
 	CodeEventMalformed   Code = "BILLFOLD-EVENT-MALFORMED"   // verified body is not an event billfold can journal
 	CodeBodyTooLarge     Code = "BILLFOLD-BODY-TOO-LARGE"    // body over the endpoint's limit
 	CodeLivemodeMismatch Code = "BILLFOLD-LIVEMODE-MISMATCH" // event's livemode differs from the endpoint's
+	// CodeAccountMismatch: a Stripe Connect event (one with an account)
+	// reached an endpoint not configured connect: true.
+	CodeAccountMismatch Code = "BILLFOLD-ACCOUNT-MISMATCH"
 	// CodeEventTooOld: a verified body's own time (PactaPay's timestamp,
 	// which its signature covers) is older than the endpoint's tolerance.
 	CodeEventTooOld Code = "BILLFOLD-EVENT-TOO-OLD"

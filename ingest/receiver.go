@@ -198,6 +198,13 @@ func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (
 		d.Reason = "event livemode " + strconv.FormatBool(*env.Livemode) + ", endpoint livemode " + strconv.FormatBool(*ep.Livemode)
 		return http.StatusOK, answerIgnored
 	}
+	if env.Account != "" && !ep.Connect {
+		// Stripe sends a connected account's events to Connect endpoints
+		// only: this one was pointed at the wrong URL.
+		d.Outcome, d.ReasonCode = domain.OutcomeIgnored, domain.CodeAccountMismatch
+		d.Reason = "event of connected account " + env.Account + " on an endpoint without connect: true"
+		return http.StatusOK, answerIgnored
+	}
 	// The append is not tied to the sender's connection: once started it
 	// runs to its own timeout, so the delivery log says what happened.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), rc.appendTimeout)

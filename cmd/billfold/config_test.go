@@ -12,7 +12,7 @@ import (
 )
 
 func clearProviderEnv(t *testing.T) {
-	for _, k := range []string{"STRIPE_WEBHOOK_SECRET", "BRAINTREE_PUBLIC_KEY", "BRAINTREE_PRIVATE_KEY", "CLERK_WEBHOOK_SECRET", "PACTAPAY_WEBHOOK_SECRET"} {
+	for _, k := range []string{"STRIPE_WEBHOOK_SECRET", "STRIPE_CONNECT_WEBHOOK_SECRET", "BRAINTREE_PUBLIC_KEY", "BRAINTREE_PRIVATE_KEY", "CLERK_WEBHOOK_SECRET", "PACTAPAY_WEBHOOK_SECRET"} {
 		t.Setenv(k, "")
 	}
 }
@@ -20,6 +20,7 @@ func clearProviderEnv(t *testing.T) {
 func TestEnvEndpointsProviders(t *testing.T) {
 	clearProviderEnv(t)
 	t.Setenv("STRIPE_WEBHOOK_SECRET", "whsec_a")
+	t.Setenv("STRIPE_CONNECT_WEBHOOK_SECRET", "whsec_connect")
 	t.Setenv("BRAINTREE_PUBLIC_KEY", "pub_new, pub_old")
 	t.Setenv("BRAINTREE_PRIVATE_KEY", "priv_new,priv_old")
 	t.Setenv("CLERK_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
@@ -28,6 +29,7 @@ func TestEnvEndpointsProviders(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []ingest.EndpointConfig{
 		{Name: "stripe", Provider: domain.Stripe, Secrets: []string{"whsec_a"}},
+		{Name: "stripe-connect", Provider: domain.Stripe, Secrets: []string{"whsec_connect"}, Connect: true},
 		{Name: "braintree", Provider: domain.Braintree, Secrets: []string{"pub_new:priv_new", "pub_old:priv_old"}},
 		{Name: "clerk", Provider: domain.Clerk, Secrets: []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}},
 		{Name: "pactapay", Provider: domain.PactaPay, Secrets: []string{"pp_new", "pp_old"}},

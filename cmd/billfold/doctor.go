@@ -239,6 +239,7 @@ var likelyCauses = map[domain.Code]string{
 	domain.CodeConfigNoSecret:     "the endpoint has no secret configured",
 	domain.CodeRateLimited:        "one source sent more than --rate-limit allows",
 	domain.CodeLivemodeMismatch:   "test-mode events sent to a live endpoint, or the reverse",
+	domain.CodeAccountMismatch:    "the Connect endpoint's URL points at an endpoint without connect: true",
 }
 
 // doctor builds the report from the running server's parts.
