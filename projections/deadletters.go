@@ -33,10 +33,15 @@ type DeadLetter struct {
 	// ProviderRequestID is the provider's request or message id of the
 	// event (Stripe request.id, Svix message id), when it gave one.
 	ProviderRequestID string `json:"provider_request_id,omitempty"`
-	// RetryState says whether billfold will try the event again on its
-	// own: "retrying" while automatic attempts remain, "exhausted" once
-	// none do (then only a requeue, replay or rebuild applies it).
-	RetryState string `json:"retry_state"`
+	// RetryState says, while the dead letter is open, whether billfold
+	// will try the event again on its own: "retrying" while scheduled
+	// retries remain (a transient failure), "exhausted" once none do (then
+	// only a requeue, replay or rebuild applies it).
+	RetryState string `json:"retry_state,omitempty"`
+	// Retries counts the scheduled retries made; NextRetryAt is when the
+	// next one is due, while retrying.
+	Retries     int       `json:"retries,omitempty"`
+	NextRetryAt time.Time `json:"next_retry_at,omitzero"`
 	// Created is the provider's clock for the event.
 	Created time.Time `json:"created,omitzero"`
 	// Status is "open" until the event is applied (by a requeue, a replay
@@ -117,6 +122,11 @@ func DeadLetterConfig(replicas int) jetstream.StreamConfig {
 // deadLetters reads and writes dead letters.
 type deadLetters struct {
 	js jetstream.JetStream
+	// schedule is the waits before each scheduled retry of a transient
+	// failure (retry.go); none: a dead letter is exhausted at once.
+	schedule []time.Duration
+	// metrics counts the dead letters that run out of retries.
+	metrics *ProjectorMetrics
 }
 
 func deadLetterSubject(dl *DeadLetter) string {
@@ -173,38 +183,49 @@ func (d deadLetters) update(ctx context.Context, subject string, change func(cur
 	}
 }
 
-// decodeDeadLetter reads a stored dead letter. One stored before retry
-// states existed was written once the retries had run out: exhausted.
+// decodeDeadLetter reads a stored dead letter. An open one stored before
+// retry states existed was written once the retries had run out:
+// exhausted.
 func decodeDeadLetter(data []byte) (*DeadLetter, error) {
 	var dl DeadLetter
 	if err := json.Unmarshal(data, &dl); err != nil {
 		return nil, err
 	}
-	if dl.RetryState == "" {
+	if dl.RetryState == "" && dl.Status == DeadLetterOpen {
 		dl.RetryState = RetryExhausted
 	}
 	return &dl, nil
 }
 
 // fail records a failure to apply the event of dl: a new open dead letter,
-// or the existing one with its attempts raised. Without a retry state, dl
-// is written once the projector has given up: exhausted.
+// or the existing one with its attempts raised. A transient failure is
+// retried on the schedule (a scheduled retry, requeue.By ScheduledRetryBy,
+// counts one step); a permanent one, or one past the schedule, is
+// exhausted and counted.
 func (d deadLetters) fail(ctx context.Context, dl DeadLetter, requeue *Requeue) error {
-	_, err := d.update(ctx, deadLetterSubject(&dl), func(cur *DeadLetter) *DeadLetter {
+	next, err := d.update(ctx, deadLetterSubject(&dl), func(cur *DeadLetter) *DeadLetter {
 		next := dl
 		next.ID, next.Status = DeadLetterID(dl.Projection, dl.JournalSequence), DeadLetterOpen
-		if next.RetryState == "" {
-			next.RetryState = RetryExhausted
-		}
 		if cur != nil {
 			next.Attempts += cur.Attempts
 			next.Requeues = slices.Clone(cur.Requeues)
+			next.Retries = cur.Retries
 		}
 		if requeue != nil {
 			next.Requeues = append(next.Requeues, *requeue)
+			if requeue.By == ScheduledRetryBy {
+				next.Retries++
+			}
+		}
+		next.RetryState, next.NextRetryAt = RetryExhausted, time.Time{}
+		if next.Class == ClassTransient && next.Retries < len(d.schedule) {
+			next.RetryState, next.NextRetryAt = RetryRetrying, next.FailedAt.Add(d.schedule[next.Retries])
 		}
 		return &next
 	})
+	if err == nil && next.RetryState == RetryExhausted {
+		d.metrics.exhausted(next.Projection, next.Class)
+	}
 	return err
 }
 
@@ -226,6 +247,7 @@ func (d deadLetters) resolve(ctx context.Context, projection, namespace, eventID
 		}
 		if next.Status != DeadLetterResolved {
 			next.Status, next.ResolvedAt, next.ResolvedBy = DeadLetterResolved, at, by
+			next.RetryState, next.NextRetryAt = "", time.Time{}
 		}
 		return &next
 	})

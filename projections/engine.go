@@ -25,8 +25,8 @@ type Engine struct {
 	dead        deadLetters
 	opts        EngineOptions
 	// facts lets the projectors decode each journal event once.
-	facts *sharedFacts
-	pauses      pauses
+	facts  *sharedFacts
+	pauses pauses
 
 	// paused (under mu) are the operator's holds: those projections'
 	// projectors do not run (pause.go).
@@ -53,6 +53,12 @@ type EngineOptions struct {
 	// Replay counts requeues, replays and rebuilds.
 	Replay *ReplayMetrics
 	Log    *slog.Logger
+	// RetrySchedule is the wait before each scheduled retry of a
+	// transiently failed event (nil: DefaultRetrySchedule; empty: none,
+	// such a failure is exhausted at once). RetryScan is how often due
+	// retries are looked for (0: DefaultRetryScan).
+	RetrySchedule []time.Duration
+	RetryScan     time.Duration
 }
 
 // NewEngine creates the dead-letter, change feed and generation stores and,
@@ -71,7 +77,7 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{js: js, projections: map[string]reducers.Projection{}, gens: gens, dead: deadLetters{js}, facts: newSharedFacts(),
+	e := &Engine{js: js, projections: map[string]reducers.Projection{}, gens: gens, dead: deadLetters{js: js, schedule: o.retrySchedule(), metrics: o.Metrics}, facts: newSharedFacts(),
 		opts: o, slots: map[string]*slot{}, switched: make(chan struct{})}
 	if e.pauses, err = ensurePauses(ctx, js, o.Replicas); err != nil {
 		return nil, err
@@ -109,6 +115,7 @@ func (e *Engine) newSlot(ctx context.Context, gen Generation) (*slot, error) {
 		projector: NewProjector(p, e.js, store, e.opts.Metrics, e.opts.Log, e.opts.Retry).shareFacts(e.facts),
 		relay:     NewRelay(gen.Projection, e.js, store, e.opts.Log).Start(gen.Relay),
 	}
+	s.projector.dead = e.dead // with the retry schedule
 	if _, err := s.projector.EnsureConsumer(ctx); err != nil {
 		return nil, err
 	}
@@ -165,6 +172,7 @@ func (e *Engine) Run(ctx context.Context) {
 	}
 	wg.Go(func() { e.followGenerations(ctx) })
 	wg.Go(func() { e.followPauses(ctx) })
+	wg.Go(func() { e.retryDue(ctx) })
 	wg.Go(func() { e.sampleLag(ctx) })
 	wg.Wait()
 }

@@ -68,16 +68,15 @@ func (m *ProjectorMetrics) skipped(p string) {
 	}
 }
 
-// failed counts a dead-lettered event. Every dead letter a projector
-// writes is written once its retries are over, so it is counted exhausted
-// too; its class follows from its code, as the dead letter's does.
 func (m *ProjectorMetrics) failed(p string, code domain.Code) {
 	if m != nil {
 		m.Failed.WithLabelValues(p, string(code)).Inc()
-		class := ClassPermanent
-		if code == domain.CodeStoreUnavailable {
-			class = ClassTransient
-		}
+	}
+}
+
+// exhausted counts a dead letter that has no automatic retry left.
+func (m *ProjectorMetrics) exhausted(p, class string) {
+	if m != nil {
 		m.RetriesExhausted.WithLabelValues(p, class).Inc()
 	}
 }

@@ -60,7 +60,7 @@ func NewProjector(p reducers.Projection, js jetstream.JetStream, store *Store, m
 	if retry.Attempts <= 0 {
 		retry = DefaultRetryPolicy
 	}
-	return &Projector{projection: p, js: js, store: store, dead: deadLetters{js}, metrics: m, log: log.With("projection", p.Name()), retry: retry}
+	return &Projector{projection: p, js: js, store: store, dead: deadLetters{js: js, metrics: m}, metrics: m, log: log.With("projection", p.Name()), retry: retry}
 }
 
 // From makes the projector's consumer, when it does not exist yet, start

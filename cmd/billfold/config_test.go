@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -52,4 +53,18 @@ func TestEnvEndpointsBraintreeUnpaired(t *testing.T) {
 	t.Setenv("BRAINTREE_PRIVATE_KEY", "")
 	_, err = envEndpoints(os.Getenv)
 	assert.Equal(t, domain.CodeConfigInvalid, domain.ErrorCode(err))
+}
+
+func TestRetryScheduleFlag(t *testing.T) {
+	var r retrySchedule
+	assert.Nil(t, r.schedule(), "unset: the engine's default")
+	assert.Equal(t, "1m0s,5m0s,30m0s,2h0m0s,12h0m0s", r.String())
+	require.NoError(t, r.Set("30s, 2m"))
+	assert.Equal(t, []time.Duration{30 * time.Second, 2 * time.Minute}, r.schedule())
+	require.NoError(t, r.Set("none"))
+	assert.Equal(t, []time.Duration{}, r.schedule(), "none: no scheduled retry")
+	assert.Equal(t, "none", r.String())
+	for _, bad := range []string{"", "1m,", "soon", "-1m", "0s"} {
+		assert.Equal(t, domain.CodeConfigInvalid, domain.ErrorCode(r.Set(bad)), bad)
+	}
 }

@@ -389,7 +389,7 @@ func printDeadLetters(w io.Writer, dls []projections.DeadLetter) {
 	fmt.Fprintln(tw, "ID\tPROJECTION\tPROVIDER\tEVENT\tTYPE\tCODE\tATTEMPTS\tSTATUS\tRETRY\tFAILED AT")
 	for _, dl := range dls {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", dl.ID, dl.Projection, dl.Namespace, dl.EventID, dl.EventType,
-			dl.Code, dl.Attempts, dl.Status, dl.RetryState, dl.FailedAt.Format(time.RFC3339))
+			dl.Code, dl.Attempts, dl.Status, dash(dl.RetryState), dl.FailedAt.Format(time.RFC3339))
 	}
 	_ = tw.Flush()
 }
@@ -399,7 +399,7 @@ func printDeadLetter(w io.Writer, dl projections.DeadLetter) {
 	for _, row := range [][2]string{
 		{"id", dl.ID}, {"projection", dl.Projection}, {"provider", dl.Namespace}, {"event", dl.EventID}, {"type", dl.EventType},
 		{"journal sequence", fmt.Sprint(dl.JournalSequence)}, {"status", dl.Status}, {"class", dl.Class}, {"code", string(dl.Code)},
-		{"message", dl.Message}, {"attempts", fmt.Sprint(dl.Attempts)}, {"retry state", dl.RetryState},
+		{"message", dl.Message}, {"attempts", fmt.Sprint(dl.Attempts)}, {"retry state", dash(dl.RetryState)}, {"scheduled retries", fmt.Sprint(dl.Retries)}, {"next retry", nextRetry(dl)},
 		{"provider request id", dash(dl.ProviderRequestID)}, {"failed at", dl.FailedAt.Format(time.RFC3339)},
 		{"resolved by", dash(dl.ResolvedBy)},
 	} {
@@ -542,11 +542,19 @@ func printEvent(w io.Writer, e projections.EventEntry) {
 		st := e.Projections[name]
 		fmt.Fprintf(tw, "%s:\t%s\n", name, st.Status)
 		if dl := st.DeadLetter; dl != nil {
-			fmt.Fprintf(tw, "  dead letter:\t%s %s %s, %d attempts, retries %s\n", dl.ID, dl.Status, dl.Code, dl.Attempts, dl.RetryState)
+			fmt.Fprintf(tw, "  dead letter:\t%s %s %s, %d attempts, retries %s\n", dl.ID, dl.Status, dl.Code, dl.Attempts, dash(dl.RetryState))
 			for _, rq := range dl.Requeues {
 				fmt.Fprintf(tw, "  requeue:\t%s by %s: %s\n", rq.At.Format(time.RFC3339), rq.By, rq.Outcome)
 			}
 		}
 	}
 	_ = tw.Flush()
+}
+
+// nextRetry is when a retrying dead letter's next scheduled retry is due.
+func nextRetry(dl projections.DeadLetter) string {
+	if dl.NextRetryAt.IsZero() {
+		return "-"
+	}
+	return dl.NextRetryAt.Format(time.RFC3339)
 }
