@@ -72,4 +72,29 @@ func TestConnectEventsKeepTheirAccount(t *testing.T) {
 	assert.Equal(t, domain.OutcomeIgnored, d.Outcome)
 	assert.Equal(t, domain.CodeAccountMismatch, d.ReasonCode)
 	assert.Contains(t, d.Reason, "acct_1Connected")
+
+	// The account is kept on the records the events touch, and selects
+	// subscriptions in the API and the CLI.
+	send("stripe-connect", connectSecret, samples.Stripe{EventID: "evt_connect_sub", Type: "customer.subscription.created", Created: at,
+		CustomerID: "cus_connect_1", SubscriptionID: "sub_connect_1", Status: "active", Account: "acct_1Connected"})
+	send("stripe-connect", connectSecret, samples.Stripe{EventID: "evt_platform_sub", Type: "customer.subscription.created", Created: at,
+		CustomerID: "cus_platform_1", SubscriptionID: "sub_platform_1", Status: "active"})
+	var sub, platformSub, cus domain.SubscriptionRecord
+	require.Eventually(t, func() bool {
+		return srv.getJSON("/v1/subscriptions/stripe/sub_connect_1", &sub) == http.StatusOK &&
+			srv.getJSON("/v1/subscriptions/stripe/sub_platform_1", &platformSub) == http.StatusOK
+	}, 20*time.Second, 50*time.Millisecond)
+	assert.Equal(t, "acct_1Connected", sub.Account)
+	assert.Empty(t, platformSub.Account)
+	require.Equal(t, http.StatusOK, srv.getJSON("/v1/customers/stripe/cus_connect_1", &cus))
+	assert.Equal(t, "acct_1Connected", cus.Account)
+
+	var page struct{ Items []domain.SubscriptionRecord }
+	require.Equal(t, http.StatusOK, srv.getJSON("/v1/subscriptions?account=acct_1Connected", &page))
+	require.Len(t, page.Items, 1)
+	assert.Equal(t, "sub_connect_1", page.Items[0].ID)
+	out, code := runBillfold(t, "list", "subscriptions", "--account", "acct_1Connected", "--server", srv.admin, "-o", "json")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "sub_connect_1")
+	assert.NotContains(t, out, "sub_platform_1")
 }
