@@ -201,9 +201,11 @@ func decodeDeadLetter(data []byte) (*DeadLetter, error) {
 // or the existing one with its attempts raised. A transient failure is
 // retried on the schedule (a scheduled retry, requeue.By ScheduledRetryBy,
 // counts one step); a permanent one, or one past the schedule, is
-// exhausted and counted.
+// exhausted, and counted when it becomes so.
 func (d deadLetters) fail(ctx context.Context, dl DeadLetter, requeue *Requeue) error {
+	wasExhausted := false
 	next, err := d.update(ctx, deadLetterSubject(&dl), func(cur *DeadLetter) *DeadLetter {
+		wasExhausted = cur != nil && cur.Status == DeadLetterOpen && cur.RetryState == RetryExhausted
 		next := dl
 		next.ID, next.Status = DeadLetterID(dl.Projection, dl.JournalSequence), DeadLetterOpen
 		if cur != nil {
@@ -223,7 +225,7 @@ func (d deadLetters) fail(ctx context.Context, dl DeadLetter, requeue *Requeue) 
 		}
 		return &next
 	})
-	if err == nil && next.RetryState == RetryExhausted {
+	if err == nil && next.RetryState == RetryExhausted && !wasExhausted { // counted once, when it runs out
 		d.metrics.exhausted(next.Projection, next.Class)
 	}
 	return err

@@ -96,7 +96,7 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 		e.slots[p.Name()] = s
 	}
 	// Read before Run: a paused projection must not fold after a restart.
-	if _, err := e.refreshPauses(ctx); err != nil {
+	if err := e.loadPauses(ctx); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -248,8 +248,7 @@ func (e *Engine) apply(ctx context.Context, gen Generation) error {
 	}
 	e.mu.Lock()
 	e.slots[gen.Projection] = s
-	close(e.switched)
-	e.switched = make(chan struct{})
+	e.notifyLocked()
 	e.mu.Unlock()
 	e.opts.Log.Info("projection generation changed", "projection", gen.Projection, "generation", gen.Number,
 		"paused", gen.Paused, "rebuild_id", gen.RebuildID)
@@ -301,24 +300,38 @@ func journalLastSeq(ctx context.Context, js jetstream.JetStream) (uint64, error)
 	return info.State.LastSeq, nil
 }
 
+// notifyLocked wakes every projection's runner to look at its slot and
+// holds again; e.mu must be held.
+func (e *Engine) notifyLocked() {
+	close(e.switched)
+	e.switched = make(chan struct{})
+}
+
 func (e *Engine) sampleLag(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, 5*time.Second, func() {
 		lag, err := e.Lag(ctx)
 		if err != nil || e.opts.Metrics == nil {
-			continue
+			return
 		}
 		for name, n := range lag {
 			e.opts.Metrics.Lag.WithLabelValues(name).Set(float64(n))
 		}
 		if n, err := e.dead.open(ctx); err == nil {
 			e.opts.Metrics.DeadLetters.Set(float64(n))
+		}
+	})
+}
+
+// every calls fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
 		}
 	}
 }

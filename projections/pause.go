@@ -32,16 +32,8 @@ type pauses struct {
 }
 
 func ensurePauses(ctx context.Context, js jetstream.JetStream, replicas int) (pauses, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      domain.PausesBucket,
-		Description: "billfold: projections an operator paused",
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-	})
-	if err != nil {
-		return pauses{}, domain.Wrap(domain.CodeStoreUnavailable, err, "pauses bucket")
-	}
-	return pauses{kv}, nil
+	kv, err := ensureBookkeeping(ctx, js, domain.PausesBucket, "billfold: projections an operator paused", 1, replicas)
+	return pauses{kv}, err
 }
 
 // all reads every hold.
@@ -59,21 +51,19 @@ func (p pauses) all(ctx context.Context) (map[string]Pause, error) {
 		if err != nil {
 			return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "pause of "+key)
 		}
-		if hold, ok := decodePause(key, e.Value()); ok {
-			out[key] = hold
-		}
+		out[key] = decodePause(key, e.Value())
 	}
 	return out, nil
 }
 
 // decodePause reads a hold; an unreadable one still holds (by "unknown"):
 // a projection must not start folding because its pause record is odd.
-func decodePause(key string, b []byte) (Pause, bool) {
+func decodePause(key string, b []byte) Pause {
 	var hold Pause
 	if json.Unmarshal(b, &hold) != nil || hold.Projection != key {
 		hold = Pause{Projection: key, By: "unknown"}
 	}
-	return hold, key != ""
+	return hold
 }
 
 // Pause holds the named projections (every projection when none is named)
@@ -87,13 +77,22 @@ func (e *Engine) Pause(ctx context.Context, names []string, by string) ([]Pause,
 	}
 	now := time.Now().UTC()
 	for _, name := range names {
-		b, _ := json.Marshal(Pause{Projection: name, By: by, At: now})
+		hold := Pause{Projection: name, By: by, At: now}
+		b, _ := json.Marshal(hold)
 		_, err := e.pauses.kv.Create(ctx, name, b)
-		if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			var first jetstream.KeyValueEntry
+			if first, err = e.pauses.kv.Get(ctx, name); err == nil {
+				hold = decodePause(name, first.Value())
+			}
+		}
+		if err != nil {
 			return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "pause of "+name)
 		}
+		// Held here at once; the other processes follow the bucket.
+		e.updatePaused(func(holds map[string]Pause) { holds[name] = hold })
 	}
-	return e.refreshPauses(ctx)
+	return e.Paused(), nil
 }
 
 // Resume lifts the holds on the named projections (every projection when
@@ -108,8 +107,9 @@ func (e *Engine) Resume(ctx context.Context, names []string) ([]Pause, error) {
 		if err := e.pauses.kv.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "resume of "+name)
 		}
+		e.updatePaused(func(holds map[string]Pause) { delete(holds, name) })
 	}
-	return e.refreshPauses(ctx)
+	return e.Paused(), nil
 }
 
 // Paused returns the holds this process follows, by projection name.
@@ -144,21 +144,28 @@ func (e *Engine) resolve(names []string) ([]string, error) {
 	return names, nil
 }
 
-// refreshPauses reads the holds, applies them in this process at once
-// (the watch applies them in the others) and returns them.
-func (e *Engine) refreshPauses(ctx context.Context) ([]Pause, error) {
-	holds, err := e.pauses.all(ctx)
-	if err != nil {
-		return nil, err
+// loadPauses makes every hold in the bucket this process's.
+func (e *Engine) loadPauses(ctx context.Context) error {
+	all, err := e.pauses.all(ctx)
+	if err == nil {
+		e.updatePaused(func(holds map[string]Pause) {
+			clear(holds)
+			maps.Copy(holds, all)
+		})
 	}
-	e.setPaused(holds)
-	return e.Paused(), nil
+	return err
 }
 
-// setPaused makes holds this process's pauses, and restarts the workers
-// of every projection whose hold changed.
-func (e *Engine) setPaused(holds map[string]Pause) {
+// updatePaused applies change to this process's holds, under the engine's
+// lock so that the watch and the API never undo each other's change, and
+// wakes the runners when a projection's hold came or went.
+func (e *Engine) updatePaused(change func(map[string]Pause)) {
 	e.mu.Lock()
+	holds := maps.Clone(e.paused)
+	if holds == nil {
+		holds = map[string]Pause{}
+	}
+	change(holds)
 	changed := len(holds) != len(e.paused)
 	for name := range holds {
 		if _, ok := e.paused[name]; !ok {
@@ -167,11 +174,9 @@ func (e *Engine) setPaused(holds map[string]Pause) {
 	}
 	e.paused = holds
 	if changed {
-		close(e.switched)
-		e.switched = make(chan struct{})
+		e.notifyLocked()
 	}
-	e.mu.Unlock()
-	if m := e.opts.Metrics; m != nil {
+	if m := e.opts.Metrics; m != nil { // under the lock: the last change wins
 		for _, name := range e.names {
 			v := 0.0
 			if _, held := holds[name]; held {
@@ -180,6 +185,7 @@ func (e *Engine) setPaused(holds map[string]Pause) {
 			m.Paused.WithLabelValues(name).Set(v)
 		}
 	}
+	e.mu.Unlock()
 }
 
 // followPauses applies every change of the holds, made by any process,
@@ -191,23 +197,20 @@ func (e *Engine) followPauses(ctx context.Context) {
 			sleep(ctx, time.Second)
 			continue
 		}
-		// Changes made while the watch was down are read whole.
-		if holds, err := e.pauses.all(ctx); err == nil {
-			e.setPaused(holds)
-		}
+		// Changes made while the watch was down are read whole, before
+		// the updates that follow the watch's start.
+		_ = e.loadPauses(ctx)
 		for u := range w.Updates() {
 			if u == nil {
 				continue
 			}
-			e.mu.Lock()
-			holds := maps.Clone(e.paused)
-			e.mu.Unlock()
-			if u.Operation() == jetstream.KeyValuePut {
-				holds[u.Key()], _ = decodePause(u.Key(), u.Value())
-			} else {
-				delete(holds, u.Key())
-			}
-			e.setPaused(holds)
+			e.updatePaused(func(holds map[string]Pause) {
+				if u.Operation() == jetstream.KeyValuePut {
+					holds[u.Key()] = decodePause(u.Key(), u.Value())
+				} else {
+					delete(holds, u.Key())
+				}
+			})
 		}
 		_ = w.Stop()
 		sleep(ctx, 250*time.Millisecond)

@@ -42,18 +42,11 @@ func (o EngineOptions) retryScan() time.Duration {
 // retry holds up no other event, and the reducers' merge rules make its
 // late fold land as if it had come in order.
 func (e *Engine) retryDue(ctx context.Context) {
-	t := time.NewTicker(e.opts.retryScan())
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, e.opts.retryScan(), func() {
 		dls, err := e.dead.list(ctx, DeadLetterFilter{})
 		if err != nil {
 			e.opts.Log.Warn("scheduled retries not read", "error", err)
-			continue
+			return
 		}
 		now := time.Now()
 		for _, dl := range dls {
@@ -61,7 +54,7 @@ func (e *Engine) retryDue(ctx context.Context) {
 				e.retry(ctx, dl, now)
 			}
 		}
-	}
+	})
 }
 
 // retry applies a due dead letter's event again, once this process has

@@ -1,9 +1,7 @@
 package test
 
 import (
-	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -110,17 +108,7 @@ func (r *recordingRegisterer) Unregister(prometheus.Collector) bool { return fal
 // nor BillfoldUnsignedDelivery would fire on its /metrics; after an event a
 // projection gives up on and one unsigned delivery, both would.
 func TestOperatorAlertsFireOnTheServersMetrics(t *testing.T) {
-	dir := t.TempDir()
-	config := writeConfig(t, dir, fmt.Sprintf(`
-endpoints:
-  - name: %s
-    provider: stripe
-    unsigned: true
-  - name: stripe
-    provider: stripe
-    secrets: [%s]
-`, unsignedName, stripeSecret))
-	srv := startServer(t, filepath.Join(dir, "data"), []string{"BILLFOLD_FAIL_EVENT_TYPES=customer.updated"}, "--config", config)
+	srv := startUnsignedServer(t, []string{"BILLFOLD_FAIL_EVENT_TYPES=customer.updated"})
 	alerts := alertExprs(t)
 	firing := func(name string) bool {
 		_, metrics := srv.get("/metrics")
