@@ -86,6 +86,18 @@ func TestConnectEventsKeepTheirAccount(t *testing.T) {
 	}, 20*time.Second, 50*time.Millisecond)
 	assert.Equal(t, "acct_1Connected", sub.Account)
 	assert.Empty(t, platformSub.Account)
+
+	// The ledger says when each projection stored the event's fold.
+	var ledger projections.EventEntry
+	require.Eventually(t, func() bool {
+		ledger = projections.EventEntry{}
+		return srv.getJSON("/v1/events/stripe/evt_connect_sub", &ledger) == http.StatusOK &&
+			ledger.Projections[domain.ProjectionSubscriptions].Status == projections.StatusProcessed
+	}, 20*time.Second, 50*time.Millisecond)
+	processed := ledger.Projections[domain.ProjectionSubscriptions].ProcessedAt
+	require.NotNil(t, processed, "processed_at of the subscription's write")
+	assert.False(t, processed.Before(ledger.Journal.Received.Truncate(time.Millisecond)), "stored after it was received")
+	assert.Nil(t, ledger.Projections[domain.ProjectionWallets].ProcessedAt, "wallets skips a subscription event")
 	require.Equal(t, http.StatusOK, srv.getJSON("/v1/customers/stripe/cus_connect_1", &cus))
 	assert.Equal(t, "acct_1Connected", cus.Account)
 

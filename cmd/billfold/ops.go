@@ -540,7 +540,11 @@ func printEvent(w io.Writer, e projections.EventEntry) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(e.Projections)) {
 		st := e.Projections[name]
-		fmt.Fprintf(tw, "%s:\t%s\n", name, st.Status)
+		status := st.Status
+		if st.ProcessedAt != nil {
+			status += " at " + st.ProcessedAt.Format(time.RFC3339Nano)
+		}
+		fmt.Fprintf(tw, "%s:\t%s\n", name, status)
 		if dl := st.DeadLetter; dl != nil {
 			fmt.Fprintf(tw, "  dead letter:\t%s %s %s, %d attempts, retries %s\n", dl.ID, dl.Status, dl.Code, dl.Attempts, dash(dl.RetryState))
 			for _, rq := range dl.Requeues {
