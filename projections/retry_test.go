@@ -34,8 +34,8 @@ func (f flaky) Apply(ev *domain.Envelope, records reducers.Lookup) (reducers.Cha
 }
 
 // retryEngine runs an engine of one flaky projection with a fast retry
-// schedule of two steps.
-func retryEngine(t *testing.T) (*fixture, *projections.Engine, *atomic.Bool, *projections.ProjectorMetrics) {
+// schedule.
+func retryEngine(t *testing.T, schedule ...time.Duration) (*fixture, *projections.Engine, *atomic.Bool, *projections.ProjectorMetrics) {
 	f := newFixture(t)
 	down := &atomic.Bool{}
 	down.Store(true)
@@ -44,7 +44,7 @@ func retryEngine(t *testing.T) (*fixture, *projections.Engine, *atomic.Bool, *pr
 	e, err := projections.NewEngine(ctx, f.js, []reducers.Projection{flaky{down: down}}, projections.EngineOptions{
 		Replicas: 1, Metrics: m, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Retry:         projections.RetryPolicy{Attempts: 1, Initial: time.Millisecond, Max: time.Millisecond},
-		RetrySchedule: []time.Duration{200 * time.Millisecond, 200 * time.Millisecond}, RetryScan: 20 * time.Millisecond,
+		RetrySchedule: schedule, RetryScan: 20 * time.Millisecond,
 	})
 	require.NoError(t, err)
 	var wg sync.WaitGroup
@@ -68,7 +68,9 @@ func deadLetterOf(t *testing.T, e *projections.Engine, event string) projections
 // scheduled retry as "retrying", and is applied by the first retry after
 // the stores are back: resolved, counted nowhere as exhausted.
 func TestScheduledRetryAppliesATransientFailure(t *testing.T) {
-	f, e, down, m := retryEngine(t)
+	// The first wait is long enough for the test to see the dead letter
+	// before any retry, even on a loaded machine.
+	f, e, down, m := retryEngine(t, 2*time.Second, 2*time.Second)
 	f.journalEvent(t, "evt_flaky", "flaky", "cus_a")
 	f.journalEvent(t, "evt_after", "customer.updated", "cus_b")
 
@@ -95,7 +97,7 @@ func TestScheduledRetryAppliesATransientFailure(t *testing.T) {
 // A transient failure that outlasts the schedule is retried once per step
 // and then exhausted: counted, and left for an operator.
 func TestScheduledRetriesRunOut(t *testing.T) {
-	f, e, _, m := retryEngine(t)
+	f, e, _, m := retryEngine(t, 200*time.Millisecond, 200*time.Millisecond)
 	f.journalEvent(t, "evt_flaky", "flaky", "cus_a")
 
 	require.Eventually(t, func() bool { return deadLetterOf(t, e, "evt_flaky").RetryState == projections.RetryExhausted }, 20*time.Second, 20*time.Millisecond)
