@@ -33,18 +33,21 @@ func (o Outcome) Valid() bool { return slices.Contains(Outcomes, o) }
 // endpoint, whatever became of it. Fields that were not known for a
 // delivery (an event id on a rejected one) are empty.
 type Delivery struct {
-	Endpoint     string       `json:"endpoint"`
-	Provider     Provider     `json:"provider"`
-	EventID      string       `json:"event_id,omitempty"`
-	EventType    string       `json:"event_type,omitempty"`
-	Created      *time.Time   `json:"created,omitempty"`
-	RequestID    string       `json:"request_id"`
-	SourceAddr   string       `json:"source_addr"`
-	Verification Verification `json:"verification"`
-	ReasonCode   Code         `json:"reason_code,omitempty"`
-	Reason       string       `json:"reason,omitempty"`
-	Outcome      Outcome      `json:"outcome"`
-	Status       int          `json:"status"`
+	Endpoint  string     `json:"endpoint"`
+	Provider  Provider   `json:"provider"`
+	EventID   string     `json:"event_id,omitempty"`
+	EventType string     `json:"event_type,omitempty"`
+	Created   *time.Time `json:"created,omitempty"`
+	RequestID string     `json:"request_id"`
+	// ProviderRequestID is the provider's id of the request or message
+	// (Envelope.ProviderRequestID), once the delivery verified.
+	ProviderRequestID string       `json:"provider_request_id,omitempty"`
+	SourceAddr        string       `json:"source_addr"`
+	Verification      Verification `json:"verification"`
+	ReasonCode        Code         `json:"reason_code,omitempty"`
+	Reason            string       `json:"reason,omitempty"`
+	Outcome           Outcome      `json:"outcome"`
+	Status            int          `json:"status"`
 	// Attempt counts the deliveries of this event id so far, this one
 	// included, by receipt time; zero when the event id is unknown. It is
 	// not stored: entries are written without reading the ones before
@@ -75,7 +78,7 @@ func DeliveryFromJournal(env *Envelope, stored time.Time) Delivery {
 	created := env.Created
 	return Delivery{
 		Endpoint: env.Endpoint, Provider: env.Provider, EventID: env.EventID, EventType: env.EventType,
-		Created: &created, RequestID: env.RequestID, SourceAddr: env.SourceAddr,
+		Created: &created, RequestID: env.RequestID, ProviderRequestID: env.ProviderRequestID, SourceAddr: env.SourceAddr,
 		Verification: env.Verification, ReasonCode: env.ReasonCode, Reason: env.Reason,
 		Outcome: OutcomeAccepted, Status: 200, JournalSequence: env.Sequence,
 		Received: env.Received, Completed: stored,

@@ -37,6 +37,17 @@ func CheckEventType(field, typ string) error {
 	return checkEnvelopeText(field, typ)
 }
 
+// ProviderText returns s when it passes the rules of CheckEventID, else
+// "": for optional identifiers read from a verified body (a provider
+// request id) that are worth keeping only when they can be journaled as
+// they are.
+func ProviderText(s string) string {
+	if checkEnvelopeText("", s) != nil {
+		return ""
+	}
+	return s
+}
+
 func checkEnvelopeText(field, s string) error {
 	if s == "" || len(s) > MaxEventIDLength || !utf8.ValidString(s) {
 		return Errorf(CodeEventMalformed, "field %s is missing or invalid", field)
@@ -66,6 +77,15 @@ type Envelope struct {
 	// Received is billfold's clock when the delivery arrived.
 	Received  time.Time
 	RequestID string
+	// ProviderRequestID is the provider's own id of what caused or carried
+	// the event, for finding it in the provider's logs: Stripe's
+	// request.id (the API request that caused the event; empty for
+	// automatic events), Svix's message id (svix-id). Empty when the
+	// provider gives none.
+	ProviderRequestID string
+	// Account is the Stripe Connect account (acct_...) an event of a
+	// connected account belongs to; empty for the platform's own events.
+	Account string
 	// Livemode is nil when the provider does not say.
 	Livemode     *bool
 	Verification Verification
@@ -127,13 +147,17 @@ func (e *Envelope) JournalSubject() string { return JournalSubject(e.EventNamesp
 
 // Journal header names.
 const (
-	HeaderProvider     = "Billfold-Provider"
-	HeaderEndpoint     = "Billfold-Endpoint"
-	HeaderEventID      = "Billfold-Event-Id"
-	HeaderEventType    = "Billfold-Event-Type"
-	HeaderCreated      = "Billfold-Created"
-	HeaderReceived     = "Billfold-Received"
-	HeaderRequestID    = "Billfold-Request-Id"
+	HeaderProvider  = "Billfold-Provider"
+	HeaderEndpoint  = "Billfold-Endpoint"
+	HeaderEventID   = "Billfold-Event-Id"
+	HeaderEventType = "Billfold-Event-Type"
+	HeaderCreated   = "Billfold-Created"
+	HeaderReceived  = "Billfold-Received"
+	HeaderRequestID = "Billfold-Request-Id"
+	// HeaderProviderRequestID carries Envelope.ProviderRequestID.
+	HeaderProviderRequestID = "Billfold-Provider-Request-Id"
+	// HeaderAccount carries Envelope.Account.
+	HeaderAccount      = "Billfold-Account"
 	HeaderLivemode     = "Billfold-Livemode"
 	HeaderVerification = "Billfold-Verified"
 	HeaderObjectKind   = "Billfold-Object-Kind"
@@ -158,6 +182,8 @@ func (e *Envelope) EncodeHeader(h map[string][]string) {
 	set(HeaderCreated, formatTime(e.Created))
 	set(HeaderReceived, formatTime(e.Received))
 	set(HeaderRequestID, e.RequestID)
+	set(HeaderProviderRequestID, e.ProviderRequestID)
+	set(HeaderAccount, e.Account)
 	if e.Livemode != nil {
 		set(HeaderLivemode, strconv.FormatBool(*e.Livemode))
 	}
@@ -187,19 +213,21 @@ func DecodeEnvelope(h map[string][]string, body []byte, seq uint64) (Envelope, e
 		return ""
 	}
 	e := Envelope{
-		Provider:     Provider(get(HeaderProvider)),
-		Endpoint:     get(HeaderEndpoint),
-		EventID:      get(HeaderEventID),
-		EventType:    get(HeaderEventType),
-		RequestID:    get(HeaderRequestID),
-		Verification: Verification(get(HeaderVerification)),
-		ObjectKind:   get(HeaderObjectKind),
-		ObjectID:     get(HeaderObjectID),
-		SourceAddr:   get(HeaderSourceAddr),
-		ReasonCode:   Code(get(HeaderReasonCode)),
-		Reason:       get(HeaderReason),
-		Sequence:     seq,
-		Body:         body,
+		Provider:          Provider(get(HeaderProvider)),
+		Endpoint:          get(HeaderEndpoint),
+		EventID:           get(HeaderEventID),
+		EventType:         get(HeaderEventType),
+		RequestID:         get(HeaderRequestID),
+		ProviderRequestID: get(HeaderProviderRequestID),
+		Account:           get(HeaderAccount),
+		Verification:      Verification(get(HeaderVerification)),
+		ObjectKind:        get(HeaderObjectKind),
+		ObjectID:          get(HeaderObjectID),
+		SourceAddr:        get(HeaderSourceAddr),
+		ReasonCode:        Code(get(HeaderReasonCode)),
+		Reason:            get(HeaderReason),
+		Sequence:          seq,
+		Body:              body,
 	}
 	if e.Provider == "" || e.EventID == "" {
 		return Envelope{}, Errorf(CodeEventMalformed, "journal message %d has no provider or event id", seq)

@@ -20,9 +20,18 @@ const (
 	CodeSigTooNew    Code = "BILLFOLD-SIG-TOO-NEW"   // signed timestamp further in the future than the tolerance
 
 	// Intake.
-	CodeEventMalformed     Code = "BILLFOLD-EVENT-MALFORMED"     // verified body is not an event billfold can journal
-	CodeBodyTooLarge       Code = "BILLFOLD-BODY-TOO-LARGE"      // body over the endpoint's limit
-	CodeLivemodeMismatch   Code = "BILLFOLD-LIVEMODE-MISMATCH"   // event's livemode differs from the endpoint's
+	CodeEventMalformed   Code = "BILLFOLD-EVENT-MALFORMED"   // verified body is not an event billfold can journal
+	CodeBodyTooLarge     Code = "BILLFOLD-BODY-TOO-LARGE"    // body over the endpoint's limit
+	CodeLivemodeMismatch Code = "BILLFOLD-LIVEMODE-MISMATCH" // event's livemode differs from the endpoint's
+	// CodeAccountMismatch: a Stripe Connect event (one with an account)
+	// reached an endpoint not configured connect: true.
+	CodeAccountMismatch Code = "BILLFOLD-ACCOUNT-MISMATCH"
+	// CodeEventTooOld: a verified body's own time (PactaPay's timestamp,
+	// which its signature covers) is older than the endpoint's tolerance.
+	CodeEventTooOld Code = "BILLFOLD-EVENT-TOO-OLD"
+	// CodeEventTooNew: a verified body's own time is further in the future
+	// than the endpoint's tolerance.
+	CodeEventTooNew        Code = "BILLFOLD-EVENT-TOO-NEW"
 	CodeEndpointUnknown    Code = "BILLFOLD-ENDPOINT-UNKNOWN"    // no endpoint with that name
 	CodeMethodNotAllowed   Code = "BILLFOLD-METHOD-NOT-ALLOWED"  // wrong HTTP method
 	CodeJournalUnavailable Code = "BILLFOLD-JOURNAL-UNAVAILABLE" // journal did not acknowledge the append

@@ -41,6 +41,12 @@ type RecordMeta struct {
 	UpdatedAt    time.Time    `json:"updated_at"`
 	EventIDs     []string     `json:"event_ids"`
 	Verification Verification `json:"verification"`
+	// Account is the Stripe Connect account (acct_...) whose events made
+	// the record; empty for the platform's (and other providers') records.
+	// A Stripe object lives in one account; were events to disagree, the
+	// least account in byte order is kept, so the record does not depend
+	// on the order they were folded in.
+	Account string `json:"account,omitempty"`
 }
 
 // AggregateVersion implements eh.Versionable.

@@ -123,6 +123,9 @@ const (
 	// RebuildsBucket is the KV bucket of rebuilds and replays, by id, with
 	// their progress.
 	RebuildsBucket = "BILLFOLD_REBUILDS"
+	// PausesBucket is the KV bucket of the projections an operator
+	// paused, one key each.
+	PausesBucket = "BILLFOLD_PAUSES"
 )
 
 // DeadLetterSubject is the dead-letter subject of one event in one

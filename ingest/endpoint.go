@@ -49,6 +49,10 @@ type EndpointConfig struct {
 	// TypeField is the JSON field (dotted path allowed) holding the event
 	// type for provider standard; default "type". Refused elsewhere.
 	TypeField string `yaml:"type_field"`
+	// Connect marks a Stripe Connect endpoint: Stripe sends it the events
+	// of the platform's connected accounts, each with its account, signed
+	// with the endpoint's own secret. Refused for other providers.
+	Connect bool `yaml:"connect"`
 }
 
 // MinUnsignedNameLength is the shortest name an unsigned endpoint may have.
@@ -79,6 +83,10 @@ type Endpoint struct {
 	// Challenger, when set, answers the provider's verification challenge
 	// on GET (Braintree's bt_challenge).
 	Challenger Challenger
+	// Connect is a Stripe Connect endpoint's: events of connected accounts
+	// are journaled with their account. Any other endpoint answers one
+	// "ignored" (BILLFOLD-ACCOUNT-MISMATCH), as for a livemode mismatch.
+	Connect bool
 }
 
 // Label is how the endpoint is shown in metric labels, logs and the
@@ -135,6 +143,10 @@ func NewEndpoint(c EndpointConfig) (*Endpoint, error) {
 	if c.TypeField != "" && c.Provider != domain.Standard {
 		return nil, domain.Errorf(domain.CodeConfigInvalid, "endpoint %s: type_field belongs to provider standard only", c.Name)
 	}
+	if c.Connect && c.Provider != domain.Stripe {
+		return nil, domain.Errorf(domain.CodeConfigInvalid, "endpoint %s: connect belongs to provider stripe only", c.Name)
+	}
+	e.Connect = c.Connect
 	switch c.Provider {
 	case domain.Stripe:
 		e.Verifier = stripe.Verifier{Secrets: secrets, Tolerance: e.Tolerance}

@@ -102,6 +102,8 @@ func TestEndpointProviders(t *testing.T) {
 		{"clerk secret not base64", ingest.EndpointConfig{Name: "clerk", Provider: domain.Clerk, Secrets: []string{"whsec_not base64!"}}, "whsec_"},
 		{"standard with type_field", ingest.EndpointConfig{Name: "acme", Provider: domain.Standard, Secrets: []string{"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, TypeField: "event_type"}, ""},
 		{"type_field elsewhere", ingest.EndpointConfig{Name: "clerk", Provider: domain.Clerk, Secrets: []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, TypeField: "kind"}, "type_field"},
+		{"stripe connect", ingest.EndpointConfig{Name: "stripe-connect", Provider: domain.Stripe, Secrets: []string{"whsec_c"}, Connect: true}, ""},
+		{"connect elsewhere", ingest.EndpointConfig{Name: "pactapay", Provider: domain.PactaPay, Secrets: []string{"pp"}, Connect: true}, "connect"},
 		{"pactapay", ingest.EndpointConfig{Name: "pactapay", Provider: domain.PactaPay, Secrets: []string{"hmac_secret_value"}}, ""},
 		{"hmac", ingest.EndpointConfig{Name: "omni", Provider: domain.HMAC, Secrets: []string{"hmac_secret_value"}, HMAC: omni}, ""},
 		{"hmac without block", ingest.EndpointConfig{Name: "omni", Provider: domain.HMAC, Secrets: []string{"hmac_secret_value"}}, "hmac block"},
@@ -166,7 +168,7 @@ func TestEndpointVerifiesAndParses(t *testing.T) {
 		require.NoError(t, e.Verifier.Verify(h, body, now))
 		env, err := e.Parser.Parse(h, body)
 		require.NoError(t, err)
-		assert.Equal(t, domain.Envelope{EventID: "msg_1", EventType: "user.created", Created: time.Unix(now.Unix(), 0).UTC(), ObjectKind: "user", ObjectID: "user_1"}, env)
+		assert.Equal(t, domain.Envelope{EventID: "msg_1", ProviderRequestID: "msg_1", EventType: "user.created", Created: time.Unix(now.Unix(), 0).UTC(), ObjectKind: "user", ObjectID: "user_1"}, env)
 	})
 	t.Run("pactapay", func(t *testing.T) {
 		e, err := ingest.NewEndpoint(ingest.EndpointConfig{Name: "pactapay", Provider: domain.PactaPay, Secrets: []string{"test_secret"}})

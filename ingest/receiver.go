@@ -190,12 +190,19 @@ func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (
 		// folds deterministic.
 		env.Created = d.Received
 	}
-	d.EventID, d.EventType = env.EventID, env.EventType
+	d.EventID, d.EventType, d.ProviderRequestID = env.EventID, env.EventType, env.ProviderRequestID
 	created := env.Created
 	d.Created = &created
 	if ep.Livemode != nil && env.Livemode != nil && *ep.Livemode != *env.Livemode {
 		d.Outcome, d.ReasonCode = domain.OutcomeIgnored, domain.CodeLivemodeMismatch
 		d.Reason = "event livemode " + strconv.FormatBool(*env.Livemode) + ", endpoint livemode " + strconv.FormatBool(*ep.Livemode)
+		return http.StatusOK, answerIgnored
+	}
+	if env.Account != "" && !ep.Connect {
+		// Stripe sends a connected account's events to Connect endpoints
+		// only: this one was pointed at the wrong URL.
+		d.Outcome, d.ReasonCode = domain.OutcomeIgnored, domain.CodeAccountMismatch
+		d.Reason = "event of connected account " + env.Account + " on an endpoint without connect: true"
 		return http.StatusOK, answerIgnored
 	}
 	// The append is not tied to the sender's connection: once started it

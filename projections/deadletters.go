@@ -30,6 +30,18 @@ type DeadLetter struct {
 	EventID         string          `json:"event_id"`
 	EventType       string          `json:"event_type"`
 	JournalSequence uint64          `json:"journal_sequence"`
+	// ProviderRequestID is the provider's request or message id of the
+	// event (Stripe request.id, Svix message id), when it gave one.
+	ProviderRequestID string `json:"provider_request_id,omitempty"`
+	// RetryState says, while the dead letter is open, whether billfold
+	// will try the event again on its own: "retrying" while scheduled
+	// retries remain (a transient failure), "exhausted" once none do (then
+	// only a requeue, replay or rebuild applies it).
+	RetryState string `json:"retry_state,omitempty"`
+	// Retries counts the scheduled retries made; NextRetryAt is when the
+	// next one is due, while retrying.
+	Retries     int       `json:"retries,omitempty"`
+	NextRetryAt time.Time `json:"next_retry_at,omitzero"`
 	// Created is the provider's clock for the event.
 	Created time.Time `json:"created,omitzero"`
 	// Status is "open" until the event is applied (by a requeue, a replay
@@ -70,6 +82,9 @@ const (
 
 	OutcomeApplied = "applied"
 	OutcomeFailed  = "failed"
+
+	RetryRetrying  = "retrying"
+	RetryExhausted = "exhausted"
 )
 
 // DeadLetterID is the id of the dead letter of the event at journal
@@ -107,6 +122,11 @@ func DeadLetterConfig(replicas int) jetstream.StreamConfig {
 // deadLetters reads and writes dead letters.
 type deadLetters struct {
 	js jetstream.JetStream
+	// schedule is the waits before each scheduled retry of a transient
+	// failure (retry.go); none: a dead letter is exhausted at once.
+	schedule []time.Duration
+	// metrics counts the dead letters that run out of retries.
+	metrics *ProjectorMetrics
 }
 
 func deadLetterSubject(dl *DeadLetter) string {
@@ -127,11 +147,11 @@ func (d deadLetters) get(ctx context.Context, subject string) (*DeadLetter, uint
 	if err != nil {
 		return nil, 0, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letters")
 	}
-	var dl DeadLetter
-	if err := json.Unmarshal(m.Data, &dl); err != nil {
+	dl, err := decodeDeadLetter(m.Data)
+	if err != nil {
 		return nil, 0, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letter "+subject)
 	}
-	return &dl, m.Sequence, nil
+	return dl, m.Sequence, nil
 }
 
 // update writes the next state of a dead letter: change gets the current
@@ -163,21 +183,51 @@ func (d deadLetters) update(ctx context.Context, subject string, change func(cur
 	}
 }
 
+// decodeDeadLetter reads a stored dead letter. An open one stored before
+// retry states existed was written once the retries had run out:
+// exhausted.
+func decodeDeadLetter(data []byte) (*DeadLetter, error) {
+	var dl DeadLetter
+	if err := json.Unmarshal(data, &dl); err != nil {
+		return nil, err
+	}
+	if dl.RetryState == "" && dl.Status == DeadLetterOpen {
+		dl.RetryState = RetryExhausted
+	}
+	return &dl, nil
+}
+
 // fail records a failure to apply the event of dl: a new open dead letter,
-// or the existing one with its attempts raised.
+// or the existing one with its attempts raised. A transient failure is
+// retried on the schedule (a scheduled retry, requeue.By ScheduledRetryBy,
+// counts one step); a permanent one, or one past the schedule, is
+// exhausted, and counted when it becomes so.
 func (d deadLetters) fail(ctx context.Context, dl DeadLetter, requeue *Requeue) error {
-	_, err := d.update(ctx, deadLetterSubject(&dl), func(cur *DeadLetter) *DeadLetter {
+	wasExhausted := false
+	next, err := d.update(ctx, deadLetterSubject(&dl), func(cur *DeadLetter) *DeadLetter {
+		wasExhausted = cur != nil && cur.Status == DeadLetterOpen && cur.RetryState == RetryExhausted
 		next := dl
 		next.ID, next.Status = DeadLetterID(dl.Projection, dl.JournalSequence), DeadLetterOpen
 		if cur != nil {
 			next.Attempts += cur.Attempts
 			next.Requeues = slices.Clone(cur.Requeues)
+			next.Retries = cur.Retries
 		}
 		if requeue != nil {
 			next.Requeues = append(next.Requeues, *requeue)
+			if requeue.By == ScheduledRetryBy {
+				next.Retries++
+			}
+		}
+		next.RetryState, next.NextRetryAt = RetryExhausted, time.Time{}
+		if next.Class == ClassTransient && next.Retries < len(d.schedule) {
+			next.RetryState, next.NextRetryAt = RetryRetrying, next.FailedAt.Add(d.schedule[next.Retries])
 		}
 		return &next
 	})
+	if err == nil && next.RetryState == RetryExhausted && !wasExhausted { // counted once, when it runs out
+		d.metrics.exhausted(next.Projection, next.Class)
+	}
 	return err
 }
 
@@ -199,6 +249,7 @@ func (d deadLetters) resolve(ctx context.Context, projection, namespace, eventID
 		}
 		if next.Status != DeadLetterResolved {
 			next.Status, next.ResolvedAt, next.ResolvedBy = DeadLetterResolved, at, by
+			next.RetryState, next.NextRetryAt = "", time.Time{}
 		}
 		return &next
 	})
@@ -239,9 +290,8 @@ func (d deadLetters) list(ctx context.Context, f DeadLetterFilter) ([]DeadLetter
 	}
 	out := []DeadLetter{}
 	err := eachLastPerSubject(ctx, d.js, domain.DeadLetterStream, filter, func(data []byte) {
-		var dl DeadLetter
-		if json.Unmarshal(data, &dl) == nil && f.match(&dl) {
-			out = append(out, dl)
+		if dl, err := decodeDeadLetter(data); err == nil && f.match(dl) {
+			out = append(out, *dl)
 		}
 	})
 	slices.SortStableFunc(out, func(a, b DeadLetter) int { return a.FailedAt.Compare(b.FailedAt) })

@@ -25,7 +25,12 @@ type Engine struct {
 	dead        deadLetters
 	opts        EngineOptions
 	// facts lets the projectors decode each journal event once.
-	facts *sharedFacts
+	facts  *sharedFacts
+	pauses pauses
+
+	// paused (under mu) are the operator's holds: those projections'
+	// projectors do not run (pause.go).
+	paused map[string]Pause
 
 	mu       sync.Mutex
 	slots    map[string]*slot
@@ -48,6 +53,12 @@ type EngineOptions struct {
 	// Replay counts requeues, replays and rebuilds.
 	Replay *ReplayMetrics
 	Log    *slog.Logger
+	// RetrySchedule is the wait before each scheduled retry of a
+	// transiently failed event (nil: DefaultRetrySchedule; empty: none,
+	// such a failure is exhausted at once). RetryScan is how often due
+	// retries are looked for (0: DefaultRetryScan).
+	RetrySchedule []time.Duration
+	RetryScan     time.Duration
 }
 
 // NewEngine creates the dead-letter, change feed and generation stores and,
@@ -66,8 +77,11 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{js: js, projections: map[string]reducers.Projection{}, gens: gens, dead: deadLetters{js}, facts: newSharedFacts(),
+	e := &Engine{js: js, projections: map[string]reducers.Projection{}, gens: gens, dead: deadLetters{js: js, schedule: o.retrySchedule(), metrics: o.Metrics}, facts: newSharedFacts(),
 		opts: o, slots: map[string]*slot{}, switched: make(chan struct{})}
+	if e.pauses, err = ensurePauses(ctx, js, o.Replicas); err != nil {
+		return nil, err
+	}
 	for _, p := range projs {
 		e.projections[p.Name()] = p
 		e.names = append(e.names, p.Name())
@@ -80,6 +94,10 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 			return nil, err
 		}
 		e.slots[p.Name()] = s
+	}
+	// Read before Run: a paused projection must not fold after a restart.
+	if err := e.loadPauses(ctx); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -97,6 +115,7 @@ func (e *Engine) newSlot(ctx context.Context, gen Generation) (*slot, error) {
 		projector: NewProjector(p, e.js, store, e.opts.Metrics, e.opts.Log, e.opts.Retry).shareFacts(e.facts),
 		relay:     NewRelay(gen.Projection, e.js, store, e.opts.Log).Start(gen.Relay),
 	}
+	s.projector.dead = e.dead // with the retry schedule
 	if _, err := s.projector.EnsureConsumer(ctx); err != nil {
 		return nil, err
 	}
@@ -152,6 +171,8 @@ func (e *Engine) Run(ctx context.Context) {
 		wg.Go(func() { e.runProjection(ctx, name) })
 	}
 	wg.Go(func() { e.followGenerations(ctx) })
+	wg.Go(func() { e.followPauses(ctx) })
+	wg.Go(func() { e.retryDue(ctx) })
 	wg.Go(func() { e.sampleLag(ctx) })
 	wg.Wait()
 }
@@ -164,11 +185,15 @@ func (e *Engine) runProjection(ctx context.Context, name string) {
 		s := e.slot(name)
 		sctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		if !s.gen.Paused {
+		// A rebuild switching away from the generation, or an operator,
+		// may hold its projector.
+		folds := func() bool { return !s.gen.Paused && !e.isPaused(name) }
+		folding := folds()
+		if folding {
 			wg.Go(func() { _ = s.projector.Run(sctx) })
 		}
 		wg.Go(func() { s.relay.Run(sctx) })
-		for e.slot(name) == s && ctx.Err() == nil {
+		for e.slot(name) == s && folds() == folding && ctx.Err() == nil {
 			select {
 			case <-ctx.Done():
 			case <-switched:
@@ -223,8 +248,7 @@ func (e *Engine) apply(ctx context.Context, gen Generation) error {
 	}
 	e.mu.Lock()
 	e.slots[gen.Projection] = s
-	close(e.switched)
-	e.switched = make(chan struct{})
+	e.notifyLocked()
 	e.mu.Unlock()
 	e.opts.Log.Info("projection generation changed", "projection", gen.Projection, "generation", gen.Number,
 		"paused", gen.Paused, "rebuild_id", gen.RebuildID)
@@ -276,24 +300,38 @@ func journalLastSeq(ctx context.Context, js jetstream.JetStream) (uint64, error)
 	return info.State.LastSeq, nil
 }
 
+// notifyLocked wakes every projection's runner to look at its slot and
+// holds again; e.mu must be held.
+func (e *Engine) notifyLocked() {
+	close(e.switched)
+	e.switched = make(chan struct{})
+}
+
 func (e *Engine) sampleLag(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, 5*time.Second, func() {
 		lag, err := e.Lag(ctx)
 		if err != nil || e.opts.Metrics == nil {
-			continue
+			return
 		}
 		for name, n := range lag {
 			e.opts.Metrics.Lag.WithLabelValues(name).Set(float64(n))
 		}
 		if n, err := e.dead.open(ctx); err == nil {
 			e.opts.Metrics.DeadLetters.Set(float64(n))
+		}
+	})
+}
+
+// every calls fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
 		}
 	}
 }

@@ -53,7 +53,9 @@ type Change struct {
 	Version      int                 `json:"version"`
 	EventID      string              `json:"event_id"`
 	Verification domain.Verification `json:"verification"`
-	Record       json.RawMessage     `json:"record"`
+	// Account is the record's Stripe Connect account, when it has one.
+	Account string          `json:"account,omitempty"`
+	Record  json.RawMessage `json:"record"`
 }
 
 // LifecycleChange is the body of a message on billfold.lifecycle: one move
@@ -262,7 +264,8 @@ func (r *Relay) feedMessages(ctx context.Context, subject string, h nats.Header,
 	}
 	var rec struct {
 		SubscriptionVersion
-		UserID string `json:"user_id"`
+		UserID  string `json:"user_id"`
+		Account string `json:"account"`
 	}
 	if err := json.Unmarshal(record, &rec); err != nil {
 		return nil, err
@@ -286,7 +289,7 @@ func (r *Relay) feedMessages(ctx context.Context, subject string, h nats.Header,
 		}
 	}
 	body, err := json.Marshal(Change{Projection: r.projection, Provider: rec.Provider, ID: rec.ID,
-		Version: rec.Version, EventID: eventID, Verification: rec.Verification, Record: record})
+		Version: rec.Version, EventID: eventID, Verification: rec.Verification, Account: rec.Account, Record: record})
 	if err != nil {
 		return nil, err
 	}

@@ -189,7 +189,7 @@ func stripeEvent(t *testing.T, j *ingest.Journal, s samples.Stripe) {
 	t.Helper()
 	_, err := j.Append(context.Background(), &domain.Envelope{
 		Provider: domain.Stripe, Endpoint: "stripe", EventID: s.EventID, EventType: s.Type, Created: s.Created,
-		Received: time.Now(), Verification: domain.VerifiedSignature, Body: s.Event(),
+		Received: time.Now(), Verification: domain.VerifiedSignature, Account: s.Account, Body: s.Event(),
 	})
 	require.NoError(t, err)
 }
@@ -413,4 +413,30 @@ func TestChangeFeedCarriesVerification(t *testing.T) {
 		got = append(got, c.Verification)
 	}
 	assert.Equal(t, []domain.Verification{domain.VerifiedSignature, domain.VerifiedUnsigned}, got)
+}
+
+// A Connect account's record carries its account on the change feed; a
+// platform record's change has none.
+func TestChangeFeedCarriesAccount(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	ctx := context.Background()
+	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
+	j := ingest.NewJournal(nc, js)
+	base := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	stripeEvent(t, j, samples.Stripe{EventID: "evt_a1", Type: "customer.created", Created: base, CustomerID: "cus_connected", Account: "acct_1Feed"})
+	stripeEvent(t, j, samples.Stripe{EventID: "evt_p1", Type: "customer.created", Created: base, CustomerID: "cus_platform"})
+
+	e, _ := feedEngine(t, js)
+	waitCaughtUp(t, e)
+	waitRelayed(t, js)
+	for id, want := range map[string]string{"cus_connected": "acct_1Feed", "cus_platform": ""} {
+		msgs := readFeed(t, js, domain.ChangeSubject(domain.ProjectionCustomers, "stripe", id))
+		require.Len(t, msgs, 1, id)
+		var c projections.Change
+		require.NoError(t, json.Unmarshal(msgs[0].data, &c))
+		assert.Equal(t, want, c.Account, id)
+		var rec domain.CustomerRecord
+		require.NoError(t, json.Unmarshal(c.Record, &rec))
+		assert.Equal(t, want, rec.Account, id)
+	}
 }

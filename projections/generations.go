@@ -36,17 +36,22 @@ type generations struct {
 }
 
 func ensureGenerations(ctx context.Context, js jetstream.JetStream, replicas int) (generations, error) {
+	kv, err := ensureBookkeeping(ctx, js, domain.GenerationsBucket, "billfold: the current generation of each projection", 16, replicas)
+	return generations{kv}, err
+}
+
+// ensureBookkeeping creates or updates one of billfold's small bookkeeping
+// KV buckets (file storage, replicas as the streams); a failure is
+// BILLFOLD-STORE-UNAVAILABLE.
+func ensureBookkeeping(ctx context.Context, js jetstream.JetStream, bucket, description string, history uint8, replicas int) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      domain.GenerationsBucket,
-		Description: "billfold: the current generation of each projection",
-		History:     16,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
+		Bucket: bucket, Description: description, History: history,
+		Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 	})
 	if err != nil {
-		return generations{}, domain.Wrap(domain.CodeStoreUnavailable, err, "generations bucket")
+		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "bucket "+bucket)
 	}
-	return generations{kv}, nil
+	return kv, nil
 }
 
 // get returns projection's generation and the pointer's revision (0 when

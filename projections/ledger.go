@@ -45,18 +45,28 @@ type ProjectionStatus struct {
 	// DeadLetter is the event's dead letter in the projection, with its
 	// requeues, if it ever failed there.
 	DeadLetter *DeadLetter `json:"dead_letter,omitempty"`
+	// ProcessedAt is when the projection stored the first record write
+	// the event's fold made (processedat.go); absent when the fold
+	// changed no record or the write is no longer in the record's history.
+	ProcessedAt *time.Time `json:"processed_at,omitempty"`
 }
 
 // JournalEntry is an event as the journal holds it, without its body.
 type JournalEntry struct {
-	Sequence     uint64              `json:"sequence"`
-	Provider     domain.Provider     `json:"provider"`
-	Endpoint     string              `json:"endpoint"`
-	EventID      string              `json:"event_id"`
-	EventType    string              `json:"event_type"`
-	Created      time.Time           `json:"created"`
-	Received     time.Time           `json:"received"`
-	RequestID    string              `json:"request_id"`
+	Sequence  uint64          `json:"sequence"`
+	Provider  domain.Provider `json:"provider"`
+	Endpoint  string          `json:"endpoint"`
+	EventID   string          `json:"event_id"`
+	EventType string          `json:"event_type"`
+	Created   time.Time       `json:"created"`
+	Received  time.Time       `json:"received"`
+	RequestID string          `json:"request_id"`
+	// ProviderRequestID is the provider's request or message id (Stripe
+	// request.id, Svix message id), when it gave one.
+	ProviderRequestID string `json:"provider_request_id,omitempty"`
+	// Account is the Stripe Connect account of a connected account's
+	// event; absent for the platform's own.
+	Account      string              `json:"account,omitempty"`
 	Livemode     *bool               `json:"livemode,omitempty"`
 	Verification domain.Verification `json:"verification"`
 	ObjectKind   string              `json:"object_kind,omitempty"`
@@ -97,13 +107,14 @@ func (l *Ledger) Event(ctx context.Context, namespace, id string) (EventEntry, e
 func (l *Ledger) event(ctx context.Context, namespace, id string) (EventEntry, error) {
 	e := EventEntry{Namespace: namespace, EventID: id, Deliveries: DeliverySummary{Deliveries: []domain.Delivery{}},
 		Projections: map[string]ProjectionStatus{}}
-	journal, err := l.journalEntry(ctx, namespace, id)
+	env, err := l.journalEvent(ctx, namespace, id)
 	if err != nil {
 		return e, err
 	}
-	e.Journal = journal
-	if journal != nil {
-		if e.Projections, err = l.statuses(ctx, journal); err != nil {
+	if env != nil {
+		journal := newJournalEntry(env)
+		e.Journal = &journal
+		if e.Projections, err = l.statuses(ctx, env); err != nil {
 			return e, err
 		}
 	}
@@ -116,7 +127,9 @@ func (l *Ledger) event(ctx context.Context, namespace, id string) (EventEntry, e
 	return e, nil
 }
 
-func (l *Ledger) journalEntry(ctx context.Context, namespace, id string) (*JournalEntry, error) {
+// journalEvent reads an event from the journal; nil when it was never
+// journaled.
+func (l *Ledger) journalEvent(ctx context.Context, namespace, id string) (*domain.Envelope, error) {
 	s, err := l.js.Stream(ctx, domain.JournalStream)
 	if err != nil {
 		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal stream")
@@ -132,15 +145,14 @@ func (l *Ledger) journalEntry(ctx context.Context, namespace, id string) (*Journ
 	if err != nil {
 		return nil, err
 	}
-	entry := newJournalEntry(&env)
-	return &entry, nil
+	return &env, nil
 }
 
 // statuses says, per projection, what became of a journaled event. An event
 // is processed once the current generation's projector acknowledged it (at
 // or below the consumer's acknowledgement floor) and it has no open dead
-// letter.
-func (l *Ledger) statuses(ctx context.Context, j *JournalEntry) (map[string]ProjectionStatus, error) {
+// letter; when its fold wrote a record, processed_at says when.
+func (l *Ledger) statuses(ctx context.Context, j *domain.Envelope) (map[string]ProjectionStatus, error) {
 	out := map[string]ProjectionStatus{}
 	for _, name := range l.engine.Projections() {
 		if !l.engine.projections[name].Handles(j.Provider, j.EventType) {
@@ -154,6 +166,7 @@ func (l *Ledger) statuses(ctx context.Context, j *JournalEntry) (map[string]Proj
 		st := ProjectionStatus{Status: StatusPending, DeadLetter: dl}
 		if floor, err := l.engine.ackFloor(ctx, l.engine.slot(name).projector.Durable()); err == nil && floor >= j.Sequence {
 			st.Status = StatusProcessed
+			st.ProcessedAt = l.processedAt(ctx, name, j)
 		}
 		if dl != nil && dl.Status == DeadLetterOpen {
 			st.Status = StatusFailed
@@ -242,6 +255,11 @@ type EventSummary struct {
 	Projection string    `json:"projection,omitempty"`
 	At         time.Time `json:"at"`
 	Attempt    int       `json:"attempt,omitempty"`
+	// ProviderRequestID is the provider's request or message id, when the
+	// delivery verified and the provider gave one.
+	ProviderRequestID string `json:"provider_request_id,omitempty"`
+	// RetryState is a failed event's: retrying or exhausted.
+	RetryState string `json:"retry_state,omitempty"`
 }
 
 // List returns the events f selects, newest first, at most f.Limit (100
@@ -263,7 +281,8 @@ func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error
 		}
 		for _, dl := range dls {
 			out = append(out, EventSummary{Provider: dl.Namespace, EventID: dl.EventID, EventType: dl.EventType, Status: StatusFailed,
-				Code: dl.Code, Projection: dl.Projection, At: dl.FailedAt, Attempt: dl.Attempts})
+				Code: dl.Code, Projection: dl.Projection, At: dl.FailedAt, Attempt: dl.Attempts,
+				ProviderRequestID: dl.ProviderRequestID, RetryState: dl.RetryState})
 		}
 	} else {
 		if f.Status != "" && !domain.Outcome(f.Status).Valid() {
@@ -272,7 +291,7 @@ func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error
 		err := l.eachDeliverySince(ctx, f.Since, func(d *domain.Delivery) {
 			if (f.Status == "" || string(d.Outcome) == f.Status) && (f.Provider == "" || d.Namespace() == f.Provider || string(d.Provider) == f.Provider) {
 				out = append(out, EventSummary{Provider: d.Namespace(), EventID: d.EventID, EventType: d.EventType, Status: string(d.Outcome),
-					Code: d.ReasonCode, At: d.Received, Attempt: d.Attempt})
+					Code: d.ReasonCode, At: d.Received, Attempt: d.Attempt, ProviderRequestID: d.ProviderRequestID})
 			}
 		})
 		if err != nil {

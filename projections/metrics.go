@@ -8,11 +8,16 @@ import (
 
 // ProjectorMetrics are the projectors' metrics.
 type ProjectorMetrics struct {
-	Applied     *prometheus.CounterVec
-	Skipped     *prometheus.CounterVec
-	Failed      *prometheus.CounterVec
-	Lag         *prometheus.GaugeVec
-	DeadLetters prometheus.Gauge
+	Applied *prometheus.CounterVec
+	Skipped *prometheus.CounterVec
+	Failed  *prometheus.CounterVec
+	// RetriesExhausted counts events billfold will not try again on its
+	// own (dead letters whose retry state is exhausted), by class.
+	RetriesExhausted *prometheus.CounterVec
+	Lag              *prometheus.GaugeVec
+	DeadLetters      prometheus.Gauge
+	// Paused is 1 for a projection an operator paused.
+	Paused *prometheus.GaugeVec
 }
 
 // NewProjectorMetrics creates the projector metrics and registers them.
@@ -30,6 +35,10 @@ func NewProjectorMetrics(reg prometheus.Registerer) *ProjectorMetrics {
 			Name: "billfold_projector_events_failed_total",
 			Help: "Journal events a projection could not apply (dead-lettered), by code.",
 		}, []string{"projection", "code"}),
+		RetriesExhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billfold_projector_retries_exhausted_total",
+			Help: "Events a projection gave up on: dead-lettered with no automatic retry left, by class (transient: the retries ran out; permanent: the reducer refused it). Alert on it.",
+		}, []string{"projection", "class"}),
 		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "billfold_projector_lag_events",
 			Help: "Journal events not yet folded into a projection (journal head minus acknowledged).",
@@ -39,7 +48,11 @@ func NewProjectorMetrics(reg prometheus.Registerer) *ProjectorMetrics {
 			Help: "Dead letters waiting for an operator.",
 		}),
 	}
-	reg.MustRegister(m.Applied, m.Skipped, m.Failed, m.Lag, m.DeadLetters)
+	m.Paused = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "billfold_projection_paused",
+		Help: "1 while an operator has paused the projection (billfold pause): intake journals, its projectors do not fold.",
+	}, []string{"projection"})
+	reg.MustRegister(m.Applied, m.Skipped, m.Failed, m.RetriesExhausted, m.Lag, m.DeadLetters, m.Paused)
 	return m
 }
 
@@ -58,6 +71,13 @@ func (m *ProjectorMetrics) skipped(p string) {
 func (m *ProjectorMetrics) failed(p string, code domain.Code) {
 	if m != nil {
 		m.Failed.WithLabelValues(p, string(code)).Inc()
+	}
+}
+
+// exhausted counts a dead letter that has no automatic retry left.
+func (m *ProjectorMetrics) exhausted(p, class string) {
+	if m != nil {
+		m.RetriesExhausted.WithLabelValues(p, class).Inc()
 	}
 }
 

@@ -60,7 +60,7 @@ func NewProjector(p reducers.Projection, js jetstream.JetStream, store *Store, m
 	if retry.Attempts <= 0 {
 		retry = DefaultRetryPolicy
 	}
-	return &Projector{projection: p, js: js, store: store, dead: deadLetters{js}, metrics: m, log: log.With("projection", p.Name()), retry: retry}
+	return &Projector{projection: p, js: js, store: store, dead: deadLetters{js: js, metrics: m}, metrics: m, log: log.With("projection", p.Name()), retry: retry}
 }
 
 // From makes the projector's consumer, when it does not exist yet, start
@@ -360,7 +360,8 @@ func (pr *Projector) deadLetter(ctx context.Context, env *domain.Envelope, attem
 	dl := DeadLetter{
 		Projection: pr.projection.Name(), Provider: env.Provider, Namespace: env.EventNamespace(),
 		EventID: env.EventID, EventType: env.EventType, JournalSequence: env.Sequence, Created: env.Created,
-		Class: ClassPermanent, Code: domain.ErrorCode(cause), Message: cause.Error(), Attempts: attempts,
+		ProviderRequestID: env.ProviderRequestID,
+		Class:             ClassPermanent, Code: domain.ErrorCode(cause), Message: cause.Error(), Attempts: attempts,
 		FailedAt: time.Now().UTC(),
 	}
 	if !domain.Permanent(cause) {

@@ -617,6 +617,11 @@ type SubscriptionFilter struct {
 	State    domain.LifecycleState
 	Provider string
 	Customer string
+	// Account is a Stripe Connect account: only its records. The index
+	// does not know accounts, so it filters the pages the other fields
+	// chose: a page may hold fewer than its limit, or none, and still
+	// have a next cursor.
+	Account string
 }
 
 // Page is one page of a list.
@@ -702,9 +707,11 @@ func (q *Query) ListSubscriptions(ctx context.Context, f SubscriptionFilter, lim
 			State    domain.LifecycleState `json:"state"`
 			Provider string                `json:"provider"`
 			Customer string                `json:"customer_id"`
+			Account  string                `json:"account"`
 		}
 		if json.Unmarshal(r, &s) != nil ||
-			(f.State != "" && s.State != f.State) || (f.Provider != "" && s.Provider != f.Provider) || (f.Customer != "" && s.Customer != f.Customer) {
+			(f.State != "" && s.State != f.State) || (f.Provider != "" && s.Provider != f.Provider) || (f.Customer != "" && s.Customer != f.Customer) ||
+			(f.Account != "" && s.Account != f.Account) {
 			continue
 		}
 		page.Items = append(page.Items, r)

@@ -114,7 +114,7 @@ func (q *Query) serveList(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
-	f := SubscriptionFilter{State: domain.LifecycleState(strings.TrimSpace(v.Get("state"))), Provider: v.Get("provider"), Customer: v.Get("customer")}
+	f := SubscriptionFilter{State: domain.LifecycleState(strings.TrimSpace(v.Get("state"))), Provider: v.Get("provider"), Customer: v.Get("customer"), Account: v.Get("account")}
 	page, err := q.ListSubscriptions(r.Context(), f, limit, v.Get("cursor"))
 	if err != nil {
 		WriteError(w, err)

@@ -572,7 +572,8 @@ func newJournalEntry(env *domain.Envelope) JournalEntry {
 	return JournalEntry{
 		Sequence: env.Sequence, Provider: env.Provider, Endpoint: env.Endpoint,
 		EventID: env.EventID, EventType: env.EventType, Created: env.Created, Received: env.Received,
-		RequestID: env.RequestID, Livemode: env.Livemode, Verification: env.Verification,
+		RequestID: env.RequestID, ProviderRequestID: env.ProviderRequestID, Account: env.Account,
+		Livemode: env.Livemode, Verification: env.Verification,
 		ObjectKind: env.ObjectKind, ObjectID: env.ObjectID,
 	}
 }

@@ -37,6 +37,9 @@ func (o *Operations) Register(mux Mux, read, admin func(http.Handler) http.Handl
 	mux.Handle("GET /v1/verify", read(http.HandlerFunc(o.verify)))
 	mux.Handle("GET /v1/events", read(http.HandlerFunc(o.listEvents)))
 	mux.Handle("GET /v1/events/{provider}/{event_id}", read(http.HandlerFunc(o.Ledger.ServeEvent)))
+	mux.Handle("GET /v1/projections/paused", read(http.HandlerFunc(o.listPaused)))
+	mux.Handle("POST /v1/projections/pause", admin(http.HandlerFunc(o.pause)))
+	mux.Handle("POST /v1/projections/resume", admin(http.HandlerFunc(o.resume)))
 }
 
 // decodeBody reads a JSON request body into v; an empty body leaves v as

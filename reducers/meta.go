@@ -54,6 +54,9 @@ func (f *Folded) add(meta *domain.RecordMeta, ev *domain.Envelope) bool {
 	}
 	*f = slices.Insert(*f, i, ref)
 	f.describe(meta)
+	if ev.Account != "" && (meta.Account == "" || ev.Account < meta.Account) {
+		meta.Account = ev.Account
+	}
 	return true
 }
 

@@ -285,3 +285,23 @@ func TestFailSwitch(t *testing.T) {
 	_, err := Customers{o}.Apply(ev, memory{})
 	assert.Equal(t, domain.CodeReducerFailed, domain.ErrorCode(err))
 }
+
+// A Connect account's events keep their account on every record they
+// touch, whatever the order: should two disagree, the least account wins
+// (events of the platform, without one, never clear it).
+func TestRecordsKeepTheConnectAccount(t *testing.T) {
+	h := newHistory(t)
+	created := h.stripe("customer.subscription.created", subscription("sub_c", "cus_c", "active", nil), nil)
+	created.Account = "acct_B"
+	h.tick(time.Minute)
+	updated := h.stripe("customer.subscription.updated", subscription("sub_c", "cus_c", "past_due", nil), map[string]any{"status": "active"})
+	updated.Account = "acct_A"
+	h.tick(time.Minute)
+	h.stripe("customer.subscription.updated", subscription("sub_c", "cus_c", "active", nil), map[string]any{"status": "past_due"})
+	inOrder := fold(t, DefaultOptions(), h.events)
+	assert.Equal(t, inOrder, fold(t, DefaultOptions(), reversed(h.events)), "the same records in either order")
+	assert.Equal(t, "acct_A", record[domain.SubscriptionRecord](t, inOrder, SubscriptionKey("stripe", "sub_c")).Account)
+
+	platform := fold(t, DefaultOptions(), []*domain.Envelope{h.events[2]})
+	assert.Empty(t, record[domain.SubscriptionRecord](t, platform, SubscriptionKey("stripe", "sub_c")).Account, "a platform event makes a platform record")
+}

@@ -3,8 +3,10 @@ package test
 import (
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
@@ -100,3 +102,78 @@ func (r *recordingRegisterer) MustRegister(cs ...prometheus.Collector) {
 }
 
 func (r *recordingRegisterer) Unregister(prometheus.Collector) bool { return false }
+
+// The operator alerts the webhook handbook asks for watch series the real
+// server moves: before anything happens neither BillfoldRetriesExhausted
+// nor BillfoldUnsignedDelivery would fire on its /metrics; after an event a
+// projection gives up on and one unsigned delivery, both would.
+func TestOperatorAlertsFireOnTheServersMetrics(t *testing.T) {
+	srv := startUnsignedServer(t, []string{"BILLFOLD_FAIL_EVENT_TYPES=customer.updated"})
+	alerts := alertExprs(t)
+	firing := func(name string) bool {
+		_, metrics := srv.get("/metrics")
+		return wouldFire(t, alerts[name], string(metrics))
+	}
+	for _, name := range []string{"BillfoldRetriesExhausted", "BillfoldUnsignedDelivery"} {
+		require.Contains(t, alerts, name)
+		assert.False(t, firing(name), "%s before anything happened", name)
+	}
+
+	body := stripeBody("evt_alert_given_up", "customer.updated", false)
+	code, answer, _ := srv.post("stripe", body, stripeSig(body, time.Now(), stripeSecret))
+	require.Equal(t, 200, code, answer)
+	require.Eventually(t, func() bool { return firing("BillfoldRetriesExhausted") }, 30*time.Second, 100*time.Millisecond,
+		"an event the projections refused fires BillfoldRetriesExhausted")
+	assert.False(t, firing("BillfoldUnsignedDelivery"), "a signed delivery is not unsigned")
+
+	code, answer, _ = srv.post(unsignedName, stripeBody("evt_alert_unsigned", "customer.created", false), nil)
+	require.Equal(t, 200, code, answer)
+	assert.True(t, firing("BillfoldUnsignedDelivery"), "one unsigned delivery fires BillfoldUnsignedDelivery")
+}
+
+// alertExprs reads the alerting rules' expressions by alert name.
+func alertExprs(t *testing.T) map[string]string {
+	raw, err := os.ReadFile("../docs/prometheus/billfold-rules.yml")
+	require.NoError(t, err)
+	var rules struct {
+		Groups []struct {
+			Rules []struct{ Alert, Expr string } `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &rules))
+	out := map[string]string{}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if r.Alert != "" {
+				out[r.Alert] = r.Expr
+			}
+		}
+	}
+	return out
+}
+
+// wouldFire evaluates an "any increase" alert on a first scrape, where an
+// increase is the counter's value: expr must be terms of the form
+// `sum by (...) (increase(<counter>[<range>])) > 0` joined by `or`, and
+// fires when any term's counter, summed over its series, is positive.
+func wouldFire(t *testing.T, expr, metrics string) bool {
+	term := regexp.MustCompile(`^sum by \([a-z_, ]+\) \(increase\((billfold_[a-z_]+)\[[0-9]+m\]\)\) > 0$`)
+	fires := false
+	for _, part := range strings.Split(strings.TrimSpace(expr), " or ") {
+		m := term.FindStringSubmatch(strings.TrimSpace(part))
+		require.NotNil(t, m, "term %q is not an any-increase term", part)
+		var sum float64
+		for _, line := range strings.Split(metrics, "\n") {
+			name, rest, ok := strings.Cut(line, "{")
+			if !ok || name != m[1] {
+				continue
+			}
+			_, value, _ := strings.Cut(rest, "} ")
+			v, err := strconv.ParseFloat(value, 64)
+			require.NoError(t, err, line)
+			sum += v
+		}
+		fires = fires || sum > 0
+	}
+	return fires
+}

@@ -316,10 +316,16 @@ func jsonCases(s scheme, now time.Time) []hostileCase {
 	} else {
 		cases = append(cases, malformed("event id with surrounding spaces", s.sign(spacedID, s.event(spacedID, now), now)))
 	}
-	if s.timestampHeader != "" || s.endpoint == "stripe" {
+	switch {
+	case s.timestampHeader != "" || s.endpoint == "stripe":
 		old := now.Add(-time.Hour)
 		cases = append(cases, rejected("replayed old delivery (signed an hour ago)", s.sign(id("old"), s.event(id("old"), old), old), domain.CodeSigTooOld))
-	} else {
+	case s.endpoint == "pactapay":
+		// PactaPay signs its payload's timestamp: an old body is refused
+		// however it is delivered.
+		old := now.Add(-time.Hour)
+		cases = append(cases, rejected("replayed old payload (its signed timestamp an hour ago)", s.sign(id("old"), s.event(id("old"), old), old), domain.CodeEventTooOld))
+	default:
 		// No signed time: a captured delivery verifies whenever it is
 		// sent, and its replays are duplicates by event id.
 		old := now.Add(-24 * time.Hour)

@@ -17,12 +17,10 @@ import (
 
 const unsignedName = "in-3f9a1c7be2d84056af19c2e7b5d0e813"
 
-// An unsigned endpoint exists only by explicit config with a long random
-// name; its deliveries are journaled flagged unsigned, counted and logged at
-// warn. A signed endpoint never falls back to unsigned. Its name, its only
-// secret, is shown nowhere: metric labels, log lines and the event ledger
-// show its label.
-func TestUnsignedIntakeIsExplicitAndFlagged(t *testing.T) {
+// startUnsignedServer runs billfold with env and two Stripe endpoints: the
+// unsigned one named unsignedName and a signed one, "stripe".
+func startUnsignedServer(t *testing.T, env []string) *server {
+	t.Helper()
 	dir := t.TempDir()
 	config := writeConfig(t, dir, fmt.Sprintf(`
 endpoints:
@@ -33,7 +31,16 @@ endpoints:
     provider: stripe
     secrets: [%s]
 `, unsignedName, stripeSecret))
-	srv := startServer(t, filepath.Join(dir, "data"), nil, "--config", config)
+	return startServer(t, filepath.Join(dir, "data"), env, "--config", config)
+}
+
+// An unsigned endpoint exists only by explicit config with a long random
+// name; its deliveries are journaled flagged unsigned, counted and logged at
+// warn. A signed endpoint never falls back to unsigned. Its name, its only
+// secret, is shown nowhere: metric labels, log lines and the event ledger
+// show its label.
+func TestUnsignedIntakeIsExplicitAndFlagged(t *testing.T) {
+	srv := startUnsignedServer(t, nil)
 
 	body := stripeBody("evt_unsigned_1", "customer.created", false)
 	code, answer, _ := srv.post(unsignedName, body, nil)

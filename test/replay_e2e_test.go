@@ -19,8 +19,20 @@ import (
 
 const adminToken = "e2e-admin-token-0123456789"
 
-// sendTopUp delivers a signed customer and a paid credit top-up for user u.
-func sendTopUp(t *testing.T, srv *server, u int) {
+// stripeRequestID reads request.id from a Stripe event body.
+func stripeRequestID(t *testing.T, body []byte) string {
+	var ev struct {
+		Request struct {
+			ID string `json:"id"`
+		} `json:"request"`
+	}
+	require.NoError(t, json.Unmarshal(body, &ev))
+	return ev.Request.ID
+}
+
+// sendTopUp delivers a signed customer and a paid credit top-up for user u,
+// recording the request.id of each event in requests by event id.
+func sendTopUp(t *testing.T, srv *server, u int, requests map[string]string) {
 	t.Helper()
 	at := time.Now().Add(-time.Minute).Truncate(time.Second)
 	for _, ev := range []samples.Stripe{
@@ -30,6 +42,7 @@ func sendTopUp(t *testing.T, srv *server, u int) {
 				"metadata": map[string]any{"user_id": fmt.Sprintf("user_%d", u), "credits": "100"}}},
 	} {
 		body := ev.Event()
+		requests[ev.EventID] = stripeRequestID(t, body)
 		code, _, _ := srv.post("stripe", body, stripeSig(body, time.Now(), stripeSecret))
 		require.Equal(t, http.StatusOK, code)
 	}
@@ -56,8 +69,9 @@ func TestDeadLettersRequeuedAfterAFix(t *testing.T) {
 	env := []string{"STRIPE_WEBHOOK_SECRET=" + stripeSecret, "BILLFOLD_ADMIN_TOKEN=", "BILLFOLD_ADMIN_TOKENS=ops-alice=" + adminToken}
 	srv := startServer(t, dir, append(env, "BILLFOLD_FAIL_EVENT_TYPES=checkout.session.completed"), "--nats-url", url)
 	const users = 5
+	requests := map[string]string{}
 	for u := range users {
-		sendTopUp(t, srv, u)
+		sendTopUp(t, srv, u, requests)
 	}
 	waitProjected(t, js, srv)
 
@@ -69,12 +83,24 @@ func TestDeadLettersRequeuedAfterAFix(t *testing.T) {
 	for _, dl := range dls {
 		assert.Equal(t, "checkout.session.completed", dl.EventType)
 		assert.Equal(t, domain.CodeReducerFailed, dl.Code)
+		// The delivery record an operator needs: Stripe's request id, and
+		// that billfold will not try again on its own.
+		assert.Equal(t, requests[dl.EventID], dl.ProviderRequestID)
+		assert.Equal(t, projections.RetryExhausted, dl.RetryState)
 	}
+	out, code = runBillfold(t, "dlq", "list", "--server", srv.admin)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "RETRY")
+	assert.Contains(t, out, projections.RetryExhausted)
 	out, code = runBillfold(t, "events", "list", "--status", "failed", "--server", srv.admin, "-o", "json")
 	require.Equal(t, 0, code, out)
 	var failed []projections.EventSummary
 	require.NoError(t, json.Unmarshal([]byte(out), &failed))
 	assert.Len(t, failed, 3*users)
+	for _, e := range failed {
+		assert.Equal(t, projections.RetryExhausted, e.RetryState)
+		assert.Equal(t, requests[e.EventID], e.ProviderRequestID)
+	}
 	// The others flowed.
 	var cus domain.CustomerRecord
 	require.Equal(t, http.StatusOK, srv.getJSON("/v1/customers/stripe/cus_0", &cus))
@@ -121,6 +147,11 @@ func TestDeadLettersRequeuedAfterAFix(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	var entry projections.EventEntry
 	require.NoError(t, json.Unmarshal([]byte(out), &entry))
+	require.NotNil(t, entry.Journal)
+	assert.Equal(t, requests[again.EventID], entry.Journal.ProviderRequestID, "the journal keeps Stripe's request.id")
+	assert.Equal(t, requests[again.EventID], again.ProviderRequestID, "so does the dead letter")
+	require.NotEmpty(t, entry.Deliveries.Deliveries)
+	assert.Equal(t, requests[again.EventID], entry.Deliveries.Deliveries[0].ProviderRequestID, "and the delivery log")
 	w := entry.Projections[domain.ProjectionWallets]
 	assert.Equal(t, projections.StatusProcessed, w.Status)
 	require.NotNil(t, w.DeadLetter)

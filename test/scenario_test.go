@@ -41,6 +41,20 @@ func scenarioEnv() []string {
 	}
 }
 
+// scenarioConfig is the --config of a scenario server: the endpoints of
+// scenarioEnv, with a PactaPay tolerance wide enough for the scenario's
+// calendar (it starts on a fixed date, and PactaPay's body timestamp is
+// signed and held to the tolerance).
+func scenarioConfig(t *testing.T) []string {
+	return []string{"--config", writeConfig(t, t.TempDir(), `
+endpoints:
+  - {name: stripe, provider: stripe, secrets: ["${STRIPE_WEBHOOK_SECRET}"]}
+  - {name: clerk, provider: clerk, secrets: ["${CLERK_WEBHOOK_SECRET}"]}
+  - {name: braintree, provider: braintree, secrets: ["${BRAINTREE_PUBLIC_KEY}:${BRAINTREE_PRIVATE_KEY}"]}
+  - {name: pactapay, provider: pactapay, secrets: ["${PACTAPAY_WEBHOOK_SECRET}"], tolerance: 87600h}
+`)}
+}
+
 // scenarioDelivery is one provider delivery; sign is called at send time,
 // because signed timestamps must be fresh.
 type scenarioDelivery struct {
@@ -310,7 +324,7 @@ func buildScenario(customers int) *scenario {
 // here.
 func TestScenarioAcrossProviders(t *testing.T) {
 	url := externalNATS(t)
-	srv := startServer(t, t.TempDir(), scenarioEnv(), "--nats-url", url, "--rate-limit", "100000", "--rate-burst", "100000")
+	srv := startServer(t, t.TempDir(), scenarioEnv(), append(scenarioConfig(t), "--nats-url", url, "--rate-limit", "100000", "--rate-burst", "100000")...)
 
 	s := buildScenario(300)
 	rng := rand.New(rand.NewPCG(7, 11))

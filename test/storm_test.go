@@ -26,7 +26,7 @@ import (
 // metrics.
 func TestDuplicateStormCreditsOnce(t *testing.T) {
 	url := externalNATS(t)
-	srv := startServer(t, t.TempDir(), scenarioEnv(), "--nats-url", url, "--rate-limit", "100000", "--rate-burst", "100000")
+	srv := startServer(t, t.TempDir(), scenarioEnv(), append(scenarioConfig(t), "--nats-url", url, "--rate-limit", "100000", "--rate-burst", "100000")...)
 
 	s := &scenario{}
 	s.clerk("user.created", "user_storm", time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC))

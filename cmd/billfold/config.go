@@ -91,6 +91,9 @@ func envEndpoints(getenv func(string) string) ([]ingest.EndpointConfig, error) {
 	if v := getenv("STRIPE_WEBHOOK_SECRET"); v != "" {
 		eps = append(eps, ingest.EndpointConfig{Name: "stripe", Provider: domain.Stripe, Secrets: splitList(v)})
 	}
+	if v := getenv("STRIPE_CONNECT_WEBHOOK_SECRET"); v != "" {
+		eps = append(eps, ingest.EndpointConfig{Name: "stripe-connect", Provider: domain.Stripe, Secrets: splitList(v), Connect: true})
+	}
 	pubs, privs := splitList(getenv("BRAINTREE_PUBLIC_KEY")), splitList(getenv("BRAINTREE_PRIVATE_KEY"))
 	if len(pubs) != len(privs) {
 		return nil, domain.Errorf(domain.CodeConfigInvalid,

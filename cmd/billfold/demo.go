@@ -181,6 +181,11 @@ func (s demoSecrets) config() []byte {
 	b.WriteString("# billfold demo: endpoints with secrets made up for this run.\nendpoints:\n")
 	for _, p := range []domain.Provider{domain.Stripe, domain.Clerk, domain.Braintree, domain.PactaPay} {
 		fmt.Fprintf(&b, "  - name: %s\n    provider: %s\n    secrets: [%q]\n", p, p, s[p])
+		if p == domain.PactaPay {
+			// PactaPay signs its payload's timestamp, held to the
+			// tolerance; the demo's history is hours old.
+			b.WriteString("    tolerance: 4h\n")
+		}
 	}
 	return b.Bytes()
 }

@@ -159,6 +159,9 @@ type projectionReport struct {
 	Lag         uint64     `json:"lag"`
 	LastAckedAt *time.Time `json:"last_acked_at,omitempty"`
 	DeadLetters int        `json:"dead_letters"`
+	// Paused is the operator's hold when the projection is paused: its
+	// lag grows on purpose, so it is not called stalled.
+	Paused *projections.Pause `json:"paused,omitempty"`
 }
 
 // deadLetterReport counts the open dead letters.
@@ -228,12 +231,15 @@ var likelyCauses = map[domain.Code]string{
 	domain.CodeSigMalformed:       "a proxy or client rewrote the signature header",
 	domain.CodeSigTooOld:          "a replayed or long-queued delivery, or billfold's clock runs fast",
 	domain.CodeSigTooNew:          "billfold's clock runs behind",
+	domain.CodeEventTooOld:        "an old PactaPay payload replayed or long-queued, or billfold's clock runs fast",
+	domain.CodeEventTooNew:        "billfold's clock runs behind",
 	domain.CodeEventMalformed:     "the body verified but is not a provider event (a custom test ping?)",
 	domain.CodeBodyTooLarge:       "the event is larger than the endpoint's max_body_bytes",
 	domain.CodeJournalUnavailable: "NATS was down or lost its stream leader; the provider retries",
 	domain.CodeConfigNoSecret:     "the endpoint has no secret configured",
 	domain.CodeRateLimited:        "one source sent more than --rate-limit allows",
 	domain.CodeLivemodeMismatch:   "test-mode events sent to a live endpoint, or the reverse",
+	domain.CodeAccountMismatch:    "the Connect endpoint's URL points at an endpoint without connect: true",
 }
 
 // doctor builds the report from the running server's parts.
@@ -526,16 +532,20 @@ func (d *doctor) projectionReports(ctx context.Context, rep *doctorReport) []pro
 			byProjection[p] += n
 		}
 	}
+	paused := map[string]*projections.Pause{}
+	for _, p := range d.engine.Paused() {
+		paused[p.Projection] = &p
+	}
 	out := make([]projectionReport, 0, len(domain.Projections))
 	for _, name := range domain.Projections {
-		pr := projectionReport{Name: name, Lag: lag[name], DeadLetters: byProjection[name]}
+		pr := projectionReport{Name: name, Lag: lag[name], DeadLetters: byProjection[name], Paused: paused[name]}
 		if s := d.engine.Store(name); s != nil {
 			pr.Bucket = s.Bucket()
 		}
 		if c, err := d.js.Consumer(ctx, domain.JournalStream, domain.ProjectorDurable(name, d.engine.Generation(name).Number)); err == nil {
 			if ci, err := c.Info(ctx); err == nil {
 				pr.LastAckedAt = ci.AckFloor.Last
-				if pr.Lag > 0 && !ci.TimeStamp.IsZero() && (ci.AckFloor.Last == nil || ci.TimeStamp.Sub(*ci.AckFloor.Last) > stalledAfter) {
+				if pr.Paused == nil && pr.Lag > 0 && !ci.TimeStamp.IsZero() && (ci.AckFloor.Last == nil || ci.TimeStamp.Sub(*ci.AckFloor.Last) > stalledAfter) {
 					rep.Problems = append(rep.Problems, newProblem(domain.CodeStoreUnavailable,
 						"projector %s has %d events to fold and acknowledged none for over %s: it is stalled (check its log lines and the KV bucket %s)", name, pr.Lag, stalledAfter, pr.Bucket))
 				}

@@ -139,9 +139,13 @@ func printDoctor(w io.Writer, server string, r doctorReport) {
 
 	section(w, "PROJECTIONS")
 	tw = table(w)
-	fmt.Fprintln(tw, "NAME\tBUCKET\tLAG\tDEAD LETTERS\tLAST ACK")
+	fmt.Fprintln(tw, "NAME\tBUCKET\tLAG\tDEAD LETTERS\tLAST ACK\tPAUSED")
 	for _, p := range r.Projections {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", p.Name, dash(p.Bucket), p.Lag, p.DeadLetters, timeOrDash(p.LastAckedAt))
+		paused := "-"
+		if p.Paused != nil {
+			paused = "by " + p.Paused.By + " since " + p.Paused.At.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", p.Name, dash(p.Bucket), p.Lag, p.DeadLetters, timeOrDash(p.LastAckedAt), paused)
 	}
 	_ = tw.Flush()
 

@@ -386,10 +386,10 @@ func requeueWhere(f queryFlags, where string, dryRun, yes bool, stdout, stderr i
 
 func printDeadLetters(w io.Writer, dls []projections.DeadLetter) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tPROJECTION\tPROVIDER\tEVENT\tTYPE\tCODE\tATTEMPTS\tSTATUS\tFAILED AT")
+	fmt.Fprintln(tw, "ID\tPROJECTION\tPROVIDER\tEVENT\tTYPE\tCODE\tATTEMPTS\tSTATUS\tRETRY\tFAILED AT")
 	for _, dl := range dls {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", dl.ID, dl.Projection, dl.Namespace, dl.EventID, dl.EventType,
-			dl.Code, dl.Attempts, dl.Status, dl.FailedAt.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", dl.ID, dl.Projection, dl.Namespace, dl.EventID, dl.EventType,
+			dl.Code, dl.Attempts, dl.Status, dash(dl.RetryState), dl.FailedAt.Format(time.RFC3339))
 	}
 	_ = tw.Flush()
 }
@@ -399,7 +399,8 @@ func printDeadLetter(w io.Writer, dl projections.DeadLetter) {
 	for _, row := range [][2]string{
 		{"id", dl.ID}, {"projection", dl.Projection}, {"provider", dl.Namespace}, {"event", dl.EventID}, {"type", dl.EventType},
 		{"journal sequence", fmt.Sprint(dl.JournalSequence)}, {"status", dl.Status}, {"class", dl.Class}, {"code", string(dl.Code)},
-		{"message", dl.Message}, {"attempts", fmt.Sprint(dl.Attempts)}, {"failed at", dl.FailedAt.Format(time.RFC3339)},
+		{"message", dl.Message}, {"attempts", fmt.Sprint(dl.Attempts)}, {"retry state", dash(dl.RetryState)}, {"scheduled retries", fmt.Sprint(dl.Retries)}, {"next retry", nextRetry(dl)},
+		{"provider request id", dash(dl.ProviderRequestID)}, {"failed at", dl.FailedAt.Format(time.RFC3339)},
 		{"resolved by", dash(dl.ResolvedBy)},
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
@@ -504,14 +505,14 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 			return writeJSONOut(stdout, list.Items)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "AT\tPROVIDER\tEVENT\tTYPE\tSTATUS\tCODE\tPROJECTION\tATTEMPT")
+		fmt.Fprintln(tw, "AT\tPROVIDER\tEVENT\tTYPE\tSTATUS\tCODE\tPROJECTION\tATTEMPT\tRETRY\tPROVIDER REQUEST")
 		for _, e := range list.Items {
 			attempt := "-" // a delivery's attempt is numbered by the event's ledger (billfold events show)
 			if e.Attempt > 0 {
 				attempt = strconv.Itoa(e.Attempt)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Provider, dash(e.EventID), dash(e.EventType),
-				e.Status, dash(string(e.Code)), dash(e.Projection), attempt)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Provider, dash(e.EventID), dash(e.EventType),
+				e.Status, dash(string(e.Code)), dash(e.Projection), attempt, dash(e.RetryState), dash(e.ProviderRequestID))
 		}
 		_ = tw.Flush()
 		return 0
@@ -526,6 +527,10 @@ func printEvent(w io.Writer, e projections.EventEntry) {
 	if j := e.Journal; j != nil {
 		fmt.Fprintf(tw, "journal:\tsequence %d, %s, created %s, received %s, %s\n", j.Sequence, j.EventType,
 			j.Created.Format(time.RFC3339), j.Received.Format(time.RFC3339), j.Verification)
+		fmt.Fprintf(tw, "provider request:\t%s\n", dash(j.ProviderRequestID))
+		if j.Account != "" {
+			fmt.Fprintf(tw, "account:\t%s\n", j.Account)
+		}
 	} else {
 		fmt.Fprintf(tw, "journal:\tnot journaled\n")
 	}
@@ -535,13 +540,25 @@ func printEvent(w io.Writer, e projections.EventEntry) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(e.Projections)) {
 		st := e.Projections[name]
-		fmt.Fprintf(tw, "%s:\t%s\n", name, st.Status)
+		status := st.Status
+		if st.ProcessedAt != nil {
+			status += " at " + st.ProcessedAt.Format(time.RFC3339Nano)
+		}
+		fmt.Fprintf(tw, "%s:\t%s\n", name, status)
 		if dl := st.DeadLetter; dl != nil {
-			fmt.Fprintf(tw, "  dead letter:\t%s %s %s, %d attempts\n", dl.ID, dl.Status, dl.Code, dl.Attempts)
+			fmt.Fprintf(tw, "  dead letter:\t%s %s %s, %d attempts, retries %s\n", dl.ID, dl.Status, dl.Code, dl.Attempts, dash(dl.RetryState))
 			for _, rq := range dl.Requeues {
 				fmt.Fprintf(tw, "  requeue:\t%s by %s: %s\n", rq.At.Format(time.RFC3339), rq.By, rq.Outcome)
 			}
 		}
 	}
 	_ = tw.Flush()
+}
+
+// nextRetry is when a retrying dead letter's next scheduled retry is due.
+func nextRetry(dl projections.DeadLetter) string {
+	if dl.NextRetryAt.IsZero() {
+		return "-"
+	}
+	return dl.NextRetryAt.Format(time.RFC3339)
 }

@@ -177,17 +177,18 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 
 func runList(args []string, stdout, stderr io.Writer) int {
 	var f queryFlags
-	var state, provider, customer, cursor string
+	var state, provider, customer, account, cursor string
 	var limit int
 	fs := newFlagSet("list", stderr)
 	f.register(fs)
 	fs.StringVar(&state, "state", "", "lifecycle state: "+strings.Join(stateNames(), ", "))
 	fs.StringVar(&provider, "provider", "", "provider")
 	fs.StringVar(&customer, "customer", "", "the provider's customer id")
+	fs.StringVar(&account, "account", "", "a Stripe Connect account (acct_...): only its subscriptions")
 	fs.IntVar(&limit, "limit", 0, "list at most this many (0: all, following next_cursor to the end)")
 	fs.StringVar(&cursor, "cursor", "", "start after this cursor (next_cursor of an earlier list)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: billfold list subscriptions [--state s] [--provider p] [--customer c] [--limit n] [flags]")
+		fmt.Fprintln(stderr, "usage: billfold list subscriptions [--state s] [--provider p] [--customer c] [--account acct_...] [--limit n] [flags]")
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterleaved(fs, args)
@@ -206,7 +207,7 @@ func runList(args []string, stdout, stderr io.Writer) int {
 	all.Items = []json.RawMessage{}
 	for {
 		v := url.Values{}
-		for k, s := range map[string]string{"state": state, "provider": provider, "customer": customer, "cursor": cursor} {
+		for k, s := range map[string]string{"state": state, "provider": provider, "customer": customer, "account": account, "cursor": cursor} {
 			if s != "" {
 				v.Set(k, s)
 			}

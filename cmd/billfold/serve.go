@@ -47,6 +47,7 @@ type serveOptions struct {
 	bypass            bool
 	rebuildGrace      time.Duration
 	rebuildRate       float64
+	retrySchedule     retrySchedule
 	maxFeedClients    int
 	maxFoldJobs       int
 	intakeBudget      int64
@@ -98,6 +99,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.IntVar(&o.rateBurst, "rate-burst", ingest.DefaultRateLimit.Burst, "deliveries a source address may send at once")
 	fs.BoolVar(&o.bypass, "insecure-test-bypass", false, "TESTS ONLY: let deliveries that fail verification through, marked verified=bypass; needs a fresh data dir")
 	fs.DurationVar(&o.rebuildGrace, "rebuild-grace", projections.DefaultRebuildGrace, "how long a rebuild keeps the generation it replaced")
+	fs.Var(&o.retrySchedule, "retry-schedule", "waits before each scheduled retry of an event that failed transiently, comma-separated (default 1m,5m,30m,2h,12h; none: such dead letters are exhausted at once)")
 	fs.Float64Var(&o.rebuildRate, "rebuild-rate", 0, "events per second a rebuild's fold may read (0: no cap), to leave room for live traffic")
 	fs.IntVar(&o.maxFeedClients, "max-feed-clients", projections.DefaultMaxFeedClients, "GET /v1/changes clients served at once; past it 429 BILLFOLD-BUSY")
 	fs.IntVar(&o.maxFoldJobs, "max-fold-jobs", projections.DefaultMaxFoldJobs, "fold reads (as_of, verify) run at once; past it 429 BILLFOLD-BUSY")
@@ -210,6 +212,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	projs := reducers.All(reducerOpts)
 	engine, err := projections.NewEngine(setupCtx, js, projs, projections.EngineOptions{
 		Replicas: o.replicas, Metrics: projections.NewProjectorMetrics(reg), Replay: projections.NewReplayMetrics(reg), Log: log,
+		RetrySchedule: o.retrySchedule.schedule(),
 	})
 	if err != nil {
 		return err
@@ -247,7 +250,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 			})
 			return
 		}
-		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "query_index": index})
+		// Paused projections do not make billfold unready: intake, the
+		// part readiness guards, goes on. The detail says they are held.
+		projections.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "query_index": index, "paused": engine.Paused()})
 	})
 	readAuth := projections.RequireToken(apiToken)
 	// /metrics names endpoints and counts refusals: behind the API token

@@ -34,12 +34,35 @@ type Envelope struct {
 	Type     string `json:"type"`
 	Created  int64  `json:"created"`
 	Livemode *bool  `json:"livemode"`
-	Data     struct {
+	// Account is set on the events of a Connect platform's connected
+	// accounts.
+	Account string `json:"account"`
+	// Request is {"id": "req_...", "idempotency_key": ...} since API
+	// version 2017-05-25, a bare "req_..." string before it, null for
+	// automatic events: RequestID reads either.
+	Request jsontext.Value `json:"request"`
+	Data    struct {
 		Object struct {
 			ID   string `json:"id"`
 			Kind string `json:"object"`
 		} `json:"object"`
 	} `json:"data"`
+}
+
+// RequestID is the id of the API request that caused the event, in either
+// of Stripe's forms, or "" when there is none.
+func (e Envelope) RequestID() string {
+	var id string
+	if jsonv2.Unmarshal(e.Request, &id) == nil {
+		return id
+	}
+	var req struct {
+		ID string `json:"id"`
+	}
+	if jsonv2.Unmarshal(e.Request, &req) == nil {
+		return req.ID
+	}
+	return ""
 }
 
 // DecodeEnvelope reads a Stripe event's envelope in one pass, skipping

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -445,4 +446,93 @@ func timestampedHex(ts, body string) string {
 	m := hmac.New(sha256.New, []byte(testSecret))
 	m.Write([]byte(ts + "." + body))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// PactaPay's signature covers the body's timestamp, so a verified payload
+// older (or newer) than the endpoint's tolerance is refused with its own
+// code, as PactaPay's guide asks: default five minutes, either way.
+func TestPactaPayPayloadTimestamp(t *testing.T) {
+	at := time.Unix(1700000000, 0)
+	signed := func(body []byte) http.Header {
+		h := http.Header{}
+		for k, v := range hmacsig.Sign(hmacsig.PactaPay(), testSecret, time.Time{}, body) {
+			h.Set(k, v)
+		}
+		return h
+	}
+	payment := samples.PactaPayPayment("payment.completed", "pay_ts_1", 4999, at)
+	rfc3339 := []byte(`{"id":"evt_pp_rfc","event":"payment.completed","payment_id":"p","amount":1,"currency":"EUR","timestamp":"2023-11-14T22:13:20Z"}`)
+	cases := []struct {
+		name      string
+		body      []byte
+		now       time.Time
+		tolerance time.Duration
+		want      domain.Code
+	}{
+		{"fresh", payment, at, 0, ""},
+		{"five minutes old", payment, at.Add(5 * time.Minute), 0, ""},
+		{"an hour old", payment, at.Add(time.Hour), 0, domain.CodeEventTooOld},
+		{"just past the default tolerance", payment, at.Add(5*time.Minute + 2*time.Second), 0, domain.CodeEventTooOld},
+		{"just past the default tolerance, in the future", payment, at.Add(-5*time.Minute - 2*time.Second), 0, domain.CodeEventTooNew},
+		{"a day ahead", payment, at.Add(-24 * time.Hour), 0, domain.CodeEventTooNew},
+		{"an hour old within an endpoint's 2h tolerance", payment, at.Add(time.Hour), 2 * time.Hour, ""},
+		{"11s old past an endpoint's 10s tolerance", payment, at.Add(11 * time.Second), 10 * time.Second, domain.CodeEventTooOld},
+		{"RFC 3339 timestamp, an hour old", rfc3339, at.Add(time.Hour), 0, domain.CodeEventTooOld},
+		{"RFC 3339 timestamp, fresh", rfc3339, at, 0, ""},
+		{"no timestamp: not held to a window", []byte(helloBody), at.Add(1000 * time.Hour), 0, ""},
+		{"unreadable timestamp: left to the parser", []byte(`{"id":"e","event":"x","timestamp":"yesterday"}`), at, 0, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := hmacsig.Verifier{Config: hmacsig.PactaPay(), Secrets: []string{testSecret}, Tolerance: c.tolerance}
+			err := v.Verify(signed(c.body), c.body, c.now)
+			if c.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			assert.Equal(t, c.want, domain.ErrorCode(err), "err: %v", err)
+			assert.Contains(t, domain.ErrorMessage(err), "payload timestamp", "the reason names the field")
+		})
+	}
+
+	// The signature is judged first: a forged stale body is a mismatch, so
+	// a forger learns nothing about billfold's clock.
+	v := hmacsig.Verifier{Config: hmacsig.PactaPay(), Secrets: []string{"other"}}
+	assert.Equal(t, domain.CodeSigMismatch, domain.ErrorCode(v.Verify(signed(payment), payment, at.Add(time.Hour))))
+}
+
+// FuzzPactaPayVerify verifies arbitrary bodies signed with the right
+// secret: no panic, every refusal has a code, and an accepted body whose
+// timestamp is integer Unix seconds (read here with encoding/json, not by
+// the verifier's own reader) lies within five minutes of now.
+func FuzzPactaPayVerify(f *testing.F) {
+	f.Add([]byte(`{"id":"evt_pp_1","event":"payment.completed","payment_id":"pay_1","amount":4999,"currency":"EUR","timestamp":1700000000}`))
+	f.Add([]byte(`{"id":"e","event":"x","timestamp":1699996399}`))
+	f.Add([]byte(`{"id":"e","event":"x","timestamp":9223372036854775807}`))
+	f.Add([]byte(`{"id":"e","event":"x","timestamp":"2023-11-14T22:13:20Z"}`))
+	f.Add([]byte(`{"id":"e","event":"x","timestamp":null}`))
+	f.Add([]byte(`not json`))
+	v := hmacsig.Verifier{Config: hmacsig.PactaPay(), Secrets: []string{testSecret}}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		h := http.Header{}
+		for k, val := range hmacsig.Sign(hmacsig.PactaPay(), testSecret, time.Time{}, body) {
+			h.Set(k, val)
+		}
+		err := v.Verify(h, body, helloNow)
+		if err != nil {
+			switch domain.ErrorCode(err) {
+			case domain.CodeEventTooOld, domain.CodeEventTooNew:
+				return
+			}
+			t.Fatalf("a correctly signed body refused with %s: %v", domain.ErrorCode(err), err)
+		}
+		var m map[string]json.RawMessage
+		var n json.Number
+		if json.Unmarshal(body, &m) != nil || json.Unmarshal(m["timestamp"], &n) != nil {
+			return
+		}
+		if ts, perr := n.Int64(); perr == nil && ts > 0 && ts <= 1<<40 && (ts < helloNow.Unix()-301 || ts > helloNow.Unix()+301) {
+			t.Fatalf("accepted payload timestamp %d, %ds from now", ts, ts-helloNow.Unix())
+		}
+	})
 }

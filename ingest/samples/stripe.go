@@ -24,6 +24,8 @@ type Stripe struct {
 	Created time.Time
 	// Livemode marks the event live.
 	Livemode bool
+	// Account makes it a Connect event of that connected account.
+	Account string
 
 	CustomerID     string
 	SubscriptionID string
@@ -100,6 +102,9 @@ func (s Stripe) Event() []byte {
 		"pending_webhooks": 1,
 		"request":          map[string]any{"id": "req_" + idSuffix(s.EventID, s.Created), "idempotency_key": "b7e3c9a2-5f1d-4e8a-9c3b-2d6f8a1e4c7b"},
 		"type":             s.Type,
+	}
+	if s.Account != "" {
+		ev["account"] = s.Account
 	}
 	b, err := json.Marshal(ev)
 	if err != nil {

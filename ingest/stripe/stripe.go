@@ -139,7 +139,9 @@ type Parser struct{}
 
 // Parse implements ingest.Parser. It needs a JSON object with a string id
 // and type; created, livemode and data.object.{id,object} are read when
-// present and of the right type.
+// present and of the right type. A Connect event's account must be a
+// journalable string; the request id (request.id, or request itself in
+// old API versions) is kept when it is one.
 func (Parser) Parse(_ http.Header, body []byte) (domain.Envelope, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '{' {
@@ -155,12 +157,19 @@ func (Parser) Parse(_ http.Header, body []byte) (domain.Envelope, error) {
 	if err := domain.CheckEventType("type", ev.Type); err != nil {
 		return domain.Envelope{}, err
 	}
+	if ev.Account != "" {
+		if err := domain.CheckEventID("account", ev.Account); err != nil {
+			return domain.Envelope{}, err
+		}
+	}
 	env := domain.Envelope{
-		EventID:    ev.ID,
-		EventType:  ev.Type,
-		Livemode:   ev.Livemode,
-		ObjectKind: ev.Data.Object.Kind,
-		ObjectID:   ev.Data.Object.ID,
+		EventID:           ev.ID,
+		EventType:         ev.Type,
+		Livemode:          ev.Livemode,
+		ObjectKind:        ev.Data.Object.Kind,
+		ObjectID:          ev.Data.Object.ID,
+		Account:           ev.Account,
+		ProviderRequestID: domain.ProviderText(ev.RequestID()),
 	}
 	if ev.Created > 0 {
 		env.Created = time.Unix(ev.Created, 0).UTC()

@@ -129,6 +129,21 @@ func TestParse(t *testing.T) {
 		{"empty", ``, domain.Envelope{}, "object"},
 		{"id too long", `{"id":"` + strings.Repeat("a", 256) + `","type":"x"}`, domain.Envelope{}, "id"},
 		{"invalid UTF-8 in id", "{\"id\":\"evt_\xff\",\"type\":\"x\"}", domain.Envelope{}, "id"},
+		{"request id (object form, API 2017-05-25 on)",
+			`{"id":"evt_4","type":"customer.created","request":{"id":"req_abc123","idempotency_key":"k1"}}`,
+			domain.Envelope{EventID: "evt_4", EventType: "customer.created", ProviderRequestID: "req_abc123"}, ""},
+		{"request id (bare string, older API versions)",
+			`{"id":"evt_5","type":"customer.created","request":"req_old"}`,
+			domain.Envelope{EventID: "evt_5", EventType: "customer.created", ProviderRequestID: "req_old"}, ""},
+		{"automatic event: request null", `{"id":"evt_6","type":"invoice.paid","request":{"id":null,"idempotency_key":null}}`,
+			domain.Envelope{EventID: "evt_6", EventType: "invoice.paid"}, ""},
+		{"request id that cannot be journaled is dropped, not fatal", `{"id":"evt_7","type":"x","request":{"id":" req "}}`,
+			domain.Envelope{EventID: "evt_7", EventType: "x"}, ""},
+		{"Connect event keeps its account",
+			`{"id":"evt_8","type":"customer.subscription.created","account":"acct_1Abc","data":{"object":{"id":"sub_8","object":"subscription"}}}`,
+			domain.Envelope{EventID: "evt_8", EventType: "customer.subscription.created", Account: "acct_1Abc", ObjectKind: "subscription", ObjectID: "sub_8"}, ""},
+		{"account that cannot be journaled", "{\"id\":\"evt_9\",\"type\":\"x\",\"account\":\"acct\\n1\"}", domain.Envelope{}, "account"},
+		{"account not a string", `{"id":"evt_9","type":"x","account":1}`, domain.Envelope{}, "decode"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -181,6 +196,8 @@ func FuzzParse(f *testing.F) {
 	f.Add(`{"id":"evt_1"}`)
 	f.Add(`[]`)
 	f.Add(`{"id":"` + strings.Repeat("[", 100) + `"}`)
+	f.Add(`{"id":"evt_1","type":"x","account":"acct_1","request":{"id":"req_1"}}`)
+	f.Add(`{"id":"evt_1","type":"x","request":"req_\u0000"}`)
 	f.Fuzz(func(t *testing.T, body string) {
 		env, err := stripe.Parser{}.Parse(nil, []byte(body))
 		if err != nil {
@@ -189,6 +206,13 @@ func FuzzParse(f *testing.F) {
 		}
 		assert.NoError(t, domain.CheckEventID("id", env.EventID))
 		assert.NotEmpty(t, env.EventType)
+		// Account and request id go into journal headers: each is empty
+		// or journalable as it is.
+		for _, v := range []string{env.Account, env.ProviderRequestID} {
+			if v != "" {
+				assert.NoError(t, domain.CheckEventID("header", v))
+			}
+		}
 	})
 }
 

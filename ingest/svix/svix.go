@@ -217,7 +217,9 @@ func envelopeFromHeaders(h http.Header) (domain.Envelope, error) {
 	if err := domain.CheckEventID(HeaderID, hs.ID); err != nil {
 		return domain.Envelope{}, err
 	}
-	env := domain.Envelope{EventID: hs.ID}
+	// The message id is both the event id billfold dedupes by and the id
+	// Svix's dashboard and API know the delivery by.
+	env := domain.Envelope{EventID: hs.ID, ProviderRequestID: hs.ID}
 	if ts, ok := parseTimestamp(hs.Timestamp); ok && ts > 0 {
 		env.Created = time.Unix(ts, 0).UTC()
 	}

@@ -216,19 +216,19 @@ func TestClerkParse(t *testing.T) {
 		{"user.created with payload timestamp",
 			hdr,
 			`{"data":{"id":"user_29w83sxmDNGwOuEthce5gg56FcC","object":"user","first_name":"Example","email_addresses":[]},"object":"event","type":"user.created","timestamp":1654012591835}`,
-			domain.Envelope{EventID: "msg_clerk_1", EventType: "user.created", Created: time.UnixMilli(1654012591835).UTC(), ObjectKind: "user", ObjectID: "user_29w83sxmDNGwOuEthce5gg56FcC"}, ""},
+			domain.Envelope{EventID: "msg_clerk_1", ProviderRequestID: "msg_clerk_1", EventType: "user.created", Created: time.UnixMilli(1654012591835).UTC(), ObjectKind: "user", ObjectID: "user_29w83sxmDNGwOuEthce5gg56FcC"}, ""},
 		{"user.deleted without data.object or timestamp",
 			hdr,
 			`{"data":{"id":"user_1","deleted":true},"object":"event","type":"user.deleted"}`,
-			domain.Envelope{EventID: "msg_clerk_1", EventType: "user.deleted", Created: time.Unix(1700000000, 0).UTC(), ObjectKind: "user", ObjectID: "user_1"}, ""},
+			domain.Envelope{EventID: "msg_clerk_1", ProviderRequestID: "msg_clerk_1", EventType: "user.deleted", Created: time.Unix(1700000000, 0).UTC(), ObjectKind: "user", ObjectID: "user_1"}, ""},
 		{"other kinds keep data.object",
 			hdr,
 			`{"data":{"id":"sess_1","object":"session"},"type":"session.created"}`,
-			domain.Envelope{EventID: "msg_clerk_1", EventType: "session.created", Created: time.Unix(1700000000, 0).UTC(), ObjectKind: "session", ObjectID: "sess_1"}, ""},
+			domain.Envelope{EventID: "msg_clerk_1", ProviderRequestID: "msg_clerk_1", EventType: "session.created", Created: time.Unix(1700000000, 0).UTC(), ObjectKind: "session", ObjectID: "sess_1"}, ""},
 		{"webhook-* headers",
 			std("msg_std", "1700000001", "v1,x"),
 			`{"type":"user.updated","data":{"id":42}}`,
-			domain.Envelope{EventID: "msg_std", EventType: "user.updated", Created: time.Unix(1700000001, 0).UTC(), ObjectKind: "user"}, ""},
+			domain.Envelope{EventID: "msg_std", ProviderRequestID: "msg_std", EventType: "user.updated", Created: time.Unix(1700000001, 0).UTC(), ObjectKind: "user"}, ""},
 		{"no id header", http.Header{}, `{"type":"user.created"}`, domain.Envelope{}, "webhook-id"},
 		{"id unprintable", clerkHeaders("msg\x01", 1), `{"type":"user.created"}`, domain.Envelope{}, "webhook-id"},
 		{"no type", hdr, `{"data":{}}`, domain.Envelope{}, "type"},
@@ -256,7 +256,7 @@ func TestStandardParse(t *testing.T) {
 	h := std("msg_1", "1700000000", "v1,x")
 	got, err := svix.StandardParser{}.Parse(h, []byte(`{"type":"invoice.paid","data":{"id":"in_1"}}`))
 	require.NoError(t, err)
-	assert.Equal(t, domain.Envelope{EventID: "msg_1", EventType: "invoice.paid", Created: time.Unix(1700000000, 0).UTC()}, got)
+	assert.Equal(t, domain.Envelope{EventID: "msg_1", ProviderRequestID: "msg_1", EventType: "invoice.paid", Created: time.Unix(1700000000, 0).UTC()}, got)
 
 	got, err = svix.StandardParser{TypeField: "event"}.Parse(h, []byte(`{"event":"order.shipped"}`))
 	require.NoError(t, err)

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"text/tabwriter"
+	"time"
+
+	"github.com/billfold/billfold/projections"
+)
+
+// billfold pause / billfold resume: the incident step that stops folding
+// while intake goes on (docs/reliability.md#pause-and-resume).
+
+func runPause(args []string, stdout, stderr io.Writer) int {
+	return runHold("pause", args, stdout, stderr)
+}
+
+func runResume(args []string, stdout, stderr io.Writer) int {
+	return runHold("resume", args, stdout, stderr)
+}
+
+// runHold pauses or resumes the named projections (all when none is
+// named) and prints the projections paused afterwards.
+func runHold(verb string, args []string, stdout, stderr io.Writer) int {
+	var f queryFlags
+	fs := newFlagSet(verb, stderr)
+	f.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: billfold %s [projection...] [flags]  (no projection: all; needs BILLFOLD_ADMIN_TOKEN)\n", verb)
+		fs.PrintDefaults()
+	}
+	names, err := parseInterleaved(fs, args)
+	if err != nil {
+		return 2
+	}
+	var out struct {
+		Paused []projections.Pause `json:"paused"`
+	}
+	req := projections.PauseRequest{Projections: names}
+	if err := adminJSON(f.server, http.MethodPost, "/v1/projections/"+verb, nil, req, &out); err != nil {
+		return fail(stderr, verb, err)
+	}
+	if f.output == "json" {
+		return writeJSONOut(stdout, out.Paused)
+	}
+	printPaused(stdout, out.Paused)
+	return 0
+}
+
+func printPaused(w io.Writer, paused []projections.Pause) {
+	if len(paused) == 0 {
+		fmt.Fprintln(w, "no projection is paused: every projector folds")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PAUSED\tBY\tSINCE")
+	for _, p := range paused {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Projection, p.By, p.At.Format(time.RFC3339))
+	}
+	_ = tw.Flush()
+}
