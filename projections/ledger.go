@@ -127,6 +127,14 @@ func (l *Ledger) event(ctx context.Context, namespace, id string) (EventEntry, e
 	return e, nil
 }
 
+// JournalEvent reads an event from the journal, its namespace as the
+// ledger shows it (an unsigned endpoint by its label); nil when it was
+// never journaled. Its Body is the verified payload only: signature
+// headers and secrets are never journaled.
+func (l *Ledger) JournalEvent(ctx context.Context, namespace, id string) (*domain.Envelope, error) {
+	return l.journalEvent(ctx, l.redact.resolve(namespace), id)
+}
+
 // journalEvent reads an event from the journal; nil when it was never
 // journaled.
 func (l *Ledger) journalEvent(ctx context.Context, namespace, id string) (*domain.Envelope, error) {

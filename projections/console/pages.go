@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"slices"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
@@ -167,23 +165,11 @@ func (c *Console) event(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, r, s, http.StatusOK, "event", "deliveries", "Event "+id, v)
 }
 
-// journalBody is the verified body the journal holds for the event. It
-// is the provider's payload only: signature headers and secrets are
-// never journaled.
+// journalBody is the verified body the journal holds for the event, nil
+// when there is none.
 func (c *Console) journalBody(ctx context.Context, ns, id string) ([]byte, error) {
-	st, err := c.cfg.JetStream.Stream(ctx, domain.JournalStream)
-	if err != nil {
-		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal stream")
-	}
-	m, err := st.GetLastMsgForSubject(ctx, domain.JournalSubject(ns, id))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal read")
-	}
-	env, err := domain.DecodeEnvelope(m.Header, m.Data, m.Sequence)
-	if err != nil {
+	env, err := c.cfg.Ledger.JournalEvent(ctx, ns, id)
+	if env == nil || err != nil {
 		return nil, err
 	}
 	return env.Body, nil
