@@ -129,6 +129,9 @@ func (e *Engine) newSlot(ctx context.Context, gen Generation) (*slot, error) {
 // they were given.
 func (e *Engine) Projections() []string { return slices.Clone(e.names) }
 
+// HasProjection reports whether the engine folds the projection name.
+func (e *Engine) HasProjection(name string) bool { return e.projections[name] != nil }
+
 // Store returns the current store of a projection, nil for an unknown name.
 func (e *Engine) Store(projection string) *Store {
 	e.mu.Lock()

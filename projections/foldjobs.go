@@ -43,17 +43,30 @@ func (j *FoldJobs) Run(ctx context.Context, what string, fn func(context.Context
 	if j == nil {
 		return fn(ctx)
 	}
-	select {
-	case j.slots <- struct{}{}:
-	default:
-		return domain.Errorf(domain.CodeBusy, "%s: %d fold reads already run, the cap (--max-fold-jobs): retry later", what, cap(j.slots))
+	release, err := j.acquire(what)
+	if err != nil {
+		return err
 	}
-	defer func() { <-j.slots }()
+	defer release()
 	jctx, cancel := context.WithTimeout(ctx, j.timeout)
 	defer cancel()
-	err := fn(jctx)
+	err = fn(jctx)
 	if err != nil && errors.Is(jctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-		return domain.Errorf(domain.CodeBusy, "%s did not finish within %s: the journal is too large to fold on request; rebuild instead (billfold replay)", what, j.timeout)
+		return domain.Errorf(domain.CodeBusy, "%s did not finish within %s: the journal is too large to fold on request; start a verification job instead (POST /v1/verifications)", what, j.timeout)
 	}
 	return err
+}
+
+// acquire takes a slot for the job what, or answers BILLFOLD-BUSY at once;
+// release gives it back. A nil *FoldJobs has a slot for everyone.
+func (j *FoldJobs) acquire(what string) (release func(), err error) {
+	if j == nil {
+		return func() {}, nil
+	}
+	select {
+	case j.slots <- struct{}{}:
+		return func() { <-j.slots }, nil
+	default:
+		return nil, domain.Errorf(domain.CodeBusy, "%s: %d fold reads already run, the cap (--max-fold-jobs): retry later", what, cap(j.slots))
+	}
 }

@@ -21,6 +21,9 @@ type Operations struct {
 	Ledger   *Ledger
 	// FoldJobs bounds verify runs (nil: unbounded).
 	FoldJobs *FoldJobs
+	// Verifications runs verify in the background (POST
+	// /v1/verifications), in FoldJobs' slots.
+	Verifications *VerifyJobs
 }
 
 // Register adds the routes to mux: reads wrapped in read, mutations in
@@ -35,6 +38,8 @@ func (o *Operations) Register(mux Mux, read, admin func(http.Handler) http.Handl
 	mux.Handle("POST /v1/dead-letters/{id}/requeue", admin(http.HandlerFunc(o.requeue)))
 	mux.Handle("POST /v1/dead-letters/requeue", admin(http.HandlerFunc(o.requeueWhere)))
 	mux.Handle("GET /v1/verify", read(http.HandlerFunc(o.verify)))
+	mux.Handle("POST /v1/verifications", read(http.HandlerFunc(o.startVerification)))
+	mux.Handle("GET /v1/verifications/{id}", read(http.HandlerFunc(o.getVerification)))
 	mux.Handle("GET /v1/events", read(http.HandlerFunc(o.listEvents)))
 	mux.Handle("GET /v1/events/{provider}/{event_id}", read(http.HandlerFunc(o.Ledger.ServeEvent)))
 	mux.Handle("GET /v1/projections/paused", read(http.HandlerFunc(o.listPaused)))

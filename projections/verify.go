@@ -66,6 +66,12 @@ const MaxVerifyDifferences = 1000
 // system compares equal; records a live event changed after the fold's
 // journal head are counted as moved, not compared.
 func (e *Engine) Verify(ctx context.Context, projections []string) (VerifyReport, error) {
+	return e.verify(ctx, projections, nil)
+}
+
+// verify is Verify, telling progress (when not nil) the journal head the
+// fold reads up to, then each event it folded.
+func (e *Engine) verify(ctx context.Context, projections []string, progress func(folded, head uint64)) (VerifyReport, error) {
 	names := projections
 	if len(names) == 0 {
 		names = e.Projections()
@@ -83,7 +89,13 @@ func (e *Engine) Verify(ctx context.Context, projections []string) (VerifyReport
 		return VerifyReport{}, err
 	}
 	fold := newMemoryFold(projs)
-	if err := fold.foldJournal(ctx, e.js, head, nil); err != nil {
+	var counted func(context.Context) error
+	if progress != nil {
+		folded := uint64(0)
+		progress(0, head)
+		counted = func(context.Context) error { folded++; progress(folded, head); return nil }
+	}
+	if err := fold.foldJournal(ctx, e.js, head, counted); err != nil {
 		return VerifyReport{}, err
 	}
 	rep := VerifyReport{JournalHead: head, Projections: map[string]VerifyProjection{}, Differences: []Difference{}}

@@ -260,7 +260,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	admin.Handle("GET /metrics", readAuth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	ledger := projections.NewLedger(engine)
 	ledger.RedactEndpoints(unsignedNames(endpoints))
-	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs}
+	verifications := projections.NewVerifyJobs(engine, foldJobs)
+	defer verifications.Close()
+	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs, Verifications: verifications}
 	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
 	registerProfiler(admin, projections.RequireAdmin(adminTokens))
 	projections.LogErrorsTo(log)
