@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 )
