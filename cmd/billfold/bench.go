@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 )
@@ -118,7 +119,7 @@ type benchMachine struct {
 
 func runBench(args []string, stdout, stderr io.Writer) int {
 	var o benchOptions
-	fs := newFlagSet("bench", stderr)
+	fs := cli.NewFlagSet("bench", stderr)
 	fs.IntVar(&o.events, "events", 20000, "ingest and e2e phases: deliveries at full rate (ingest: half as many again at half rate)")
 	fs.IntVar(&o.customers, "customers", 2000, "customers the workload spreads over")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent senders and readers")
@@ -133,7 +134,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile at the end to this file")
 	fs.StringVar(&o.peakProfile, "peak-memprofile", "", "queries and rebuild phases: write a heap profile to this file whenever resident memory reaches a new peak (every 128 MiB more)")
 	fs.BoolVar(&o.keep, "keep-data", false, "keep the temporary data dir")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return 2
 	}
 	phases, err := selectPhases(o.phases)
@@ -168,7 +169,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		report.Phases = append(report.Phases, p.name)
 	}
 	if o.output == "json" {
-		return writeJSONOut(stdout, report)
+		return cli.WriteJSON(stdout, report)
 	}
 	writeBenchTable(stdout, report)
 	return 0
@@ -176,7 +177,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 
 func selectPhases(list string) ([]benchPhase, error) {
 	var out []benchPhase
-	for _, name := range splitList(list) {
+	for _, name := range cli.SplitList(list) {
 		i := slices.IndexFunc(benchPhases, func(p benchPhase) bool { return p.name == name })
 		if i < 0 {
 			names := make([]string, len(benchPhases))

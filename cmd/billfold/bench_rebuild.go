@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 )
@@ -66,7 +67,7 @@ func (b *benchRun) adminDo(_ context.Context, method, path string, body, out any
 	if method == http.MethodGet {
 		token = b.token // reads take the read token, if the environment has one
 	}
-	data, err := adminRequest(b.admin, token, method, path, nil, body)
+	data, err := cli.AdminRequest(b.admin, token, method, path, nil, body)
 	if err != nil {
 		return err
 	}

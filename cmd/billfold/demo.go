@@ -20,6 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
@@ -43,9 +44,9 @@ type demoOptions struct {
 
 func runDemo(args []string, stdout, stderr io.Writer) int {
 	var o demoOptions
-	fs := newFlagSet("demo", stderr)
+	fs := cli.NewFlagSet("demo", stderr)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "public webhook listener address (port 0: any free port)")
-	fs.StringVar(&o.adminListen, "admin-listen", defaultAdminServer[len("http://"):], "admin listener address: query API, doctor, health (port 0: any free port)")
+	fs.StringVar(&o.adminListen, "admin-listen", cli.DefaultAdminServer[len("http://"):], "admin listener address: query API, doctor, health (port 0: any free port)")
 	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:0", `the embedded NATS server's client address for the change feed (port 0: any free port; "" for none)`)
 	fs.StringVar(&o.dataDir, "data-dir", "", "data directory (default: a new temporary directory, removed at exit)")
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
@@ -128,7 +129,7 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 	}
 	res.Next = demoNext(res, secrets)
 	if o.output == "json" {
-		writeJSONOut(stdout, res)
+		cli.WriteJSON(stdout, res)
 	} else {
 		res.print(stdout)
 	}
@@ -395,7 +396,7 @@ func waitDemoProjected(ctx context.Context, adminURL string, h demoHistoryT) err
 }
 
 func demoCaughtUp(adminURL string, h demoHistoryT) bool {
-	body, err := adminGet(adminURL, "/v1/doctor", nil)
+	body, err := cli.AdminGet(adminURL, "/v1/doctor", nil)
 	if err != nil {
 		return false
 	}
@@ -432,7 +433,7 @@ func listAllSubscriptions(adminURL string) ([]domain.SubscriptionRecord, error) 
 		if cursor != "" {
 			v.Set("cursor", cursor)
 		}
-		body, err := adminGet(adminURL, "/v1/subscriptions", v)
+		body, err := cli.AdminGet(adminURL, "/v1/subscriptions", v)
 		if err != nil {
 			return nil, err
 		}
@@ -483,7 +484,7 @@ func (r *demoResult) collect(adminURL string, h demoHistoryT) error {
 		r.Subscriptions[s.State] = append(r.Subscriptions[s.State], s)
 	}
 	for _, u := range h.users {
-		body, err := adminGet(adminURL, "/v1/wallets/"+url.PathEscape(u), nil)
+		body, err := cli.AdminGet(adminURL, "/v1/wallets/"+url.PathEscape(u), nil)
 		if err != nil {
 			return fmt.Errorf("wallet %s: %w", u, err)
 		}
@@ -499,7 +500,7 @@ func (r *demoResult) collect(adminURL string, h demoHistoryT) error {
 // demoNext are the commands a newcomer can run next against the demo.
 func demoNext(r demoResult, secrets demoSecrets) []string {
 	server, public := "", ""
-	if r.AdminURL != defaultAdminServer {
+	if r.AdminURL != cli.DefaultAdminServer {
 		server = " --server " + r.AdminURL
 	}
 	if r.PublicURL != "http://127.0.0.1:8080" {

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 )
 
@@ -23,16 +24,16 @@ const (
 
 func runDoctor(args []string, stdout, stderr io.Writer) int {
 	var f queryFlags
-	fs := newFlagSet("doctor", stderr)
+	fs := cli.NewFlagSet("doctor", stderr)
 	f.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: billfold doctor [--server URL] [-o table|json]\n\nA debug report of a running server; exit 0: no problems, 1: problems, 2: no report.")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return doctorUnreachable
 	}
-	body, err := adminGet(f.server, "/v1/doctor", nil)
+	body, err := cli.AdminGet(f.server, "/v1/doctor", nil)
 	if err != nil {
 		return doctorFailed(stdout, f, err)
 	}
@@ -54,10 +55,10 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 // doctorFailed reports that there is no report, and why.
 func doctorFailed(stdout io.Writer, f queryFlags, err error) int {
 	var p *problem
-	var ae *apiError
-	if errors.As(err, &ae) && ae.body.Code != "" {
-		q := newProblem(ae.body.Code, "%s", ae.body.Message)
-		if ae.body.Code == domain.CodeNotFound {
+	var ae *cli.APIError
+	if errors.As(err, &ae) && ae.Body.Code != "" {
+		q := newProblem(ae.Body.Code, "%s", ae.Body.Message)
+		if ae.Body.Code == domain.CodeNotFound {
 			q.Message = "this server has no /v1/doctor route: it is an older billfold"
 		}
 		p = &q
@@ -67,7 +68,7 @@ func doctorFailed(stdout io.Writer, f queryFlags, err error) int {
 		if p != nil {
 			out["problems"] = []problem{*p}
 		}
-		writeJSONOut(stdout, out)
+		cli.WriteJSON(stdout, out)
 		return doctorUnreachable
 	}
 	if p != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
@@ -70,7 +71,7 @@ type gamedayOptions struct {
 
 func runGameday(args []string, stdout, stderr io.Writer) int {
 	var o gamedayOptions
-	fs := newFlagSet("gameday", stderr)
+	fs := cli.NewFlagSet("gameday", stderr)
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
 	fs.StringVar(&o.only, "drill", "", "run only these drills (comma-separated): "+strings.Join(drillNames(), ", "))
 	fs.BoolVar(&o.engineLogs, "engine-logs", false, "also print the engines' JSON logs to stderr")
@@ -105,7 +106,7 @@ func runGameday(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if o.output == "json" {
-		writeJSONOut(stdout, rep)
+		cli.WriteJSON(stdout, rep)
 	} else {
 		rep.print(stdout)
 	}
@@ -126,7 +127,7 @@ func drillNames() []string {
 // selectDrills returns the drills named in only (all when empty), in run
 // order.
 func selectDrills(only string) ([]drill, error) {
-	names := splitList(only)
+	names := cli.SplitList(only)
 	if len(names) == 0 {
 		return drills, nil
 	}

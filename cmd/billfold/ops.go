@@ -2,9 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -18,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 )
@@ -25,73 +23,6 @@ import (
 // The operator commands: replay (rebuilds and bounded replays), dlq,
 // verify and events. Each talks to the admin listener; mutations send
 // BILLFOLD_ADMIN_TOKEN, reads BILLFOLD_API_TOKEN.
-
-// adminCall sends method path (with query v and a JSON body) to the admin
-// listener and returns the body of a 2xx answer.
-func adminCall(server, method, path string, v url.Values, body any) ([]byte, error) {
-	token := os.Getenv("BILLFOLD_API_TOKEN")
-	if method != http.MethodGet {
-		token = os.Getenv("BILLFOLD_ADMIN_TOKEN")
-	}
-	return adminRequest(server, token, method, path, v, body)
-}
-
-// adminRequest is adminCall with the bearer token given.
-func adminRequest(server, token, method, path string, v url.Values, body any) ([]byte, error) {
-	u := strings.TrimRight(server, "/") + path
-	if len(v) > 0 {
-		u += "?" + v.Encode()
-	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, u, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	c := &http.Client{Timeout: 10 * time.Minute} // verify and as_of fold the journal
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		e := &apiError{status: resp.StatusCode}
-		_ = json.Unmarshal(out, &e.body)
-		return nil, e
-	}
-	return out, nil
-}
-
-// adminJSON calls the admin API and decodes the answer into out.
-func adminJSON(server, method, path string, v url.Values, body, out any) error {
-	b, err := adminCall(server, method, path, v, body)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, out)
-}
-
-func errorCode(err error) domain.Code {
-	var e *apiError
-	if errors.As(err, &e) {
-		return e.body.Code
-	}
-	return ""
-}
 
 // confirm asks a yes/no question on a terminal; elsewhere it answers no.
 func confirm(stdin *os.File, stderr io.Writer, question string) bool {
@@ -110,7 +41,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	var f queryFlags
 	var projs, types, provider, since, until, event string
 	var dryRun, yes, republish, detach bool
-	fs := newFlagSet("replay", stderr)
+	fs := cli.NewFlagSet("replay", stderr)
 	f.register(fs)
 	fs.StringVar(&projs, "projection", "all", "customers, subscriptions, orders, wallets or all (comma-separated)")
 	fs.StringVar(&types, "type", "", "replay only events of these types (comma-separated)")
@@ -131,15 +62,15 @@ a new generation and switches to it; with one, it re-applies the matching
 events to the current generation (docs/replay.md).`)
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
 	if len(pos) > 0 {
 		return replaySub(pos, f, stdout, stderr, fs.Usage)
 	}
-	req := projections.RebuildRequest{Projections: splitList(projs), Republish: republish, DryRun: dryRun, Force: yes,
-		Filter: projections.ReplayFilter{Types: splitList(types), Provider: provider, EventID: event}}
+	req := projections.RebuildRequest{Projections: cli.SplitList(projs), Republish: republish, DryRun: dryRun, Force: yes,
+		Filter: projections.ReplayFilter{Types: cli.SplitList(types), Provider: provider, EventID: event}}
 	if req.Filter.Since, err = projections.ParseSince("--since", since, time.Now()); err != nil {
 		fmt.Fprintln(stderr, "billfold replay:", err)
 		return 2
@@ -150,11 +81,11 @@ events to the current generation (docs/replay.md).`)
 	}
 	if dryRun {
 		var dry projections.DryRun
-		if err := adminJSON(f.server, http.MethodPost, "/v1/rebuilds", nil, req, &dry); err != nil {
-			return fail(stderr, "replay", err)
+		if err := cli.AdminJSON(f.server, http.MethodPost, "/v1/rebuilds", nil, req, &dry); err != nil {
+			return cli.Fail(stderr, "replay", err)
 		}
 		if f.output == "json" {
-			return writeJSONOut(stdout, dry)
+			return cli.WriteJSON(stdout, dry)
 		}
 		fmt.Fprintf(stdout, "%s of %s would reprocess %d events", dry.Kind, strings.Join(dry.Projections, ", "), dry.Events)
 		if dry.NeedsForce {
@@ -172,18 +103,18 @@ events to the current generation (docs/replay.md).`)
 		return 0
 	}
 	var rb projections.Rebuild
-	err = adminJSON(f.server, http.MethodPost, "/v1/rebuilds", nil, req, &rb)
-	if errorCode(err) == domain.CodeConfirmRequired && confirm(os.Stdin, stderr, err.Error()+"\nGo ahead?") {
+	err = cli.AdminJSON(f.server, http.MethodPost, "/v1/rebuilds", nil, req, &rb)
+	if cli.ErrorCode(err) == domain.CodeConfirmRequired && confirm(os.Stdin, stderr, err.Error()+"\nGo ahead?") {
 		req.Force = true
-		err = adminJSON(f.server, http.MethodPost, "/v1/rebuilds", nil, req, &rb)
+		err = cli.AdminJSON(f.server, http.MethodPost, "/v1/rebuilds", nil, req, &rb)
 	}
 	if err != nil {
-		return fail(stderr, "replay", err)
+		return cli.Fail(stderr, "replay", err)
 	}
 	fmt.Fprintf(stderr, "%s %s started (folding %d journal events)\n", rb.Kind, rb.ID, rb.JournalHead)
 	if detach {
 		if f.output == "json" {
-			return writeJSONOut(stdout, rb)
+			return cli.WriteJSON(stdout, rb)
 		}
 		fmt.Fprintln(stdout, rb.ID)
 		return 0
@@ -204,19 +135,19 @@ func followRebuild(f queryFlags, rb projections.Rebuild, stdout, stderr io.Write
 		select {
 		case <-interrupt:
 			fmt.Fprintln(stderr, "\ncancelling", rb.ID)
-			if _, err := adminCall(f.server, http.MethodDelete, "/v1/rebuilds/"+url.PathEscape(rb.ID), nil, nil); err != nil {
-				return fail(stderr, "replay", err)
+			if _, err := cli.AdminCall(f.server, http.MethodDelete, "/v1/rebuilds/"+url.PathEscape(rb.ID), nil, nil); err != nil {
+				return cli.Fail(stderr, "replay", err)
 			}
 		case <-tick.C:
 		}
-		if err := adminJSON(f.server, http.MethodGet, "/v1/rebuilds/"+url.PathEscape(rb.ID), nil, nil, &rb); err != nil {
-			return fail(stderr, "replay", err)
+		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/rebuilds/"+url.PathEscape(rb.ID), nil, nil, &rb); err != nil {
+			return cli.Fail(stderr, "replay", err)
 		}
 		_ = bar.Set(int(min(rb.Folded, rb.JournalHead)))
 	}
 	_ = bar.Finish()
 	if f.output == "json" {
-		writeJSONOut(stdout, rb)
+		cli.WriteJSON(stdout, rb)
 	} else {
 		printRebuilds(stdout, []projections.Rebuild{rb})
 	}
@@ -231,28 +162,28 @@ func replaySub(pos []string, f queryFlags, stdout, stderr io.Writer, usage func(
 	switch {
 	case pos[0] == "list" && len(pos) == 1:
 		var all struct{ Items []projections.Rebuild }
-		if err := adminJSON(f.server, http.MethodGet, "/v1/rebuilds", nil, nil, &all); err != nil {
-			return fail(stderr, "replay", err)
+		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/rebuilds", nil, nil, &all); err != nil {
+			return cli.Fail(stderr, "replay", err)
 		}
 		if f.output == "json" {
-			return writeJSONOut(stdout, all.Items)
+			return cli.WriteJSON(stdout, all.Items)
 		}
 		printRebuilds(stdout, all.Items)
 		return 0
 	case pos[0] == "status" && len(pos) == 2:
 		var rb projections.Rebuild
-		if err := adminJSON(f.server, http.MethodGet, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
-			return fail(stderr, "replay", err)
+		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
+			return cli.Fail(stderr, "replay", err)
 		}
 		if f.output == "json" {
-			return writeJSONOut(stdout, rb)
+			return cli.WriteJSON(stdout, rb)
 		}
 		printRebuilds(stdout, []projections.Rebuild{rb})
 		return 0
 	case pos[0] == "cancel" && len(pos) == 2:
 		var rb projections.Rebuild
-		if err := adminJSON(f.server, http.MethodDelete, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
-			return fail(stderr, "replay", err)
+		if err := cli.AdminJSON(f.server, http.MethodDelete, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
+			return cli.Fail(stderr, "replay", err)
 		}
 		fmt.Fprintln(stderr, "cancel requested for", rb.ID)
 		return 0
@@ -279,7 +210,7 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 	var f queryFlags
 	var projection, code, typ, provider, status, since, where string
 	var dryRun, yes bool
-	fs := newFlagSet("dlq", stderr)
+	fs := cli.NewFlagSet("dlq", stderr)
 	f.register(fs)
 	fs.StringVar(&projection, "projection", "", "list: only this projection")
 	fs.StringVar(&code, "code", "", "list: only this error code")
@@ -297,7 +228,7 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
        billfold dlq requeue --where type=...,code=...,since=... [--dry-run] [--yes]`)
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
@@ -310,31 +241,31 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		var list struct{ Items []projections.DeadLetter }
-		if err := adminJSON(f.server, http.MethodGet, "/v1/dead-letters", v, nil, &list); err != nil {
-			return fail(stderr, "dlq", err)
+		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/dead-letters", v, nil, &list); err != nil {
+			return cli.Fail(stderr, "dlq", err)
 		}
 		if f.output == "json" {
-			return writeJSONOut(stdout, list.Items)
+			return cli.WriteJSON(stdout, list.Items)
 		}
 		printDeadLetters(stdout, list.Items)
 		return 0
 	case len(pos) == 2 && pos[0] == "show":
 		var dl projections.DeadLetter
-		if err := adminJSON(f.server, http.MethodGet, "/v1/dead-letters/"+url.PathEscape(pos[1]), nil, nil, &dl); err != nil {
-			return fail(stderr, "dlq", err)
+		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/dead-letters/"+url.PathEscape(pos[1]), nil, nil, &dl); err != nil {
+			return cli.Fail(stderr, "dlq", err)
 		}
 		if f.output == "json" {
-			return writeJSONOut(stdout, dl)
+			return cli.WriteJSON(stdout, dl)
 		}
 		printDeadLetter(stdout, dl)
 		return 0
 	case len(pos) == 2 && pos[0] == "requeue" && where == "":
 		var dl projections.DeadLetter
-		if err := adminJSON(f.server, http.MethodPost, "/v1/dead-letters/"+url.PathEscape(pos[1])+"/requeue", nil, nil, &dl); err != nil {
-			return fail(stderr, "dlq", err)
+		if err := cli.AdminJSON(f.server, http.MethodPost, "/v1/dead-letters/"+url.PathEscape(pos[1])+"/requeue", nil, nil, &dl); err != nil {
+			return cli.Fail(stderr, "dlq", err)
 		}
 		if f.output == "json" {
-			writeJSONOut(stdout, dl)
+			cli.WriteJSON(stdout, dl)
 		} else {
 			printDeadLetter(stdout, dl)
 		}
@@ -352,7 +283,7 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 
 func requeueWhere(f queryFlags, where string, dryRun, yes bool, stdout, stderr io.Writer) int {
 	req := projections.RequeueWhereRequest{Where: map[string]string{}, DryRun: dryRun || !yes, Force: yes}
-	for _, kv := range splitList(where) {
+	for _, kv := range cli.SplitList(where) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			fmt.Fprintf(stderr, "billfold dlq: --where %q: want key=value pairs\n", where)
@@ -361,11 +292,11 @@ func requeueWhere(f queryFlags, where string, dryRun, yes bool, stdout, stderr i
 		req.Where[k] = v
 	}
 	var res projections.RequeueResult
-	if err := adminJSON(f.server, http.MethodPost, "/v1/dead-letters/requeue", nil, req, &res); err != nil {
-		return fail(stderr, "dlq", err)
+	if err := cli.AdminJSON(f.server, http.MethodPost, "/v1/dead-letters/requeue", nil, req, &res); err != nil {
+		return cli.Fail(stderr, "dlq", err)
 	}
 	if f.output == "json" {
-		writeJSONOut(stdout, res)
+		cli.WriteJSON(stdout, res)
 	} else {
 		printDeadLetters(stdout, res.Items)
 	}
@@ -417,23 +348,23 @@ func printDeadLetter(w io.Writer, dl projections.DeadLetter) {
 func runVerify(args []string, stdout, stderr io.Writer) int {
 	var f queryFlags
 	var projection string
-	fs := newFlagSet("verify", stderr)
+	fs := cli.NewFlagSet("verify", stderr)
 	f.register(fs)
 	fs.StringVar(&projection, "projection", "all", "customers, subscriptions, orders, wallets or all (comma-separated)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: billfold verify [--projection P] [flags]\n\nFolds the journal afresh and compares every record with the live projections;\nexits 0 when they are identical, 1 when any record differs.")
 		fs.PrintDefaults()
 	}
-	if pos, err := parseInterleaved(fs, args); err != nil || len(pos) > 0 {
+	if pos, err := cli.ParseInterleaved(fs, args); err != nil || len(pos) > 0 {
 		fs.Usage()
 		return 2
 	}
 	var rep projections.VerifyReport
-	if err := adminJSON(f.server, http.MethodGet, "/v1/verify", url.Values{"projection": {projection}}, nil, &rep); err != nil {
-		return fail(stderr, "verify", err)
+	if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/verify", url.Values{"projection": {projection}}, nil, &rep); err != nil {
+		return cli.Fail(stderr, "verify", err)
 	}
 	if f.output == "json" {
-		writeJSONOut(stdout, rep)
+		cli.WriteJSON(stdout, rep)
 	} else {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "PROJECTION\tGENERATION\tRECORDS\tDIFFERENCES\tMOVED")
@@ -464,7 +395,7 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 	var f queryFlags
 	var status, since, provider string
 	var limit int
-	fs := newFlagSet("events", stderr)
+	fs := cli.NewFlagSet("events", stderr)
 	f.register(fs)
 	fs.StringVar(&status, "status", "", "list: failed (open dead letters) or a delivery outcome (accepted, duplicate, rejected, ...)")
 	fs.StringVar(&since, "since", "1h", "list: since (RFC 3339 or a duration back, such as 1h)")
@@ -474,18 +405,18 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: billfold events show <provider> <event_id> [flags]\n       billfold events list [--status failed|accepted|rejected|...] [--since 1h] [--provider P] [flags]")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
 	switch {
 	case len(pos) == 3 && pos[0] == "show":
 		var e projections.EventEntry
-		if err := adminJSON(f.server, http.MethodGet, "/v1/events/"+url.PathEscape(pos[1])+"/"+url.PathEscape(pos[2]), nil, nil, &e); err != nil {
-			return fail(stderr, "events", err)
+		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/events/"+url.PathEscape(pos[1])+"/"+url.PathEscape(pos[2]), nil, nil, &e); err != nil {
+			return cli.Fail(stderr, "events", err)
 		}
 		if f.output == "json" {
-			return writeJSONOut(stdout, e)
+			return cli.WriteJSON(stdout, e)
 		}
 		printEvent(stdout, e)
 		return 0
@@ -498,11 +429,11 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 			v.Set("provider", provider)
 		}
 		var list struct{ Items []projections.EventSummary }
-		if err := adminJSON(f.server, http.MethodGet, "/v1/events", v, nil, &list); err != nil {
-			return fail(stderr, "events", err)
+		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/events", v, nil, &list); err != nil {
+			return cli.Fail(stderr, "events", err)
 		}
 		if f.output == "json" {
-			return writeJSONOut(stdout, list.Items)
+			return cli.WriteJSON(stdout, list.Items)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "AT\tPROVIDER\tEVENT\tTYPE\tSTATUS\tCODE\tPROJECTION\tATTEMPT\tRETRY\tPROVIDER REQUEST")

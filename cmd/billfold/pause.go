@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/projections"
 )
 
@@ -25,13 +26,13 @@ func runResume(args []string, stdout, stderr io.Writer) int {
 // named) and prints the projections paused afterwards.
 func runHold(verb string, args []string, stdout, stderr io.Writer) int {
 	var f queryFlags
-	fs := newFlagSet(verb, stderr)
+	fs := cli.NewFlagSet(verb, stderr)
 	f.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: billfold %s [projection...] [flags]  (no projection: all; needs BILLFOLD_ADMIN_TOKEN)\n", verb)
 		fs.PrintDefaults()
 	}
-	names, err := parseInterleaved(fs, args)
+	names, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
@@ -39,11 +40,11 @@ func runHold(verb string, args []string, stdout, stderr io.Writer) int {
 		Paused []projections.Pause `json:"paused"`
 	}
 	req := projections.PauseRequest{Projections: names}
-	if err := adminJSON(f.server, http.MethodPost, "/v1/projections/"+verb, nil, req, &out); err != nil {
-		return fail(stderr, verb, err)
+	if err := cli.AdminJSON(f.server, http.MethodPost, "/v1/projections/"+verb, nil, req, &out); err != nil {
+		return cli.Fail(stderr, verb, err)
 	}
 	if f.output == "json" {
-		return writeJSONOut(stdout, out.Paused)
+		return cli.WriteJSON(stdout, out.Paused)
 	}
 	printPaused(stdout, out.Paused)
 	return 0

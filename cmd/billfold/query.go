@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 )
@@ -66,8 +67,6 @@ func (m *adminMux) Patterns() []string {
 // ---------------------------------------------------------------------------
 // billfold get / billfold list.
 
-const defaultAdminServer = "http://127.0.0.1:8081"
-
 // queryFlags are the flags get and list share.
 type queryFlags struct {
 	server string
@@ -75,70 +74,21 @@ type queryFlags struct {
 }
 
 func (f *queryFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.server, "server", defaultAdminServer, "the admin listener's URL")
+	fs.StringVar(&f.server, "server", cli.DefaultAdminServer, "the admin listener's URL")
 	fs.StringVar(&f.output, "o", "table", "output: table or json")
-}
-
-// parseInterleaved parses flags that may come before, between or after
-// the positional arguments, and returns the positional ones.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := parseFlags(fs, args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return positional, nil
-		}
-		if rest[0] == "--" {
-			return append(positional, rest[1:]...), nil
-		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
-	}
-}
-
-// apiError is a failed answer of the admin API.
-type apiError struct {
-	status int
-	body   projections.APIError
-}
-
-func (e *apiError) Error() string {
-	if e.body.Code == "" {
-		return fmt.Sprintf("HTTP %d", e.status)
-	}
-	return fmt.Sprintf("%s %s", e.body.Code, e.body.Message)
-}
-
-// adminGet GETs path with query v from the admin listener and returns the
-// body of a 200 answer.
-func adminGet(server, path string, v url.Values) ([]byte, error) {
-	return adminCall(server, http.MethodGet, path, v, nil)
-}
-
-// fail prints err for the command and returns the exit code 1.
-func fail(stderr io.Writer, cmd string, err error) int {
-	if _, ok := err.(*apiError); ok {
-		fmt.Fprintln(stderr, err)
-	} else {
-		fmt.Fprintf(stderr, "billfold %s: %v\n", cmd, err)
-	}
-	return 1
 }
 
 func runGet(args []string, stdout, stderr io.Writer) int {
 	var f queryFlags
 	var asOf string
-	fs := newFlagSet("get", stderr)
+	fs := cli.NewFlagSet("get", stderr)
 	f.register(fs)
 	fs.StringVar(&asOf, "as-of", "", "show the record as it stood at this provider time (RFC 3339); folds the whole journal")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: billfold get subscription|customer|order <provider> <id> [flags]   (an order by its payment intent, session or charge id)\n       billfold get wallet <user_id> [flags]")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
@@ -161,16 +111,16 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 	if asOf != "" {
 		v.Set("as_of", asOf)
 	}
-	body, err := adminGet(f.server, path, v)
+	body, err := cli.AdminGet(f.server, path, v)
 	if err != nil {
-		return fail(stderr, "get", err)
+		return cli.Fail(stderr, "get", err)
 	}
 	if f.output == "json" {
 		_, _ = stdout.Write(body)
 		return 0
 	}
 	if err := printRecord(stdout, kind, body); err != nil {
-		return fail(stderr, "get", err)
+		return cli.Fail(stderr, "get", err)
 	}
 	return 0
 }
@@ -179,7 +129,7 @@ func runList(args []string, stdout, stderr io.Writer) int {
 	var f queryFlags
 	var state, provider, customer, account, cursor string
 	var limit int
-	fs := newFlagSet("list", stderr)
+	fs := cli.NewFlagSet("list", stderr)
 	f.register(fs)
 	fs.StringVar(&state, "state", "", "lifecycle state: "+strings.Join(stateNames(), ", "))
 	fs.StringVar(&provider, "provider", "", "provider")
@@ -191,7 +141,7 @@ func runList(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: billfold list subscriptions [--state s] [--provider p] [--customer c] [--account acct_...] [--limit n] [flags]")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
@@ -217,13 +167,13 @@ func runList(args []string, stdout, stderr io.Writer) int {
 			page = min(page, limit-len(all.Items))
 		}
 		v.Set("limit", strconv.Itoa(page))
-		body, err := adminGet(f.server, "/v1/subscriptions", v)
+		body, err := cli.AdminGet(f.server, "/v1/subscriptions", v)
 		if err != nil {
-			return fail(stderr, "list", err)
+			return cli.Fail(stderr, "list", err)
 		}
 		var p projections.Page
 		if err := json.Unmarshal(body, &p); err != nil {
-			return fail(stderr, "list", err)
+			return cli.Fail(stderr, "list", err)
 		}
 		all.Items = append(all.Items, p.Items...)
 		cursor, all.NextCursor = p.NextCursor, p.NextCursor
@@ -232,14 +182,14 @@ func runList(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if f.output == "json" {
-		return writeJSONOut(stdout, all)
+		return cli.WriteJSON(stdout, all)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROVIDER\tID\tCUSTOMER\tSTATE\tSTATUS\tENTITLED\tPERIOD END\tUPDATED")
 	for _, raw := range all.Items {
 		var s domain.SubscriptionRecord
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return fail(stderr, "list", err)
+			return cli.Fail(stderr, "list", err)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\n", s.Provider, s.ID, dash(s.CustomerID), s.State, dash(s.ProviderStatus),
 			s.Entitled, timeOrDash(s.CurrentPeriodEnd), s.UpdatedAt.Format(time.RFC3339))

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/test/natstest"
@@ -89,10 +90,10 @@ func TestAdminRoutesInOpenAPI(t *testing.T) {
 }
 
 func TestParseInterleaved(t *testing.T) {
-	fs := newFlagSet("get", io.Discard)
+	fs := cli.NewFlagSet("get", io.Discard)
 	var f queryFlags
 	f.register(fs)
-	pos, err := parseInterleaved(fs, []string{"subscription", "-o", "json", "stripe", "--server", "http://x", "sub_1"})
+	pos, err := cli.ParseInterleaved(fs, []string{"subscription", "-o", "json", "stripe", "--server", "http://x", "sub_1"})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"subscription", "stripe", "sub_1"}, pos)
 	assert.Equal(t, "json", f.output)

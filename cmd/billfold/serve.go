@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
@@ -82,7 +83,7 @@ func (o serveOptions) env(name string) string {
 
 func runServe(args []string, _, stderr io.Writer) int {
 	var o serveOptions
-	fs := newFlagSet("serve", stderr)
+	fs := cli.NewFlagSet("serve", stderr)
 	fs.StringVar(&o.dataDir, "data-dir", "./billfold-data", "directory of the embedded NATS server's JetStream store")
 	fs.StringVar(&o.listen, "listen", ":8080", "public webhook listener address")
 	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:8081", "admin listener address: query API, health, metrics")
@@ -105,7 +106,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.IntVar(&o.maxFoldJobs, "max-fold-jobs", projections.DefaultMaxFoldJobs, "fold reads (as_of, verify) run at once; past it 429 BILLFOLD-BUSY")
 	fs.Int64Var(&o.intakeBudget, "intake-budget", 0, "bytes of webhook bodies being read at once, all senders together (0: 64 MiB, or the largest max_body_bytes if more); past it 503 BILLFOLD-INTAKE-BUSY")
 	fs.IntVar(&o.maxConns, "max-connections", ingest.DefaultMaxConnections, "open connections on the public listener; more wait in the kernel's backlog")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return 2
 	}
 	log, err := newLogger(stderr, o.logLevel)

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 )
@@ -31,7 +32,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	var f queryFlags
 	var from string
 	var count int
-	fs := newFlagSet("watch", stderr)
+	fs := cli.NewFlagSet("watch", stderr)
 	f.register(fs)
 	fs.StringVar(&from, "from", "", "start: every change the feed holds; a position: the changes after it; default: new changes only")
 	fs.IntVar(&count, "count", 0, "exit after this many changes (0: follow until interrupted)")
@@ -39,7 +40,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: billfold watch [customers|subscriptions|orders|wallets] [--from start|<position>] [-o table|json] [--server URL]")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
@@ -64,7 +65,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := w.run(ctx, stderr); err != nil && !errors.Is(err, errWatchDone) && ctx.Err() == nil {
-		return fail(stderr, "watch", err)
+		return cli.Fail(stderr, "watch", err)
 	}
 	return 0
 }
@@ -87,11 +88,11 @@ func (w *watcher) run(ctx context.Context, stderr io.Writer) error {
 	wait := 500 * time.Millisecond
 	for {
 		err := w.follow(ctx)
-		var api *apiError
+		var api *cli.APIError
 		switch {
 		case errors.Is(err, errWatchDone) || ctx.Err() != nil:
 			return err
-		case errors.As(err, &api) && api.status >= 400 && api.status < 500:
+		case errors.As(err, &api) && api.Status >= 400 && api.Status < 500:
 			return err
 		}
 		if err == nil {
@@ -139,9 +140,9 @@ func (w *watcher) follow(ctx context.Context) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		e := &apiError{status: resp.StatusCode}
+		e := &cli.APIError{Status: resp.StatusCode}
 		body, _ := io.ReadAll(resp.Body)
-		_ = json.Unmarshal(body, &e.body)
+		_ = json.Unmarshal(body, &e.Body)
 		return e
 	}
 	// A connection that stays silent past the heartbeats is dead.
