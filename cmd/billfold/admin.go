@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/console"
@@ -49,12 +50,12 @@ func adminTokensFromEnv(getenv func(string) string) (projections.AdminTokens, er
 
 // newConsole is the operator console over the services the /v1 API uses.
 func newConsole(ops *projections.Operations, query *projections.Query, js jetstream.JetStream, changes http.Handler,
-	doc *doctor, readToken string, adminTokens projections.AdminTokens, log *slog.Logger) (*console.Console, error) {
+	doc *doctor.Doctor, readToken string, adminTokens projections.AdminTokens, log *slog.Logger) (*console.Console, error) {
 	return console.New(console.Config{
 		Engine: ops.Engine, Rebuilds: ops.Rebuilds, Ledger: ops.Ledger, Query: query, JetStream: js, Changes: changes,
 		Doctor: func(ctx context.Context) []console.Problem {
 			var out []console.Problem
-			for _, p := range doc.report(ctx).Problems {
+			for _, p := range doc.Report(ctx).Problems {
 				out = append(out, console.Problem{Code: p.Code, Message: p.Message})
 			}
 			return out

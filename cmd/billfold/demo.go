@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
+	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
@@ -400,7 +401,7 @@ func demoCaughtUp(adminURL string, h demoHistoryT) bool {
 	if err != nil {
 		return false
 	}
-	var rep doctorReport
+	var rep doctor.Report
 	if json.Unmarshal(body, &rep) != nil || len(rep.Projections) == 0 {
 		return false
 	}
@@ -545,7 +546,7 @@ func (r demoResult) print(w io.Writer) {
 	fmt.Fprintln(tw, "STATE\tPROVIDER\tID\tCUSTOMER\tSTATUS\tENTITLED")
 	for _, state := range domain.LifecycleStates {
 		for _, s := range r.Subscriptions[state] {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\n", state, s.Provider, s.ID, dash(s.CustomerID), dash(s.ProviderStatus), s.Entitled)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\n", state, s.Provider, s.ID, cli.Dash(s.CustomerID), cli.Dash(s.ProviderStatus), s.Entitled)
 		}
 	}
 	_ = tw.Flush()
@@ -562,7 +563,7 @@ func (r demoResult) print(w io.Writer) {
 			}
 			entries = append(entries, fmt.Sprintf("%s %+d%s", e.Reason, e.Amount, held))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", wl.UserID, wl.Balance, wl.Available, wl.Pending, dash(strings.Join(entries, ", ")))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", wl.UserID, wl.Balance, wl.Available, wl.Pending, cli.Dash(strings.Join(entries, ", ")))
 	}
 	_ = tw.Flush()
 

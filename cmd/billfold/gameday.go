@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
+	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
@@ -502,8 +503,8 @@ func (e *drillEngine) readyz(ctx context.Context) int {
 }
 
 // doctor returns the debug report.
-func (e *drillEngine) doctor(ctx context.Context) (doctorReport, error) {
-	var rep doctorReport
+func (e *drillEngine) doctor(ctx context.Context) (doctor.Report, error) {
+	var rep doctor.Report
 	code, err := e.get(ctx, "/v1/doctor", &rep)
 	if err == nil && code != http.StatusOK {
 		err = fmt.Errorf("GET /v1/doctor answered %d", code)

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"sort"
+
+	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
 )
 
 // command is one subcommand.
@@ -31,7 +33,7 @@ var commands = map[string]command{
 	"events":  {"show everything about one event, or list events by outcome", runEvents},
 	"pause":   {"stop the named projections (all when none) from folding while intake keeps journaling", runPause},
 	"resume":  {"let paused projections fold again; they catch up with what was journaled meanwhile", runResume},
-	"doctor":  {"print a running server's debug report: endpoints, streams, clock, failures, lag; exit 1 on problems", runDoctor},
+	"doctor":  {"print a running server's debug report: endpoints, streams, clock, failures, lag; exit 1 on problems", doctor.Run},
 	"demo":    {"start an engine on a temp dir, deliver a signed sample history to it, print the results and keep serving", runDemo},
 	"gameday": {"run the reliability drills against engines on temp dirs; print PASS/FAIL with figures, exit 1 on a failure", runGameday},
 }

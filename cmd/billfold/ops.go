@@ -38,11 +38,11 @@ func confirm(stdin *os.File, stderr io.Writer, question string) bool {
 // billfold replay
 
 func runReplay(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+	var f cli.Flags
 	var projs, types, provider, since, until, event string
 	var dryRun, yes, republish, detach bool
 	fs := cli.NewFlagSet("replay", stderr)
-	f.register(fs)
+	f.Register(fs)
 	fs.StringVar(&projs, "projection", "all", "customers, subscriptions, orders, wallets or all (comma-separated)")
 	fs.StringVar(&types, "type", "", "replay only events of these types (comma-separated)")
 	fs.StringVar(&provider, "provider", "", "replay only events of this provider (or endpoint)")
@@ -81,10 +81,10 @@ events to the current generation (docs/replay.md).`)
 	}
 	if dryRun {
 		var dry projections.DryRun
-		if err := cli.AdminJSON(f.server, http.MethodPost, "/v1/rebuilds", nil, req, &dry); err != nil {
+		if err := cli.AdminJSON(f.Server, http.MethodPost, "/v1/rebuilds", nil, req, &dry); err != nil {
 			return cli.Fail(stderr, "replay", err)
 		}
-		if f.output == "json" {
+		if f.Output == "json" {
 			return cli.WriteJSON(stdout, dry)
 		}
 		fmt.Fprintf(stdout, "%s of %s would reprocess %d events", dry.Kind, strings.Join(dry.Projections, ", "), dry.Events)
@@ -103,17 +103,17 @@ events to the current generation (docs/replay.md).`)
 		return 0
 	}
 	var rb projections.Rebuild
-	err = cli.AdminJSON(f.server, http.MethodPost, "/v1/rebuilds", nil, req, &rb)
+	err = cli.AdminJSON(f.Server, http.MethodPost, "/v1/rebuilds", nil, req, &rb)
 	if cli.ErrorCode(err) == domain.CodeConfirmRequired && confirm(os.Stdin, stderr, err.Error()+"\nGo ahead?") {
 		req.Force = true
-		err = cli.AdminJSON(f.server, http.MethodPost, "/v1/rebuilds", nil, req, &rb)
+		err = cli.AdminJSON(f.Server, http.MethodPost, "/v1/rebuilds", nil, req, &rb)
 	}
 	if err != nil {
 		return cli.Fail(stderr, "replay", err)
 	}
 	fmt.Fprintf(stderr, "%s %s started (folding %d journal events)\n", rb.Kind, rb.ID, rb.JournalHead)
 	if detach {
-		if f.output == "json" {
+		if f.Output == "json" {
 			return cli.WriteJSON(stdout, rb)
 		}
 		fmt.Fprintln(stdout, rb.ID)
@@ -124,7 +124,7 @@ events to the current generation (docs/replay.md).`)
 
 // followRebuild shows a rebuild's progress until it ends; Ctrl-C cancels
 // it.
-func followRebuild(f queryFlags, rb projections.Rebuild, stdout, stderr io.Writer) int {
+func followRebuild(f cli.Flags, rb projections.Rebuild, stdout, stderr io.Writer) int {
 	interrupt := make(chan os.Signal, 1)
 	signal.Notify(interrupt, os.Interrupt)
 	defer signal.Stop(interrupt)
@@ -135,18 +135,18 @@ func followRebuild(f queryFlags, rb projections.Rebuild, stdout, stderr io.Write
 		select {
 		case <-interrupt:
 			fmt.Fprintln(stderr, "\ncancelling", rb.ID)
-			if _, err := cli.AdminCall(f.server, http.MethodDelete, "/v1/rebuilds/"+url.PathEscape(rb.ID), nil, nil); err != nil {
+			if _, err := cli.AdminCall(f.Server, http.MethodDelete, "/v1/rebuilds/"+url.PathEscape(rb.ID), nil, nil); err != nil {
 				return cli.Fail(stderr, "replay", err)
 			}
 		case <-tick.C:
 		}
-		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/rebuilds/"+url.PathEscape(rb.ID), nil, nil, &rb); err != nil {
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/rebuilds/"+url.PathEscape(rb.ID), nil, nil, &rb); err != nil {
 			return cli.Fail(stderr, "replay", err)
 		}
 		_ = bar.Set(int(min(rb.Folded, rb.JournalHead)))
 	}
 	_ = bar.Finish()
-	if f.output == "json" {
+	if f.Output == "json" {
 		cli.WriteJSON(stdout, rb)
 	} else {
 		printRebuilds(stdout, []projections.Rebuild{rb})
@@ -158,31 +158,31 @@ func followRebuild(f queryFlags, rb projections.Rebuild, stdout, stderr io.Write
 	return 0
 }
 
-func replaySub(pos []string, f queryFlags, stdout, stderr io.Writer, usage func()) int {
+func replaySub(pos []string, f cli.Flags, stdout, stderr io.Writer, usage func()) int {
 	switch {
 	case pos[0] == "list" && len(pos) == 1:
 		var all struct{ Items []projections.Rebuild }
-		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/rebuilds", nil, nil, &all); err != nil {
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/rebuilds", nil, nil, &all); err != nil {
 			return cli.Fail(stderr, "replay", err)
 		}
-		if f.output == "json" {
+		if f.Output == "json" {
 			return cli.WriteJSON(stdout, all.Items)
 		}
 		printRebuilds(stdout, all.Items)
 		return 0
 	case pos[0] == "status" && len(pos) == 2:
 		var rb projections.Rebuild
-		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
 			return cli.Fail(stderr, "replay", err)
 		}
-		if f.output == "json" {
+		if f.Output == "json" {
 			return cli.WriteJSON(stdout, rb)
 		}
 		printRebuilds(stdout, []projections.Rebuild{rb})
 		return 0
 	case pos[0] == "cancel" && len(pos) == 2:
 		var rb projections.Rebuild
-		if err := cli.AdminJSON(f.server, http.MethodDelete, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
+		if err := cli.AdminJSON(f.Server, http.MethodDelete, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
 			return cli.Fail(stderr, "replay", err)
 		}
 		fmt.Fprintln(stderr, "cancel requested for", rb.ID)
@@ -197,8 +197,8 @@ func printRebuilds(w io.Writer, all []projections.Rebuild) {
 	fmt.Fprintln(tw, "ID\tKIND\tPROJECTIONS\tSTATUS\tFOLDED\tHEAD\tRATE/S\tRECORDS\tDLQ RESOLVED\tBY\tCREATED\tERROR")
 	for _, rb := range all {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.0f\t%d\t%d\t%s\t%s\t%s\n", rb.ID, rb.Kind, strings.Join(rb.Projections, ","), rb.Status,
-			rb.Folded, rb.JournalHead, rb.RatePerSecond, rb.Records, rb.DeadLettersResolved, dash(rb.RequestedBy),
-			rb.CreatedAt.Format(time.RFC3339), dash(strings.TrimSpace(string(rb.Code)+" "+rb.Error)))
+			rb.Folded, rb.JournalHead, rb.RatePerSecond, rb.Records, rb.DeadLettersResolved, cli.Dash(rb.RequestedBy),
+			rb.CreatedAt.Format(time.RFC3339), cli.Dash(strings.TrimSpace(string(rb.Code)+" "+rb.Error)))
 	}
 	_ = tw.Flush()
 }
@@ -207,11 +207,11 @@ func printRebuilds(w io.Writer, all []projections.Rebuild) {
 // billfold dlq
 
 func runDLQ(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+	var f cli.Flags
 	var projection, code, typ, provider, status, since, where string
 	var dryRun, yes bool
 	fs := cli.NewFlagSet("dlq", stderr)
-	f.register(fs)
+	f.Register(fs)
 	fs.StringVar(&projection, "projection", "", "list: only this projection")
 	fs.StringVar(&code, "code", "", "list: only this error code")
 	fs.StringVar(&typ, "type", "", "list: only this event type")
@@ -241,30 +241,30 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		var list struct{ Items []projections.DeadLetter }
-		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/dead-letters", v, nil, &list); err != nil {
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/dead-letters", v, nil, &list); err != nil {
 			return cli.Fail(stderr, "dlq", err)
 		}
-		if f.output == "json" {
+		if f.Output == "json" {
 			return cli.WriteJSON(stdout, list.Items)
 		}
 		printDeadLetters(stdout, list.Items)
 		return 0
 	case len(pos) == 2 && pos[0] == "show":
 		var dl projections.DeadLetter
-		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/dead-letters/"+url.PathEscape(pos[1]), nil, nil, &dl); err != nil {
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/dead-letters/"+url.PathEscape(pos[1]), nil, nil, &dl); err != nil {
 			return cli.Fail(stderr, "dlq", err)
 		}
-		if f.output == "json" {
+		if f.Output == "json" {
 			return cli.WriteJSON(stdout, dl)
 		}
 		printDeadLetter(stdout, dl)
 		return 0
 	case len(pos) == 2 && pos[0] == "requeue" && where == "":
 		var dl projections.DeadLetter
-		if err := cli.AdminJSON(f.server, http.MethodPost, "/v1/dead-letters/"+url.PathEscape(pos[1])+"/requeue", nil, nil, &dl); err != nil {
+		if err := cli.AdminJSON(f.Server, http.MethodPost, "/v1/dead-letters/"+url.PathEscape(pos[1])+"/requeue", nil, nil, &dl); err != nil {
 			return cli.Fail(stderr, "dlq", err)
 		}
-		if f.output == "json" {
+		if f.Output == "json" {
 			cli.WriteJSON(stdout, dl)
 		} else {
 			printDeadLetter(stdout, dl)
@@ -281,7 +281,7 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func requeueWhere(f queryFlags, where string, dryRun, yes bool, stdout, stderr io.Writer) int {
+func requeueWhere(f cli.Flags, where string, dryRun, yes bool, stdout, stderr io.Writer) int {
 	req := projections.RequeueWhereRequest{Where: map[string]string{}, DryRun: dryRun || !yes, Force: yes}
 	for _, kv := range cli.SplitList(where) {
 		k, v, ok := strings.Cut(kv, "=")
@@ -292,10 +292,10 @@ func requeueWhere(f queryFlags, where string, dryRun, yes bool, stdout, stderr i
 		req.Where[k] = v
 	}
 	var res projections.RequeueResult
-	if err := cli.AdminJSON(f.server, http.MethodPost, "/v1/dead-letters/requeue", nil, req, &res); err != nil {
+	if err := cli.AdminJSON(f.Server, http.MethodPost, "/v1/dead-letters/requeue", nil, req, &res); err != nil {
 		return cli.Fail(stderr, "dlq", err)
 	}
-	if f.output == "json" {
+	if f.Output == "json" {
 		cli.WriteJSON(stdout, res)
 	} else {
 		printDeadLetters(stdout, res.Items)
@@ -320,7 +320,7 @@ func printDeadLetters(w io.Writer, dls []projections.DeadLetter) {
 	fmt.Fprintln(tw, "ID\tPROJECTION\tPROVIDER\tEVENT\tTYPE\tCODE\tATTEMPTS\tSTATUS\tRETRY\tFAILED AT")
 	for _, dl := range dls {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", dl.ID, dl.Projection, dl.Namespace, dl.EventID, dl.EventType,
-			dl.Code, dl.Attempts, dl.Status, dash(dl.RetryState), dl.FailedAt.Format(time.RFC3339))
+			dl.Code, dl.Attempts, dl.Status, cli.Dash(dl.RetryState), dl.FailedAt.Format(time.RFC3339))
 	}
 	_ = tw.Flush()
 }
@@ -330,9 +330,9 @@ func printDeadLetter(w io.Writer, dl projections.DeadLetter) {
 	for _, row := range [][2]string{
 		{"id", dl.ID}, {"projection", dl.Projection}, {"provider", dl.Namespace}, {"event", dl.EventID}, {"type", dl.EventType},
 		{"journal sequence", fmt.Sprint(dl.JournalSequence)}, {"status", dl.Status}, {"class", dl.Class}, {"code", string(dl.Code)},
-		{"message", dl.Message}, {"attempts", fmt.Sprint(dl.Attempts)}, {"retry state", dash(dl.RetryState)}, {"scheduled retries", fmt.Sprint(dl.Retries)}, {"next retry", nextRetry(dl)},
-		{"provider request id", dash(dl.ProviderRequestID)}, {"failed at", dl.FailedAt.Format(time.RFC3339)},
-		{"resolved by", dash(dl.ResolvedBy)},
+		{"message", dl.Message}, {"attempts", fmt.Sprint(dl.Attempts)}, {"retry state", cli.Dash(dl.RetryState)}, {"scheduled retries", fmt.Sprint(dl.Retries)}, {"next retry", nextRetry(dl)},
+		{"provider request id", cli.Dash(dl.ProviderRequestID)}, {"failed at", dl.FailedAt.Format(time.RFC3339)},
+		{"resolved by", cli.Dash(dl.ResolvedBy)},
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 	}
@@ -346,10 +346,10 @@ func printDeadLetter(w io.Writer, dl projections.DeadLetter) {
 // billfold verify
 
 func runVerify(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+	var f cli.Flags
 	var projection string
 	fs := cli.NewFlagSet("verify", stderr)
-	f.register(fs)
+	f.Register(fs)
 	fs.StringVar(&projection, "projection", "all", "customers, subscriptions, orders, wallets or all (comma-separated)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: billfold verify [--projection P] [flags]\n\nFolds the journal afresh and compares every record with the live projections;\nexits 0 when they are identical, 1 when any record differs.")
@@ -360,10 +360,10 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var rep projections.VerifyReport
-	if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/verify", url.Values{"projection": {projection}}, nil, &rep); err != nil {
+	if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/verify", url.Values{"projection": {projection}}, nil, &rep); err != nil {
 		return cli.Fail(stderr, "verify", err)
 	}
-	if f.output == "json" {
+	if f.Output == "json" {
 		cli.WriteJSON(stdout, rep)
 	} else {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -392,11 +392,11 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 // billfold events
 
 func runEvents(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+	var f cli.Flags
 	var status, since, provider string
 	var limit int
 	fs := cli.NewFlagSet("events", stderr)
-	f.register(fs)
+	f.Register(fs)
 	fs.StringVar(&status, "status", "", "list: failed (open dead letters) or a delivery outcome (accepted, duplicate, rejected, ...)")
 	fs.StringVar(&since, "since", "1h", "list: since (RFC 3339 or a duration back, such as 1h)")
 	fs.StringVar(&provider, "provider", "", "list: only this provider (or endpoint)")
@@ -412,10 +412,10 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(pos) == 3 && pos[0] == "show":
 		var e projections.EventEntry
-		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/events/"+url.PathEscape(pos[1])+"/"+url.PathEscape(pos[2]), nil, nil, &e); err != nil {
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/events/"+url.PathEscape(pos[1])+"/"+url.PathEscape(pos[2]), nil, nil, &e); err != nil {
 			return cli.Fail(stderr, "events", err)
 		}
-		if f.output == "json" {
+		if f.Output == "json" {
 			return cli.WriteJSON(stdout, e)
 		}
 		printEvent(stdout, e)
@@ -429,10 +429,10 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 			v.Set("provider", provider)
 		}
 		var list struct{ Items []projections.EventSummary }
-		if err := cli.AdminJSON(f.server, http.MethodGet, "/v1/events", v, nil, &list); err != nil {
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/events", v, nil, &list); err != nil {
 			return cli.Fail(stderr, "events", err)
 		}
-		if f.output == "json" {
+		if f.Output == "json" {
 			return cli.WriteJSON(stdout, list.Items)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -442,8 +442,8 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 			if e.Attempt > 0 {
 				attempt = strconv.Itoa(e.Attempt)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Provider, dash(e.EventID), dash(e.EventType),
-				e.Status, dash(string(e.Code)), dash(e.Projection), attempt, dash(e.RetryState), dash(e.ProviderRequestID))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Provider, cli.Dash(e.EventID), cli.Dash(e.EventType),
+				e.Status, cli.Dash(string(e.Code)), cli.Dash(e.Projection), attempt, cli.Dash(e.RetryState), cli.Dash(e.ProviderRequestID))
 		}
 		_ = tw.Flush()
 		return 0
@@ -458,14 +458,14 @@ func printEvent(w io.Writer, e projections.EventEntry) {
 	if j := e.Journal; j != nil {
 		fmt.Fprintf(tw, "journal:\tsequence %d, %s, created %s, received %s, %s\n", j.Sequence, j.EventType,
 			j.Created.Format(time.RFC3339), j.Received.Format(time.RFC3339), j.Verification)
-		fmt.Fprintf(tw, "provider request:\t%s\n", dash(j.ProviderRequestID))
+		fmt.Fprintf(tw, "provider request:\t%s\n", cli.Dash(j.ProviderRequestID))
 		if j.Account != "" {
 			fmt.Fprintf(tw, "account:\t%s\n", j.Account)
 		}
 	} else {
 		fmt.Fprintf(tw, "journal:\tnot journaled\n")
 	}
-	fmt.Fprintf(tw, "deliveries:\t%d (%d duplicates), last %s\n", e.Deliveries.Count, e.Deliveries.Duplicates, dash(string(e.Deliveries.LastOutcome)))
+	fmt.Fprintf(tw, "deliveries:\t%d (%d duplicates), last %s\n", e.Deliveries.Count, e.Deliveries.Duplicates, cli.Dash(string(e.Deliveries.LastOutcome)))
 	for _, d := range e.Deliveries.Deliveries {
 		fmt.Fprintf(tw, "  delivery:\t%s attempt %d: %s %d %s\n", d.Received.Format(time.RFC3339), d.Attempt, d.Outcome, d.Status, d.ReasonCode)
 	}
@@ -477,7 +477,7 @@ func printEvent(w io.Writer, e projections.EventEntry) {
 		}
 		fmt.Fprintf(tw, "%s:\t%s\n", name, status)
 		if dl := st.DeadLetter; dl != nil {
-			fmt.Fprintf(tw, "  dead letter:\t%s %s %s, %d attempts, retries %s\n", dl.ID, dl.Status, dl.Code, dl.Attempts, dash(dl.RetryState))
+			fmt.Fprintf(tw, "  dead letter:\t%s %s %s, %d attempts, retries %s\n", dl.ID, dl.Status, dl.Code, dl.Attempts, cli.Dash(dl.RetryState))
 			for _, rq := range dl.Requeues {
 				fmt.Fprintf(tw, "  requeue:\t%s by %s: %s\n", rq.At.Format(time.RFC3339), rq.By, rq.Outcome)
 			}

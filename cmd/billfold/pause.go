@@ -25,9 +25,9 @@ func runResume(args []string, stdout, stderr io.Writer) int {
 // runHold pauses or resumes the named projections (all when none is
 // named) and prints the projections paused afterwards.
 func runHold(verb string, args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+	var f cli.Flags
 	fs := cli.NewFlagSet(verb, stderr)
-	f.register(fs)
+	f.Register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: billfold %s [projection...] [flags]  (no projection: all; needs BILLFOLD_ADMIN_TOKEN)\n", verb)
 		fs.PrintDefaults()
@@ -40,10 +40,10 @@ func runHold(verb string, args []string, stdout, stderr io.Writer) int {
 		Paused []projections.Pause `json:"paused"`
 	}
 	req := projections.PauseRequest{Projections: names}
-	if err := cli.AdminJSON(f.server, http.MethodPost, "/v1/projections/"+verb, nil, req, &out); err != nil {
+	if err := cli.AdminJSON(f.Server, http.MethodPost, "/v1/projections/"+verb, nil, req, &out); err != nil {
 		return cli.Fail(stderr, verb, err)
 	}
-	if f.output == "json" {
+	if f.Output == "json" {
 		return cli.WriteJSON(stdout, out.Paused)
 	}
 	printPaused(stdout, out.Paused)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -67,22 +66,11 @@ func (m *adminMux) Patterns() []string {
 // ---------------------------------------------------------------------------
 // billfold get / billfold list.
 
-// queryFlags are the flags get and list share.
-type queryFlags struct {
-	server string
-	output string
-}
-
-func (f *queryFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.server, "server", cli.DefaultAdminServer, "the admin listener's URL")
-	fs.StringVar(&f.output, "o", "table", "output: table or json")
-}
-
 func runGet(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+	var f cli.Flags
 	var asOf string
 	fs := cli.NewFlagSet("get", stderr)
-	f.register(fs)
+	f.Register(fs)
 	fs.StringVar(&asOf, "as-of", "", "show the record as it stood at this provider time (RFC 3339); folds the whole journal")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: billfold get subscription|customer|order <provider> <id> [flags]   (an order by its payment intent, session or charge id)\n       billfold get wallet <user_id> [flags]")
@@ -111,11 +99,11 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 	if asOf != "" {
 		v.Set("as_of", asOf)
 	}
-	body, err := cli.AdminGet(f.server, path, v)
+	body, err := cli.AdminGet(f.Server, path, v)
 	if err != nil {
 		return cli.Fail(stderr, "get", err)
 	}
-	if f.output == "json" {
+	if f.Output == "json" {
 		_, _ = stdout.Write(body)
 		return 0
 	}
@@ -126,11 +114,11 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 }
 
 func runList(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+	var f cli.Flags
 	var state, provider, customer, account, cursor string
 	var limit int
 	fs := cli.NewFlagSet("list", stderr)
-	f.register(fs)
+	f.Register(fs)
 	fs.StringVar(&state, "state", "", "lifecycle state: "+strings.Join(stateNames(), ", "))
 	fs.StringVar(&provider, "provider", "", "provider")
 	fs.StringVar(&customer, "customer", "", "the provider's customer id")
@@ -167,7 +155,7 @@ func runList(args []string, stdout, stderr io.Writer) int {
 			page = min(page, limit-len(all.Items))
 		}
 		v.Set("limit", strconv.Itoa(page))
-		body, err := cli.AdminGet(f.server, "/v1/subscriptions", v)
+		body, err := cli.AdminGet(f.Server, "/v1/subscriptions", v)
 		if err != nil {
 			return cli.Fail(stderr, "list", err)
 		}
@@ -181,7 +169,7 @@ func runList(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 	}
-	if f.output == "json" {
+	if f.Output == "json" {
 		return cli.WriteJSON(stdout, all)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -191,8 +179,8 @@ func runList(args []string, stdout, stderr io.Writer) int {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return cli.Fail(stderr, "list", err)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\n", s.Provider, s.ID, dash(s.CustomerID), s.State, dash(s.ProviderStatus),
-			s.Entitled, timeOrDash(s.CurrentPeriodEnd), s.UpdatedAt.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\n", s.Provider, s.ID, cli.Dash(s.CustomerID), s.State, cli.Dash(s.ProviderStatus),
+			s.Entitled, cli.TimeOrDash(s.CurrentPeriodEnd), s.UpdatedAt.Format(time.RFC3339))
 	}
 	_ = tw.Flush()
 	if all.NextCursor != "" {
@@ -209,26 +197,12 @@ func stateNames() []string {
 	return out
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func timeOrDash(t *time.Time) string {
-	if t == nil {
-		return "-"
-	}
-	return t.Format(time.RFC3339)
-}
-
 func linksText(ls []domain.Link) string {
 	parts := make([]string, len(ls))
 	for i, l := range ls {
 		parts[i] = l.Kind + "=" + l.Value
 	}
-	return dash(strings.Join(parts, " "))
+	return cli.Dash(strings.Join(parts, " "))
 }
 
 // printRecord prints one record as an aligned field list.
@@ -247,22 +221,22 @@ func printRecord(w io.Writer, kind string, body []byte) error {
 		}
 		row("provider", r.Provider)
 		row("id", r.ID)
-		row("customer", dash(r.CustomerID))
+		row("customer", cli.Dash(r.CustomerID))
 		row("state", r.State)
-		row("provider_status", dash(r.ProviderStatus))
+		row("provider_status", cli.Dash(r.ProviderStatus))
 		row("entitled", r.Entitled)
-		row("plan", dash(r.PlanID))
-		row("price", dash(r.PriceID))
+		row("plan", cli.Dash(r.PlanID))
+		row("price", cli.Dash(r.PriceID))
 		row("cancel_at_period_end", r.CancelAtPeriodEnd)
-		row("current_period_end", timeOrDash(r.CurrentPeriodEnd))
-		row("trial_end", timeOrDash(r.TrialEnd))
-		row("ended_at", timeOrDash(r.EndedAt))
+		row("current_period_end", cli.TimeOrDash(r.CurrentPeriodEnd))
+		row("trial_end", cli.TimeOrDash(r.TrialEnd))
+		row("ended_at", cli.TimeOrDash(r.EndedAt))
 		if r.LastPayment != nil {
 			row("last_payment", r.LastPayment.Outcome+" "+r.LastPayment.At.Format(time.RFC3339))
 		}
 		meta(r.RecordMeta)
 		for _, t := range r.Transitions {
-			row("transition", fmt.Sprintf("%s -> %s at %s (%s)", dash(string(t.From)), t.To, t.At.Format(time.RFC3339), t.EventID))
+			row("transition", fmt.Sprintf("%s -> %s at %s (%s)", cli.Dash(string(t.From)), t.To, t.At.Format(time.RFC3339), t.EventID))
 		}
 	case "customer":
 		var r domain.CustomerRecord
@@ -271,11 +245,11 @@ func printRecord(w io.Writer, kind string, body []byte) error {
 		}
 		row("provider", r.Provider)
 		row("id", r.ID)
-		row("email", dash(r.Email))
-		row("name", dash(r.Name))
+		row("email", cli.Dash(r.Email))
+		row("name", cli.Dash(r.Name))
 		row("deleted", r.Deleted)
 		row("links", linksText(r.Links))
-		row("created_at", timeOrDash(r.CreatedAt))
+		row("created_at", cli.TimeOrDash(r.CreatedAt))
 		meta(r.RecordMeta)
 	case "order":
 		var r struct {
@@ -290,7 +264,7 @@ func printRecord(w io.Writer, kind string, body []byte) error {
 		if f := r.ResolvedFrom; f != nil {
 			row("resolved_from", f.Kind+" "+f.ID) // the id asked; id above is the order's key
 		}
-		row("customer", dash(r.CustomerID))
+		row("customer", cli.Dash(r.CustomerID))
 		row("status", r.Status)
 		row("amount", fmt.Sprintf("%d %s", r.Amount, r.Currency))
 		row("amount_refunded", r.AmountRefunded)

@@ -91,11 +91,11 @@ func TestAdminRoutesInOpenAPI(t *testing.T) {
 
 func TestParseInterleaved(t *testing.T) {
 	fs := cli.NewFlagSet("get", io.Discard)
-	var f queryFlags
-	f.register(fs)
+	var f cli.Flags
+	f.Register(fs)
 	pos, err := cli.ParseInterleaved(fs, []string{"subscription", "-o", "json", "stripe", "--server", "http://x", "sub_1"})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"subscription", "stripe", "sub_1"}, pos)
-	assert.Equal(t, "json", f.output)
-	assert.Equal(t, "http://x", f.server)
+	assert.Equal(t, "json", f.Output)
+	assert.Equal(t, "http://x", f.Server)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
+	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
@@ -271,7 +272,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	defer changes.Close()
 	admin.Handle("GET /v1/changes", changes)
 	query.Register(admin, readAuth)
-	doc := newDoctor(js, endpoints, engine, o, natsDescription(o, ns))
+	doc := doctor.New(js, endpoints, engine, o.bypass, version, natsDescription(o, ns))
 	admin.Handle("GET /v1/doctor", readAuth(doc))
 	ui, err := newConsole(ops, query, js, changes, doc, apiToken, adminTokens, log)
 	if err != nil {

@@ -29,11 +29,11 @@ const watchIdle = 45 * time.Second
 var errWatchDone = errors.New("done")
 
 func runWatch(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+	var f cli.Flags
 	var from string
 	var count int
 	fs := cli.NewFlagSet("watch", stderr)
-	f.register(fs)
+	f.Register(fs)
 	fs.StringVar(&from, "from", "", "start: every change the feed holds; a position: the changes after it; default: new changes only")
 	fs.IntVar(&count, "count", 0, "exit after this many changes (0: follow until interrupted)")
 	fs.Usage = func() {
@@ -44,11 +44,11 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return 2
 	}
-	if len(pos) > 1 || f.output != "table" && f.output != "json" {
+	if len(pos) > 1 || f.Output != "table" && f.Output != "json" {
 		fs.Usage()
 		return 2
 	}
-	w := &watcher{server: strings.TrimRight(f.server, "/"), json: f.output == "json", count: count, out: stdout}
+	w := &watcher{server: strings.TrimRight(f.Server, "/"), json: f.Output == "json", count: count, out: stdout}
 	if len(pos) == 1 {
 		w.projection = pos[0]
 	}

@@ -159,3 +159,32 @@ func SplitList(v string) []string {
 	}
 	return out
 }
+
+// Flags are the flags every command that talks to a server shares:
+// --server (the admin listener) and -o (table or json).
+type Flags struct {
+	Server string
+	Output string
+}
+
+// Register adds the flags to fs.
+func (f *Flags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&f.Server, "server", DefaultAdminServer, "the admin listener's URL")
+	fs.StringVar(&f.Output, "o", "table", "output: table or json")
+}
+
+// Dash is s for a table cell, "-" when it is empty.
+func Dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// TimeOrDash is t in RFC 3339 for a table cell, "-" when it is nil.
+func TimeOrDash(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
+}

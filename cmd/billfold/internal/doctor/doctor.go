@@ -1,4 +1,10 @@
-package main
+// Package doctor is billfold's debug report: the handler serve mounts at
+// GET /v1/doctor (endpoints, streams, clock skew against the NATS server,
+// recent failures, lag) and the `billfold doctor` command that prints it.
+// It reads the server's parts it is given (JetStream, the endpoints, the
+// projection engine); it must never import the serve wiring (package main)
+// nor start anything of its own.
+package doctor
 
 import (
 	"cmp"
@@ -46,8 +52,8 @@ const (
 	stalledAfter = time.Minute
 )
 
-// doctorReport is the whole report.
-type doctorReport struct {
+// Report is the whole report.
+type Report struct {
 	Version            string             `json:"version"`
 	GeneratedAt        time.Time          `json:"generated_at"`
 	InsecureTestBypass bool               `json:"insecure_test_bypass"`
@@ -242,22 +248,23 @@ var likelyCauses = map[domain.Code]string{
 	domain.CodeAccountMismatch:    "the Connect endpoint's URL points at an endpoint without connect: true",
 }
 
-// doctor builds the report from the running server's parts.
-type doctor struct {
+// Doctor builds the report from the running server's parts.
+type Doctor struct {
 	js        jetstream.JetStream
 	endpoints []*ingest.Endpoint
 	engine    *projections.Engine
 	bypass    bool
 	natsMode  string
+	version   string // billfold's, for the report
 	now       func() time.Time
 	// unsigned are the names of unsigned endpoints: each is that
 	// endpoint's only secret, so the report never shows it whole.
 	unsigned map[string]bool
 }
 
-// newDoctor returns the handler of GET /v1/doctor.
-func newDoctor(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *projections.Engine, o serveOptions, natsMode string) *doctor {
-	d := &doctor{js: js, endpoints: endpoints, engine: engine, bypass: o.bypass, natsMode: natsMode, now: time.Now, unsigned: map[string]bool{}}
+// New returns the handler of GET /v1/doctor.
+func New(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *projections.Engine, bypass bool, version, natsMode string) *Doctor {
+	d := &Doctor{js: js, endpoints: endpoints, engine: engine, bypass: bypass, version: version, natsMode: natsMode, now: time.Now, unsigned: map[string]bool{}}
 	for _, e := range endpoints {
 		if e.Unsigned {
 			d.unsigned[e.Name] = true
@@ -269,7 +276,7 @@ func newDoctor(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *pro
 // shownName is how the report names an endpoint (or a generic provider's
 // namespace, which is its endpoint's name): an unsigned endpoint by its
 // label, as metrics, logs and the event ledger show it.
-func (d *doctor) shownName(name string) string {
+func (d *Doctor) shownName(name string) string {
 	if !d.unsigned[name] {
 		return name
 	}
@@ -278,15 +285,16 @@ func (d *doctor) shownName(name string) string {
 
 // ServeHTTP answers the report. It is 200 whatever the report finds: a
 // problem is content, not a failure of the route.
-func (d *doctor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (d *Doctor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	projections.WriteJSON(w, http.StatusOK, d.report(ctx))
+	projections.WriteJSON(w, http.StatusOK, d.Report(ctx))
 }
 
-func (d *doctor) report(ctx context.Context) doctorReport {
-	rep := doctorReport{
-		Version: version, GeneratedAt: d.now().UTC(), InsecureTestBypass: d.bypass,
+// Report builds the debug report.
+func (d *Doctor) Report(ctx context.Context) Report {
+	rep := Report{
+		Version: d.version, GeneratedAt: d.now().UTC(), InsecureTestBypass: d.bypass,
 		Problems: []problem{}, Notes: []string{},
 	}
 	rep.NATS = d.natsReport()
@@ -308,7 +316,7 @@ func (d *doctor) report(ctx context.Context) doctorReport {
 	return rep
 }
 
-func (d *doctor) natsReport() natsReport {
+func (d *Doctor) natsReport() natsReport {
 	nc := d.js.Conn()
 	return natsReport{
 		Mode: d.natsMode, Connected: nc.IsConnected(), URL: nc.ConnectedUrlRedacted(),
@@ -316,7 +324,7 @@ func (d *doctor) natsReport() natsReport {
 	}
 }
 
-func (d *doctor) endpointReports(rep *doctorReport) []endpointReport {
+func (d *Doctor) endpointReports(rep *Report) []endpointReport {
 	out := make([]endpointReport, 0, len(d.endpoints))
 	if len(d.endpoints) == 0 {
 		rep.Problems = append(rep.Problems, newProblem(domain.CodeConfigNoSecret,
@@ -374,7 +382,7 @@ func skewThreshold(endpoints []*ingest.Endpoint) time.Duration {
 // info answer with the server's time when it gathered it ("ts", added in
 // nats-server 2.10 so that tools can compute deltas in the server's
 // clock). Reading it writes nothing, so doctor stays read-only.
-func (d *doctor) serverTime(ctx context.Context) (time.Time, error) {
+func (d *Doctor) serverTime(ctx context.Context) (time.Time, error) {
 	s, err := d.js.Stream(ctx, domain.JournalStream)
 	if err != nil {
 		return time.Time{}, err
@@ -455,7 +463,7 @@ func clockProblem(c clockReport) *problem {
 }
 
 // streamReports reads every stream billfold owns.
-func (d *doctor) streamReports(ctx context.Context, rep *doctorReport) []streamReport {
+func (d *Doctor) streamReports(ctx context.Context, rep *Report) []streamReport {
 	type named struct{ name, role string }
 	list := []named{
 		{domain.JournalStream, "journal"},
@@ -521,7 +529,7 @@ func streamInfo(ctx context.Context, js jetstream.JetStream, name string) (*jets
 // projectionReports reads each projector's lag (Engine.Lag) and calls a
 // projector stalled when it has events to fold but acknowledged nothing
 // for stalledAfter, measured on the server's clock so skew cannot fake it.
-func (d *doctor) projectionReports(ctx context.Context, rep *doctorReport) []projectionReport {
+func (d *Doctor) projectionReports(ctx context.Context, rep *Report) []projectionReport {
 	lag, err := d.engine.Lag(ctx)
 	if err != nil {
 		rep.Problems = append(rep.Problems, newProblem(domain.CodeStoreUnavailable, "projector lag cannot be read: %v", err))
@@ -558,7 +566,7 @@ func (d *doctor) projectionReports(ctx context.Context, rep *doctorReport) []pro
 
 // deadLetters counts the open dead letters and groups them by code, one
 // problem line per code.
-func (d *doctor) deadLetters(ctx context.Context, rep *doctorReport) deadLetterReport {
+func (d *Doctor) deadLetters(ctx context.Context, rep *Report) deadLetterReport {
 	dl := deadLetterReport{ByCode: []deadLetterGroup{}}
 	groups := map[domain.Code]*deadLetterGroup{}
 	open, err := d.engine.DeadLetters(ctx, projections.DeadLetterFilter{})
@@ -589,7 +597,7 @@ func (d *doctor) deadLetters(ctx context.Context, rep *doctorReport) deadLetterR
 // deliveries reads the newest delivery log entries of the window: outcome
 // counts, failures by reason code with their likely cause, and the last
 // deliveries per endpoint.
-func (d *doctor) deliveries(ctx context.Context, rep *doctorReport) deliveryReport {
+func (d *Doctor) deliveries(ctx context.Context, rep *Report) deliveryReport {
 	since := d.now().Add(-doctorWindow).UTC()
 	dr := deliveryReport{Since: since, Limit: doctorMaxDeliveries, Outcome: map[domain.Outcome]int{},
 		SignatureFailures: []failureGroup{}, OtherFailures: []failureGroup{}, Last: map[string][]deliveryLine{}}
