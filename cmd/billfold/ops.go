@@ -26,7 +26,7 @@ import (
 
 // confirm asks a yes/no question on a terminal; elsewhere it answers no.
 func confirm(stdin *os.File, stderr io.Writer, question string) bool {
-	if !isTerminal(stdin) {
+	if !cli.IsTerminal(stdin) {
 		return false
 	}
 	fmt.Fprint(stderr, question+" [y/N] ")
@@ -128,7 +128,7 @@ func followRebuild(f cli.Flags, rb projections.Rebuild, stdout, stderr io.Writer
 	interrupt := make(chan os.Signal, 1)
 	signal.Notify(interrupt, os.Interrupt)
 	defer signal.Stop(interrupt)
-	bar := newBar(int(max(rb.JournalHead, 1)), rb.Kind, stderr)
+	bar := cli.NewBar(int(max(rb.JournalHead, 1)), rb.Kind, stderr)
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for !rb.Finished() {

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -34,7 +34,7 @@ func benchRebuild(ctx context.Context, b *benchRun) ([]benchRow, error) {
 	sampler := startProcessSampler(b.o.peakProfile)
 	var rb projections.Rebuild
 	err := b.adminDo(ctx, http.MethodPost, "/v1/rebuilds", projections.RebuildRequest{Force: true}, &rb)
-	bar := newBar(int(max(rb.JournalHead, 1)), "rebuild", b.stderr)
+	bar := cli.NewBar(int(max(rb.JournalHead, 1)), "rebuild", b.stderr)
 	for err == nil && !rb.Finished() {
 		time.Sleep(100 * time.Millisecond)
 		err = b.adminDo(ctx, http.MethodGet, "/v1/rebuilds/"+rb.ID, nil, &rb)
