@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
+	"github.com/billfold/billfold/cmd/billfold/internal/local"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
@@ -88,19 +88,19 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	so := localServeOptions(o.dataDir, configPath, o.logLevel)
-	so.listen, so.adminListen, so.natsListen = o.listen, o.adminListen, o.natsListen
+	so := local.Defaults(o.dataDir, configPath, o.logLevel)
+	so.Listen, so.AdminListen, so.NATSListen = o.listen, o.adminListen, o.natsListen
 	// The demo's subscriber credential, like its signing secrets, is made
 	// up for the run: a BILLFOLD_NATS_SUBSCRIBER_TOKEN in the shell is a
 	// real server's and stays out of it.
 	natsToken := rand.Text()
-	so.getenv = func(name string) string {
+	so.Getenv = func(name string) string {
 		if name == envSubscriberToken {
 			return natsToken
 		}
 		return os.Getenv(name)
 	}
-	eng, err := startLocalEngine(ctx, so, log)
+	eng, err := startLocal(ctx, so, log)
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("the engine did not start: %w (is billfold serve running? --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --nats-listen 127.0.0.1:0 pick free ports)", err)
 	}
@@ -146,19 +146,6 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 		return fmt.Errorf("the engine stopped: %v", eng.Err())
 	}
 	return stopped()
-}
-
-// listenerURL is the http URL of a listener, with 127.0.0.1 for a
-// wildcard address so that the printed commands work as they are.
-func listenerURL(a net.Addr) string {
-	host, port, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return "http://" + a.String()
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port)
 }
 
 // demoSecrets are the signing secrets of one demo run, one per provider,

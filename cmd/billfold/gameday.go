@@ -27,6 +27,7 @@ import (
 
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
+	"github.com/billfold/billfold/cmd/billfold/internal/local"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
@@ -340,13 +341,13 @@ func (r *drillRun) cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
 // so a drill can restart an engine on its data) with the run's config and
 // admin token, env's settings (BILLFOLD_FAIL_EVENT_TYPES) and tune's
 // changes to serve's options.
-func (r *drillRun) startEngine(ctx context.Context, name string, env map[string]string, tune func(*serveOptions)) (*drillEngine, error) {
-	so := localServeOptions(filepath.Join(r.dir, name), r.config, "info")
+func (r *drillRun) startEngine(ctx context.Context, name string, env map[string]string, tune func(*local.Options)) (*drillEngine, error) {
+	so := local.Defaults(filepath.Join(r.dir, name), r.config, "info")
 	vars := map[string]string{"BILLFOLD_ADMIN_TOKEN": r.adminToken}
 	for k, v := range env {
 		vars[k] = v
 	}
-	so.getenv = func(k string) string { return vars[k] }
+	so.Getenv = func(k string) string { return vars[k] }
 	if tune != nil {
 		tune(&so)
 	}
@@ -355,11 +356,11 @@ func (r *drillRun) startEngine(ctx context.Context, name string, env map[string]
 		out = io.MultiWriter(r.logs, r.tee)
 	}
 	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo})).With("engine", r.report.Name+"/"+name)
-	eng, err := startLocalEngine(ctx, so, log)
+	eng, err := startLocal(ctx, so, log)
 	if err != nil {
 		return nil, fmt.Errorf("engine %s did not start: %w", name, err)
 	}
-	de := &drillEngine{localEngine: eng, token: r.adminToken, http: &http.Client{Timeout: 30 * time.Second}}
+	de := &drillEngine{Engine: eng, token: r.adminToken, http: &http.Client{Timeout: 30 * time.Second}}
 	r.cleanup(func() { _ = de.Stop() })
 	return de, nil
 }
@@ -390,7 +391,7 @@ func (r *drillRun) startNATS(name string) (*drillNATS, error) {
 func (n *drillNATS) start() error {
 	// An open server on loopback, as an operator's own NATS would be, with
 	// room for the engines' journal messages.
-	srv, err := startEmbeddedNATS(n.dir, "127.0.0.1:"+strconv.Itoa(n.port), false, nil, int32(ingest.JournalPayloadNeeded(nil)))
+	srv, err := local.StartEmbeddedNATS(n.dir, "127.0.0.1:"+strconv.Itoa(n.port), false, nil, int32(ingest.JournalPayloadNeeded(nil)))
 	if err != nil {
 		return err
 	}
@@ -409,7 +410,7 @@ func (n *drillNATS) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.p
 
 // drillEngine is a local engine with the client calls the drills make.
 type drillEngine struct {
-	*localEngine
+	*local.Engine
 	token string
 	http  *http.Client
 }
@@ -418,7 +419,7 @@ type drillEngine struct {
 // shutdown waits up to 5 s for a connection that never sent a request.
 func (e *drillEngine) Stop() error {
 	e.http.CloseIdleConnections()
-	return e.localEngine.Stop()
+	return e.Engine.Stop()
 }
 
 // deliver posts a signed delivery to endpoint and returns the status (0

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/local"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
@@ -378,7 +379,7 @@ func drillJournalOutage(ctx context.Context, r *drillRun) error {
 		return err
 	}
 	url := ns.URL()
-	e, err := r.startEngine(ctx, "engine", nil, func(o *serveOptions) { o.natsURL, o.appendTimeout = url, time.Second })
+	e, err := r.startEngine(ctx, "engine", nil, func(o *local.Options) { o.NATSURL, o.AppendTimeout = url, time.Second })
 	if err != nil {
 		return err
 	}
@@ -566,7 +567,7 @@ func drillDownstreamTimeout(ctx context.Context, r *drillRun) error {
 	if err != nil {
 		return err
 	}
-	e, err := r.startEngine(ctx, "engine", nil, func(o *serveOptions) { o.natsURL = ns.URL() })
+	e, err := r.startEngine(ctx, "engine", nil, func(o *local.Options) { o.NATSURL = ns.URL() })
 	if err != nil {
 		return err
 	}

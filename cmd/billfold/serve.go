@@ -23,6 +23,7 @@ import (
 
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
+	"github.com/billfold/billfold/cmd/billfold/internal/local"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
@@ -477,7 +478,7 @@ func connectNATS(o serveOptions, log *slog.Logger, auth *embeddedAuth, payload i
 	if payload > server.MAX_PENDING_SIZE {
 		return nil, nil, domain.Errorf(domain.CodeConfigPayload, "an endpoint's max_body_bytes needs %d-byte journal messages; the embedded NATS server carries at most %d", payload, server.MAX_PENDING_SIZE)
 	}
-	ns, err := startEmbeddedNATS(o.dataDir, o.natsListen, o.syncAlways, auth, int32(payload))
+	ns, err := local.StartEmbeddedNATS(o.dataDir, o.natsListen, o.syncAlways, auth, int32(payload))
 	if err != nil {
 		return nil, nil, domain.Wrap(domain.CodeJournalUnavailable, err, "embedded NATS")
 	}
