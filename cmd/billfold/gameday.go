@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
+	"github.com/billfold/billfold/cmd/billfold/internal/demo"
 	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
 	"github.com/billfold/billfold/cmd/billfold/internal/local"
 	"github.com/billfold/billfold/domain"
@@ -214,9 +215,9 @@ func runDrills(ctx context.Context, selected []drill, o gamedayOptions, stderr i
 	if o.keep == "" {
 		defer os.RemoveAll(root)
 	}
-	secrets := newDemoSecrets()
+	secrets := demo.NewSecrets()
 	config := filepath.Join(root, "billfold-gameday.yaml")
-	if err := os.WriteFile(config, secrets.config(), 0o600); err != nil {
+	if err := os.WriteFile(config, secrets.Config(), 0o600); err != nil {
 		return rep, err
 	}
 	for _, d := range selected {
@@ -296,7 +297,7 @@ type drillRun struct {
 	report     drillReport
 	dir        string
 	config     string // the YAML config every engine of the run serves
-	secrets    demoSecrets
+	secrets    demo.Secrets
 	adminToken string
 	logs       *logSink  // every engine's log lines
 	tee        io.Writer // also writes the log lines there, when set

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/demo"
 	"github.com/billfold/billfold/cmd/billfold/internal/local"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
@@ -35,7 +36,7 @@ func drillSignatureFailure(ctx context.Context, r *drillRun) error {
 	if err != nil {
 		return err
 	}
-	wrong := newDemoSecrets()
+	wrong := demo.NewSecrets()
 	now := time.Now()
 	type forgery struct {
 		endpoint string

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/demo"
 	"github.com/billfold/billfold/cmd/billfold/internal/local"
 	"github.com/billfold/billfold/ingest"
 )
@@ -24,4 +26,9 @@ func startLocal(ctx context.Context, o local.Options, log *slog.Logger) (*local.
 		so.ready = ready
 		return serve(ctx, so, log)
 	})
+}
+
+// runDemo is `billfold demo` on this binary's serve.
+func runDemo(args []string, stdout, stderr io.Writer) int {
+	return demo.Run(args, stdout, stderr, startLocal)
 }

@@ -111,7 +111,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return 2
 	}
-	log, err := newLogger(stderr, o.logLevel)
+	log, err := cli.NewLogger(stderr, o.logLevel)
 	if err != nil {
 		fmt.Fprintln(stderr, "billfold serve:", err)
 		return 2
@@ -123,21 +123,6 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// newLogger logs JSON when stderr is not a terminal, text when it is.
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: %w", level, err)
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			return slog.New(slog.NewTextHandler(w, opts)), nil
-		}
-	}
-	return slog.New(slog.NewJSONHandler(w, opts)), nil
 }
 
 // serve runs the server until ctx is done, then shuts down cleanly: stop

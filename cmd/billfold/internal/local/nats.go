@@ -10,6 +10,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
+// EnvSubscriberToken names the token downstream services present to the
+// embedded NATS server.
+const EnvSubscriberToken = "BILLFOLD_NATS_SUBSCRIBER_TOKEN"
+
 // StartEmbeddedNATS starts the embedded NATS server with JetStream storing
 // under dataDir/jetstream. listen is host:port for NATS clients (port 0: a
 // random one), or "" for no network listener at all. auth decides who may

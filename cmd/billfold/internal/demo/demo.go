@@ -1,4 +1,10 @@
-package main
+// Package demo is `billfold demo`: an engine on a temporary data dir with
+// secrets made up for the run, a signed sample history delivered to its
+// public listener over HTTP, the projections printed, and the engine kept
+// serving. It starts the engine through the local.Starter it is given and
+// talks to it only over HTTP, so it must never import the serve wiring
+// (package main), ingest's intake or the projections' internals.
+package demo
 
 import (
 	"bytes"
@@ -43,7 +49,8 @@ type demoOptions struct {
 	exit        bool
 }
 
-func runDemo(args []string, stdout, stderr io.Writer) int {
+// Run is `billfold demo` with its arguments; start runs the engine.
+func Run(args []string, stdout, stderr io.Writer, start local.Starter) int {
 	var o demoOptions
 	fs := cli.NewFlagSet("demo", stderr)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "public webhook listener address (port 0: any free port)")
@@ -61,15 +68,15 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := demo(ctx, o, stdout, stderr); err != nil {
+	if err := demo(ctx, start, o, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "billfold demo: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
-	log, err := newLogger(stderr, o.logLevel)
+func demo(ctx context.Context, start local.Starter, o demoOptions, stdout, stderr io.Writer) error {
+	log, err := cli.NewLogger(stderr, o.logLevel)
 	if err != nil {
 		return err
 	}
@@ -79,12 +86,12 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 		}
 		defer os.RemoveAll(o.dataDir)
 	}
-	secrets := newDemoSecrets()
+	secrets := NewSecrets()
 	configPath := filepath.Join(o.dataDir, "billfold-demo.yaml")
 	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
 		return err
 	}
-	if err := os.WriteFile(configPath, secrets.config(), 0o600); err != nil {
+	if err := os.WriteFile(configPath, secrets.Config(), 0o600); err != nil {
 		return err
 	}
 
@@ -95,12 +102,12 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 	// real server's and stays out of it.
 	natsToken := rand.Text()
 	so.Getenv = func(name string) string {
-		if name == envSubscriberToken {
+		if name == local.EnvSubscriberToken {
 			return natsToken
 		}
 		return os.Getenv(name)
 	}
-	eng, err := startLocal(ctx, so, log)
+	eng, err := start(ctx, so, log)
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("the engine did not start: %w (is billfold serve running? --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --nats-listen 127.0.0.1:0 pick free ports)", err)
 	}
@@ -148,14 +155,15 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 	return stopped()
 }
 
-// demoSecrets are the signing secrets of one demo run, one per provider,
+// Secrets are the signing secrets of one demo run, one per provider,
 // made up at random: the demo never reads a real provider's secret.
-type demoSecrets map[domain.Provider]string
+type Secrets map[domain.Provider]string
 
-func newDemoSecrets() demoSecrets {
+// NewSecrets makes up one secret per provider.
+func NewSecrets() Secrets {
 	clerk := make([]byte, 24)
 	_, _ = rand.Read(clerk) // never fails (crypto/rand)
-	return demoSecrets{
+	return Secrets{
 		domain.Stripe:    "whsec_demo_" + rand.Text(),
 		domain.Clerk:     "whsec_" + base64.StdEncoding.EncodeToString(clerk),
 		domain.Braintree: "demo_public_" + rand.Text()[:8] + ":demo_private_" + rand.Text(),
@@ -163,9 +171,9 @@ func newDemoSecrets() demoSecrets {
 	}
 }
 
-// config is the YAML config file serve reads (docs/configuration.md): one
+// Config is the YAML config file serve reads (docs/configuration.md): one
 // endpoint per provider, named after it.
-func (s demoSecrets) config() []byte {
+func (s Secrets) Config() []byte {
 	var b bytes.Buffer
 	b.WriteString("# billfold demo: endpoints with secrets made up for this run.\nendpoints:\n")
 	for _, p := range []domain.Provider{domain.Stripe, domain.Clerk, domain.Braintree, domain.PactaPay} {
@@ -321,7 +329,7 @@ type demoDeliveries struct {
 
 // deliverDemo signs each step now, as its provider would, and posts it to
 // the public listener.
-func deliverDemo(ctx context.Context, publicURL string, secrets demoSecrets, steps []demoStep) (demoDeliveries, error) {
+func deliverDemo(ctx context.Context, publicURL string, secrets Secrets, steps []demoStep) (demoDeliveries, error) {
 	var n demoDeliveries
 	c := &http.Client{Timeout: 30 * time.Second}
 	for i, s := range steps {
@@ -486,7 +494,7 @@ func (r *demoResult) collect(adminURL string, h demoHistoryT) error {
 }
 
 // demoNext are the commands a newcomer can run next against the demo.
-func demoNext(r demoResult, secrets demoSecrets) []string {
+func demoNext(r demoResult, secrets Secrets) []string {
 	server, public := "", ""
 	if r.AdminURL != cli.DefaultAdminServer {
 		server = " --server " + r.AdminURL
