@@ -7,6 +7,7 @@ import (
 	"net"
 
 	"github.com/billfold/billfold/cmd/billfold/internal/demo"
+	"github.com/billfold/billfold/cmd/billfold/internal/gameday"
 	"github.com/billfold/billfold/cmd/billfold/internal/local"
 	"github.com/billfold/billfold/ingest"
 )
@@ -31,4 +32,9 @@ func startLocal(ctx context.Context, o local.Options, log *slog.Logger) (*local.
 // runDemo is `billfold demo` on this binary's serve.
 func runDemo(args []string, stdout, stderr io.Writer) int {
 	return demo.Run(args, stdout, stderr, startLocal)
+}
+
+// runGameday is `billfold gameday` on this binary's serve.
+func runGameday(args []string, stdout, stderr io.Writer) int {
+	return gameday.Run(args, stdout, stderr, startLocal)
 }

@@ -1,4 +1,10 @@
-package main
+// Package gameday is `billfold gameday`: reliability drills against
+// engines on temporary dirs (a NATS server taken away and brought back,
+// clock skew, a reducer bug and its dead letters, ...), each a PASS or FAIL
+// with figures read from the engines' own metrics. It starts engines
+// through the local.Starter it is given and talks to them over HTTP and
+// NATS only, so it must never import the serve wiring (package main).
+package gameday
 
 import (
 	"bufio"
@@ -72,7 +78,9 @@ type gamedayOptions struct {
 	keep       string
 }
 
-func runGameday(args []string, stdout, stderr io.Writer) int {
+// Run is `billfold gameday` with its arguments; start runs each engine
+// a drill needs.
+func Run(args []string, stdout, stderr io.Writer, start local.Starter) int {
 	var o gamedayOptions
 	fs := cli.NewFlagSet("gameday", stderr)
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
@@ -103,7 +111,7 @@ func runGameday(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	rep, err := runDrills(ctx, selected, o, stderr)
+	rep, err := runDrills(ctx, start, selected, o, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "billfold gameday:", err)
 		return 1
@@ -205,7 +213,7 @@ func (fs figures) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-func runDrills(ctx context.Context, selected []drill, o gamedayOptions, stderr io.Writer) (gamedayReport, error) {
+func runDrills(ctx context.Context, startEngine local.Starter, selected []drill, o gamedayOptions, stderr io.Writer) (gamedayReport, error) {
 	start := time.Now()
 	rep := gamedayReport{Passed: true, Drills: []drillReport{}}
 	root, err := drillRoot(o.keep)
@@ -225,6 +233,7 @@ func runDrills(ctx context.Context, selected []drill, o gamedayOptions, stderr i
 			break
 		}
 		r := &drillRun{
+			start:  startEngine,
 			report: drillReport{Name: d.name, Summary: d.summary, Figures: figures{}, Checks: []drillCheck{}},
 			dir:    filepath.Join(root, d.name), config: config, secrets: secrets,
 			adminToken: "gameday-" + rand.Text(), logs: &logSink{},
@@ -294,6 +303,7 @@ func (rep gamedayReport) print(w io.Writer) {
 // drillRun is one drill's workspace: its report, its temp dir, the run's
 // made-up secrets and the engines and servers it started.
 type drillRun struct {
+	start      local.Starter // runs an engine on the binary's serve
 	report     drillReport
 	dir        string
 	config     string // the YAML config every engine of the run serves
@@ -357,7 +367,7 @@ func (r *drillRun) startEngine(ctx context.Context, name string, env map[string]
 		out = io.MultiWriter(r.logs, r.tee)
 	}
 	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo})).With("engine", r.report.Name+"/"+name)
-	eng, err := startLocal(ctx, so, log)
+	eng, err := r.start(ctx, so, log)
 	if err != nil {
 		return nil, fmt.Errorf("engine %s did not start: %w", name, err)
 	}
