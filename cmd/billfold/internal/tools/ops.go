@@ -1,4 +1,4 @@
-package main
+package tools
 
 import (
 	"bufio"
@@ -37,7 +37,8 @@ func confirm(stdin *os.File, stderr io.Writer, question string) bool {
 // ---------------------------------------------------------------------------
 // billfold replay
 
-func runReplay(args []string, stdout, stderr io.Writer) int {
+// Replay is `billfold replay` with its arguments; it returns the exit code.
+func Replay(args []string, stdout, stderr io.Writer) int {
 	var f cli.Flags
 	var projs, types, provider, since, until, event string
 	var dryRun, yes, republish, detach bool
@@ -206,7 +207,8 @@ func printRebuilds(w io.Writer, all []projections.Rebuild) {
 // ---------------------------------------------------------------------------
 // billfold dlq
 
-func runDLQ(args []string, stdout, stderr io.Writer) int {
+// DLQ is `billfold dlq` with its arguments; it returns the exit code.
+func DLQ(args []string, stdout, stderr io.Writer) int {
 	var f cli.Flags
 	var projection, code, typ, provider, status, since, where string
 	var dryRun, yes bool
@@ -345,7 +347,8 @@ func printDeadLetter(w io.Writer, dl projections.DeadLetter) {
 // ---------------------------------------------------------------------------
 // billfold verify
 
-func runVerify(args []string, stdout, stderr io.Writer) int {
+// Verify is `billfold verify` with its arguments; it returns the exit code.
+func Verify(args []string, stdout, stderr io.Writer) int {
 	var f cli.Flags
 	var projection string
 	fs := cli.NewFlagSet("verify", stderr)
@@ -391,7 +394,8 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 // ---------------------------------------------------------------------------
 // billfold events
 
-func runEvents(args []string, stdout, stderr io.Writer) int {
+// Events is `billfold events` with its arguments; it returns the exit code.
+func Events(args []string, stdout, stderr io.Writer) int {
 	var f cli.Flags
 	var status, since, provider string
 	var limit int

@@ -1,14 +1,18 @@
-package main
+// Package tools holds billfold's commands that talk to a running server
+// over its admin API: get, list, watch, replay, dlq, verify, events,
+// pause, resume, and sign/send (which deliver to the public listener).
+// Each takes --server and -o from cli.Flags and calls the API through
+// package cli; it must never import the serve wiring (package main),
+// ingest's intake, or the projections' stores: only the API's types.
+package tools
 
 import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -17,56 +21,11 @@ import (
 	"github.com/billfold/billfold/projections"
 )
 
-// adminMux is the admin listener's mux; it remembers every pattern
-// registered on it so a test can check them against the OpenAPI document.
-type adminMux struct {
-	*http.ServeMux
-	mu       sync.Mutex
-	patterns []string
-}
-
-var (
-	adminMuxesMu sync.Mutex
-	adminMuxes   []*adminMux // every admin mux built in this process, for tests
-)
-
-func newAdminMux() *adminMux {
-	m := &adminMux{ServeMux: http.NewServeMux()}
-	adminMuxesMu.Lock()
-	adminMuxes = append(adminMuxes, m)
-	adminMuxesMu.Unlock()
-	return m
-}
-
-// Handle implements projections.Mux.
-func (m *adminMux) Handle(pattern string, h http.Handler) {
-	m.record(pattern)
-	m.ServeMux.Handle(pattern, h)
-}
-
-// HandleFunc registers a handler function.
-func (m *adminMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
-	m.record(pattern)
-	m.ServeMux.HandleFunc(pattern, h)
-}
-
-func (m *adminMux) record(pattern string) {
-	m.mu.Lock()
-	m.patterns = append(m.patterns, pattern)
-	m.mu.Unlock()
-}
-
-// Patterns returns the registered patterns in registration order.
-func (m *adminMux) Patterns() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]string(nil), m.patterns...)
-}
-
 // ---------------------------------------------------------------------------
 // billfold get / billfold list.
 
-func runGet(args []string, stdout, stderr io.Writer) int {
+// Get is `billfold get` with its arguments; it returns the exit code.
+func Get(args []string, stdout, stderr io.Writer) int {
 	var f cli.Flags
 	var asOf string
 	fs := cli.NewFlagSet("get", stderr)
@@ -113,7 +72,8 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func runList(args []string, stdout, stderr io.Writer) int {
+// List is `billfold list` with its arguments; it returns the exit code.
+func List(args []string, stdout, stderr io.Writer) int {
 	var f cli.Flags
 	var state, provider, customer, account, cursor string
 	var limit int

@@ -1,4 +1,4 @@
-package main
+package tools
 
 import (
 	"bufio"
@@ -28,7 +28,8 @@ const watchIdle = 45 * time.Second
 // errWatchDone ends a watch that printed --count changes.
 var errWatchDone = errors.New("done")
 
-func runWatch(args []string, stdout, stderr io.Writer) int {
+// Watch is `billfold watch` with its arguments; it returns the exit code.
+func Watch(args []string, stdout, stderr io.Writer) int {
 	var f cli.Flags
 	var from string
 	var count int

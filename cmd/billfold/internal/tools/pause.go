@@ -1,4 +1,4 @@
-package main
+package tools
 
 import (
 	"fmt"
@@ -14,11 +14,13 @@ import (
 // billfold pause / billfold resume: the incident step that stops folding
 // while intake goes on (docs/reliability.md#pause-and-resume).
 
-func runPause(args []string, stdout, stderr io.Writer) int {
+// Pause is `billfold pause` with its arguments; it returns the exit code.
+func Pause(args []string, stdout, stderr io.Writer) int {
 	return runHold("pause", args, stdout, stderr)
 }
 
-func runResume(args []string, stdout, stderr io.Writer) int {
+// Resume is `billfold resume` with its arguments; it returns the exit code.
+func Resume(args []string, stdout, stderr io.Writer) int {
 	return runHold("resume", args, stdout, stderr)
 }
 

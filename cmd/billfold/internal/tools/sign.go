@@ -1,4 +1,4 @@
-package main
+package tools
 
 import (
 	"bytes"
@@ -102,7 +102,8 @@ func listSamples(w io.Writer) {
 	}
 }
 
-func runSign(args []string, stdout, stderr io.Writer) int {
+// Sign is `billfold sign` with its arguments; it returns the exit code.
+func Sign(args []string, stdout, stderr io.Writer) int {
 	var f signFlags
 	server := "http://127.0.0.1:8080"
 	fs := cli.NewFlagSet("sign", stderr)
@@ -132,7 +133,8 @@ func runSign(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func runSend(args []string, stdout, stderr io.Writer) int {
+// Send is `billfold send` with its arguments; it returns the exit code.
+func Send(args []string, stdout, stderr io.Writer) int {
 	var f signFlags
 	server := "http://127.0.0.1:8080"
 	fs := cli.NewFlagSet("send", stderr)
