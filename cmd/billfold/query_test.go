@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/test/natstest"
@@ -87,15 +86,4 @@ func TestAdminRoutesInOpenAPI(t *testing.T) {
 	defer resp.Body.Close()
 	served, _ := io.ReadAll(resp.Body)
 	assert.JSONEq(t, string(projections.OpenAPI()), string(served))
-}
-
-func TestParseInterleaved(t *testing.T) {
-	fs := cli.NewFlagSet("get", io.Discard)
-	var f cli.Flags
-	f.Register(fs)
-	pos, err := cli.ParseInterleaved(fs, []string{"subscription", "-o", "json", "stripe", "--server", "http://x", "sub_1"})
-	require.NoError(t, err)
-	assert.Equal(t, []string{"subscription", "stripe", "sub_1"}, pos)
-	assert.Equal(t, "json", f.Output)
-	assert.Equal(t, "http://x", f.Server)
 }
