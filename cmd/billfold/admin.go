@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/console"
@@ -49,12 +51,12 @@ func adminTokensFromEnv(getenv func(string) string) (projections.AdminTokens, er
 
 // newConsole is the operator console over the services the /v1 API uses.
 func newConsole(ops *projections.Operations, query *projections.Query, js jetstream.JetStream, changes http.Handler,
-	doc *doctor, readToken string, adminTokens projections.AdminTokens, log *slog.Logger) (*console.Console, error) {
+	doc *doctor.Doctor, readToken string, adminTokens projections.AdminTokens, log *slog.Logger) (*console.Console, error) {
 	return console.New(console.Config{
 		Engine: ops.Engine, Rebuilds: ops.Rebuilds, Ledger: ops.Ledger, Query: query, JetStream: js, Changes: changes,
 		Doctor: func(ctx context.Context) []console.Problem {
 			var out []console.Problem
-			for _, p := range doc.report(ctx).Problems {
+			for _, p := range doc.Report(ctx).Problems {
 				out = append(out, console.Problem{Code: p.Code, Message: p.Message})
 			}
 			return out
@@ -77,4 +79,50 @@ func registerProfiler(m *adminMux, admin func(http.Handler) http.Handler) {
 	m.ServeMux.Handle("GET /debug/pprof/symbol", admin(http.HandlerFunc(pprof.Symbol)))
 	m.ServeMux.Handle("POST /debug/pprof/symbol", admin(http.HandlerFunc(pprof.Symbol)))
 	m.ServeMux.Handle("GET /debug/pprof/trace", admin(http.HandlerFunc(pprof.Trace)))
+}
+
+// adminMux is the admin listener's mux; it remembers every pattern
+// registered on it so a test can check them against the OpenAPI document.
+type adminMux struct {
+	*http.ServeMux
+	mu       sync.Mutex
+	patterns []string
+}
+
+var (
+	adminMuxesMu sync.Mutex
+	adminMuxes   []*adminMux // every admin mux built in this process, for tests
+)
+
+func newAdminMux() *adminMux {
+	m := &adminMux{ServeMux: http.NewServeMux()}
+	adminMuxesMu.Lock()
+	adminMuxes = append(adminMuxes, m)
+	adminMuxesMu.Unlock()
+	return m
+}
+
+// Handle implements projections.Mux.
+func (m *adminMux) Handle(pattern string, h http.Handler) {
+	m.record(pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+// HandleFunc registers a handler function.
+func (m *adminMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.record(pattern)
+	m.ServeMux.HandleFunc(pattern, h)
+}
+
+func (m *adminMux) record(pattern string) {
+	m.mu.Lock()
+	m.patterns = append(m.patterns, pattern)
+	m.mu.Unlock()
+}
+
+// Patterns returns the registered patterns in registration order.
+func (m *adminMux) Patterns() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.patterns...)
 }

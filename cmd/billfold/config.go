@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"os"
 	"regexp"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/reducers"
@@ -49,7 +49,7 @@ func reducerOptions(c reducerConfig, getenv func(string) string) (reducers.Optio
 	if c.UserIDKey != "" {
 		o.UserIDKey = c.UserIDKey
 	}
-	o.FailTypes = splitList(getenv("BILLFOLD_FAIL_EVENT_TYPES"))
+	o.FailTypes = cli.SplitList(getenv("BILLFOLD_FAIL_EVENT_TYPES"))
 	return o, nil
 }
 
@@ -89,12 +89,12 @@ func loadConfig(path string, getenv func(string) string) (fileConfig, error) {
 func envEndpoints(getenv func(string) string) ([]ingest.EndpointConfig, error) {
 	var eps []ingest.EndpointConfig
 	if v := getenv("STRIPE_WEBHOOK_SECRET"); v != "" {
-		eps = append(eps, ingest.EndpointConfig{Name: "stripe", Provider: domain.Stripe, Secrets: splitList(v)})
+		eps = append(eps, ingest.EndpointConfig{Name: "stripe", Provider: domain.Stripe, Secrets: cli.SplitList(v)})
 	}
 	if v := getenv("STRIPE_CONNECT_WEBHOOK_SECRET"); v != "" {
-		eps = append(eps, ingest.EndpointConfig{Name: "stripe-connect", Provider: domain.Stripe, Secrets: splitList(v), Connect: true})
+		eps = append(eps, ingest.EndpointConfig{Name: "stripe-connect", Provider: domain.Stripe, Secrets: cli.SplitList(v), Connect: true})
 	}
-	pubs, privs := splitList(getenv("BRAINTREE_PUBLIC_KEY")), splitList(getenv("BRAINTREE_PRIVATE_KEY"))
+	pubs, privs := cli.SplitList(getenv("BRAINTREE_PUBLIC_KEY")), cli.SplitList(getenv("BRAINTREE_PRIVATE_KEY"))
 	if len(pubs) != len(privs) {
 		return nil, domain.Errorf(domain.CodeConfigInvalid,
 			"BRAINTREE_PUBLIC_KEY has %d keys and BRAINTREE_PRIVATE_KEY %d: they pair up by position, so give both the same number", len(pubs), len(privs))
@@ -107,21 +107,10 @@ func envEndpoints(getenv func(string) string) ([]ingest.EndpointConfig, error) {
 		eps = append(eps, ingest.EndpointConfig{Name: "braintree", Provider: domain.Braintree, Secrets: secrets})
 	}
 	if v := getenv("CLERK_WEBHOOK_SECRET"); v != "" {
-		eps = append(eps, ingest.EndpointConfig{Name: "clerk", Provider: domain.Clerk, Secrets: splitList(v)})
+		eps = append(eps, ingest.EndpointConfig{Name: "clerk", Provider: domain.Clerk, Secrets: cli.SplitList(v)})
 	}
 	if v := getenv("PACTAPAY_WEBHOOK_SECRET"); v != "" {
-		eps = append(eps, ingest.EndpointConfig{Name: "pactapay", Provider: domain.PactaPay, Secrets: splitList(v)})
+		eps = append(eps, ingest.EndpointConfig{Name: "pactapay", Provider: domain.PactaPay, Secrets: cli.SplitList(v)})
 	}
 	return eps, nil
-}
-
-// splitList splits a comma-separated list, trimming spaces.
-func splitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }

@@ -8,6 +8,9 @@ import (
 	"io"
 	"os"
 	"sort"
+
+	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
+	"github.com/billfold/billfold/cmd/billfold/internal/tools"
 )
 
 // command is one subcommand.
@@ -19,19 +22,19 @@ type command struct {
 var commands = map[string]command{
 	"serve":   {"run the server: webhook intake, journal, projections and the admin API", runServe},
 	"bench":   {"measure ingest against the machine's own HTTP and durable-append limits", runBench},
-	"sign":    {"print the headers and a curl command that make an event verify", runSign},
-	"send":    {"sign an event and deliver it to a running server", runSend},
+	"sign":    {"print the headers and a curl command that make an event verify", tools.Sign},
+	"send":    {"sign an event and deliver it to a running server", tools.Send},
 	"version": {"print the version", runVersion},
-	"get":     {"show one record from a running server: subscription, customer, order or wallet", runGet},
-	"list":    {"list subscriptions from a running server, filtered by state, provider, customer", runList},
-	"watch":   {"follow a running server's record changes (Server-Sent Events), resuming after drops", runWatch},
-	"replay":  {"rebuild projections from the journal into a new generation, or replay selected events", runReplay},
-	"dlq":     {"list, show and requeue dead letters", runDLQ},
-	"verify":  {"fold the journal afresh and compare every record with the live projections", runVerify},
-	"events":  {"show everything about one event, or list events by outcome", runEvents},
-	"pause":   {"stop the named projections (all when none) from folding while intake keeps journaling", runPause},
-	"resume":  {"let paused projections fold again; they catch up with what was journaled meanwhile", runResume},
-	"doctor":  {"print a running server's debug report: endpoints, streams, clock, failures, lag; exit 1 on problems", runDoctor},
+	"get":     {"show one record from a running server: subscription, customer, order or wallet", tools.Get},
+	"list":    {"list subscriptions from a running server, filtered by state, provider, customer", tools.List},
+	"watch":   {"follow a running server's record changes (Server-Sent Events), resuming after drops", tools.Watch},
+	"replay":  {"rebuild projections from the journal into a new generation, or replay selected events", tools.Replay},
+	"dlq":     {"list, show and requeue dead letters", tools.DLQ},
+	"verify":  {"fold the journal afresh and compare every record with the live projections", tools.Verify},
+	"events":  {"show everything about one event, or list events by outcome", tools.Events},
+	"pause":   {"stop the named projections (all when none) from folding while intake keeps journaling", tools.Pause},
+	"resume":  {"let paused projections fold again; they catch up with what was journaled meanwhile", tools.Resume},
+	"doctor":  {"print a running server's debug report: endpoints, streams, clock, failures, lag; exit 1 on problems", doctor.Run},
 	"demo":    {"start an engine on a temp dir, deliver a signed sample history to it, print the results and keep serving", runDemo},
 	"gameday": {"run the reliability drills against engines on temp dirs; print PASS/FAIL with figures, exit 1 on a failure", runGameday},
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/local"
 	"github.com/billfold/billfold/domain"
 )
 
@@ -21,7 +22,7 @@ import (
 const (
 	natsUser = "billfold"
 	// envSubscriberToken names the token downstream services present.
-	envSubscriberToken = "BILLFOLD_NATS_SUBSCRIBER_TOKEN"
+	envSubscriberToken = local.EnvSubscriberToken
 	// minTokenLength is the shortest token billfold accepts for any
 	// credential it guards a listener with.
 	minTokenLength = 16

@@ -87,14 +87,3 @@ func TestAdminRoutesInOpenAPI(t *testing.T) {
 	served, _ := io.ReadAll(resp.Body)
 	assert.JSONEq(t, string(projections.OpenAPI()), string(served))
 }
-
-func TestParseInterleaved(t *testing.T) {
-	fs := newFlagSet("get", io.Discard)
-	var f queryFlags
-	f.register(fs)
-	pos, err := parseInterleaved(fs, []string{"subscription", "-o", "json", "stripe", "--server", "http://x", "sub_1"})
-	require.NoError(t, err)
-	assert.Equal(t, []string{"subscription", "stripe", "sub_1"}, pos)
-	assert.Equal(t, "json", f.output)
-	assert.Equal(t, "http://x", f.server)
-}

@@ -21,6 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
+	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
+	"github.com/billfold/billfold/cmd/billfold/internal/local"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
@@ -82,7 +85,7 @@ func (o serveOptions) env(name string) string {
 
 func runServe(args []string, _, stderr io.Writer) int {
 	var o serveOptions
-	fs := newFlagSet("serve", stderr)
+	fs := cli.NewFlagSet("serve", stderr)
 	fs.StringVar(&o.dataDir, "data-dir", "./billfold-data", "directory of the embedded NATS server's JetStream store")
 	fs.StringVar(&o.listen, "listen", ":8080", "public webhook listener address")
 	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:8081", "admin listener address: query API, health, metrics")
@@ -105,10 +108,10 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.IntVar(&o.maxFoldJobs, "max-fold-jobs", projections.DefaultMaxFoldJobs, "fold reads (as_of, verify) run at once; past it 429 BILLFOLD-BUSY")
 	fs.Int64Var(&o.intakeBudget, "intake-budget", 0, "bytes of webhook bodies being read at once, all senders together (0: 64 MiB, or the largest max_body_bytes if more); past it 503 BILLFOLD-INTAKE-BUSY")
 	fs.IntVar(&o.maxConns, "max-connections", ingest.DefaultMaxConnections, "open connections on the public listener; more wait in the kernel's backlog")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return 2
 	}
-	log, err := newLogger(stderr, o.logLevel)
+	log, err := cli.NewLogger(stderr, o.logLevel)
 	if err != nil {
 		fmt.Fprintln(stderr, "billfold serve:", err)
 		return 2
@@ -120,21 +123,6 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// newLogger logs JSON when stderr is not a terminal, text when it is.
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: %w", level, err)
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			return slog.New(slog.NewTextHandler(w, opts)), nil
-		}
-	}
-	return slog.New(slog.NewJSONHandler(w, opts)), nil
 }
 
 // serve runs the server until ctx is done, then shuts down cleanly: stop
@@ -272,7 +260,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	defer changes.Close()
 	admin.Handle("GET /v1/changes", changes)
 	query.Register(admin, readAuth)
-	doc := newDoctor(js, endpoints, engine, o, natsDescription(o, ns))
+	doc := doctor.New(js, endpoints, engine, o.bypass, version, natsDescription(o, ns))
 	admin.Handle("GET /v1/doctor", readAuth(doc))
 	ui, err := newConsole(ops, query, js, changes, doc, apiToken, adminTokens, log)
 	if err != nil {
@@ -477,7 +465,7 @@ func connectNATS(o serveOptions, log *slog.Logger, auth *embeddedAuth, payload i
 	if payload > server.MAX_PENDING_SIZE {
 		return nil, nil, domain.Errorf(domain.CodeConfigPayload, "an endpoint's max_body_bytes needs %d-byte journal messages; the embedded NATS server carries at most %d", payload, server.MAX_PENDING_SIZE)
 	}
-	ns, err := startEmbeddedNATS(o.dataDir, o.natsListen, o.syncAlways, auth, int32(payload))
+	ns, err := local.StartEmbeddedNATS(o.dataDir, o.natsListen, o.syncAlways, auth, int32(payload))
 	if err != nil {
 		return nil, nil, domain.Wrap(domain.CodeJournalUnavailable, err, "embedded NATS")
 	}

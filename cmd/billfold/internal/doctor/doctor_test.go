@@ -1,4 +1,4 @@
-package main
+package doctor
 
 import (
 	"bytes"
@@ -101,9 +101,9 @@ func TestDoctorSkewThreshold(t *testing.T) {
 // row in docs/troubleshooting.md, with the anchor doctor's problem lines
 // link to.
 func TestTroubleshootingRowPerCode(t *testing.T) {
-	src, err := os.ReadFile("../../domain/errors.go")
+	src, err := os.ReadFile("../../../../domain/errors.go")
 	require.NoError(t, err)
-	doc, err := os.ReadFile("../../docs/troubleshooting.md")
+	doc, err := os.ReadFile("../../../../docs/troubleshooting.md")
 	require.NoError(t, err)
 	codes := regexp.MustCompile(`Code = "(BILLFOLD-[A-Z0-9-]+)"`).FindAllStringSubmatch(string(src), -1)
 	require.NotEmpty(t, codes)
@@ -128,8 +128,8 @@ func TestDoctorEndpointsWithoutSecrets(t *testing.T) {
 	missing, err := ingest.NewEndpoint(ingest.EndpointConfig{Name: "clerk", Provider: domain.Clerk})
 	require.NoError(t, err)
 
-	d := newDoctor(nil, []*ingest.Endpoint{unsigned, stripe, missing}, nil, serveOptions{}, "embedded")
-	var rep doctorReport
+	d := New(nil, []*ingest.Endpoint{unsigned, stripe, missing}, nil, false, "dev", "embedded")
+	var rep Report
 	rep.Endpoints = d.endpointReports(&rep)
 	out, err := json.Marshal(rep)
 	require.NoError(t, err)

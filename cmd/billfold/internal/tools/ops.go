@@ -1,10 +1,7 @@
-package main
+package tools
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -18,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 )
@@ -26,76 +24,9 @@ import (
 // verify and events. Each talks to the admin listener; mutations send
 // BILLFOLD_ADMIN_TOKEN, reads BILLFOLD_API_TOKEN.
 
-// adminCall sends method path (with query v and a JSON body) to the admin
-// listener and returns the body of a 2xx answer.
-func adminCall(server, method, path string, v url.Values, body any) ([]byte, error) {
-	token := os.Getenv("BILLFOLD_API_TOKEN")
-	if method != http.MethodGet {
-		token = os.Getenv("BILLFOLD_ADMIN_TOKEN")
-	}
-	return adminRequest(server, token, method, path, v, body)
-}
-
-// adminRequest is adminCall with the bearer token given.
-func adminRequest(server, token, method, path string, v url.Values, body any) ([]byte, error) {
-	u := strings.TrimRight(server, "/") + path
-	if len(v) > 0 {
-		u += "?" + v.Encode()
-	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, u, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	c := &http.Client{Timeout: 10 * time.Minute} // verify and as_of fold the journal
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		e := &apiError{status: resp.StatusCode}
-		_ = json.Unmarshal(out, &e.body)
-		return nil, e
-	}
-	return out, nil
-}
-
-// adminJSON calls the admin API and decodes the answer into out.
-func adminJSON(server, method, path string, v url.Values, body, out any) error {
-	b, err := adminCall(server, method, path, v, body)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, out)
-}
-
-func errorCode(err error) domain.Code {
-	var e *apiError
-	if errors.As(err, &e) {
-		return e.body.Code
-	}
-	return ""
-}
-
 // confirm asks a yes/no question on a terminal; elsewhere it answers no.
 func confirm(stdin *os.File, stderr io.Writer, question string) bool {
-	if !isTerminal(stdin) {
+	if !cli.IsTerminal(stdin) {
 		return false
 	}
 	fmt.Fprint(stderr, question+" [y/N] ")
@@ -106,12 +37,13 @@ func confirm(stdin *os.File, stderr io.Writer, question string) bool {
 // ---------------------------------------------------------------------------
 // billfold replay
 
-func runReplay(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+// Replay is `billfold replay` with its arguments; it returns the exit code.
+func Replay(args []string, stdout, stderr io.Writer) int {
+	var f cli.Flags
 	var projs, types, provider, since, until, event string
 	var dryRun, yes, republish, detach bool
-	fs := newFlagSet("replay", stderr)
-	f.register(fs)
+	fs := cli.NewFlagSet("replay", stderr)
+	f.Register(fs)
 	fs.StringVar(&projs, "projection", "all", "customers, subscriptions, orders, wallets or all (comma-separated)")
 	fs.StringVar(&types, "type", "", "replay only events of these types (comma-separated)")
 	fs.StringVar(&provider, "provider", "", "replay only events of this provider (or endpoint)")
@@ -131,15 +63,15 @@ a new generation and switches to it; with one, it re-applies the matching
 events to the current generation (docs/replay.md).`)
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
 	if len(pos) > 0 {
 		return replaySub(pos, f, stdout, stderr, fs.Usage)
 	}
-	req := projections.RebuildRequest{Projections: splitList(projs), Republish: republish, DryRun: dryRun, Force: yes,
-		Filter: projections.ReplayFilter{Types: splitList(types), Provider: provider, EventID: event}}
+	req := projections.RebuildRequest{Projections: cli.SplitList(projs), Republish: republish, DryRun: dryRun, Force: yes,
+		Filter: projections.ReplayFilter{Types: cli.SplitList(types), Provider: provider, EventID: event}}
 	if req.Filter.Since, err = projections.ParseSince("--since", since, time.Now()); err != nil {
 		fmt.Fprintln(stderr, "billfold replay:", err)
 		return 2
@@ -150,11 +82,11 @@ events to the current generation (docs/replay.md).`)
 	}
 	if dryRun {
 		var dry projections.DryRun
-		if err := adminJSON(f.server, http.MethodPost, "/v1/rebuilds", nil, req, &dry); err != nil {
-			return fail(stderr, "replay", err)
+		if err := cli.AdminJSON(f.Server, http.MethodPost, "/v1/rebuilds", nil, req, &dry); err != nil {
+			return cli.Fail(stderr, "replay", err)
 		}
-		if f.output == "json" {
-			return writeJSONOut(stdout, dry)
+		if f.Output == "json" {
+			return cli.WriteJSON(stdout, dry)
 		}
 		fmt.Fprintf(stdout, "%s of %s would reprocess %d events", dry.Kind, strings.Join(dry.Projections, ", "), dry.Events)
 		if dry.NeedsForce {
@@ -172,18 +104,18 @@ events to the current generation (docs/replay.md).`)
 		return 0
 	}
 	var rb projections.Rebuild
-	err = adminJSON(f.server, http.MethodPost, "/v1/rebuilds", nil, req, &rb)
-	if errorCode(err) == domain.CodeConfirmRequired && confirm(os.Stdin, stderr, err.Error()+"\nGo ahead?") {
+	err = cli.AdminJSON(f.Server, http.MethodPost, "/v1/rebuilds", nil, req, &rb)
+	if cli.ErrorCode(err) == domain.CodeConfirmRequired && confirm(os.Stdin, stderr, err.Error()+"\nGo ahead?") {
 		req.Force = true
-		err = adminJSON(f.server, http.MethodPost, "/v1/rebuilds", nil, req, &rb)
+		err = cli.AdminJSON(f.Server, http.MethodPost, "/v1/rebuilds", nil, req, &rb)
 	}
 	if err != nil {
-		return fail(stderr, "replay", err)
+		return cli.Fail(stderr, "replay", err)
 	}
 	fmt.Fprintf(stderr, "%s %s started (folding %d journal events)\n", rb.Kind, rb.ID, rb.JournalHead)
 	if detach {
-		if f.output == "json" {
-			return writeJSONOut(stdout, rb)
+		if f.Output == "json" {
+			return cli.WriteJSON(stdout, rb)
 		}
 		fmt.Fprintln(stdout, rb.ID)
 		return 0
@@ -193,30 +125,30 @@ events to the current generation (docs/replay.md).`)
 
 // followRebuild shows a rebuild's progress until it ends; Ctrl-C cancels
 // it.
-func followRebuild(f queryFlags, rb projections.Rebuild, stdout, stderr io.Writer) int {
+func followRebuild(f cli.Flags, rb projections.Rebuild, stdout, stderr io.Writer) int {
 	interrupt := make(chan os.Signal, 1)
 	signal.Notify(interrupt, os.Interrupt)
 	defer signal.Stop(interrupt)
-	bar := newBar(int(max(rb.JournalHead, 1)), rb.Kind, stderr)
+	bar := cli.NewBar(int(max(rb.JournalHead, 1)), rb.Kind, stderr)
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for !rb.Finished() {
 		select {
 		case <-interrupt:
 			fmt.Fprintln(stderr, "\ncancelling", rb.ID)
-			if _, err := adminCall(f.server, http.MethodDelete, "/v1/rebuilds/"+url.PathEscape(rb.ID), nil, nil); err != nil {
-				return fail(stderr, "replay", err)
+			if _, err := cli.AdminCall(f.Server, http.MethodDelete, "/v1/rebuilds/"+url.PathEscape(rb.ID), nil, nil); err != nil {
+				return cli.Fail(stderr, "replay", err)
 			}
 		case <-tick.C:
 		}
-		if err := adminJSON(f.server, http.MethodGet, "/v1/rebuilds/"+url.PathEscape(rb.ID), nil, nil, &rb); err != nil {
-			return fail(stderr, "replay", err)
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/rebuilds/"+url.PathEscape(rb.ID), nil, nil, &rb); err != nil {
+			return cli.Fail(stderr, "replay", err)
 		}
 		_ = bar.Set(int(min(rb.Folded, rb.JournalHead)))
 	}
 	_ = bar.Finish()
-	if f.output == "json" {
-		writeJSONOut(stdout, rb)
+	if f.Output == "json" {
+		cli.WriteJSON(stdout, rb)
 	} else {
 		printRebuilds(stdout, []projections.Rebuild{rb})
 	}
@@ -227,32 +159,32 @@ func followRebuild(f queryFlags, rb projections.Rebuild, stdout, stderr io.Write
 	return 0
 }
 
-func replaySub(pos []string, f queryFlags, stdout, stderr io.Writer, usage func()) int {
+func replaySub(pos []string, f cli.Flags, stdout, stderr io.Writer, usage func()) int {
 	switch {
 	case pos[0] == "list" && len(pos) == 1:
 		var all struct{ Items []projections.Rebuild }
-		if err := adminJSON(f.server, http.MethodGet, "/v1/rebuilds", nil, nil, &all); err != nil {
-			return fail(stderr, "replay", err)
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/rebuilds", nil, nil, &all); err != nil {
+			return cli.Fail(stderr, "replay", err)
 		}
-		if f.output == "json" {
-			return writeJSONOut(stdout, all.Items)
+		if f.Output == "json" {
+			return cli.WriteJSON(stdout, all.Items)
 		}
 		printRebuilds(stdout, all.Items)
 		return 0
 	case pos[0] == "status" && len(pos) == 2:
 		var rb projections.Rebuild
-		if err := adminJSON(f.server, http.MethodGet, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
-			return fail(stderr, "replay", err)
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
+			return cli.Fail(stderr, "replay", err)
 		}
-		if f.output == "json" {
-			return writeJSONOut(stdout, rb)
+		if f.Output == "json" {
+			return cli.WriteJSON(stdout, rb)
 		}
 		printRebuilds(stdout, []projections.Rebuild{rb})
 		return 0
 	case pos[0] == "cancel" && len(pos) == 2:
 		var rb projections.Rebuild
-		if err := adminJSON(f.server, http.MethodDelete, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
-			return fail(stderr, "replay", err)
+		if err := cli.AdminJSON(f.Server, http.MethodDelete, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
+			return cli.Fail(stderr, "replay", err)
 		}
 		fmt.Fprintln(stderr, "cancel requested for", rb.ID)
 		return 0
@@ -266,8 +198,8 @@ func printRebuilds(w io.Writer, all []projections.Rebuild) {
 	fmt.Fprintln(tw, "ID\tKIND\tPROJECTIONS\tSTATUS\tFOLDED\tHEAD\tRATE/S\tRECORDS\tDLQ RESOLVED\tBY\tCREATED\tERROR")
 	for _, rb := range all {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.0f\t%d\t%d\t%s\t%s\t%s\n", rb.ID, rb.Kind, strings.Join(rb.Projections, ","), rb.Status,
-			rb.Folded, rb.JournalHead, rb.RatePerSecond, rb.Records, rb.DeadLettersResolved, dash(rb.RequestedBy),
-			rb.CreatedAt.Format(time.RFC3339), dash(strings.TrimSpace(string(rb.Code)+" "+rb.Error)))
+			rb.Folded, rb.JournalHead, rb.RatePerSecond, rb.Records, rb.DeadLettersResolved, cli.Dash(rb.RequestedBy),
+			rb.CreatedAt.Format(time.RFC3339), cli.Dash(strings.TrimSpace(string(rb.Code)+" "+rb.Error)))
 	}
 	_ = tw.Flush()
 }
@@ -275,12 +207,13 @@ func printRebuilds(w io.Writer, all []projections.Rebuild) {
 // ---------------------------------------------------------------------------
 // billfold dlq
 
-func runDLQ(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+// DLQ is `billfold dlq` with its arguments; it returns the exit code.
+func DLQ(args []string, stdout, stderr io.Writer) int {
+	var f cli.Flags
 	var projection, code, typ, provider, status, since, where string
 	var dryRun, yes bool
-	fs := newFlagSet("dlq", stderr)
-	f.register(fs)
+	fs := cli.NewFlagSet("dlq", stderr)
+	f.Register(fs)
 	fs.StringVar(&projection, "projection", "", "list: only this projection")
 	fs.StringVar(&code, "code", "", "list: only this error code")
 	fs.StringVar(&typ, "type", "", "list: only this event type")
@@ -297,7 +230,7 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
        billfold dlq requeue --where type=...,code=...,since=... [--dry-run] [--yes]`)
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
@@ -310,31 +243,31 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		var list struct{ Items []projections.DeadLetter }
-		if err := adminJSON(f.server, http.MethodGet, "/v1/dead-letters", v, nil, &list); err != nil {
-			return fail(stderr, "dlq", err)
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/dead-letters", v, nil, &list); err != nil {
+			return cli.Fail(stderr, "dlq", err)
 		}
-		if f.output == "json" {
-			return writeJSONOut(stdout, list.Items)
+		if f.Output == "json" {
+			return cli.WriteJSON(stdout, list.Items)
 		}
 		printDeadLetters(stdout, list.Items)
 		return 0
 	case len(pos) == 2 && pos[0] == "show":
 		var dl projections.DeadLetter
-		if err := adminJSON(f.server, http.MethodGet, "/v1/dead-letters/"+url.PathEscape(pos[1]), nil, nil, &dl); err != nil {
-			return fail(stderr, "dlq", err)
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/dead-letters/"+url.PathEscape(pos[1]), nil, nil, &dl); err != nil {
+			return cli.Fail(stderr, "dlq", err)
 		}
-		if f.output == "json" {
-			return writeJSONOut(stdout, dl)
+		if f.Output == "json" {
+			return cli.WriteJSON(stdout, dl)
 		}
 		printDeadLetter(stdout, dl)
 		return 0
 	case len(pos) == 2 && pos[0] == "requeue" && where == "":
 		var dl projections.DeadLetter
-		if err := adminJSON(f.server, http.MethodPost, "/v1/dead-letters/"+url.PathEscape(pos[1])+"/requeue", nil, nil, &dl); err != nil {
-			return fail(stderr, "dlq", err)
+		if err := cli.AdminJSON(f.Server, http.MethodPost, "/v1/dead-letters/"+url.PathEscape(pos[1])+"/requeue", nil, nil, &dl); err != nil {
+			return cli.Fail(stderr, "dlq", err)
 		}
-		if f.output == "json" {
-			writeJSONOut(stdout, dl)
+		if f.Output == "json" {
+			cli.WriteJSON(stdout, dl)
 		} else {
 			printDeadLetter(stdout, dl)
 		}
@@ -350,9 +283,9 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func requeueWhere(f queryFlags, where string, dryRun, yes bool, stdout, stderr io.Writer) int {
+func requeueWhere(f cli.Flags, where string, dryRun, yes bool, stdout, stderr io.Writer) int {
 	req := projections.RequeueWhereRequest{Where: map[string]string{}, DryRun: dryRun || !yes, Force: yes}
-	for _, kv := range splitList(where) {
+	for _, kv := range cli.SplitList(where) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			fmt.Fprintf(stderr, "billfold dlq: --where %q: want key=value pairs\n", where)
@@ -361,11 +294,11 @@ func requeueWhere(f queryFlags, where string, dryRun, yes bool, stdout, stderr i
 		req.Where[k] = v
 	}
 	var res projections.RequeueResult
-	if err := adminJSON(f.server, http.MethodPost, "/v1/dead-letters/requeue", nil, req, &res); err != nil {
-		return fail(stderr, "dlq", err)
+	if err := cli.AdminJSON(f.Server, http.MethodPost, "/v1/dead-letters/requeue", nil, req, &res); err != nil {
+		return cli.Fail(stderr, "dlq", err)
 	}
-	if f.output == "json" {
-		writeJSONOut(stdout, res)
+	if f.Output == "json" {
+		cli.WriteJSON(stdout, res)
 	} else {
 		printDeadLetters(stdout, res.Items)
 	}
@@ -389,7 +322,7 @@ func printDeadLetters(w io.Writer, dls []projections.DeadLetter) {
 	fmt.Fprintln(tw, "ID\tPROJECTION\tPROVIDER\tEVENT\tTYPE\tCODE\tATTEMPTS\tSTATUS\tRETRY\tFAILED AT")
 	for _, dl := range dls {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", dl.ID, dl.Projection, dl.Namespace, dl.EventID, dl.EventType,
-			dl.Code, dl.Attempts, dl.Status, dash(dl.RetryState), dl.FailedAt.Format(time.RFC3339))
+			dl.Code, dl.Attempts, dl.Status, cli.Dash(dl.RetryState), dl.FailedAt.Format(time.RFC3339))
 	}
 	_ = tw.Flush()
 }
@@ -399,9 +332,9 @@ func printDeadLetter(w io.Writer, dl projections.DeadLetter) {
 	for _, row := range [][2]string{
 		{"id", dl.ID}, {"projection", dl.Projection}, {"provider", dl.Namespace}, {"event", dl.EventID}, {"type", dl.EventType},
 		{"journal sequence", fmt.Sprint(dl.JournalSequence)}, {"status", dl.Status}, {"class", dl.Class}, {"code", string(dl.Code)},
-		{"message", dl.Message}, {"attempts", fmt.Sprint(dl.Attempts)}, {"retry state", dash(dl.RetryState)}, {"scheduled retries", fmt.Sprint(dl.Retries)}, {"next retry", nextRetry(dl)},
-		{"provider request id", dash(dl.ProviderRequestID)}, {"failed at", dl.FailedAt.Format(time.RFC3339)},
-		{"resolved by", dash(dl.ResolvedBy)},
+		{"message", dl.Message}, {"attempts", fmt.Sprint(dl.Attempts)}, {"retry state", cli.Dash(dl.RetryState)}, {"scheduled retries", fmt.Sprint(dl.Retries)}, {"next retry", nextRetry(dl)},
+		{"provider request id", cli.Dash(dl.ProviderRequestID)}, {"failed at", dl.FailedAt.Format(time.RFC3339)},
+		{"resolved by", cli.Dash(dl.ResolvedBy)},
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 	}
@@ -414,26 +347,27 @@ func printDeadLetter(w io.Writer, dl projections.DeadLetter) {
 // ---------------------------------------------------------------------------
 // billfold verify
 
-func runVerify(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+// Verify is `billfold verify` with its arguments; it returns the exit code.
+func Verify(args []string, stdout, stderr io.Writer) int {
+	var f cli.Flags
 	var projection string
-	fs := newFlagSet("verify", stderr)
-	f.register(fs)
+	fs := cli.NewFlagSet("verify", stderr)
+	f.Register(fs)
 	fs.StringVar(&projection, "projection", "all", "customers, subscriptions, orders, wallets or all (comma-separated)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: billfold verify [--projection P] [flags]\n\nFolds the journal afresh and compares every record with the live projections;\nexits 0 when they are identical, 1 when any record differs.")
 		fs.PrintDefaults()
 	}
-	if pos, err := parseInterleaved(fs, args); err != nil || len(pos) > 0 {
+	if pos, err := cli.ParseInterleaved(fs, args); err != nil || len(pos) > 0 {
 		fs.Usage()
 		return 2
 	}
 	var rep projections.VerifyReport
-	if err := adminJSON(f.server, http.MethodGet, "/v1/verify", url.Values{"projection": {projection}}, nil, &rep); err != nil {
-		return fail(stderr, "verify", err)
+	if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/verify", url.Values{"projection": {projection}}, nil, &rep); err != nil {
+		return cli.Fail(stderr, "verify", err)
 	}
-	if f.output == "json" {
-		writeJSONOut(stdout, rep)
+	if f.Output == "json" {
+		cli.WriteJSON(stdout, rep)
 	} else {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "PROJECTION\tGENERATION\tRECORDS\tDIFFERENCES\tMOVED")
@@ -460,12 +394,13 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 // ---------------------------------------------------------------------------
 // billfold events
 
-func runEvents(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+// Events is `billfold events` with its arguments; it returns the exit code.
+func Events(args []string, stdout, stderr io.Writer) int {
+	var f cli.Flags
 	var status, since, provider string
 	var limit int
-	fs := newFlagSet("events", stderr)
-	f.register(fs)
+	fs := cli.NewFlagSet("events", stderr)
+	f.Register(fs)
 	fs.StringVar(&status, "status", "", "list: failed (open dead letters) or a delivery outcome (accepted, duplicate, rejected, ...)")
 	fs.StringVar(&since, "since", "1h", "list: since (RFC 3339 or a duration back, such as 1h)")
 	fs.StringVar(&provider, "provider", "", "list: only this provider (or endpoint)")
@@ -474,18 +409,18 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: billfold events show <provider> <event_id> [flags]\n       billfold events list [--status failed|accepted|rejected|...] [--since 1h] [--provider P] [flags]")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
 	switch {
 	case len(pos) == 3 && pos[0] == "show":
 		var e projections.EventEntry
-		if err := adminJSON(f.server, http.MethodGet, "/v1/events/"+url.PathEscape(pos[1])+"/"+url.PathEscape(pos[2]), nil, nil, &e); err != nil {
-			return fail(stderr, "events", err)
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/events/"+url.PathEscape(pos[1])+"/"+url.PathEscape(pos[2]), nil, nil, &e); err != nil {
+			return cli.Fail(stderr, "events", err)
 		}
-		if f.output == "json" {
-			return writeJSONOut(stdout, e)
+		if f.Output == "json" {
+			return cli.WriteJSON(stdout, e)
 		}
 		printEvent(stdout, e)
 		return 0
@@ -498,11 +433,11 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 			v.Set("provider", provider)
 		}
 		var list struct{ Items []projections.EventSummary }
-		if err := adminJSON(f.server, http.MethodGet, "/v1/events", v, nil, &list); err != nil {
-			return fail(stderr, "events", err)
+		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/events", v, nil, &list); err != nil {
+			return cli.Fail(stderr, "events", err)
 		}
-		if f.output == "json" {
-			return writeJSONOut(stdout, list.Items)
+		if f.Output == "json" {
+			return cli.WriteJSON(stdout, list.Items)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "AT\tPROVIDER\tEVENT\tTYPE\tSTATUS\tCODE\tPROJECTION\tATTEMPT\tRETRY\tPROVIDER REQUEST")
@@ -511,8 +446,8 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 			if e.Attempt > 0 {
 				attempt = strconv.Itoa(e.Attempt)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Provider, dash(e.EventID), dash(e.EventType),
-				e.Status, dash(string(e.Code)), dash(e.Projection), attempt, dash(e.RetryState), dash(e.ProviderRequestID))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Provider, cli.Dash(e.EventID), cli.Dash(e.EventType),
+				e.Status, cli.Dash(string(e.Code)), cli.Dash(e.Projection), attempt, cli.Dash(e.RetryState), cli.Dash(e.ProviderRequestID))
 		}
 		_ = tw.Flush()
 		return 0
@@ -527,14 +462,14 @@ func printEvent(w io.Writer, e projections.EventEntry) {
 	if j := e.Journal; j != nil {
 		fmt.Fprintf(tw, "journal:\tsequence %d, %s, created %s, received %s, %s\n", j.Sequence, j.EventType,
 			j.Created.Format(time.RFC3339), j.Received.Format(time.RFC3339), j.Verification)
-		fmt.Fprintf(tw, "provider request:\t%s\n", dash(j.ProviderRequestID))
+		fmt.Fprintf(tw, "provider request:\t%s\n", cli.Dash(j.ProviderRequestID))
 		if j.Account != "" {
 			fmt.Fprintf(tw, "account:\t%s\n", j.Account)
 		}
 	} else {
 		fmt.Fprintf(tw, "journal:\tnot journaled\n")
 	}
-	fmt.Fprintf(tw, "deliveries:\t%d (%d duplicates), last %s\n", e.Deliveries.Count, e.Deliveries.Duplicates, dash(string(e.Deliveries.LastOutcome)))
+	fmt.Fprintf(tw, "deliveries:\t%d (%d duplicates), last %s\n", e.Deliveries.Count, e.Deliveries.Duplicates, cli.Dash(string(e.Deliveries.LastOutcome)))
 	for _, d := range e.Deliveries.Deliveries {
 		fmt.Fprintf(tw, "  delivery:\t%s attempt %d: %s %d %s\n", d.Received.Format(time.RFC3339), d.Attempt, d.Outcome, d.Status, d.ReasonCode)
 	}
@@ -546,7 +481,7 @@ func printEvent(w io.Writer, e projections.EventEntry) {
 		}
 		fmt.Fprintf(tw, "%s:\t%s\n", name, status)
 		if dl := st.DeadLetter; dl != nil {
-			fmt.Fprintf(tw, "  dead letter:\t%s %s %s, %d attempts, retries %s\n", dl.ID, dl.Status, dl.Code, dl.Attempts, dash(dl.RetryState))
+			fmt.Fprintf(tw, "  dead letter:\t%s %s %s, %d attempts, retries %s\n", dl.ID, dl.Status, dl.Code, dl.Attempts, cli.Dash(dl.RetryState))
 			for _, rq := range dl.Requeues {
 				fmt.Fprintf(tw, "  requeue:\t%s by %s: %s\n", rq.At.Format(time.RFC3339), rq.By, rq.Outcome)
 			}

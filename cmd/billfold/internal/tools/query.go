@@ -1,144 +1,41 @@
-package main
+// Package tools holds billfold's commands that talk to a running server
+// over its admin API: get, list, watch, replay, dlq, verify, events,
+// pause, resume, and sign/send (which deliver to the public listener).
+// Each takes --server and -o from cli.Flags and calls the API through
+// package cli; it must never import the serve wiring (package main),
+// ingest's intake, or the projections' stores: only the API's types.
+package tools
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 )
 
-// adminMux is the admin listener's mux; it remembers every pattern
-// registered on it so a test can check them against the OpenAPI document.
-type adminMux struct {
-	*http.ServeMux
-	mu       sync.Mutex
-	patterns []string
-}
-
-var (
-	adminMuxesMu sync.Mutex
-	adminMuxes   []*adminMux // every admin mux built in this process, for tests
-)
-
-func newAdminMux() *adminMux {
-	m := &adminMux{ServeMux: http.NewServeMux()}
-	adminMuxesMu.Lock()
-	adminMuxes = append(adminMuxes, m)
-	adminMuxesMu.Unlock()
-	return m
-}
-
-// Handle implements projections.Mux.
-func (m *adminMux) Handle(pattern string, h http.Handler) {
-	m.record(pattern)
-	m.ServeMux.Handle(pattern, h)
-}
-
-// HandleFunc registers a handler function.
-func (m *adminMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
-	m.record(pattern)
-	m.ServeMux.HandleFunc(pattern, h)
-}
-
-func (m *adminMux) record(pattern string) {
-	m.mu.Lock()
-	m.patterns = append(m.patterns, pattern)
-	m.mu.Unlock()
-}
-
-// Patterns returns the registered patterns in registration order.
-func (m *adminMux) Patterns() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]string(nil), m.patterns...)
-}
-
 // ---------------------------------------------------------------------------
 // billfold get / billfold list.
 
-const defaultAdminServer = "http://127.0.0.1:8081"
-
-// queryFlags are the flags get and list share.
-type queryFlags struct {
-	server string
-	output string
-}
-
-func (f *queryFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.server, "server", defaultAdminServer, "the admin listener's URL")
-	fs.StringVar(&f.output, "o", "table", "output: table or json")
-}
-
-// parseInterleaved parses flags that may come before, between or after
-// the positional arguments, and returns the positional ones.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := parseFlags(fs, args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return positional, nil
-		}
-		if rest[0] == "--" {
-			return append(positional, rest[1:]...), nil
-		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
-	}
-}
-
-// apiError is a failed answer of the admin API.
-type apiError struct {
-	status int
-	body   projections.APIError
-}
-
-func (e *apiError) Error() string {
-	if e.body.Code == "" {
-		return fmt.Sprintf("HTTP %d", e.status)
-	}
-	return fmt.Sprintf("%s %s", e.body.Code, e.body.Message)
-}
-
-// adminGet GETs path with query v from the admin listener and returns the
-// body of a 200 answer.
-func adminGet(server, path string, v url.Values) ([]byte, error) {
-	return adminCall(server, http.MethodGet, path, v, nil)
-}
-
-// fail prints err for the command and returns the exit code 1.
-func fail(stderr io.Writer, cmd string, err error) int {
-	if _, ok := err.(*apiError); ok {
-		fmt.Fprintln(stderr, err)
-	} else {
-		fmt.Fprintf(stderr, "billfold %s: %v\n", cmd, err)
-	}
-	return 1
-}
-
-func runGet(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+// Get is `billfold get` with its arguments; it returns the exit code.
+func Get(args []string, stdout, stderr io.Writer) int {
+	var f cli.Flags
 	var asOf string
-	fs := newFlagSet("get", stderr)
-	f.register(fs)
+	fs := cli.NewFlagSet("get", stderr)
+	f.Register(fs)
 	fs.StringVar(&asOf, "as-of", "", "show the record as it stood at this provider time (RFC 3339); folds the whole journal")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: billfold get subscription|customer|order <provider> <id> [flags]   (an order by its payment intent, session or charge id)\n       billfold get wallet <user_id> [flags]")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
@@ -161,26 +58,27 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 	if asOf != "" {
 		v.Set("as_of", asOf)
 	}
-	body, err := adminGet(f.server, path, v)
+	body, err := cli.AdminGet(f.Server, path, v)
 	if err != nil {
-		return fail(stderr, "get", err)
+		return cli.Fail(stderr, "get", err)
 	}
-	if f.output == "json" {
+	if f.Output == "json" {
 		_, _ = stdout.Write(body)
 		return 0
 	}
 	if err := printRecord(stdout, kind, body); err != nil {
-		return fail(stderr, "get", err)
+		return cli.Fail(stderr, "get", err)
 	}
 	return 0
 }
 
-func runList(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+// List is `billfold list` with its arguments; it returns the exit code.
+func List(args []string, stdout, stderr io.Writer) int {
+	var f cli.Flags
 	var state, provider, customer, account, cursor string
 	var limit int
-	fs := newFlagSet("list", stderr)
-	f.register(fs)
+	fs := cli.NewFlagSet("list", stderr)
+	f.Register(fs)
 	fs.StringVar(&state, "state", "", "lifecycle state: "+strings.Join(stateNames(), ", "))
 	fs.StringVar(&provider, "provider", "", "provider")
 	fs.StringVar(&customer, "customer", "", "the provider's customer id")
@@ -191,7 +89,7 @@ func runList(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: billfold list subscriptions [--state s] [--provider p] [--customer c] [--account acct_...] [--limit n] [flags]")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
@@ -217,13 +115,13 @@ func runList(args []string, stdout, stderr io.Writer) int {
 			page = min(page, limit-len(all.Items))
 		}
 		v.Set("limit", strconv.Itoa(page))
-		body, err := adminGet(f.server, "/v1/subscriptions", v)
+		body, err := cli.AdminGet(f.Server, "/v1/subscriptions", v)
 		if err != nil {
-			return fail(stderr, "list", err)
+			return cli.Fail(stderr, "list", err)
 		}
 		var p projections.Page
 		if err := json.Unmarshal(body, &p); err != nil {
-			return fail(stderr, "list", err)
+			return cli.Fail(stderr, "list", err)
 		}
 		all.Items = append(all.Items, p.Items...)
 		cursor, all.NextCursor = p.NextCursor, p.NextCursor
@@ -231,18 +129,18 @@ func runList(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 	}
-	if f.output == "json" {
-		return writeJSONOut(stdout, all)
+	if f.Output == "json" {
+		return cli.WriteJSON(stdout, all)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROVIDER\tID\tCUSTOMER\tSTATE\tSTATUS\tENTITLED\tPERIOD END\tUPDATED")
 	for _, raw := range all.Items {
 		var s domain.SubscriptionRecord
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return fail(stderr, "list", err)
+			return cli.Fail(stderr, "list", err)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\n", s.Provider, s.ID, dash(s.CustomerID), s.State, dash(s.ProviderStatus),
-			s.Entitled, timeOrDash(s.CurrentPeriodEnd), s.UpdatedAt.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\n", s.Provider, s.ID, cli.Dash(s.CustomerID), s.State, cli.Dash(s.ProviderStatus),
+			s.Entitled, cli.TimeOrDash(s.CurrentPeriodEnd), s.UpdatedAt.Format(time.RFC3339))
 	}
 	_ = tw.Flush()
 	if all.NextCursor != "" {
@@ -259,26 +157,12 @@ func stateNames() []string {
 	return out
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func timeOrDash(t *time.Time) string {
-	if t == nil {
-		return "-"
-	}
-	return t.Format(time.RFC3339)
-}
-
 func linksText(ls []domain.Link) string {
 	parts := make([]string, len(ls))
 	for i, l := range ls {
 		parts[i] = l.Kind + "=" + l.Value
 	}
-	return dash(strings.Join(parts, " "))
+	return cli.Dash(strings.Join(parts, " "))
 }
 
 // printRecord prints one record as an aligned field list.
@@ -297,22 +181,22 @@ func printRecord(w io.Writer, kind string, body []byte) error {
 		}
 		row("provider", r.Provider)
 		row("id", r.ID)
-		row("customer", dash(r.CustomerID))
+		row("customer", cli.Dash(r.CustomerID))
 		row("state", r.State)
-		row("provider_status", dash(r.ProviderStatus))
+		row("provider_status", cli.Dash(r.ProviderStatus))
 		row("entitled", r.Entitled)
-		row("plan", dash(r.PlanID))
-		row("price", dash(r.PriceID))
+		row("plan", cli.Dash(r.PlanID))
+		row("price", cli.Dash(r.PriceID))
 		row("cancel_at_period_end", r.CancelAtPeriodEnd)
-		row("current_period_end", timeOrDash(r.CurrentPeriodEnd))
-		row("trial_end", timeOrDash(r.TrialEnd))
-		row("ended_at", timeOrDash(r.EndedAt))
+		row("current_period_end", cli.TimeOrDash(r.CurrentPeriodEnd))
+		row("trial_end", cli.TimeOrDash(r.TrialEnd))
+		row("ended_at", cli.TimeOrDash(r.EndedAt))
 		if r.LastPayment != nil {
 			row("last_payment", r.LastPayment.Outcome+" "+r.LastPayment.At.Format(time.RFC3339))
 		}
 		meta(r.RecordMeta)
 		for _, t := range r.Transitions {
-			row("transition", fmt.Sprintf("%s -> %s at %s (%s)", dash(string(t.From)), t.To, t.At.Format(time.RFC3339), t.EventID))
+			row("transition", fmt.Sprintf("%s -> %s at %s (%s)", cli.Dash(string(t.From)), t.To, t.At.Format(time.RFC3339), t.EventID))
 		}
 	case "customer":
 		var r domain.CustomerRecord
@@ -321,11 +205,11 @@ func printRecord(w io.Writer, kind string, body []byte) error {
 		}
 		row("provider", r.Provider)
 		row("id", r.ID)
-		row("email", dash(r.Email))
-		row("name", dash(r.Name))
+		row("email", cli.Dash(r.Email))
+		row("name", cli.Dash(r.Name))
 		row("deleted", r.Deleted)
 		row("links", linksText(r.Links))
-		row("created_at", timeOrDash(r.CreatedAt))
+		row("created_at", cli.TimeOrDash(r.CreatedAt))
 		meta(r.RecordMeta)
 	case "order":
 		var r struct {
@@ -340,7 +224,7 @@ func printRecord(w io.Writer, kind string, body []byte) error {
 		if f := r.ResolvedFrom; f != nil {
 			row("resolved_from", f.Kind+" "+f.ID) // the id asked; id above is the order's key
 		}
-		row("customer", dash(r.CustomerID))
+		row("customer", cli.Dash(r.CustomerID))
 		row("status", r.Status)
 		row("amount", fmt.Sprintf("%d %s", r.Amount, r.Currency))
 		row("amount_refunded", r.AmountRefunded)

@@ -1,4 +1,10 @@
-package main
+// Package demo is `billfold demo`: an engine on a temporary data dir with
+// secrets made up for the run, a signed sample history delivered to its
+// public listener over HTTP, the projections printed, and the engine kept
+// serving. It starts the engine through the local.Starter it is given and
+// talks to it only over HTTP, so it must never import the serve wiring
+// (package main), ingest's intake or the projections' internals.
+package demo
 
 import (
 	"bytes"
@@ -9,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,6 +25,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
+	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
+	"github.com/billfold/billfold/cmd/billfold/internal/local"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
@@ -41,11 +49,12 @@ type demoOptions struct {
 	exit        bool
 }
 
-func runDemo(args []string, stdout, stderr io.Writer) int {
+// Run is `billfold demo` with its arguments; start runs the engine.
+func Run(args []string, stdout, stderr io.Writer, start local.Starter) int {
 	var o demoOptions
-	fs := newFlagSet("demo", stderr)
+	fs := cli.NewFlagSet("demo", stderr)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "public webhook listener address (port 0: any free port)")
-	fs.StringVar(&o.adminListen, "admin-listen", defaultAdminServer[len("http://"):], "admin listener address: query API, doctor, health (port 0: any free port)")
+	fs.StringVar(&o.adminListen, "admin-listen", cli.DefaultAdminServer[len("http://"):], "admin listener address: query API, doctor, health (port 0: any free port)")
 	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:0", `the embedded NATS server's client address for the change feed (port 0: any free port; "" for none)`)
 	fs.StringVar(&o.dataDir, "data-dir", "", "data directory (default: a new temporary directory, removed at exit)")
 	fs.StringVar(&o.output, "o", "table", "output: table or json")
@@ -59,15 +68,15 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := demo(ctx, o, stdout, stderr); err != nil {
+	if err := demo(ctx, start, o, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "billfold demo: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
-	log, err := newLogger(stderr, o.logLevel)
+func demo(ctx context.Context, start local.Starter, o demoOptions, stdout, stderr io.Writer) error {
+	log, err := cli.NewLogger(stderr, o.logLevel)
 	if err != nil {
 		return err
 	}
@@ -77,28 +86,28 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 		}
 		defer os.RemoveAll(o.dataDir)
 	}
-	secrets := newDemoSecrets()
+	secrets := NewSecrets()
 	configPath := filepath.Join(o.dataDir, "billfold-demo.yaml")
 	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
 		return err
 	}
-	if err := os.WriteFile(configPath, secrets.config(), 0o600); err != nil {
+	if err := os.WriteFile(configPath, secrets.Config(), 0o600); err != nil {
 		return err
 	}
 
-	so := localServeOptions(o.dataDir, configPath, o.logLevel)
-	so.listen, so.adminListen, so.natsListen = o.listen, o.adminListen, o.natsListen
+	so := local.Defaults(o.dataDir, configPath, o.logLevel)
+	so.Listen, so.AdminListen, so.NATSListen = o.listen, o.adminListen, o.natsListen
 	// The demo's subscriber credential, like its signing secrets, is made
 	// up for the run: a BILLFOLD_NATS_SUBSCRIBER_TOKEN in the shell is a
 	// real server's and stays out of it.
 	natsToken := rand.Text()
-	so.getenv = func(name string) string {
-		if name == envSubscriberToken {
+	so.Getenv = func(name string) string {
+		if name == local.EnvSubscriberToken {
 			return natsToken
 		}
 		return os.Getenv(name)
 	}
-	eng, err := startLocalEngine(ctx, so, log)
+	eng, err := start(ctx, so, log)
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("the engine did not start: %w (is billfold serve running? --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --nats-listen 127.0.0.1:0 pick free ports)", err)
 	}
@@ -128,7 +137,7 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 	}
 	res.Next = demoNext(res, secrets)
 	if o.output == "json" {
-		writeJSONOut(stdout, res)
+		cli.WriteJSON(stdout, res)
 	} else {
 		res.print(stdout)
 	}
@@ -146,27 +155,15 @@ func demo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
 	return stopped()
 }
 
-// listenerURL is the http URL of a listener, with 127.0.0.1 for a
-// wildcard address so that the printed commands work as they are.
-func listenerURL(a net.Addr) string {
-	host, port, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return "http://" + a.String()
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port)
-}
-
-// demoSecrets are the signing secrets of one demo run, one per provider,
+// Secrets are the signing secrets of one demo run, one per provider,
 // made up at random: the demo never reads a real provider's secret.
-type demoSecrets map[domain.Provider]string
+type Secrets map[domain.Provider]string
 
-func newDemoSecrets() demoSecrets {
+// NewSecrets makes up one secret per provider.
+func NewSecrets() Secrets {
 	clerk := make([]byte, 24)
 	_, _ = rand.Read(clerk) // never fails (crypto/rand)
-	return demoSecrets{
+	return Secrets{
 		domain.Stripe:    "whsec_demo_" + rand.Text(),
 		domain.Clerk:     "whsec_" + base64.StdEncoding.EncodeToString(clerk),
 		domain.Braintree: "demo_public_" + rand.Text()[:8] + ":demo_private_" + rand.Text(),
@@ -174,9 +171,9 @@ func newDemoSecrets() demoSecrets {
 	}
 }
 
-// config is the YAML config file serve reads (docs/configuration.md): one
+// Config is the YAML config file serve reads (docs/configuration.md): one
 // endpoint per provider, named after it.
-func (s demoSecrets) config() []byte {
+func (s Secrets) Config() []byte {
 	var b bytes.Buffer
 	b.WriteString("# billfold demo: endpoints with secrets made up for this run.\nendpoints:\n")
 	for _, p := range []domain.Provider{domain.Stripe, domain.Clerk, domain.Braintree, domain.PactaPay} {
@@ -332,7 +329,7 @@ type demoDeliveries struct {
 
 // deliverDemo signs each step now, as its provider would, and posts it to
 // the public listener.
-func deliverDemo(ctx context.Context, publicURL string, secrets demoSecrets, steps []demoStep) (demoDeliveries, error) {
+func deliverDemo(ctx context.Context, publicURL string, secrets Secrets, steps []demoStep) (demoDeliveries, error) {
 	var n demoDeliveries
 	c := &http.Client{Timeout: 30 * time.Second}
 	for i, s := range steps {
@@ -395,11 +392,11 @@ func waitDemoProjected(ctx context.Context, adminURL string, h demoHistoryT) err
 }
 
 func demoCaughtUp(adminURL string, h demoHistoryT) bool {
-	body, err := adminGet(adminURL, "/v1/doctor", nil)
+	body, err := cli.AdminGet(adminURL, "/v1/doctor", nil)
 	if err != nil {
 		return false
 	}
-	var rep doctorReport
+	var rep doctor.Report
 	if json.Unmarshal(body, &rep) != nil || len(rep.Projections) == 0 {
 		return false
 	}
@@ -432,7 +429,7 @@ func listAllSubscriptions(adminURL string) ([]domain.SubscriptionRecord, error) 
 		if cursor != "" {
 			v.Set("cursor", cursor)
 		}
-		body, err := adminGet(adminURL, "/v1/subscriptions", v)
+		body, err := cli.AdminGet(adminURL, "/v1/subscriptions", v)
 		if err != nil {
 			return nil, err
 		}
@@ -483,7 +480,7 @@ func (r *demoResult) collect(adminURL string, h demoHistoryT) error {
 		r.Subscriptions[s.State] = append(r.Subscriptions[s.State], s)
 	}
 	for _, u := range h.users {
-		body, err := adminGet(adminURL, "/v1/wallets/"+url.PathEscape(u), nil)
+		body, err := cli.AdminGet(adminURL, "/v1/wallets/"+url.PathEscape(u), nil)
 		if err != nil {
 			return fmt.Errorf("wallet %s: %w", u, err)
 		}
@@ -497,9 +494,9 @@ func (r *demoResult) collect(adminURL string, h demoHistoryT) error {
 }
 
 // demoNext are the commands a newcomer can run next against the demo.
-func demoNext(r demoResult, secrets demoSecrets) []string {
+func demoNext(r demoResult, secrets Secrets) []string {
 	server, public := "", ""
-	if r.AdminURL != defaultAdminServer {
+	if r.AdminURL != cli.DefaultAdminServer {
 		server = " --server " + r.AdminURL
 	}
 	if r.PublicURL != "http://127.0.0.1:8080" {
@@ -544,7 +541,7 @@ func (r demoResult) print(w io.Writer) {
 	fmt.Fprintln(tw, "STATE\tPROVIDER\tID\tCUSTOMER\tSTATUS\tENTITLED")
 	for _, state := range domain.LifecycleStates {
 		for _, s := range r.Subscriptions[state] {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\n", state, s.Provider, s.ID, dash(s.CustomerID), dash(s.ProviderStatus), s.Entitled)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\n", state, s.Provider, s.ID, cli.Dash(s.CustomerID), cli.Dash(s.ProviderStatus), s.Entitled)
 		}
 	}
 	_ = tw.Flush()
@@ -561,7 +558,7 @@ func (r demoResult) print(w io.Writer) {
 			}
 			entries = append(entries, fmt.Sprintf("%s %+d%s", e.Reason, e.Amount, held))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", wl.UserID, wl.Balance, wl.Available, wl.Pending, dash(strings.Join(entries, ", ")))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", wl.UserID, wl.Balance, wl.Available, wl.Pending, cli.Dash(strings.Join(entries, ", ")))
 	}
 	_ = tw.Flush()
 

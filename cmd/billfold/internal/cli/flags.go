@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"flag"
@@ -8,24 +8,24 @@ import (
 	"strings"
 )
 
-// newFlagSet returns a flag set for subcommand name that writes its usage
+// NewFlagSet returns a flag set for subcommand name that writes its usage
 // to stderr.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+func NewFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("billfold "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	return fs
 }
 
-// envName is the environment twin of a flag: BILLFOLD_ and the flag name in
+// EnvName is the environment twin of a flag: BILLFOLD_ and the flag name in
 // upper case with '-' as '_' (--data-dir: BILLFOLD_DATA_DIR).
-func envName(flagName string) string {
+func EnvName(flagName string) string {
 	return "BILLFOLD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// parseFlags parses args and then fills every flag not given on the command
+// ParseFlags parses args and then fills every flag not given on the command
 // line from its environment twin, so a flag beats the environment and the
 // environment beats the default.
-func parseFlags(fs *flag.FlagSet, args []string) error {
+func ParseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -36,9 +36,9 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		if given[f.Name] || err != nil {
 			return
 		}
-		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
 			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
+				err = fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, e)
 			}
 		}
 	})

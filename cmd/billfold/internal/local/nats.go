@@ -1,4 +1,4 @@
-package main
+package local
 
 import (
 	"fmt"
@@ -10,13 +10,17 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// startEmbeddedNATS starts the embedded NATS server with JetStream storing
+// EnvSubscriberToken names the token downstream services present to the
+// embedded NATS server.
+const EnvSubscriberToken = "BILLFOLD_NATS_SUBSCRIBER_TOKEN"
+
+// StartEmbeddedNATS starts the embedded NATS server with JetStream storing
 // under dataDir/jetstream. listen is host:port for NATS clients (port 0: a
 // random one), or "" for no network listener at all. auth decides who may
 // connect (billfold itself, the subscriber token, nobody else);
 // maxPayload, when above nats-server's default, raises the largest message
 // so that every endpoint's largest body fits in a journal entry.
-func startEmbeddedNATS(dataDir, listen string, syncAlways bool, auth server.Authentication, maxPayload int32) (*server.Server, error) {
+func StartEmbeddedNATS(dataDir, listen string, syncAlways bool, auth server.Authentication, maxPayload int32) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName: "billfold",
 		JetStream:  true,

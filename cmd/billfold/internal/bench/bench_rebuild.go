@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 )
@@ -33,7 +34,7 @@ func benchRebuild(ctx context.Context, b *benchRun) ([]benchRow, error) {
 	sampler := startProcessSampler(b.o.peakProfile)
 	var rb projections.Rebuild
 	err := b.adminDo(ctx, http.MethodPost, "/v1/rebuilds", projections.RebuildRequest{Force: true}, &rb)
-	bar := newBar(int(max(rb.JournalHead, 1)), "rebuild", b.stderr)
+	bar := cli.NewBar(int(max(rb.JournalHead, 1)), "rebuild", b.stderr)
 	for err == nil && !rb.Finished() {
 		time.Sleep(100 * time.Millisecond)
 		err = b.adminDo(ctx, http.MethodGet, "/v1/rebuilds/"+rb.ID, nil, &rb)
@@ -66,7 +67,7 @@ func (b *benchRun) adminDo(_ context.Context, method, path string, body, out any
 	if method == http.MethodGet {
 		token = b.token // reads take the read token, if the environment has one
 	}
-	data, err := adminRequest(b.admin, token, method, path, nil, body)
+	data, err := cli.AdminRequest(b.admin, token, method, path, nil, body)
 	if err != nil {
 		return err
 	}

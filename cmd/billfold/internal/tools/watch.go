@@ -1,4 +1,4 @@
-package main
+package tools
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 )
@@ -27,27 +28,28 @@ const watchIdle = 45 * time.Second
 // errWatchDone ends a watch that printed --count changes.
 var errWatchDone = errors.New("done")
 
-func runWatch(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
+// Watch is `billfold watch` with its arguments; it returns the exit code.
+func Watch(args []string, stdout, stderr io.Writer) int {
+	var f cli.Flags
 	var from string
 	var count int
-	fs := newFlagSet("watch", stderr)
-	f.register(fs)
+	fs := cli.NewFlagSet("watch", stderr)
+	f.Register(fs)
 	fs.StringVar(&from, "from", "", "start: every change the feed holds; a position: the changes after it; default: new changes only")
 	fs.IntVar(&count, "count", 0, "exit after this many changes (0: follow until interrupted)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: billfold watch [customers|subscriptions|orders|wallets] [--from start|<position>] [-o table|json] [--server URL]")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
-	if len(pos) > 1 || f.output != "table" && f.output != "json" {
+	if len(pos) > 1 || f.Output != "table" && f.Output != "json" {
 		fs.Usage()
 		return 2
 	}
-	w := &watcher{server: strings.TrimRight(f.server, "/"), json: f.output == "json", count: count, out: stdout}
+	w := &watcher{server: strings.TrimRight(f.Server, "/"), json: f.Output == "json", count: count, out: stdout}
 	if len(pos) == 1 {
 		w.projection = pos[0]
 	}
@@ -64,7 +66,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := w.run(ctx, stderr); err != nil && !errors.Is(err, errWatchDone) && ctx.Err() == nil {
-		return fail(stderr, "watch", err)
+		return cli.Fail(stderr, "watch", err)
 	}
 	return 0
 }
@@ -87,11 +89,11 @@ func (w *watcher) run(ctx context.Context, stderr io.Writer) error {
 	wait := 500 * time.Millisecond
 	for {
 		err := w.follow(ctx)
-		var api *apiError
+		var api *cli.APIError
 		switch {
 		case errors.Is(err, errWatchDone) || ctx.Err() != nil:
 			return err
-		case errors.As(err, &api) && api.status >= 400 && api.status < 500:
+		case errors.As(err, &api) && api.Status >= 400 && api.Status < 500:
 			return err
 		}
 		if err == nil {
@@ -139,9 +141,9 @@ func (w *watcher) follow(ctx context.Context) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		e := &apiError{status: resp.StatusCode}
+		e := &cli.APIError{Status: resp.StatusCode}
 		body, _ := io.ReadAll(resp.Body)
-		_ = json.Unmarshal(body, &e.body)
+		_ = json.Unmarshal(body, &e.Body)
 		return e
 	}
 	// A connection that stays silent past the heartbeats is dead.

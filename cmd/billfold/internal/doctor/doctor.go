@@ -1,14 +1,15 @@
-package main
+// Package doctor is billfold's debug report: the handler serve mounts at
+// GET /v1/doctor (endpoints, streams, clock skew against the NATS server,
+// recent failures, lag) and the `billfold doctor` command that prints it.
+// It reads the server's parts it is given (JetStream, the endpoints, the
+// projection engine); it must never import the serve wiring (package main)
+// nor start anything of its own.
+package doctor
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"maps"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -46,8 +47,8 @@ const (
 	stalledAfter = time.Minute
 )
 
-// doctorReport is the whole report.
-type doctorReport struct {
+// Report is the whole report.
+type Report struct {
 	Version            string             `json:"version"`
 	GeneratedAt        time.Time          `json:"generated_at"`
 	InsecureTestBypass bool               `json:"insecure_test_bypass"`
@@ -242,22 +243,23 @@ var likelyCauses = map[domain.Code]string{
 	domain.CodeAccountMismatch:    "the Connect endpoint's URL points at an endpoint without connect: true",
 }
 
-// doctor builds the report from the running server's parts.
-type doctor struct {
+// Doctor builds the report from the running server's parts.
+type Doctor struct {
 	js        jetstream.JetStream
 	endpoints []*ingest.Endpoint
 	engine    *projections.Engine
 	bypass    bool
 	natsMode  string
+	version   string // billfold's, for the report
 	now       func() time.Time
 	// unsigned are the names of unsigned endpoints: each is that
 	// endpoint's only secret, so the report never shows it whole.
 	unsigned map[string]bool
 }
 
-// newDoctor returns the handler of GET /v1/doctor.
-func newDoctor(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *projections.Engine, o serveOptions, natsMode string) *doctor {
-	d := &doctor{js: js, endpoints: endpoints, engine: engine, bypass: o.bypass, natsMode: natsMode, now: time.Now, unsigned: map[string]bool{}}
+// New returns the handler of GET /v1/doctor.
+func New(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *projections.Engine, bypass bool, version, natsMode string) *Doctor {
+	d := &Doctor{js: js, endpoints: endpoints, engine: engine, bypass: bypass, version: version, natsMode: natsMode, now: time.Now, unsigned: map[string]bool{}}
 	for _, e := range endpoints {
 		if e.Unsigned {
 			d.unsigned[e.Name] = true
@@ -269,7 +271,7 @@ func newDoctor(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *pro
 // shownName is how the report names an endpoint (or a generic provider's
 // namespace, which is its endpoint's name): an unsigned endpoint by its
 // label, as metrics, logs and the event ledger show it.
-func (d *doctor) shownName(name string) string {
+func (d *Doctor) shownName(name string) string {
 	if !d.unsigned[name] {
 		return name
 	}
@@ -278,15 +280,16 @@ func (d *doctor) shownName(name string) string {
 
 // ServeHTTP answers the report. It is 200 whatever the report finds: a
 // problem is content, not a failure of the route.
-func (d *doctor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (d *Doctor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	projections.WriteJSON(w, http.StatusOK, d.report(ctx))
+	projections.WriteJSON(w, http.StatusOK, d.Report(ctx))
 }
 
-func (d *doctor) report(ctx context.Context) doctorReport {
-	rep := doctorReport{
-		Version: version, GeneratedAt: d.now().UTC(), InsecureTestBypass: d.bypass,
+// Report builds the debug report.
+func (d *Doctor) Report(ctx context.Context) Report {
+	rep := Report{
+		Version: d.version, GeneratedAt: d.now().UTC(), InsecureTestBypass: d.bypass,
 		Problems: []problem{}, Notes: []string{},
 	}
 	rep.NATS = d.natsReport()
@@ -308,7 +311,7 @@ func (d *doctor) report(ctx context.Context) doctorReport {
 	return rep
 }
 
-func (d *doctor) natsReport() natsReport {
+func (d *Doctor) natsReport() natsReport {
 	nc := d.js.Conn()
 	return natsReport{
 		Mode: d.natsMode, Connected: nc.IsConnected(), URL: nc.ConnectedUrlRedacted(),
@@ -316,7 +319,7 @@ func (d *doctor) natsReport() natsReport {
 	}
 }
 
-func (d *doctor) endpointReports(rep *doctorReport) []endpointReport {
+func (d *Doctor) endpointReports(rep *Report) []endpointReport {
 	out := make([]endpointReport, 0, len(d.endpoints))
 	if len(d.endpoints) == 0 {
 		rep.Problems = append(rep.Problems, newProblem(domain.CodeConfigNoSecret,
@@ -368,355 +371,4 @@ func skewThreshold(endpoints []*ingest.Endpoint) time.Duration {
 		}
 	}
 	return t
-}
-
-// serverTime reads the NATS server's clock: JetStream stamps every stream
-// info answer with the server's time when it gathered it ("ts", added in
-// nats-server 2.10 so that tools can compute deltas in the server's
-// clock). Reading it writes nothing, so doctor stays read-only.
-func (d *doctor) serverTime(ctx context.Context) (time.Time, error) {
-	s, err := d.js.Stream(ctx, domain.JournalStream)
-	if err != nil {
-		return time.Time{}, err
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return time.Time{}, err
-	}
-	if info.TimeStamp.IsZero() {
-		return time.Time{}, fmt.Errorf("the NATS server does not report its time (nats-server 2.10 or later does)")
-	}
-	return info.TimeStamp, nil
-}
-
-// clockSample is one reading of the server's clock between two readings
-// of billfold's.
-type clockSample struct {
-	sent, received, server time.Time
-}
-
-// estimateSkew is billfold's clock minus the server's, from the sample with
-// the shortest round trip (the one the network distorted least), assuming
-// the server read its clock half-way through; the uncertainty is half that
-// round trip.
-func estimateSkew(samples []clockSample) (skew, uncertainty time.Duration, best clockSample) {
-	for i, s := range samples {
-		if i == 0 || s.received.Sub(s.sent) < best.received.Sub(best.sent) {
-			best = s
-		}
-	}
-	rtt := best.received.Sub(best.sent)
-	local := best.sent.Add(rtt / 2)
-	return local.Sub(best.server), rtt / 2, best
-}
-
-// clockSamples is how many times measureClock reads the server's clock.
-const clockSamples = 3
-
-// measureClock compares now with the server's clock.
-func measureClock(ctx context.Context, now func() time.Time, server func(context.Context) (time.Time, error), threshold time.Duration) clockReport {
-	c := clockReport{Method: "JetStream stream info timestamp (server time), best of 3 round trips", ThresholdSeconds: threshold.Seconds()}
-	var samples []clockSample
-	for range clockSamples {
-		sent := now()
-		st, err := server(ctx)
-		if err != nil {
-			c.Error = err.Error()
-			return c
-		}
-		samples = append(samples, clockSample{sent: sent, received: now(), server: st})
-	}
-	skew, unc, best := estimateSkew(samples)
-	c.SkewSeconds, c.UncertaintySeconds = skew.Seconds(), unc.Seconds()
-	c.LocalTime, c.ServerTime = best.received.UTC(), best.server.UTC()
-	return c
-}
-
-// clockProblem is BILLFOLD-CLOCK-SKEW when the skew is past the threshold
-// even at the favourable end of its uncertainty.
-func clockProblem(c clockReport) *problem {
-	if c.Error != "" {
-		return nil // reported in the clock section; the streams say why NATS is unreadable
-	}
-	skew := c.SkewSeconds
-	if skew < 0 {
-		skew = -skew
-	}
-	if skew-c.UncertaintySeconds <= c.ThresholdSeconds {
-		return nil
-	}
-	dir := "ahead of"
-	if c.SkewSeconds < 0 {
-		dir = "behind"
-	}
-	p := newProblem(domain.CodeClockSkew, "billfold's clock is %.1fs %s the NATS server's (threshold %.1fs): signature timestamps will be judged wrongly; sync both with NTP",
-		skew, dir, c.ThresholdSeconds)
-	return &p
-}
-
-// streamReports reads every stream billfold owns.
-func (d *doctor) streamReports(ctx context.Context, rep *doctorReport) []streamReport {
-	type named struct{ name, role string }
-	list := []named{
-		{domain.JournalStream, "journal"},
-		{domain.DeliveryStream, "delivery log"},
-		{domain.DeadLetterStream, "dead letters"},
-		{domain.ChangesStream, "change feed"},
-	}
-	for _, p := range domain.Projections {
-		if s := d.engine.Store(p); s != nil {
-			list = append(list, named{domain.BucketStream(s.Bucket()), "projection " + p})
-		}
-	}
-	out := make([]streamReport, 0, len(list))
-	for _, n := range list {
-		sr := streamReport{Name: n.name, Role: n.role}
-		code := domain.CodeStoreUnavailable
-		if n.name == domain.JournalStream || n.name == domain.DeliveryStream {
-			code = domain.CodeJournalUnavailable
-		}
-		info, err := streamInfo(ctx, d.js, n.name)
-		if err != nil {
-			sr.Error = err.Error()
-			rep.Problems = append(rep.Problems, newProblem(code, "stream %s (%s) cannot be read: %v", n.name, n.role, err))
-			out = append(out, sr)
-			continue
-		}
-		sr.Messages, sr.Bytes, sr.Replicas = info.State.Msgs, info.State.Bytes, info.Config.Replicas
-		sr.Healthy = true
-		if ci := info.Cluster; ci != nil {
-			sr.Cluster, sr.Leader = ci.Name, ci.Leader
-			for _, p := range ci.Replicas {
-				sr.Peers = append(sr.Peers, peerReport{Name: p.Name, Current: p.Current, Offline: p.Offline, Lag: p.Lag})
-				if p.Offline || !p.Current {
-					sr.Healthy = false
-					rep.Problems = append(rep.Problems, newProblem(code, "stream %s (%s): replica %s is %s", n.name, n.role, p.Name, peerState(p)))
-				}
-			}
-			if ci.Leader == "" && sr.Replicas > 1 {
-				sr.Healthy = false
-				rep.Problems = append(rep.Problems, newProblem(code, "stream %s (%s) has no leader: writes to it fail until a quorum of its %d replicas is back", n.name, n.role, sr.Replicas))
-			}
-		}
-		out = append(out, sr)
-	}
-	return out
-}
-
-func peerState(p *jetstream.PeerInfo) string {
-	if p.Offline {
-		return "offline"
-	}
-	return fmt.Sprintf("behind the leader by %d operations", p.Lag)
-}
-
-func streamInfo(ctx context.Context, js jetstream.JetStream, name string) (*jetstream.StreamInfo, error) {
-	s, err := js.Stream(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	return s.Info(ctx)
-}
-
-// projectionReports reads each projector's lag (Engine.Lag) and calls a
-// projector stalled when it has events to fold but acknowledged nothing
-// for stalledAfter, measured on the server's clock so skew cannot fake it.
-func (d *doctor) projectionReports(ctx context.Context, rep *doctorReport) []projectionReport {
-	lag, err := d.engine.Lag(ctx)
-	if err != nil {
-		rep.Problems = append(rep.Problems, newProblem(domain.CodeStoreUnavailable, "projector lag cannot be read: %v", err))
-	}
-	byProjection := map[string]int{}
-	for _, g := range rep.DeadLetters.ByCode {
-		for p, n := range g.Projections {
-			byProjection[p] += n
-		}
-	}
-	paused := map[string]*projections.Pause{}
-	for _, p := range d.engine.Paused() {
-		paused[p.Projection] = &p
-	}
-	out := make([]projectionReport, 0, len(domain.Projections))
-	for _, name := range domain.Projections {
-		pr := projectionReport{Name: name, Lag: lag[name], DeadLetters: byProjection[name], Paused: paused[name]}
-		if s := d.engine.Store(name); s != nil {
-			pr.Bucket = s.Bucket()
-		}
-		if c, err := d.js.Consumer(ctx, domain.JournalStream, domain.ProjectorDurable(name, d.engine.Generation(name).Number)); err == nil {
-			if ci, err := c.Info(ctx); err == nil {
-				pr.LastAckedAt = ci.AckFloor.Last
-				if pr.Paused == nil && pr.Lag > 0 && !ci.TimeStamp.IsZero() && (ci.AckFloor.Last == nil || ci.TimeStamp.Sub(*ci.AckFloor.Last) > stalledAfter) {
-					rep.Problems = append(rep.Problems, newProblem(domain.CodeStoreUnavailable,
-						"projector %s has %d events to fold and acknowledged none for over %s: it is stalled (check its log lines and the KV bucket %s)", name, pr.Lag, stalledAfter, pr.Bucket))
-				}
-			}
-		}
-		out = append(out, pr)
-	}
-	return out
-}
-
-// deadLetters counts the open dead letters and groups them by code, one
-// problem line per code.
-func (d *doctor) deadLetters(ctx context.Context, rep *doctorReport) deadLetterReport {
-	dl := deadLetterReport{ByCode: []deadLetterGroup{}}
-	groups := map[domain.Code]*deadLetterGroup{}
-	open, err := d.engine.DeadLetters(ctx, projections.DeadLetterFilter{})
-	if err != nil {
-		return dl // the streams section reports the unreadable stream
-	}
-	dl.Count = len(open)
-	for _, l := range open {
-		g := groups[l.Code]
-		if g == nil {
-			g = &deadLetterGroup{Code: l.Code, Projections: map[string]int{}}
-			groups[l.Code] = g
-		}
-		g.Count++
-		g.Projections[l.Projection]++
-		// The message often repeats the code it is grouped under.
-		g.LastMessage, g.LastEventID, g.LastProvider = strings.TrimPrefix(l.Message, string(l.Code)+": "), l.EventID, d.shownName(l.Namespace)
-	}
-	for _, code := range slices.Sorted(maps.Keys(groups)) {
-		g := groups[code]
-		dl.ByCode = append(dl.ByCode, *g)
-		rep.Problems = append(rep.Problems, newProblem(code, "%s (%s); newest: %s %s: %s",
-			plural(g.Count, "dead letter"), countsText(g.Projections), g.LastProvider, g.LastEventID, g.LastMessage))
-	}
-	return dl
-}
-
-// deliveries reads the newest delivery log entries of the window: outcome
-// counts, failures by reason code with their likely cause, and the last
-// deliveries per endpoint.
-func (d *doctor) deliveries(ctx context.Context, rep *doctorReport) deliveryReport {
-	since := d.now().Add(-doctorWindow).UTC()
-	dr := deliveryReport{Since: since, Limit: doctorMaxDeliveries, Outcome: map[domain.Outcome]int{},
-		SignatureFailures: []failureGroup{}, OtherFailures: []failureGroup{}, Last: map[string][]deliveryLine{}}
-	sig, other := map[domain.Code]*failureGroup{}, map[domain.Code]*failureGroup{}
-	if c, err := d.js.Consumer(ctx, domain.JournalStream, ingest.DeliveryLogDurable); err == nil {
-		if ci, err := c.Info(ctx); err == nil {
-			dr.AcceptedPending = ci.NumPending + uint64(ci.NumAckPending)
-		}
-	}
-	n, _, err := readNewest(ctx, d.js, domain.DeliveryStream, doctorMaxDeliveries, func(data []byte) {
-		var del domain.Delivery
-		if json.Unmarshal(data, &del) != nil || del.Received.Before(since) {
-			return
-		}
-		del.Endpoint = d.shownName(del.Endpoint)
-		dr.Outcome[del.Outcome]++
-		last := append(dr.Last[del.Endpoint], deliveryLine{
-			Received: del.Received, EventID: del.EventID, EventType: del.EventType, Outcome: del.Outcome,
-			Status: del.Status, Code: del.ReasonCode, Attempt: del.Attempt,
-		})
-		dr.Last[del.Endpoint] = last[max(0, len(last)-doctorLastDeliveries):]
-		groups := other
-		switch del.Outcome {
-		case domain.OutcomeAccepted, domain.OutcomeDuplicate:
-			return
-		case domain.OutcomeRejected:
-			groups = sig
-		}
-		g := groups[del.ReasonCode]
-		if g == nil {
-			g = &failureGroup{Code: del.ReasonCode, Endpoints: map[string]int{}, LikelyCause: likelyCauses[del.ReasonCode]}
-			groups[del.ReasonCode] = g
-		}
-		g.Count++
-		g.Endpoints[del.Endpoint]++
-		if !del.Received.Before(g.LastAt) {
-			g.LastAt, g.LastReason = del.Received, del.Reason
-		}
-	})
-	dr.Scanned = n
-	if err != nil {
-		dr.Error = err.Error()
-		return dr
-	}
-	for _, l := range dr.Last {
-		slices.Reverse(l) // newest first
-	}
-	flatten := func(groups map[domain.Code]*failureGroup, what string) []failureGroup {
-		out := make([]failureGroup, 0, len(groups))
-		for _, g := range groups {
-			out = append(out, *g)
-		}
-		slices.SortFunc(out, func(a, b failureGroup) int {
-			return cmp.Or(b.Count-a.Count, strings.Compare(string(a.Code), string(b.Code)))
-		})
-		for _, g := range out {
-			msg := fmt.Sprintf("%s %s in the last %d hours (%s)", plural(g.Count, "delivery"), what, int(doctorWindow.Hours()), countsText(g.Endpoints))
-			if g.LikelyCause != "" {
-				msg += ": likely " + g.LikelyCause
-			}
-			rep.Problems = append(rep.Problems, newProblem(g.Code, "%s", msg))
-		}
-		return out
-	}
-	dr.SignatureFailures = flatten(sig, "failed signature verification")
-	dr.OtherFailures = flatten(other, "not journaled")
-	return dr
-}
-
-// plural is "1 delivery", "2 deliveries", "3 dead letters".
-func plural(n int, noun string) string {
-	switch {
-	case n == 1:
-	case strings.HasSuffix(noun, "y"):
-		noun = strings.TrimSuffix(noun, "y") + "ies"
-	default:
-		noun += "s"
-	}
-	return fmt.Sprintf("%d %s", n, noun)
-}
-
-// countsText is "a 3, b 1", by name.
-func countsText(m map[string]int) string {
-	parts := make([]string, 0, len(m))
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
-	}
-	return strings.Join(parts, ", ")
-}
-
-// readNewest calls fn with the data of the newest at most limit messages
-// of stream, oldest first, through an ordered consumer, and returns how
-// many it read and how many the stream holds.
-func readNewest(ctx context.Context, js jetstream.JetStream, stream string, limit int, fn func([]byte)) (int, uint64, error) {
-	info, err := streamInfo(ctx, js, stream)
-	if err != nil {
-		return 0, 0, err
-	}
-	st := info.State
-	if st.Msgs == 0 {
-		return 0, 0, nil
-	}
-	start := st.FirstSeq
-	if st.LastSeq >= uint64(limit) {
-		start = max(start, st.LastSeq-uint64(limit)+1)
-	}
-	// Direct gets, one per message, so that a doctor run (on demand, over
-	// HTTP) creates no consumer on the server.
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return 0, st.Msgs, err
-	}
-	read := 0
-	for seq := start; seq <= st.LastSeq && read < limit; seq++ {
-		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			return read, st.Msgs, err
-		}
-		if m.Sequence > st.LastSeq {
-			break // appended since the info: for the next report
-		}
-		read++
-		fn(m.Data)
-		seq = m.Sequence
-	}
-	return read, st.Msgs, nil
 }

@@ -1,4 +1,4 @@
-package main
+package gameday
 
 import (
 	"bytes"
@@ -71,7 +71,7 @@ func TestDrillVerdicts(t *testing.T) {
 		return errors.New("engine did not start")
 	}}
 	nothing := drill{name: "checked-nothing", run: func(context.Context, *drillRun) error { return nil }}
-	rep, err := runDrills(context.Background(), []drill{pass, failedCheck, stopped, nothing}, gamedayOptions{}, nil)
+	rep, err := runDrills(context.Background(), nil, []drill{pass, failedCheck, stopped, nothing}, gamedayOptions{}, nil) // no drill starts an engine
 	require.NoError(t, err)
 	assert.False(t, rep.Passed)
 	verdicts := map[string]bool{}

@@ -1,4 +1,4 @@
-package main
+package tools
 
 import (
 	"fmt"
@@ -7,31 +7,34 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/projections"
 )
 
 // billfold pause / billfold resume: the incident step that stops folding
 // while intake goes on (docs/reliability.md#pause-and-resume).
 
-func runPause(args []string, stdout, stderr io.Writer) int {
+// Pause is `billfold pause` with its arguments; it returns the exit code.
+func Pause(args []string, stdout, stderr io.Writer) int {
 	return runHold("pause", args, stdout, stderr)
 }
 
-func runResume(args []string, stdout, stderr io.Writer) int {
+// Resume is `billfold resume` with its arguments; it returns the exit code.
+func Resume(args []string, stdout, stderr io.Writer) int {
 	return runHold("resume", args, stdout, stderr)
 }
 
 // runHold pauses or resumes the named projections (all when none is
 // named) and prints the projections paused afterwards.
 func runHold(verb string, args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
-	fs := newFlagSet(verb, stderr)
-	f.register(fs)
+	var f cli.Flags
+	fs := cli.NewFlagSet(verb, stderr)
+	f.Register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: billfold %s [projection...] [flags]  (no projection: all; needs BILLFOLD_ADMIN_TOKEN)\n", verb)
 		fs.PrintDefaults()
 	}
-	names, err := parseInterleaved(fs, args)
+	names, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
@@ -39,11 +42,11 @@ func runHold(verb string, args []string, stdout, stderr io.Writer) int {
 		Paused []projections.Pause `json:"paused"`
 	}
 	req := projections.PauseRequest{Projections: names}
-	if err := adminJSON(f.server, http.MethodPost, "/v1/projections/"+verb, nil, req, &out); err != nil {
-		return fail(stderr, verb, err)
+	if err := cli.AdminJSON(f.Server, http.MethodPost, "/v1/projections/"+verb, nil, req, &out); err != nil {
+		return cli.Fail(stderr, verb, err)
 	}
-	if f.output == "json" {
-		return writeJSONOut(stdout, out.Paused)
+	if f.Output == "json" {
+		return cli.WriteJSON(stdout, out.Paused)
 	}
 	printPaused(stdout, out.Paused)
 	return 0

@@ -1,4 +1,4 @@
-package main
+package tools
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 )
@@ -74,7 +75,7 @@ func (f *signFlags) build() (samples.Signed, error) {
 }
 
 func firstSecret(list string) string {
-	if s := splitList(list); len(s) > 0 {
+	if s := cli.SplitList(list); len(s) > 0 {
 		return s[0]
 	}
 	return ""
@@ -101,13 +102,14 @@ func listSamples(w io.Writer) {
 	}
 }
 
-func runSign(args []string, stdout, stderr io.Writer) int {
+// Sign is `billfold sign` with its arguments; it returns the exit code.
+func Sign(args []string, stdout, stderr io.Writer) int {
 	var f signFlags
 	server := "http://127.0.0.1:8080"
-	fs := newFlagSet("sign", stderr)
+	fs := cli.NewFlagSet("sign", stderr)
 	f.register(fs)
 	fs.StringVar(&server, "server", server, "public listener URL used in the printed curl command")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return 2
 	}
 	if f.list {
@@ -122,7 +124,7 @@ func runSign(args []string, stdout, stderr io.Writer) int {
 	url := strings.TrimRight(server, "/") + "/webhooks/" + f.endpointName()
 	curl := curlCommand(url, signed)
 	if f.output == "json" {
-		return writeJSONOut(stdout, map[string]any{"url": url, "headers": signed.Headers, "body": string(signed.Body), "curl": curl})
+		return cli.WriteJSON(stdout, map[string]any{"url": url, "headers": signed.Headers, "body": string(signed.Body), "curl": curl})
 	}
 	for _, k := range slices.Sorted(maps.Keys(signed.Headers)) {
 		fmt.Fprintf(stdout, "%s: %s\n", k, signed.Headers[k])
@@ -131,13 +133,14 @@ func runSign(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func runSend(args []string, stdout, stderr io.Writer) int {
+// Send is `billfold send` with its arguments; it returns the exit code.
+func Send(args []string, stdout, stderr io.Writer) int {
 	var f signFlags
 	server := "http://127.0.0.1:8080"
-	fs := newFlagSet("send", stderr)
+	fs := cli.NewFlagSet("send", stderr)
 	f.register(fs)
 	fs.StringVar(&server, "server", server, "the public listener's URL")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return 2
 	}
 	if f.list {
@@ -166,7 +169,7 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(resp.Body)
 	if f.output == "json" {
-		writeJSONOut(stdout, map[string]any{"url": url, "status": resp.StatusCode, "request_id": resp.Header.Get("X-Request-Id"), "answer": json.RawMessage(orNull(answer))})
+		cli.WriteJSON(stdout, map[string]any{"url": url, "status": resp.StatusCode, "request_id": resp.Header.Get("X-Request-Id"), "answer": json.RawMessage(orNull(answer))})
 	} else {
 		fmt.Fprintf(stdout, "%s %s\nrequest id: %s\n%s\n", resp.Proto, resp.Status, resp.Header.Get("X-Request-Id"), strings.TrimSpace(string(answer)))
 	}
@@ -196,12 +199,3 @@ func curlCommand(url string, signed samples.Signed) string {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-func writeJSONOut(w io.Writer, v any) int {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return 1
-	}
-	return 0
-}

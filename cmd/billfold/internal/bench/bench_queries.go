@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/braintree"
 	"github.com/billfold/billfold/ingest/samples"
@@ -212,7 +213,7 @@ func (b *benchRun) indexedSubscriptions() (int, error) {
 
 // waitIndexed waits until the query API's index holds want subscriptions.
 func (b *benchRun) waitIndexed(ctx context.Context, want int) error {
-	bar := newBar(want, "query index", b.stderr)
+	bar := cli.NewBar(want, "query index", b.stderr)
 	defer func() { _ = bar.Finish() }()
 	deadline := time.Now().Add(15 * time.Minute)
 	for {
@@ -394,7 +395,7 @@ func (s *subscriptionSet) add(t subscriptionTemplate, weight int) {
 // acknowledged in windows, so loading is bounded by the store, not by
 // round trips.
 func (s *subscriptionSet) load(ctx context.Context, b *benchRun, kv jetstream.KeyValue) error {
-	bar := newBar(s.n, "loading subscriptions", b.stderr)
+	bar := cli.NewBar(s.n, "loading subscriptions", b.stderr)
 	defer func() { _ = bar.Finish() }()
 	const window = 2000
 	for i := range s.n {

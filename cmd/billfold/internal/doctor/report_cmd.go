@@ -1,4 +1,4 @@
-package main
+package doctor
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 )
 
@@ -21,29 +22,29 @@ const (
 	doctorUnreachable = 2 // no report: the server is unreachable or refused (also bad flags)
 )
 
-func runDoctor(args []string, stdout, stderr io.Writer) int {
-	var f queryFlags
-	fs := newFlagSet("doctor", stderr)
-	f.register(fs)
+func Run(args []string, stdout, stderr io.Writer) int {
+	var f cli.Flags
+	fs := cli.NewFlagSet("doctor", stderr)
+	f.Register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: billfold doctor [--server URL] [-o table|json]\n\nA debug report of a running server; exit 0: no problems, 1: problems, 2: no report.")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return doctorUnreachable
 	}
-	body, err := adminGet(f.server, "/v1/doctor", nil)
+	body, err := cli.AdminGet(f.Server, "/v1/doctor", nil)
 	if err != nil {
 		return doctorFailed(stdout, f, err)
 	}
-	var rep doctorReport
+	var rep Report
 	if err := json.Unmarshal(body, &rep); err != nil {
 		return doctorFailed(stdout, f, fmt.Errorf("the answer is not a doctor report: %w", err))
 	}
-	if f.output == "json" {
+	if f.Output == "json" {
 		_, _ = stdout.Write(body)
 	} else {
-		printDoctor(stdout, f.server, rep)
+		printDoctor(stdout, f.Server, rep)
 	}
 	if len(rep.Problems) > 0 {
 		return doctorProblems
@@ -52,42 +53,42 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 }
 
 // doctorFailed reports that there is no report, and why.
-func doctorFailed(stdout io.Writer, f queryFlags, err error) int {
+func doctorFailed(stdout io.Writer, f cli.Flags, err error) int {
 	var p *problem
-	var ae *apiError
-	if errors.As(err, &ae) && ae.body.Code != "" {
-		q := newProblem(ae.body.Code, "%s", ae.body.Message)
-		if ae.body.Code == domain.CodeNotFound {
+	var ae *cli.APIError
+	if errors.As(err, &ae) && ae.Body.Code != "" {
+		q := newProblem(ae.Body.Code, "%s", ae.Body.Message)
+		if ae.Body.Code == domain.CodeNotFound {
 			q.Message = "this server has no /v1/doctor route: it is an older billfold"
 		}
 		p = &q
 	}
-	if f.output == "json" {
-		out := map[string]any{"server": f.server, "reachable": ae != nil, "error": err.Error()}
+	if f.Output == "json" {
+		out := map[string]any{"server": f.Server, "reachable": ae != nil, "error": err.Error()}
 		if p != nil {
 			out["problems"] = []problem{*p}
 		}
-		writeJSONOut(stdout, out)
+		cli.WriteJSON(stdout, out)
 		return doctorUnreachable
 	}
 	if p != nil {
-		fmt.Fprintf(stdout, "server      %s answered but gave no report\n", f.server)
+		fmt.Fprintf(stdout, "server      %s answered but gave no report\n", f.Server)
 		printProblems(stdout, []problem{*p})
 		return doctorUnreachable
 	}
-	fmt.Fprintf(stdout, "server      %s UNREACHABLE: %v\n            is billfold serve running, and is --server its admin listener (--admin-listen)?\n", f.server, err)
+	fmt.Fprintf(stdout, "server      %s UNREACHABLE: %v\n            is billfold serve running, and is --server its admin listener (--admin-listen)?\n", f.Server, err)
 	return doctorUnreachable
 }
 
 // printDoctor prints the report as sections of aligned tables.
-func printDoctor(w io.Writer, server string, r doctorReport) {
+func printDoctor(w io.Writer, server string, r Report) {
 	fmt.Fprintf(w, "billfold doctor  %s  %s\n\n", server, r.GeneratedAt.Format(time.RFC3339))
 	fmt.Fprintf(w, "server      reachable, billfold %s\n", r.Version)
 	conn := "connected"
 	if !r.NATS.Connected {
 		conn = "DISCONNECTED"
 	}
-	fmt.Fprintf(w, "nats        %s, %s to %s (nats-server %s)%s\n", r.NATS.Mode, conn, dash(r.NATS.ServerName), dash(r.NATS.ServerVersion), prefixed(", cluster ", r.NATS.Cluster))
+	fmt.Fprintf(w, "nats        %s, %s to %s (nats-server %s)%s\n", r.NATS.Mode, conn, cli.Dash(r.NATS.ServerName), cli.Dash(r.NATS.ServerVersion), prefixed(", cluster ", r.NATS.Cluster))
 	if r.Clock.Error != "" {
 		fmt.Fprintf(w, "clock       not measured: %s\n", r.Clock.Error)
 	} else {
@@ -115,7 +116,7 @@ func printDoctor(w io.Writer, server string, r doctorReport) {
 		if e.Misconfigured != "" {
 			flags = append(flags, string(e.Misconfigured))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Provider, e.Path, secret, dash(e.Tolerance), e.Livemode, dash(strings.Join(flags, ",")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Provider, e.Path, secret, cli.Dash(e.Tolerance), e.Livemode, cli.Dash(strings.Join(flags, ",")))
 	}
 	_ = tw.Flush()
 	if len(r.Endpoints) == 0 {
@@ -133,7 +134,7 @@ func printDoctor(w io.Writer, server string, r doctorReport) {
 		case !s.Healthy:
 			health = "DEGRADED"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.Name, s.Role, s.Messages, s.Bytes, s.Replicas, dash(s.Leader), health)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.Name, s.Role, s.Messages, s.Bytes, s.Replicas, cli.Dash(s.Leader), health)
 	}
 	_ = tw.Flush()
 
@@ -145,7 +146,7 @@ func printDoctor(w io.Writer, server string, r doctorReport) {
 		if p.Paused != nil {
 			paused = "by " + p.Paused.By + " since " + p.Paused.At.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", p.Name, dash(p.Bucket), p.Lag, p.DeadLetters, timeOrDash(p.LastAckedAt), paused)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", p.Name, cli.Dash(p.Bucket), p.Lag, p.DeadLetters, cli.TimeOrDash(p.LastAckedAt), paused)
 	}
 	_ = tw.Flush()
 
@@ -177,7 +178,7 @@ func printDoctor(w io.Writer, server string, r doctorReport) {
 		fmt.Fprintln(tw, "ENDPOINT\tRECEIVED\tEVENT\tTYPE\tOUTCOME\tSTATUS\tCODE")
 		for _, name := range slices.Sorted(maps.Keys(d.Last)) {
 			for _, l := range d.Last[name] {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, l.Received.Format(time.RFC3339), dash(l.EventID), dash(l.EventType), l.Outcome, l.Status, dash(string(l.Code)))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, l.Received.Format(time.RFC3339), cli.Dash(l.EventID), cli.Dash(l.EventType), l.Outcome, l.Status, cli.Dash(string(l.Code)))
 			}
 		}
 		_ = tw.Flush()
@@ -201,7 +202,7 @@ func printFailures(w io.Writer, groups []failureGroup) {
 	tw := table(w)
 	fmt.Fprintln(tw, "CODE\tCOUNT\tENDPOINTS\tLAST\tLIKELY CAUSE")
 	for _, g := range groups {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", g.Code, g.Count, countsText(g.Endpoints), g.LastAt.Format(time.RFC3339), dash(g.LikelyCause))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", g.Code, g.Count, countsText(g.Endpoints), g.LastAt.Format(time.RFC3339), cli.Dash(g.LikelyCause))
 	}
 	_ = tw.Flush()
 }
