@@ -2,6 +2,7 @@ package tools
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/schollz/progressbar/v3"
 
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
@@ -355,15 +358,15 @@ func Verify(args []string, stdout, stderr io.Writer) int {
 	f.Register(fs)
 	fs.StringVar(&projection, "projection", "all", "customers, subscriptions, orders, wallets or all (comma-separated)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: billfold verify [--projection P] [flags]\n\nFolds the journal afresh and compares every record with the live projections;\nexits 0 when they are identical, 1 when any record differs.")
+		fmt.Fprintln(stderr, "usage: billfold verify [--projection P] [flags]\n\nFolds the journal afresh (a job on the server, followed to its end) and compares\nevery record with the live projections;\nexits 0 when they are identical, 1 when any record differs.")
 		fs.PrintDefaults()
 	}
 	if pos, err := cli.ParseInterleaved(fs, args); err != nil || len(pos) > 0 {
 		fs.Usage()
 		return 2
 	}
-	var rep projections.VerifyReport
-	if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/verify", url.Values{"projection": {projection}}, nil, &rep); err != nil {
+	rep, err := runVerification(f.Server, projection, stderr)
+	if err != nil {
 		return cli.Fail(stderr, "verify", err)
 	}
 	if f.Output == "json" {
@@ -389,6 +392,40 @@ func Verify(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "identical to a clean fold of the journal up to sequence %d\n", rep.JournalHead)
 	return 0
+}
+
+// runVerification starts a verification job (a read: it sends the API
+// token) and follows it to its end with a progress bar on a terminal, so
+// a journal too large to fold within one request is verified all the same.
+func runVerification(server, projection string, stderr io.Writer) (projections.VerifyReport, error) {
+	b, err := cli.AdminRequest(server, os.Getenv("BILLFOLD_API_TOKEN"), http.MethodPost, "/v1/verifications", url.Values{"projection": {projection}}, nil)
+	var job projections.VerifyJob
+	if err == nil {
+		err = json.Unmarshal(b, &job)
+	}
+	if err != nil {
+		return projections.VerifyReport{}, err
+	}
+	var bar *progressbar.ProgressBar
+	for job.Status == projections.VerifyRunning {
+		time.Sleep(200 * time.Millisecond)
+		if err := cli.AdminJSON(server, http.MethodGet, "/v1/verifications/"+job.ID, nil, nil, &job); err != nil {
+			return projections.VerifyReport{}, err
+		}
+		if bar == nil && job.JournalHead > 0 {
+			bar = cli.NewBar(int(job.JournalHead), "verify: folding the journal", stderr)
+		}
+		if bar != nil {
+			_ = bar.Set64(int64(job.Folded))
+		}
+	}
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	if job.Status != projections.VerifyDone || job.Report == nil {
+		return projections.VerifyReport{}, &cli.APIError{Status: http.StatusOK, Body: projections.APIError{Error: "failed", Code: job.Code, Message: job.Message}}
+	}
+	return *job.Report, nil
 }
 
 // ---------------------------------------------------------------------------
