@@ -1,0 +1,186 @@
+package projections
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/index"
+)
+
+// Lists.
+
+// SubscriptionFilter selects subscriptions; empty fields match all.
+type SubscriptionFilter struct {
+	State    domain.LifecycleState
+	Provider string
+	Customer string
+	// Account is a Stripe Connect account: only its records. The index
+	// does not know accounts, so it filters the pages the other fields
+	// chose: a page may hold fewer than its limit, or none, and still
+	// have a next cursor.
+	Account string
+}
+
+// Page is one page of a list.
+type Page struct {
+	Items      []json.RawMessage `json:"items"`
+	NextCursor string            `json:"next_cursor,omitempty"`
+}
+
+// ParseLimit validates a limit parameter: 1 to MaxListLimit, "" for
+// DefaultListLimit.
+func ParseLimit(s string) (int, error) {
+	if s == "" {
+		return DefaultListLimit, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxListLimit {
+		return 0, domain.Errorf(domain.CodeBadRequest, "limit %q: want an integer from 1 to %d", s, MaxListLimit)
+	}
+	return n, nil
+}
+
+// encodeCursor and decodeCursor: a cursor is the position of the last
+// record of a page, opaque to callers (base64url).
+func encodeCursor(p index.Position) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(p.Provider + "\n" + p.ID))
+}
+
+func decodeCursor(s string) (*index.Position, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	provider, id, ok := strings.Cut(string(b), "\n")
+	if err != nil || !ok || id == "" {
+		return nil, domain.Errorf(domain.CodeBadRequest, "cursor %q is not a cursor this API returned", s)
+	}
+	return &index.Position{Provider: provider, ID: id}, nil
+}
+
+// ValidateFilter checks a filter's state.
+func ValidateFilter(f SubscriptionFilter) error {
+	if f.State != "" && !f.State.Valid() {
+		names := make([]string, len(domain.LifecycleStates))
+		for i, s := range domain.LifecycleStates {
+			names[i] = string(s)
+		}
+		return domain.Errorf(domain.CodeBadRequest, "state %q: want one of %s", f.State, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// ListSubscriptions returns the page of subscriptions matching f after
+// cursor, at most limit, in (provider, id) order. The page is chosen by
+// the index; records that changed since so that they no longer match are
+// left out of it, so a page may hold fewer than limit.
+func (q *Query) ListSubscriptions(ctx context.Context, f SubscriptionFilter, limit int, cursor string) (Page, error) {
+	if err := ValidateFilter(f); err != nil {
+		return Page{}, err
+	}
+	if limit < 1 || limit > MaxListLimit {
+		return Page{}, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", limit, MaxListLimit)
+	}
+	after, err := decodeCursor(cursor)
+	if err != nil {
+		return Page{}, err
+	}
+	v, err := q.loadedView(ctx)
+	if err != nil {
+		return Page{}, err
+	}
+	entries, more := v.subs.List(index.Filter{State: f.State, Provider: f.Provider, Customer: f.Customer}, limit, after)
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = subscriptionKey(e)
+	}
+	records, err := v.readMany(ctx, domain.ProjectionSubscriptions, keys)
+	if err != nil {
+		return Page{}, err
+	}
+	page := Page{Items: make([]json.RawMessage, 0, len(records))}
+	for _, r := range records {
+		var s struct {
+			State    domain.LifecycleState `json:"state"`
+			Provider string                `json:"provider"`
+			Customer string                `json:"customer_id"`
+			Account  string                `json:"account"`
+		}
+		if json.Unmarshal(r, &s) != nil ||
+			(f.State != "" && s.State != f.State) || (f.Provider != "" && s.Provider != f.Provider) || (f.Customer != "" && s.Customer != f.Customer) ||
+			(f.Account != "" && s.Account != f.Account) {
+			continue
+		}
+		page.Items = append(page.Items, r)
+	}
+	if more && len(entries) > 0 {
+		page.NextCursor = encodeCursor(entries[len(entries)-1].Pos())
+	}
+	return page, nil
+}
+
+// Counts returns the number of subscriptions in each lifecycle state,
+// every state present.
+func (q *Query) Counts(ctx context.Context) (map[domain.LifecycleState]int, error) {
+	v, err := q.loadedView(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return v.subs.Counts(), nil
+}
+
+// CustomerSubscriptions returns the subscriptions of a customer and of
+// every identity linked to it (sharing a link, transitively: a Stripe
+// customer whose metadata names user_1 and the Clerk user user_1), in
+// (provider, id) order.
+func (q *Query) CustomerSubscriptions(ctx context.Context, provider, id string) (Page, error) {
+	v, err := q.loadedView(ctx)
+	if err != nil {
+		return Page{}, err
+	}
+	group, known := v.people.identities(ident{provider, id})
+	customers := make([]index.Customer, len(group))
+	for i, c := range group {
+		customers[i] = index.Customer{Provider: c.provider, ID: c.id}
+	}
+	var keys []string
+	for _, e := range v.subs.OfCustomers(customers) {
+		keys = append(keys, subscriptionKey(e))
+	}
+	return v.customerPage(ctx, domain.ProjectionSubscriptions, keys, known, provider, id)
+}
+
+// CustomerOrders returns the orders of a customer and of every identity
+// linked to it, and the orders whose own links are among theirs, in
+// (provider, id) order.
+func (q *Query) CustomerOrders(ctx context.Context, provider, id string) (Page, error) {
+	v, err := q.loadedView(ctx)
+	if err != nil {
+		return Page{}, err
+	}
+	group, known := v.people.identities(ident{provider, id})
+	return v.customerPage(ctx, domain.ProjectionOrders, v.people.ordersOf(group), known, provider, id)
+}
+
+// subscriptionKey is the store key of an indexed subscription.
+func subscriptionKey(s index.Subscription) string {
+	return domain.RecordKey(domain.KindSubscription, s.Key)
+}
+
+func (v *queryView) customerPage(ctx context.Context, projection string, keys []string, known bool, provider, id string) (Page, error) {
+	if !known && len(keys) == 0 {
+		return Page{}, domain.Errorf(domain.CodeNotFound, "no customer %s/%s", provider, id)
+	}
+	records, err := v.readMany(ctx, projection, keys)
+	if err != nil {
+		return Page{}, err
+	}
+	if records == nil {
+		records = []json.RawMessage{}
+	}
+	return Page{Items: records}, nil
+}
