@@ -102,26 +102,35 @@ func listSamples(w io.Writer) {
 	}
 }
 
-// Sign is `billfold sign` with its arguments; it returns the exit code.
-func Sign(args []string, stdout, stderr io.Writer) int {
-	var f signFlags
+// signedDelivery parses the flags sign and send share and signs the
+// delivery they describe, with the URL it goes to. When ok is false the
+// command is done (--list, or a bad flag or sample) with exit code code.
+func signedDelivery(cmd, serverUsage string, args []string, stdout, stderr io.Writer) (f signFlags, url string, signed samples.Signed, code int, ok bool) {
 	server := "http://127.0.0.1:8080"
-	fs := cli.NewFlagSet("sign", stderr)
+	fs := cli.NewFlagSet(cmd, stderr)
 	f.register(fs)
-	fs.StringVar(&server, "server", server, "public listener URL used in the printed curl command")
+	fs.StringVar(&server, "server", server, serverUsage)
 	if err := cli.ParseFlags(fs, args); err != nil {
-		return 2
+		return f, "", signed, 2, false
 	}
 	if f.list {
 		listSamples(stdout)
-		return 0
+		return f, "", signed, 0, false
 	}
 	signed, err := f.build()
 	if err != nil {
-		fmt.Fprintln(stderr, "billfold sign:", err)
-		return 1
+		fmt.Fprintf(stderr, "billfold %s: %v\n", cmd, err)
+		return f, "", signed, 1, false
 	}
-	url := strings.TrimRight(server, "/") + "/webhooks/" + f.endpointName()
+	return f, strings.TrimRight(server, "/") + "/webhooks/" + f.endpointName(), signed, 0, true
+}
+
+// Sign is `billfold sign` with its arguments; it returns the exit code.
+func Sign(args []string, stdout, stderr io.Writer) int {
+	f, url, signed, code, ok := signedDelivery("sign", "public listener URL used in the printed curl command", args, stdout, stderr)
+	if !ok {
+		return code
+	}
 	curl := curlCommand(url, signed)
 	if f.output == "json" {
 		return cli.WriteJSON(stdout, map[string]any{"url": url, "headers": signed.Headers, "body": string(signed.Body), "curl": curl})
@@ -135,24 +144,10 @@ func Sign(args []string, stdout, stderr io.Writer) int {
 
 // Send is `billfold send` with its arguments; it returns the exit code.
 func Send(args []string, stdout, stderr io.Writer) int {
-	var f signFlags
-	server := "http://127.0.0.1:8080"
-	fs := cli.NewFlagSet("send", stderr)
-	f.register(fs)
-	fs.StringVar(&server, "server", server, "the public listener's URL")
-	if err := cli.ParseFlags(fs, args); err != nil {
-		return 2
+	f, url, signed, code, ok := signedDelivery("send", "the public listener's URL", args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	if f.list {
-		listSamples(stdout)
-		return 0
-	}
-	signed, err := f.build()
-	if err != nil {
-		fmt.Fprintln(stderr, "billfold send:", err)
-		return 1
-	}
-	url := strings.TrimRight(server, "/") + "/webhooks/" + f.endpointName()
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(signed.Body))
 	if err != nil {
 		fmt.Fprintln(stderr, "billfold send:", err)
