@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -58,36 +59,62 @@ func (b *burst) flush() {
 	if len(b.writes) == 0 {
 		return
 	}
-	futures := make([]jetstream.PubAckFuture, len(b.writes))
+	msgs := make([]*nats.Msg, len(b.writes))
 	for i, w := range b.writes {
-		paf, err := b.store.js.PublishMsgAsync(b.store.writeMsg(w.key, w.value, w.cause), jetstream.WithExpectLastSequencePerSubject(w.revision))
-		if err != nil {
-			b.fail(w, err)
-			continue
-		}
-		futures[i] = paf
+		msgs[i] = b.store.writeMsg(w.key, w.value, w.cause, w.revision)
 	}
-	timeout := time.NewTimer(burstAckTimeout)
-	defer timeout.Stop()
-	for i, paf := range futures {
-		if paf == nil {
-			continue
-		}
-		w := b.writes[i]
-		select {
-		case ack := <-paf.Ok():
+	errs := publishAsync(b.ctx, b.store.js, msgs,
+		func(i int) []jetstream.PublishOpt {
+			return []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(b.writes[i].revision)}
+		},
+		func(i int, ack *jetstream.PubAck) {
+			w := b.writes[i]
 			b.store.remember(w.key, cached{value: w.value, revision: ack.Sequence})
-		case err := <-paf.Err():
-			b.fail(w, err)
-		case <-timeout.C:
-			b.fail(w, errors.New("no PubAck within "+burstAckTimeout.String()))
-			timeout.Reset(0) // the rest are no better off
-		case <-b.ctx.Done():
-			b.fail(w, b.ctx.Err())
+		})
+	for i, err := range errs {
+		if err != nil {
+			b.fail(b.writes[i], err)
 		}
 	}
 	b.writes = b.writes[:0]
 	clear(b.keys)
+}
+
+// publishAsync publishes msgs without waiting for each PubAck (JetStream's
+// asynchronous publish), then waits for all of them, at most
+// burstAckTimeout together. opts, when not nil, are each message's publish
+// options; stored, when not nil, is called with each stored message's ack.
+// It returns, per message, nil when it was stored, or why not.
+func publishAsync(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, opts func(i int) []jetstream.PublishOpt, stored func(i int, ack *jetstream.PubAck)) []error {
+	errs := make([]error, len(msgs))
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		var o []jetstream.PublishOpt
+		if opts != nil {
+			o = opts(i)
+		}
+		futures[i], errs[i] = js.PublishMsgAsync(m, o...)
+	}
+	timeout := time.NewTimer(burstAckTimeout)
+	defer timeout.Stop()
+	for i, paf := range futures {
+		if errs[i] != nil {
+			continue
+		}
+		select {
+		case ack := <-paf.Ok():
+			if stored != nil {
+				stored(i, ack)
+			}
+		case errs[i] = <-paf.Err():
+		case <-timeout.C:
+			errs[i] = errors.New("no PubAck within " + burstAckTimeout.String())
+			timeout.Reset(0) // the rest are no better off
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		}
+	}
+	return errs
 }
 
 func (b *burst) fail(w burstWrite, err error) {

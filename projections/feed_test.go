@@ -440,3 +440,30 @@ func TestChangeFeedCarriesAccount(t *testing.T) {
 		assert.Equal(t, want, rec.Account, id)
 	}
 }
+
+// Several billfold processes relay the same projections: the relay
+// consumer is pinned to one of them at a time, and a process that stops
+// hands over to another, without a version repeated, missed or out of
+// order on the feed.
+func TestChangeFeedInOrderAcrossProcesses(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	require.NoError(t, ingest.EnsureStreams(context.Background(), js, ingest.StreamOptions{Replicas: 1}))
+	j := ingest.NewJournal(nc, js)
+	_, stopFirst := feedEngine(t, js)
+	second, _ := feedEngine(t, js)
+
+	base := time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
+	statuses := []string{"trialing", "active", "past_due", "active"}
+	for i := range 120 {
+		if i == 60 {
+			stopFirst()
+		}
+		c := i % 6
+		stripeEvent(t, j, samples.Stripe{EventID: fmt.Sprintf("evt_many_%d", i), Type: "customer.subscription.updated",
+			Created: base.Add(time.Duration(i) * time.Minute), CustomerID: fmt.Sprintf("cus_many_%d", c),
+			SubscriptionID: fmt.Sprintf("sub_many_%d", c), Status: statuses[(i/6)%len(statuses)]})
+	}
+	waitCaughtUp(t, second)
+	waitRelayed(t, js)
+	assert.Equal(t, 120, checkChanges(t, js), "one change per event")
+}

@@ -167,9 +167,9 @@ func consume(ctx context.Context, c jetstream.Consumer, batch int, handle func(j
 // consumeBatches is consume handing over, at once, up to batch messages
 // that have already arrived: a batch never waits for messages still to
 // come, so a quiet stream is folded event by event.
-func consumeBatches(ctx context.Context, c jetstream.Consumer, batch int, handle func([]jetstream.Msg) error) error {
+func consumeBatches(ctx context.Context, c jetstream.Consumer, batch int, handle func([]jetstream.Msg) error, opts ...jetstream.PullMessagesOpt) error {
 	for {
-		err := consumeOnce(ctx, c, batch, handle)
+		err := consumeOnce(ctx, c, batch, handle, opts)
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() != nil {
 			return err
 		}
@@ -180,8 +180,8 @@ func consumeBatches(ctx context.Context, c jetstream.Consumer, batch int, handle
 // already hold: long enough to take what is buffered.
 const drainWait = 100 * time.Microsecond
 
-func consumeOnce(ctx context.Context, c jetstream.Consumer, batch int, handle func([]jetstream.Msg) error) error {
-	it, err := c.Messages(jetstream.PullMaxMessages(batch), jetstream.PullHeartbeat(pullHeartbeat))
+func consumeOnce(ctx context.Context, c jetstream.Consumer, batch int, handle func([]jetstream.Msg) error, opts []jetstream.PullMessagesOpt) error {
+	it, err := c.Messages(append([]jetstream.PullMessagesOpt{jetstream.PullMaxMessages(batch), jetstream.PullHeartbeat(pullHeartbeat)}, opts...)...)
 	if err != nil {
 		return err
 	}

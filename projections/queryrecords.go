@@ -9,7 +9,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -208,16 +207,40 @@ func latestValues(ctx context.Context, nc *nats.Conn, bucket string, keys []stri
 // has one (a value, or a delete or purge marker) and its revision, in one
 // direct get request; see LatestValues.
 func latestEntries(ctx context.Context, nc *nats.Conn, bucket string, keys []string, found func(key string, value []byte, revision uint64, deleted bool)) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
 	prefix := "$KV." + bucket + "."
 	subjects := make([]string, len(keys))
 	for i, k := range keys {
 		subjects[i] = prefix + k
 	}
+	return lastMessages(ctx, nc, domain.BucketStream(bucket), subjects, func(subject string, msg *nats.Msg) {
+		rev, _ := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+		// A delete or purge marker: the key is gone.
+		found(subject[len(prefix):], msg.Data, rev, msg.Header.Get("KV-Operation") != "")
+	})
+}
+
+// lastMessages calls found with the last message of each of subjects in
+// stream that has one, in one direct get request per directBatch subjects
+// (JetStream's "multi_last").
+func lastMessages(ctx context.Context, nc *nats.Conn, stream string, subjects []string, found func(subject string, msg *nats.Msg)) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	asked := make(map[string]bool, len(subjects))
+	for _, s := range subjects {
+		asked[s] = true
+	}
+	for chunk := range slices.Chunk(slices.Sorted(maps.Keys(asked)), directBatch) {
+		if err := lastMessagesOnce(ctx, nc, stream, chunk, asked, found); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func lastMessagesOnce(ctx context.Context, nc *nats.Conn, stream string, subjects []string, asked map[string]bool, found func(subject string, msg *nats.Msg)) error {
 	req, err := json.Marshal(struct {
 		MultiLast []string `json:"multi_last"`
 		Batch     int      `json:"batch"`
@@ -231,7 +254,7 @@ func latestEntries(ctx context.Context, nc *nats.Conn, bucket string, keys []str
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+domain.BucketStream(bucket), inbox, req); err != nil {
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
 		return err
 	}
 	for {
@@ -242,18 +265,16 @@ func latestEntries(ctx context.Context, nc *nats.Conn, bucket string, keys []str
 		switch status := msg.Header.Get("Status"); {
 		case status == "204": // end of batch
 			return nil
-		case status == "404" && msg.Header.Get("Description") == "No Results": // none of the keys exists
+		case status == "404" && msg.Header.Get("Description") == "No Results": // none of the subjects has one
 			return nil
 		case status != "":
 			return fmt.Errorf("direct get: %s %s", status, msg.Header.Get("Description"))
 		}
 		subject := msg.Header.Get(jetstream.SubjectHeader)
-		if !strings.HasPrefix(subject, prefix) {
+		if !asked[subject] {
 			return fmt.Errorf("direct get: answer for %q", subject)
 		}
-		rev, _ := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
-		// A delete or purge marker: the key is gone.
-		found(subject[len(prefix):], msg.Data, rev, msg.Header.Get("KV-Operation") != "")
+		found(subject, msg)
 	}
 }
 

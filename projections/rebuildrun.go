@@ -179,7 +179,7 @@ func (rs *Rebuilds) writeRecords(ctx context.Context, s *Store, records foldedRe
 	}
 	for _, key := range keys {
 		r := records[key]
-		f, err := rs.js.PublishMsgAsync(s.writeMsg(key, r.value, r.cause))
+		f, err := rs.js.PublishMsgAsync(s.writeMsg(key, r.value, r.cause, 0))
 		if err != nil {
 			return domain.Wrap(domain.CodeStoreUnavailable, err, "write "+s.Bucket())
 		}

@@ -150,14 +150,22 @@ const (
 	HeaderEventID         = "Billfold-Event-Id"
 	HeaderEventType       = "Billfold-Event-Type"
 	HeaderJournalSequence = "Billfold-Journal-Sequence"
+	// HeaderPreviousRevision, on a write that replaces a stored value, is
+	// the revision it replaced: the change feed relay publishes a write
+	// only after the one before it (Relay).
+	HeaderPreviousRevision = "Billfold-Previous-Revision"
 )
 
-// writeMsg is the KV message that stores value under key with cause.
-func (s *Store) writeMsg(key string, value []byte, cause Cause) *nats.Msg {
+// writeMsg is the KV message that stores value under key with cause, in
+// place of revision (0: a new key).
+func (s *Store) writeMsg(key string, value []byte, cause Cause, revision uint64) *nats.Msg {
 	msg := &nats.Msg{Subject: "$KV." + s.kv.Bucket() + "." + key, Header: nats.Header{}, Data: value}
 	msg.Header.Set(HeaderEventID, cause.EventID)
 	msg.Header.Set(HeaderEventType, cause.EventType)
 	msg.Header.Set(HeaderJournalSequence, strconv.FormatUint(cause.Sequence, 10))
+	if revision > 0 {
+		msg.Header.Set(HeaderPreviousRevision, strconv.FormatUint(revision, 10))
+	}
 	return msg
 }
 
@@ -167,7 +175,7 @@ func (s *Store) writeMsg(key string, value []byte, cause Cause) *nats.Msg {
 // Nats-Expected-Last-Subject-Sequence), plus the headers. On a lost race it
 // forgets the cached record and returns errConflict.
 func (s *Store) put(ctx context.Context, key string, value []byte, revision uint64, cause Cause) error {
-	ack, err := s.js.PublishMsg(ctx, s.writeMsg(key, value, cause), jetstream.WithExpectLastSequencePerSubject(revision))
+	ack, err := s.js.PublishMsg(ctx, s.writeMsg(key, value, cause, revision), jetstream.WithExpectLastSequencePerSubject(revision))
 	if wrongLastSequence(err) {
 		s.forget(key)
 		return errConflict
