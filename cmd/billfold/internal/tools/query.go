@@ -244,7 +244,12 @@ func printRecord(w io.Writer, kind string, body []byte) error {
 		meta(r.RecordMeta)
 		for _, e := range r.Entries {
 			held := ""
-			if e.Held {
+			switch {
+			case e.HeldReason == domain.HeldIdentityMismatch:
+				held = fmt.Sprintf(" (held: %s, customer %s linked to %s)", e.HeldReason, e.CustomerID, strings.Join(e.CustomerUsers, ", "))
+			case e.HeldReason != "":
+				held = " (held: " + e.HeldReason + ")"
+			case e.Held:
 				held = " (held)"
 			}
 			row("entry", fmt.Sprintf("%+d %s %s%s", e.Amount, e.Reason, e.Reference, held))
