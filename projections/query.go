@@ -50,6 +50,9 @@ type queryView struct {
 	people    *linkIndex
 	pending   sync.WaitGroup
 	loaded    chan struct{}
+
+	// customerList and orderList list customers and orders (accountlists.go).
+	customerList, orderList *recordList
 }
 
 // kindProjection maps a record kind to its projection.
@@ -89,7 +92,8 @@ func (q *Query) newView() *queryView {
 	for _, name := range q.engine.Projections() {
 		stores[name] = q.engine.Store(name)
 	}
-	return &queryView{stores: stores, userIDKey: q.userIDKey, subs: index.NewSubscriptions(), people: newLinkIndex(), loaded: make(chan struct{})}
+	return &queryView{stores: stores, userIDKey: q.userIDKey, subs: index.NewSubscriptions(), people: newLinkIndex(), loaded: make(chan struct{}),
+		customerList: newRecordList(), orderList: newRecordList()}
 }
 
 // sameGenerations reports whether v reads the stores the engine has now.
@@ -154,8 +158,9 @@ func (v *queryView) run(ctx context.Context) {
 	// The initial values are sorted into the subscriptions index at once
 	// when every bucket has delivered them, before any list reads it.
 	v.subs.StartLoad()
+	v.startListLoad()
 	v.pending.Add(len(watch))
-	go func() { v.pending.Wait(); v.subs.FinishLoad(); close(v.loaded) }()
+	go func() { v.pending.Wait(); v.subs.FinishLoad(); v.finishListLoad(); close(v.loaded) }()
 	for _, w := range watch {
 		store := v.stores[w.projection]
 		if store == nil {
@@ -295,6 +300,7 @@ func (v *queryView) applySubscription(_ string, id uuid.UUID, value []byte) {
 }
 
 func (v *queryView) applyCustomer(_ string, id uuid.UUID, value []byte) {
+	v.customerList.apply(id, value)
 	r, ok := decodeIndexed(value)
 	if !ok {
 		v.people.removeCustomer(id)
@@ -309,6 +315,7 @@ func (v *queryView) applyCustomer(_ string, id uuid.UUID, value []byte) {
 }
 
 func (v *queryView) applyOrder(_ string, id uuid.UUID, value []byte) {
+	v.orderList.apply(id, value)
 	r, ok := decodeIndexed(value)
 	if !ok {
 		v.people.removeOrder(id)
