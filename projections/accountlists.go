@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/looplab/eventhorizon/uuid"
-	"github.com/tidwall/gjson"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/index"
@@ -33,15 +32,14 @@ type recordList struct{ x *index.Subscriptions }
 
 func newRecordList() *recordList { return &recordList{x: index.NewSubscriptions()} }
 
-// apply puts the stored value of the record under key id, or removes it
-// when value is nil (a deletion) or holds no record.
-func (l *recordList) apply(id uuid.UUID, value []byte) {
-	f := gjson.GetManyBytes(value, "record.provider", "record.id", "record.account")
-	if value == nil || f[1].String() == "" {
+// apply puts the record r under key id, or removes it when the stored
+// value holds none (ok false: a deletion).
+func (l *recordList) apply(id uuid.UUID, r *indexedRecord, ok bool) {
+	if !ok {
 		l.x.Delete(id)
 		return
 	}
-	l.x.Put(index.Subscription{Key: id, Provider: f[0].String(), ID: f[1].String(), Customer: f[2].String()})
+	l.x.Put(index.Subscription{Key: id, Provider: r.Record.Provider, ID: r.Record.ID, Customer: r.Record.Account})
 }
 
 // startListLoad and finishListLoad bracket the initial load of the

@@ -257,6 +257,7 @@ type indexedRecord struct {
 		State      string        `json:"state"`
 		Links      []domain.Link `json:"links"`
 		Deleted    bool          `json:"deleted"`
+		Account    string        `json:"account"`
 	} `json:"record"`
 }
 
@@ -276,10 +277,10 @@ func decodeIndexed(value []byte) (*indexedRecord, bool) {
 	if !rec.IsObject() {
 		return nil, false
 	}
-	f := gjson.GetMany(rec.Raw, "provider", "id", "customer_id", "state", "links", "deleted")
+	f := gjson.GetMany(rec.Raw, "provider", "id", "customer_id", "state", "links", "deleted", "account")
 	var r indexedRecord
 	r.Record.Provider, r.Record.ID, r.Record.CustomerID, r.Record.State = f[0].String(), f[1].String(), f[2].String(), f[3].String()
-	r.Record.Deleted = f[5].Bool()
+	r.Record.Deleted, r.Record.Account = f[5].Bool(), f[6].String()
 	if f[4].IsArray() && json.Unmarshal([]byte(f[4].Raw), &r.Record.Links) != nil {
 		return nil, false
 	}
@@ -300,8 +301,8 @@ func (v *queryView) applySubscription(_ string, id uuid.UUID, value []byte) {
 }
 
 func (v *queryView) applyCustomer(_ string, id uuid.UUID, value []byte) {
-	v.customerList.apply(id, value)
 	r, ok := decodeIndexed(value)
+	v.customerList.apply(id, r, ok)
 	if !ok {
 		v.people.removeCustomer(id)
 		return
@@ -315,8 +316,8 @@ func (v *queryView) applyCustomer(_ string, id uuid.UUID, value []byte) {
 }
 
 func (v *queryView) applyOrder(_ string, id uuid.UUID, value []byte) {
-	v.orderList.apply(id, value)
 	r, ok := decodeIndexed(value)
+	v.orderList.apply(id, r, ok)
 	if !ok {
 		v.people.removeOrder(id)
 		return
