@@ -258,6 +258,7 @@ type indexedRecord struct {
 		Links      []domain.Link `json:"links"`
 		Deleted    bool          `json:"deleted"`
 		Account    string        `json:"account"`
+		Email      string        `json:"email"`
 	} `json:"record"`
 }
 
@@ -277,10 +278,10 @@ func decodeIndexed(value []byte) (*indexedRecord, bool) {
 	if !rec.IsObject() {
 		return nil, false
 	}
-	f := gjson.GetMany(rec.Raw, "provider", "id", "customer_id", "state", "links", "deleted", "account")
+	f := gjson.GetMany(rec.Raw, "provider", "id", "customer_id", "state", "links", "deleted", "account", "email")
 	var r indexedRecord
 	r.Record.Provider, r.Record.ID, r.Record.CustomerID, r.Record.State = f[0].String(), f[1].String(), f[2].String(), f[3].String()
-	r.Record.Deleted, r.Record.Account = f[5].Bool(), f[6].String()
+	r.Record.Deleted, r.Record.Account, r.Record.Email = f[5].Bool(), f[6].String(), f[7].String()
 	if f[4].IsArray() && json.Unmarshal([]byte(f[4].Raw), &r.Record.Links) != nil {
 		return nil, false
 	}
@@ -309,8 +310,12 @@ func (v *queryView) applyCustomer(_ string, id uuid.UUID, value []byte) {
 	}
 	links := slices.Clone(r.Record.Links)
 	if domain.Provider(r.Record.Provider) == domain.Clerk {
-		// A Clerk user is the billfold user its id names.
+		// A Clerk user is the billfold user its id names, and the person
+		// its primary email names (a Braintree customer links by email).
 		links = append(links, domain.Link{Kind: v.userIDKey, Value: r.Record.ID})
+		if r.Record.Email != "" {
+			links = append(links, domain.Link{Kind: reducers.LinkEmail, Value: strings.ToLower(r.Record.Email)})
+		}
 	}
 	v.people.upsertCustomer(id, ident{r.Record.Provider, r.Record.ID}, links)
 }
