@@ -228,6 +228,13 @@ func FuzzDecode(f *testing.F) {
 		assert.Equal(t, time.UTC, n.Timestamp.Location())
 		if n.Subscription != nil {
 			assert.Equal(t, n.Subscription.ID, n.SubjectID)
+			for _, tx := range n.Subscription.Transactions {
+				assert.LessOrEqual(t, len(tx.CustomFields), 64, "custom fields are bounded")
+				for k, v := range tx.CustomFields {
+					assert.Equal(t, strings.ReplaceAll(strings.ToLower(k), "-", "_"), k, "custom field names as the API spells them")
+					assert.NotEmpty(t, v)
+				}
+			}
 		}
 	})
 }
