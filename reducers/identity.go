@@ -142,10 +142,10 @@ func (o overlay) Get(key string) ([]byte, error) {
 }
 
 // updateIdentity reads a customer's identity entry, changes it, and
-// copies its links into every wallet it lists (also when the entry itself
-// is unchanged: the process may have stopped between the writes). It
-// returns the changed entries and the identity as changed.
-func (w Wallets) updateIdentity(records Lookup, customer string, change func(*identityEntry)) (Changes, identityEntry, error) {
+// copies its links into every wallet it lists but except's (also when the
+// entry itself is unchanged: the process may have stopped between the
+// writes). It returns the changed entries and the identity as changed.
+func (w Wallets) updateIdentity(records Lookup, customer, except string, change func(*identityEntry)) (Changes, identityEntry, error) {
 	key := identityKey(customer)
 	var e identityEntry
 	raw, err := records.Get(key)
@@ -164,6 +164,9 @@ func (w Wallets) updateIdentity(records Lookup, customer string, change func(*id
 		changes[key] = b
 	}
 	for _, user := range e.Wallets {
+		if user == except {
+			continue // its caller writes that wallet with the identity
+		}
 		c, err := w.updateWallet(overlay{records, changes}, user, func(wm *walletMerge, meta *domain.RecordMeta) {
 			wm.takeIdentity(meta, e)
 		})
@@ -199,7 +202,7 @@ func (w Wallets) applyCustomer(ev *domain.Envelope, records Lookup) (Changes, er
 		return nil, domain.Errorf(domain.CodeReducerDecode, "Stripe %s %s: customer has no id", ev.EventType, ev.EventID)
 	}
 	v := stampedValue{Stamp: stampOf(ev, customerRanks[ev.EventType]), Value: cus.Metadata[w.o.UserIDKey]}
-	changes, _, err := w.updateIdentity(records, cus.ID, func(ie *identityEntry) {
+	changes, _, err := w.updateIdentity(records, cus.ID, "", func(ie *identityEntry) {
 		var meta domain.RecordMeta
 		ie.Folded.add(&meta, ev)
 		offerValue(&ie.Claims.Stripe, v)
@@ -225,7 +228,7 @@ func (w Wallets) pushClerkClaims(records Lookup, user string) (Changes, error) {
 	}
 	changes := Changes{}
 	for _, customer := range slices.Sorted(maps.Keys(s.Merge.Named)) {
-		c, _, err := w.updateIdentity(overlay{records, changes}, customer, func(ie *identityEntry) {
+		c, _, err := w.updateIdentity(overlay{records, changes}, customer, "", func(ie *identityEntry) {
 			ie.Folded.union(&domain.RecordMeta{}, s.Merge.ClaimEvents)
 			ie.Claims.offerClerk(user, stampedClaim{Stamp: reg.Stamp, Claims: reg.Value == customer})
 		})

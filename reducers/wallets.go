@@ -181,7 +181,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	// the process may have stopped between the writes.
 	var identity *identityEntry
 	if credited.Customer != "" {
-		c, e, err := w.updateIdentity(records, credited.Customer, func(e *identityEntry) { listWallet(e, credited.UserID) })
+		c, e, err := w.updateIdentity(records, credited.Customer, credited.UserID, func(e *identityEntry) { listWallet(e, credited.UserID) })
 		if err != nil {
 			return nil, err
 		}
