@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/looplab/eventhorizon/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -214,4 +215,33 @@ func TestConnectedAccountListsFromTheFold(t *testing.T) {
 	assert.Equal(t, []subID{{"stripe", "cus_conn"}}, pageRecords(t, q.ListCustomers, RecordFilter{Account: "acct_1Fold"}, 10))
 	assert.Equal(t, []subID{{"stripe", "pi_conn"}}, pageRecords(t, q.ListOrders, RecordFilter{Account: "acct_1Fold"}, 10))
 	assert.Empty(t, pageRecords(t, q.ListOrders, RecordFilter{Account: "acct_2Other"}, 10))
+}
+
+// BenchmarkAccountListPage chooses a first page of 100 from a list of
+// 1,000,000 customers: of one Connect account among 100 (10,000 records
+// each, half of the list), and of the whole list.
+func BenchmarkAccountListPage(b *testing.B) {
+	l := newRecordList()
+	l.x.StartLoad()
+	for i := range 1_000_000 {
+		r := &indexedRecord{}
+		r.Record.Provider, r.Record.ID = "stripe", fmt.Sprintf("cus_%07d", i)
+		if i%2 == 0 {
+			r.Record.Account = fmt.Sprintf("acct_%03d", i%200/2)
+		}
+		l.apply(uuid.New(), r, true)
+	}
+	l.x.FinishLoad()
+	for _, c := range []struct {
+		name string
+		f    index.Filter
+	}{{"account", index.Filter{Customer: "acct_042"}}, {"all", index.Filter{}}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if page, more := l.x.List(c.f, 100, nil); len(page) != 100 || !more {
+					b.Fatal("not a full page")
+				}
+			}
+		})
+	}
 }
