@@ -34,7 +34,8 @@ type stampedValue struct {
 	Value string `json:"value,omitempty"`
 }
 
-// offer keeps the value with the latest stamp and reports a change.
+// offerValue keeps the value with the latest stamp in the register r and
+// reports whether it changed.
 func offerValue(r **stampedValue, v stampedValue) bool {
 	if *r != nil && !v.Stamp.After((*r).Stamp) {
 		return false
