@@ -34,14 +34,11 @@ type stampedValue struct {
 	Value string `json:"value,omitempty"`
 }
 
-// offerValue keeps the value with the latest stamp in the register r and
-// reports whether it changed.
-func offerValue(r **stampedValue, v stampedValue) bool {
-	if *r != nil && !v.Stamp.After((*r).Stamp) {
-		return false
+// offerValue keeps the value with the latest stamp in the register r.
+func offerValue(r **stampedValue, v stampedValue) {
+	if *r == nil || v.Stamp.After((*r).Stamp) {
+		*r = &v
 	}
-	*r = &v
-	return true
 }
 
 // stampedClaim is a last-writer-wins register of whether a Clerk user's
