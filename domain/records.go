@@ -177,9 +177,29 @@ type WalletEntry struct {
 	Reference string `json:"reference"` // what makes it unique: the user, the payment
 	EventID   string `json:"event_id"`
 	// Held entries count toward Pending, not Available: the user is not
-	// known yet, or was deleted.
-	Held bool `json:"held"`
+	// known yet, or was deleted, or the paying customer's links name
+	// another user. HeldReason says which (HeldUserUnknown, ...).
+	Held       bool   `json:"held"`
+	HeldReason string `json:"held_reason,omitempty"`
+	// CustomerID is the Stripe customer that paid a top-up (and its
+	// reversal), checked against the customer's links to users.
+	CustomerID string `json:"customer_id,omitempty"`
+	// CustomerUsers are the users the customer's links name, on an entry
+	// held for HeldIdentityMismatch: what the credit was checked against.
+	CustomerUsers []string `json:"customer_users,omitempty"`
 }
+
+// Reasons a wallet entry is held (WalletEntry.HeldReason).
+const (
+	// HeldUserUnknown: no user.created of the user was seen yet.
+	HeldUserUnknown = "user_unknown"
+	// HeldUserDeleted: the user was deleted.
+	HeldUserDeleted = "user_deleted"
+	// HeldIdentityMismatch: the Stripe customer that paid the top-up is
+	// linked to another user (its metadata, or a Clerk user's
+	// external_id), so the credit is not given to this one.
+	HeldIdentityMismatch = "identity_mismatch"
+)
 
 // WalletRecord is a user's credits.
 type WalletRecord struct {
@@ -200,7 +220,8 @@ func (r *WalletRecord) EntityID() uuid.UUID {
 
 // Kinds of entry in the projection stores: the four record kinds, and the
 // helper entries projections keep beside them (an order's aliases, a
-// wallet's top-ups), which are not records of their own.
+// wallet's top-ups and the identity links of the customers that paid them),
+// which are not records of their own.
 const (
 	KindCustomer     = "customer"
 	KindSubscription = "subscription"
@@ -208,6 +229,7 @@ const (
 	KindWallet       = "wallet"
 	KindAlias        = "alias"
 	KindTopUp        = "topup"
+	KindIdentity     = "identity"
 )
 
 // IsRecordKind reports whether kind is one of the four record kinds rather

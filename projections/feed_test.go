@@ -140,9 +140,16 @@ func checkChanges(t *testing.T, js jetstream.JetStream) int {
 			prev = &last{}
 			seen[m.subject] = prev
 		}
-		require.Equal(t, prev.version+1, c.Version, "%s: versions in order, none twice, none missing", m.subject)
 		added := slices.DeleteFunc(slices.Clone(meta.EventIDs), func(id string) bool { return slices.Contains(prev.events, id) })
-		require.Equal(t, []string{c.EventID}, added, "%s v%d: the event that made the change", m.subject, c.Version)
+		if c.Projection == domain.ProjectionWallets {
+			// A wallet takes in, with a top-up, the events of the paying
+			// customer's links that came before it (docs/consuming.md).
+			require.Equal(t, prev.version+len(added), c.Version, "%s: versions in order, none twice, none missing", m.subject)
+			require.Contains(t, added, c.EventID, "%s v%d: the event that made the change", m.subject, c.Version)
+		} else {
+			require.Equal(t, prev.version+1, c.Version, "%s: versions in order, none twice, none missing", m.subject)
+			require.Equal(t, []string{c.EventID}, added, "%s v%d: the event that made the change", m.subject, c.Version)
+		}
 		prev.version, prev.events, prev.record = c.Version, meta.EventIDs, c.Record
 	}
 	// The last change of every record is the record as stored.
@@ -150,8 +157,8 @@ func checkChanges(t *testing.T, js jetstream.JetStream) int {
 	for _, p := range domain.Projections {
 		for key, value := range storeContents(t, js, p) {
 			kind, _, _ := cutKind(key)
-			if kind == "alias" || kind == "topup" {
-				continue
+			if !domain.IsRecordKind(kind) {
+				continue // a helper entry (alias, topup, identity)
 			}
 			records++
 			var stored struct {

@@ -50,6 +50,9 @@ type queryView struct {
 	people    *linkIndex
 	pending   sync.WaitGroup
 	loaded    chan struct{}
+
+	// customerList and orderList list customers and orders (accountlists.go).
+	customerList, orderList *recordList
 }
 
 // kindProjection maps a record kind to its projection.
@@ -89,7 +92,8 @@ func (q *Query) newView() *queryView {
 	for _, name := range q.engine.Projections() {
 		stores[name] = q.engine.Store(name)
 	}
-	return &queryView{stores: stores, userIDKey: q.userIDKey, subs: index.NewSubscriptions(), people: newLinkIndex(), loaded: make(chan struct{})}
+	return &queryView{stores: stores, userIDKey: q.userIDKey, subs: index.NewSubscriptions(), people: newLinkIndex(), loaded: make(chan struct{}),
+		customerList: newRecordList(), orderList: newRecordList()}
 }
 
 // sameGenerations reports whether v reads the stores the engine has now.
@@ -154,8 +158,9 @@ func (v *queryView) run(ctx context.Context) {
 	// The initial values are sorted into the subscriptions index at once
 	// when every bucket has delivered them, before any list reads it.
 	v.subs.StartLoad()
+	v.startListLoad()
 	v.pending.Add(len(watch))
-	go func() { v.pending.Wait(); v.subs.FinishLoad(); close(v.loaded) }()
+	go func() { v.pending.Wait(); v.subs.FinishLoad(); v.finishListLoad(); close(v.loaded) }()
 	for _, w := range watch {
 		store := v.stores[w.projection]
 		if store == nil {
@@ -252,6 +257,8 @@ type indexedRecord struct {
 		State      string        `json:"state"`
 		Links      []domain.Link `json:"links"`
 		Deleted    bool          `json:"deleted"`
+		Account    string        `json:"account"`
+		Email      string        `json:"email"`
 	} `json:"record"`
 }
 
@@ -271,10 +278,10 @@ func decodeIndexed(value []byte) (*indexedRecord, bool) {
 	if !rec.IsObject() {
 		return nil, false
 	}
-	f := gjson.GetMany(rec.Raw, "provider", "id", "customer_id", "state", "links", "deleted")
+	f := gjson.GetMany(rec.Raw, "provider", "id", "customer_id", "state", "links", "deleted", "account", "email")
 	var r indexedRecord
 	r.Record.Provider, r.Record.ID, r.Record.CustomerID, r.Record.State = f[0].String(), f[1].String(), f[2].String(), f[3].String()
-	r.Record.Deleted = f[5].Bool()
+	r.Record.Deleted, r.Record.Account, r.Record.Email = f[5].Bool(), f[6].String(), f[7].String()
 	if f[4].IsArray() && json.Unmarshal([]byte(f[4].Raw), &r.Record.Links) != nil {
 		return nil, false
 	}
@@ -296,20 +303,26 @@ func (v *queryView) applySubscription(_ string, id uuid.UUID, value []byte) {
 
 func (v *queryView) applyCustomer(_ string, id uuid.UUID, value []byte) {
 	r, ok := decodeIndexed(value)
+	v.customerList.apply(id, r, ok)
 	if !ok {
 		v.people.removeCustomer(id)
 		return
 	}
 	links := slices.Clone(r.Record.Links)
 	if domain.Provider(r.Record.Provider) == domain.Clerk {
-		// A Clerk user is the billfold user its id names.
+		// A Clerk user is the billfold user its id names, and the person
+		// its primary email names (a Braintree customer links by email).
 		links = append(links, domain.Link{Kind: v.userIDKey, Value: r.Record.ID})
+		if r.Record.Email != "" {
+			links = append(links, domain.Link{Kind: reducers.LinkEmail, Value: strings.ToLower(r.Record.Email)})
+		}
 	}
 	v.people.upsertCustomer(id, ident{r.Record.Provider, r.Record.ID}, links)
 }
 
 func (v *queryView) applyOrder(_ string, id uuid.UUID, value []byte) {
 	r, ok := decodeIndexed(value)
+	v.orderList.apply(id, r, ok)
 	if !ok {
 		v.people.removeOrder(id)
 		return

@@ -52,6 +52,8 @@ func (q *Query) Register(mux Mux, auth func(http.Handler) http.Handler) {
 	route("GET /v1/wallets/{user_id}", q.serveRecord(domain.KindWallet))
 	route("GET /v1/subscriptions", q.serveList)
 	route("GET /v1/subscriptions/counts", q.serveCounts)
+	route("GET /v1/customers", q.serveRecordList((*Query).ListCustomers))
+	route("GET /v1/orders", q.serveRecordList((*Query).ListOrders))
 	route("GET /v1/customers/{provider}/{id}/subscriptions", q.serveCustomerSubscriptions)
 	route("GET /v1/customers/{provider}/{id}/orders", q.serveCustomerOrders)
 	mux.Handle("GET /v1/openapi.json", http.HandlerFunc(ServeOpenAPI))

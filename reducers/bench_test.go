@@ -100,3 +100,25 @@ func BenchmarkWalletsApply(b *testing.B) {
 		clerkEnv("user.created", "user_2abcSample", benchT0),
 	}, stripeEnv(samples.Stripe{Type: "checkout.session.completed", Created: benchT0.Add(time.Hour)}))
 }
+
+// BenchmarkWalletsApplyLinkedTopUp is a top-up whose paying customer's
+// links are known (its metadata names the credited user): the identity
+// check reads and writes the customer's identity entry beside the top-up
+// and the wallet.
+func BenchmarkWalletsApplyLinkedTopUp(b *testing.B) {
+	benchApply(b, projection(domain.ProjectionWallets), []*domain.Envelope{
+		clerkEnv("user.created", "user_2abcSample", benchT0),
+		stripeEnv(samples.Stripe{Type: "customer.created", Created: benchT0}),
+	}, stripeEnv(samples.Stripe{Type: "checkout.session.completed", Created: benchT0.Add(time.Hour)}))
+}
+
+// BenchmarkWalletsApplyCustomerUpdate is a change of a customer's links
+// after it paid a top-up: the identity entry and the credited wallet are
+// written again.
+func BenchmarkWalletsApplyCustomerUpdate(b *testing.B) {
+	benchApply(b, projection(domain.ProjectionWallets), []*domain.Envelope{
+		clerkEnv("user.created", "user_2abcSample", benchT0),
+		stripeEnv(samples.Stripe{Type: "customer.created", Created: benchT0}),
+		stripeEnv(samples.Stripe{Type: "checkout.session.completed", Created: benchT0.Add(time.Hour)}),
+	}, stripeEnv(samples.Stripe{Type: "customer.updated", Created: benchT0.Add(2 * time.Hour)}))
+}

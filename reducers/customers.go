@@ -26,8 +26,9 @@ type customerSnapshot struct {
 
 type storedCustomer = Stored[domain.CustomerRecord, customerMerge]
 
-// Customers is the customers projection: Stripe customers, Clerk users, and
-// the links between them from metadata.
+// Customers is the customers projection: Stripe customers, Clerk users,
+// Braintree customers (from their subscriptions' transactions), and the
+// links between them from metadata, custom fields and email.
 type Customers struct{ o Options }
 
 // Name implements Projection.
@@ -49,6 +50,9 @@ func (Customers) Handles(p domain.Provider, t string) bool {
 	case domain.Clerk:
 		_, ok := customerRanks[t]
 		return ok
+	case domain.Braintree:
+		_, ok := braintreeSubscriptionKinds[t] // their transactions name the customer
+		return ok
 	}
 	return false
 }
@@ -58,8 +62,11 @@ func (c Customers) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	if err := failSwitch(c.o, ev); err != nil {
 		return nil, err
 	}
-	if ev.Provider == domain.Clerk {
+	switch ev.Provider {
+	case domain.Clerk:
 		return c.applyClerk(ev, records)
+	case domain.Braintree:
+		return c.applyBraintree(ev, records)
 	}
 	e, err := stripeFacts(ev)
 	if err != nil {
@@ -136,6 +143,9 @@ func (c Customers) derive(r *domain.CustomerRecord, m *customerMerge, p domain.P
 	if s := m.Snapshot; s != nil {
 		r.Email, r.Name, r.Metadata = s.Email, s.Name, s.Metadata
 		r.Links = addLinks(append([]domain.Link(nil), m.Links...), links(s.Metadata, c.o.LinkKeys)...)
+		if p == domain.Braintree {
+			r.Links = addLinks(r.Links, emailLink(s.Email)...)
+		}
 		if s.CreatedAt > 0 {
 			t := time.Unix(s.CreatedAt, 0).UTC()
 			r.CreatedAt = &t

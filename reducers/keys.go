@@ -73,6 +73,9 @@ func (w Wallets) Keys(ev *domain.Envelope) []string {
 		if err != nil {
 			return nil
 		}
+		if isStripeCustomerEvent(ev.EventType) {
+			return []string{identityKey(p.ID)}
+		}
 		if p.Kind == "checkout.session" && (p.Metadata["credits"] == "" || ev.EventType == "checkout.session.completed" && p.PaymentStatus != "paid") {
 			return nil // not a paid top-up: Apply reads nothing
 		}

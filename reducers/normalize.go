@@ -2,17 +2,20 @@ package reducers
 
 import (
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/domain/btnotify"
 	"github.com/billfold/billfold/domain/clerkwire"
 	"github.com/billfold/billfold/domain/stripewire"
 )
 
 // facts is a journal event's payload decoded once, for every projection
 // that folds it: the provider's wire format is read in one place per
-// provider (stripewire for Stripe, clerkwire for Clerk), and the four
-// reducers share the result through the envelope (domain.Envelope.Normalized).
+// provider (stripewire for Stripe, clerkwire for Clerk, btnotify for
+// Braintree), and the four reducers share the result through the envelope
+// (domain.Envelope.Normalized).
 type facts struct {
-	stripe *stripewire.Event
-	clerk  *clerkwire.User
+	stripe    *stripewire.Event
+	clerk     *clerkwire.User
+	braintree *btnotify.Notification
 }
 
 // normalize decodes ev's payload for the reducers. It is the only
@@ -31,6 +34,12 @@ func normalize(ev *domain.Envelope) (any, error) {
 			return nil, domain.Wrap(domain.CodeReducerDecode, err, "Clerk "+ev.EventType+" "+ev.EventID)
 		}
 		return &facts{clerk: u}, nil
+	case domain.Braintree:
+		n, err := btnotify.Decode(ev.Body)
+		if err != nil {
+			return nil, domain.Wrap(domain.CodeReducerDecode, err, "Braintree "+ev.EventID)
+		}
+		return &facts{braintree: &n}, nil
 	}
 	return &facts{}, nil
 }
@@ -57,4 +66,16 @@ func clerkFacts(ev *domain.Envelope) (*clerkwire.User, error) {
 		return f.clerk, nil
 	}
 	return nil, domain.Errorf(domain.CodeReducerDecode, "%s %s %s is not a Clerk user event", ev.Provider, ev.EventType, ev.EventID)
+}
+
+// braintreeFacts is ev's Braintree notification, decoded once.
+func braintreeFacts(ev *domain.Envelope) (*btnotify.Notification, error) {
+	v, err := ev.Normalized(normalize)
+	if err != nil {
+		return nil, err
+	}
+	if f := v.(*facts); f.braintree != nil {
+		return f.braintree, nil
+	}
+	return nil, domain.Errorf(domain.CodeReducerDecode, "%s %s %s is not a Braintree notification", ev.Provider, ev.EventType, ev.EventID)
 }

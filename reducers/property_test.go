@@ -12,7 +12,8 @@ import (
 )
 
 // genHistory draws a multi-customer history: Clerk users (some created
-// after their top-ups, some deleted), Stripe customers, subscriptions
+// after their top-ups, some deleted, some naming a Stripe customer as
+// their external_id), Stripe customers, subscriptions
 // moving through random statuses and flags with previous_attributes,
 // invoices, top-ups paid at once or asynchronously, refunds and PactaPay
 // payments. The clock often stands still, so many events share a second.
@@ -75,6 +76,9 @@ func genHistory(t *rapid.T) []*domain.Envelope {
 		if hasUser {
 			tick()
 			h.clerkUser("user.created", user, user+"@example.com")
+			if rapid.Bool().Draw(t, "externalID") { // a link that may contradict the top-ups' customer (cus_1)
+				h.clerkProfile("user.updated", user, rapid.SampledFrom([]string{"cus_1", cus, "app_1"}).Draw(t, "ext"))
+			}
 			if rapid.Bool().Draw(t, "deleted") {
 				tick()
 				h.clerkUser("user.deleted", user, "")

@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/domain/btnotify"
 	"github.com/billfold/billfold/lifecycle"
 )
 
@@ -54,9 +53,9 @@ func braintreeRank(kind string, transactions int) int {
 // same record shape as Stripe's: a snapshot of the subject, and for charge
 // kinds the payment outcome.
 func (s Subscriptions) applyBraintree(ev *domain.Envelope, records Lookup) (Changes, error) {
-	n, err := btnotify.Decode(ev.Body)
+	n, err := braintreeFacts(ev)
 	if err != nil {
-		return nil, domain.Wrap(domain.CodeReducerDecode, err, "Braintree "+ev.EventID)
+		return nil, err
 	}
 	sub := n.Subscription
 	if sub == nil || sub.ID == "" {

@@ -29,12 +29,26 @@ type walletMerge struct {
 	// wallet independent of the order in which processes that read
 	// different versions of a top-up write it.
 	TopUps map[string]int `json:"topups,omitempty"`
+	// Identities are, by Stripe customer that paid a top-up of the
+	// wallet, the customer's links to users (copied from its identity
+	// entry, merged register by register): what the top-up is checked
+	// against.
+	Identities map[string]customerClaims `json:"identities,omitempty"`
+	// ExternalID is the user's Clerk external_id as a link to a Stripe
+	// customer ("" when it names none), latest by provider time; Named
+	// every customer it ever named, and ClaimEvents the user's events
+	// that set it: what the identity entries of those customers learn.
+	ExternalID  *stampedValue   `json:"external_id,omitempty"`
+	Named       map[string]bool `json:"named,omitempty"`
+	ClaimEvents Folded          `json:"claim_events,omitempty"`
 }
 
 type walletEntry struct {
 	Stamp  Stamp  `json:"stamp"`
 	Amount int64  `json:"amount"`
 	Reason string `json:"reason"`
+	// Customer is the Stripe customer that paid a top-up.
+	Customer string `json:"customer,omitempty"`
 }
 
 type storedWallet = Stored[domain.WalletRecord, walletMerge]
@@ -64,15 +78,17 @@ type topUpMerge struct {
 }
 
 type topUpGrant struct {
-	Stamp   Stamp  `json:"stamp"`
-	UserID  string `json:"user_id"`
-	Credits int64  `json:"credits"`
+	Stamp    Stamp  `json:"stamp"`
+	UserID   string `json:"user_id"`
+	Credits  int64  `json:"credits"`
+	Customer string `json:"customer,omitempty"`
 }
 
 type storedTopUp = Stored[TopUp, topUpMerge]
 
 // Wallets is the wallets projection: signup bonuses for Clerk users and
-// paid Stripe top-ups, with full refunds reversing them.
+// paid Stripe top-ups, with full refunds reversing them, each top-up
+// checked against the links of the customer that paid it (identity.go).
 type Wallets struct{ o Options }
 
 // Name implements Projection.
@@ -82,9 +98,9 @@ func (Wallets) Name() string { return domain.ProjectionWallets }
 func (Wallets) Handles(p domain.Provider, t string) bool {
 	switch p {
 	case domain.Clerk:
-		return t == "user.created" || t == "user.deleted"
+		return t == "user.created" || t == "user.updated" || t == "user.deleted"
 	case domain.Stripe:
-		return t == "checkout.session.completed" || t == "checkout.session.async_payment_succeeded" || isStripeRefundEvent(t)
+		return t == "checkout.session.completed" || t == "checkout.session.async_payment_succeeded" || isStripeRefundEvent(t) || isStripeCustomerEvent(t)
 	}
 	return false
 }
@@ -99,6 +115,9 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	}
 	if ev.Provider == domain.Clerk {
 		return w.applyClerk(ev, records)
+	}
+	if isStripeCustomerEvent(ev.EventType) {
+		return w.applyCustomer(ev, records)
 	}
 	p, err := decodeStripePayment(ev)
 	if err != nil {
@@ -153,17 +172,35 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 		w.deriveTopUp(&topUp.Record, m, id)
 		changes = Changes{key: topUp.encode()}
 	}
-	if topUp.Merge.Grant == nil {
+	credited := topUp.Merge.Grant
+	if credited == nil {
 		return changes, nil // no user to credit yet
 	}
-	// Always recompute the wallet from the top-up, even for an event the
-	// top-up had already folded: the process may have stopped between the
-	// two writes.
-	c, err := w.updateWallet(records, topUp.Merge.Grant.UserID, func(wm *walletMerge, meta *domain.RecordMeta) {
+	// Always recompute the wallet from the top-up (and the paying
+	// customer's links), even for an event the top-up had already folded:
+	// the process may have stopped between the writes.
+	var identity *identityEntry
+	if credited.Customer != "" {
+		c, e, err := w.updateIdentity(records, credited.Customer, credited.UserID, func(e *identityEntry) { listWallet(e, credited.UserID) })
+		if err != nil {
+			return nil, err
+		}
+		changes, identity = merge(changes, c), &e
+	}
+	c, err := w.updateWallet(overlay{records, changes}, credited.UserID, func(wm *walletMerge, meta *domain.RecordMeta) {
 		wm.Folded.union(meta, topUp.Merge.Folded)
 		setTopUpEntries(wm, id, topUp.Record, topUp.Merge)
+		if identity != nil {
+			wm.takeIdentity(meta, *identity)
+		}
 	})
 	return merge(changes, c), err
+}
+
+// isStripeCustomerEvent reports whether t is a Stripe customer's own
+// event: what the customer's metadata link is read from.
+func isStripeCustomerEvent(t string) bool {
+	return t == "customer.created" || t == "customer.updated" || t == "customer.deleted"
 }
 
 // creditsFrom reports whether ev may move credits. Credits are money:
@@ -190,7 +227,7 @@ func (w Wallets) topUpGrant(ev *domain.Envelope, p stripePayment) (*topUpGrant, 
 	if !ok || credits > MaxTopUpCredits {
 		return nil, domain.Errorf(domain.CodeReducerInvalid, "top-up %s (event %s): metadata credits %q is not a positive integer up to %d", p.ID, ev.EventID, p.Metadata["credits"], int64(MaxTopUpCredits))
 	}
-	return &topUpGrant{Stamp: stampOf(ev, 0), UserID: user, Credits: credits}, nil
+	return &topUpGrant{Stamp: stampOf(ev, 0), UserID: user, Credits: credits, Customer: string(p.Customer)}, nil
 }
 
 func (w Wallets) deriveTopUp(r *TopUp, m *topUpMerge, id string) {
@@ -214,11 +251,11 @@ func setTopUpEntries(wm *walletMerge, id string, t TopUp, m topUpMerge) {
 	if wm.Entries == nil {
 		wm.Entries = map[string]walletEntry{}
 	}
-	wm.Entries[ReasonTopUp+":"+id] = walletEntry{Stamp: m.Grant.Stamp, Amount: t.Credits, Reason: ReasonTopUp}
+	wm.Entries[ReasonTopUp+":"+id] = walletEntry{Stamp: m.Grant.Stamp, Amount: t.Credits, Reason: ReasonTopUp, Customer: m.Grant.Customer}
 	reversal := ReasonRefundReversal + ":" + id
 	delete(wm.Entries, reversal)
 	if t.Reversed && m.LastRefund != nil {
-		wm.Entries[reversal] = walletEntry{Stamp: *m.LastRefund, Amount: -t.Credits, Reason: ReasonRefundReversal}
+		wm.Entries[reversal] = walletEntry{Stamp: *m.LastRefund, Amount: -t.Credits, Reason: ReasonRefundReversal, Customer: m.Grant.Customer}
 	}
 }
 
@@ -227,12 +264,16 @@ func (w Wallets) applyClerk(ev *domain.Envelope, records Lookup) (Changes, error
 	if err != nil {
 		return nil, err
 	}
-	return w.updateWallet(records, u.ID, func(wm *walletMerge, meta *domain.RecordMeta) {
+	changes, err := w.updateWallet(records, u.ID, func(wm *walletMerge, meta *domain.RecordMeta) {
 		if !wm.Folded.add(meta, ev) {
 			return
 		}
 		if ev.EventType == "user.deleted" {
-			wm.Deleted = true
+			wm.Deleted = true // a deletion carries no profile: the external_id stands
+			return
+		}
+		wm.offerExternalID(ev, stripeCustomerRef(u.ExternalID))
+		if ev.EventType != "user.created" {
 			return
 		}
 		wm.Known = true
@@ -245,6 +286,26 @@ func (w Wallets) applyClerk(ev *domain.Envelope, records Lookup) (Changes, error
 			wm.Entries[ref] = bonus // once per user, from the earliest user.created
 		}
 	})
+	if err != nil {
+		return nil, err
+	}
+	// Always, even for an event already folded: the process may have
+	// stopped between the writes.
+	c, err := w.pushClerkClaims(overlay{records, changes}, u.ID)
+	return merge(changes, c), err
+}
+
+// offerExternalID records a Clerk profile event's external_id link
+// (customer, "" for none) in the user's register.
+func (wm *walletMerge) offerExternalID(ev *domain.Envelope, customer string) {
+	wm.ClaimEvents.union(&domain.RecordMeta{}, Folded{{At: ev.Created.UTC(), EventID: ev.EventID, Verification: untrusted(ev)}})
+	offerValue(&wm.ExternalID, stampedValue{Stamp: stampOf(ev, customerRanks[ev.EventType]), Value: customer})
+	if customer != "" {
+		if wm.Named == nil {
+			wm.Named = map[string]bool{}
+		}
+		wm.Named[customer] = true
+	}
 }
 
 // updateWallet reads a user's wallet, changes it, and returns it when its
@@ -269,13 +330,16 @@ func (w Wallets) updateWallet(records Lookup, userID string, change func(*wallet
 }
 
 // deriveWallet computes the wallet from its merge state. Entries are held
-// (pending, not available) while the user is unknown or once deleted.
+// (pending, not available) while the user is unknown or once deleted, and
+// a top-up's while its customer's links name another user.
 func deriveWallet(r *domain.WalletRecord, m *walletMerge, userID string) {
 	*r = domain.WalletRecord{UserID: userID, UserKnown: m.Known, Deleted: m.Deleted, Entries: []domain.WalletEntry{}, RecordMeta: r.RecordMeta}
-	held := !m.Known || m.Deleted
 	for _, ref := range slices.Sorted(maps.Keys(m.Entries)) {
 		e := m.Entries[ref]
-		r.Entries = append(r.Entries, domain.WalletEntry{Amount: e.Amount, Reason: e.Reason, Reference: ref, EventID: e.Stamp.EventID, Held: held})
+		reason, users := heldReason(m, e, userID)
+		held := reason != ""
+		r.Entries = append(r.Entries, domain.WalletEntry{Amount: e.Amount, Reason: e.Reason, Reference: ref, EventID: e.Stamp.EventID,
+			Held: held, HeldReason: reason, CustomerID: e.Customer, CustomerUsers: users})
 		r.Balance += e.Amount
 		if held {
 			r.Pending += e.Amount

@@ -109,4 +109,31 @@ func TestConnectEventsKeepTheirAccount(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	assert.Contains(t, out, "sub_connect_1")
 	assert.NotContains(t, out, "sub_platform_1")
+
+	// Customers and orders select by account too, in the API and the CLI.
+	send("stripe-connect", connectSecret, samples.Stripe{EventID: "evt_connect_pi", Type: "payment_intent.succeeded", Created: at,
+		CustomerID: "cus_connect_1", Account: "acct_1Connected", Object: map[string]any{"id": "pi_connect_1"}})
+	send("stripe-connect", connectSecret, samples.Stripe{EventID: "evt_platform_pi", Type: "payment_intent.succeeded", Created: at,
+		CustomerID: "cus_platform_1", Object: map[string]any{"id": "pi_platform_1"}})
+	var customers struct{ Items []domain.CustomerRecord }
+	require.Equal(t, http.StatusOK, srv.getJSON("/v1/customers?account=acct_1Connected", &customers))
+	require.Len(t, customers.Items, 1)
+	assert.Equal(t, "cus_connect_1", customers.Items[0].ID)
+	var orders struct{ Items []domain.OrderRecord }
+	require.Eventually(t, func() bool {
+		orders.Items = nil
+		return srv.getJSON("/v1/orders?account=acct_1Connected", &orders) == http.StatusOK && len(orders.Items) == 1
+	}, 20*time.Second, 50*time.Millisecond)
+	assert.Equal(t, "pi_connect_1", orders.Items[0].ID)
+	out, code = runBillfold(t, "list", "customers", "--account", "acct_1Connected", "--server", srv.admin)
+	require.Equal(t, 0, code, out)
+	assert.Regexp(t, `stripe\s+cus_connect_1\s.*acct_1Connected`, out)
+	assert.NotContains(t, out, "cus_platform_1")
+	out, code = runBillfold(t, "list", "orders", "--account", "acct_1Connected", "--server", srv.admin, "-o", "json")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "pi_connect_1")
+	assert.NotContains(t, out, "pi_platform_1")
+	out, code = runBillfold(t, "list", "orders", "--account", "cus_connect_1", "--server", srv.admin)
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "BILLFOLD-BAD-REQUEST")
 }

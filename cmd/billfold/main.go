@@ -26,7 +26,7 @@ var commands = map[string]command{
 	"send":    {"sign an event and deliver it to a running server", tools.Send},
 	"version": {"print the version", runVersion},
 	"get":     {"show one record from a running server: subscription, customer, order or wallet", tools.Get},
-	"list":    {"list subscriptions from a running server, filtered by state, provider, customer", tools.List},
+	"list":    {"list subscriptions (by state, provider, customer, account), customers or orders (by provider, account) from a running server", tools.List},
 	"watch":   {"follow a running server's record changes (Server-Sent Events), resuming after drops", tools.Watch},
 	"replay":  {"rebuild projections from the journal into a new generation, or replay selected events", tools.Replay},
 	"dlq":     {"list, show and requeue dead letters", tools.DLQ},

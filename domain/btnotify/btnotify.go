@@ -132,6 +132,18 @@ type Transaction struct {
 	CurrencyISOCode string
 	// CustomerID is <customer><id>, or <customer-details><id>.
 	CustomerID string
+	// CustomerEmail, CustomerFirstName and CustomerLastName are the
+	// customer's details as the transaction carries them (the same
+	// element as CustomerID); empty when absent.
+	CustomerEmail     string
+	CustomerFirstName string
+	CustomerLastName  string
+	// CustomFields are the merchant's custom fields (Braintree's
+	// metadata): the transaction's <custom-fields>, under the customer's
+	// where its element has them too. Names are the API names, lower case
+	// with underscores (Braintree's XML writes user_id as <user-id>). Nil
+	// when there are none.
+	CustomFields map[string]string
 	// CreatedAt is in UTC; zero when absent.
 	CreatedAt time.Time
 }
@@ -260,12 +272,13 @@ func decodeTransaction(e *element) (Transaction, error) {
 		Amount:          e.field("amount"),
 		CurrencyISOCode: e.field("currency-iso-code"),
 	}
-	if c := e.child("customer"); c != nil {
-		tx.CustomerID = c.field("id")
-	}
-	if tx.CustomerID == "" {
-		if c := e.child("customer-details"); c != nil {
-			tx.CustomerID = c.field("id")
+	tx.CustomFields = customFields(e, nil)
+	for _, name := range []string{"customer", "customer-details"} {
+		if c := e.child(name); c != nil && c.field("id") != "" {
+			tx.CustomerID, tx.CustomerEmail = c.field("id"), c.field("email")
+			tx.CustomerFirstName, tx.CustomerLastName = c.field("first-name"), c.field("last-name")
+			tx.CustomFields = customFields(c, tx.CustomFields)
+			break
 		}
 	}
 	if v := e.field("created-at"); v != "" {
@@ -276,6 +289,30 @@ func decodeTransaction(e *element) (Transaction, error) {
 		tx.CreatedAt = t
 	}
 	return tx, nil
+}
+
+// maxCustomFields bounds the custom fields read of one element; Braintree
+// merchants define a handful.
+const maxCustomFields = 64
+
+// customFields adds the <custom-fields> of e to into (a later element's
+// value over an earlier one's) and returns it; nil when there are none.
+func customFields(e *element, into map[string]string) map[string]string {
+	cf := e.child("custom-fields")
+	if cf == nil {
+		return into
+	}
+	for _, f := range cf.children {
+		v := f.value()
+		if v == "" || len(into) >= maxCustomFields {
+			continue
+		}
+		if into == nil {
+			into = map[string]string{}
+		}
+		into[strings.ReplaceAll(strings.ToLower(f.name), "-", "_")] = v
+	}
+	return into
 }
 
 func parseDateTime(field, v string) (time.Time, error) {

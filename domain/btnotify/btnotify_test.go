@@ -83,12 +83,15 @@ const pastDueXML = `<?xml version="1.0" encoding="UTF-8"?>
           <amount>49.99</amount>
           <currency-iso-code>EUR</currency-iso-code>
           <created-at type="datetime">2024-03-05T05:07:00Z</created-at>
-          <customer><id>cus_1</id><first-name>Ada</first-name></customer>
+          <customer><id>cus_1</id><first-name>Ada</first-name><last-name>Lovelace</last-name><email>Ada@Example.com</email>
+            <custom-fields><user-id>user_ada</user-id><DEAL_ID>deal_9</DEAL_ID><empty></empty></custom-fields></customer>
+          <custom-fields><user_id>user_tx</user_id><run-id>run_1</run-id></custom-fields>
         </transaction>
         <transaction>
           <id>tx_0</id>
           <amount>49.99</amount>
-          <customer-details><id>cus_2</id></customer-details>
+          <customer><id></id></customer>
+          <customer-details><id>cus_2</id><email nil="true"/></customer-details>
           <created-at type="datetime" nil="true"/>
         </transaction>
       </transactions>
@@ -116,7 +119,11 @@ func TestDecodeHandWrittenSubscription(t *testing.T) {
 		TrialDurationUnit:    "day",
 		FailureCount:         2,
 		Transactions: []btnotify.Transaction{
-			{ID: "tx_1", Status: "processor_declined", Amount: "49.99", CurrencyISOCode: "EUR", CustomerID: "cus_1", CreatedAt: time.Date(2024, 3, 5, 5, 7, 0, 0, time.UTC)},
+			{ID: "tx_1", Status: "processor_declined", Amount: "49.99", CurrencyISOCode: "EUR", CustomerID: "cus_1",
+				CustomerEmail: "Ada@Example.com", CustomerFirstName: "Ada", CustomerLastName: "Lovelace",
+				// the customer's custom fields over the transaction's; names as the API spells them
+				CustomFields: map[string]string{"user_id": "user_ada", "deal_id": "deal_9", "run_id": "run_1"},
+				CreatedAt:    time.Date(2024, 3, 5, 5, 7, 0, 0, time.UTC)},
 			{ID: "tx_0", Amount: "49.99", CustomerID: "cus_2"},
 		},
 	}
@@ -221,6 +228,13 @@ func FuzzDecode(f *testing.F) {
 		assert.Equal(t, time.UTC, n.Timestamp.Location())
 		if n.Subscription != nil {
 			assert.Equal(t, n.Subscription.ID, n.SubjectID)
+			for _, tx := range n.Subscription.Transactions {
+				assert.LessOrEqual(t, len(tx.CustomFields), 64, "custom fields are bounded")
+				for k, v := range tx.CustomFields {
+					assert.Equal(t, strings.ReplaceAll(strings.ToLower(k), "-", "_"), k, "custom field names as the API spells them")
+					assert.NotEmpty(t, v)
+				}
+			}
 		}
 	})
 }

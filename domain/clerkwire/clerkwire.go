@@ -26,6 +26,10 @@ type User struct {
 	// CreatedAt is Clerk's creation time in Unix milliseconds.
 	CreatedAt int64 `json:"created_at"`
 	Deleted   bool  `json:"deleted"`
+	// ExternalID is the id the application gave the user in its own
+	// systems (null when unset); billfold reads one naming a Stripe
+	// customer (cus_...) as a link between the two.
+	ExternalID string `json:"external_id"`
 }
 
 // Email is one of a user's email addresses.

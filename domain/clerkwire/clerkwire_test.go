@@ -27,6 +27,18 @@ func TestDecodeUser(t *testing.T) {
 	assert.Equal(t, int64(1767225600000), u.CreatedAt)
 }
 
+// external_id is read as Clerk sends it: a string, or null when unset.
+func TestDecodeExternalID(t *testing.T) {
+	u, err := clerkwire.Decode([]byte(`{"data":{"id":"user_1","external_id":"cus_123"}}`))
+	require.NoError(t, err)
+	assert.Equal(t, "cus_123", u.ExternalID)
+	u, err = clerkwire.Decode([]byte(`{"data":{"id":"user_1","external_id":null}}`))
+	require.NoError(t, err)
+	assert.Empty(t, u.ExternalID)
+	_, err = clerkwire.Decode([]byte(`{"data":{"id":"user_1","external_id":42}}`))
+	assert.Error(t, err, "a number is no external id")
+}
+
 func TestDecodeRefusesEventsWithoutAUser(t *testing.T) {
 	for _, body := range []string{`{}`, `{"data":null}`, `{"data":{"first_name":"Ana"}}`} {
 		_, err := clerkwire.Decode([]byte(body))

@@ -424,7 +424,8 @@ func drillDeadLetterReplay(ctx context.Context, r *drillRun) error {
 		credits := 100 + 10*u
 		want[user] = int64(credits)
 		for _, body := range [][]byte{
-			samples.Stripe{EventID: fmt.Sprintf("evt_gameday_dl_cus_%d", u), Type: "customer.created", Created: now, CustomerID: "cus_" + user}.Event(),
+			samples.Stripe{EventID: fmt.Sprintf("evt_gameday_dl_cus_%d", u), Type: "customer.created", Created: now, CustomerID: "cus_" + user,
+				Object: map[string]any{"metadata": map[string]any{"user_id": user}}}.Event(), // the customer is the user's: the top-up is not held
 			topUpEvent(fmt.Sprintf("evt_gameday_dl_topup_%d", u), fmt.Sprintf("pi_gameday_dl_%d", u), user, credits, now),
 		} {
 			s, err := samples.Sign(domain.Stripe, r.secrets[domain.Stripe], body, time.Now())

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -79,22 +80,28 @@ func List(args []string, stdout, stderr io.Writer) int {
 	var limit int
 	fs := cli.NewFlagSet("list", stderr)
 	f.Register(fs)
-	fs.StringVar(&state, "state", "", "lifecycle state: "+strings.Join(stateNames(), ", "))
+	fs.StringVar(&state, "state", "", "subscriptions: lifecycle state: "+strings.Join(stateNames(), ", "))
 	fs.StringVar(&provider, "provider", "", "provider")
-	fs.StringVar(&customer, "customer", "", "the provider's customer id")
-	fs.StringVar(&account, "account", "", "a Stripe Connect account (acct_...): only its subscriptions")
+	fs.StringVar(&customer, "customer", "", "subscriptions: the provider's customer id")
+	fs.StringVar(&account, "account", "", "a Stripe Connect account (acct_...): only the records its events made")
 	fs.IntVar(&limit, "limit", 0, "list at most this many (0: all, following next_cursor to the end)")
 	fs.StringVar(&cursor, "cursor", "", "start after this cursor (next_cursor of an earlier list)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: billfold list subscriptions [--state s] [--provider p] [--customer c] [--account acct_...] [--limit n] [flags]")
+		fmt.Fprintln(stderr, "usage: billfold list subscriptions [--state s] [--provider p] [--customer c] [--account acct_...] [--limit n] [flags]\n"+
+			"       billfold list customers|orders [--provider p] [--account acct_...] [--limit n] [flags]")
 		fs.PrintDefaults()
 	}
 	pos, err := cli.ParseInterleaved(fs, args)
 	if err != nil {
 		return 2
 	}
-	if len(pos) != 1 || pos[0] != "subscriptions" {
+	if len(pos) != 1 || !slices.Contains([]string{"subscriptions", "customers", "orders"}, pos[0]) {
 		fs.Usage()
+		return 2
+	}
+	what := pos[0]
+	if what != "subscriptions" && (state != "" || customer != "") {
+		fmt.Fprintf(stderr, "billfold list %s: --state and --customer select subscriptions only\n", what)
 		return 2
 	}
 	if limit < 0 {
@@ -115,7 +122,7 @@ func List(args []string, stdout, stderr io.Writer) int {
 			page = min(page, limit-len(all.Items))
 		}
 		v.Set("limit", strconv.Itoa(page))
-		body, err := cli.AdminGet(f.Server, "/v1/subscriptions", v)
+		body, err := cli.AdminGet(f.Server, "/v1/"+what, v)
 		if err != nil {
 			return cli.Fail(stderr, "list", err)
 		}
@@ -132,21 +139,51 @@ func List(args []string, stdout, stderr io.Writer) int {
 	if f.Output == "json" {
 		return cli.WriteJSON(stdout, all)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROVIDER\tID\tCUSTOMER\tSTATE\tSTATUS\tENTITLED\tPERIOD END\tUPDATED")
-	for _, raw := range all.Items {
-		var s domain.SubscriptionRecord
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return cli.Fail(stderr, "list", err)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\n", s.Provider, s.ID, cli.Dash(s.CustomerID), s.State, cli.Dash(s.ProviderStatus),
-			s.Entitled, cli.TimeOrDash(s.CurrentPeriodEnd), s.UpdatedAt.Format(time.RFC3339))
+	if err := printList(stdout, what, all.Items); err != nil {
+		return cli.Fail(stderr, "list", err)
 	}
-	_ = tw.Flush()
 	if all.NextCursor != "" {
 		fmt.Fprintf(stderr, "more: --cursor %s\n", all.NextCursor)
 	}
 	return 0
+}
+
+// printList prints a list's records as a table, one row each.
+func printList(w io.Writer, what string, items []json.RawMessage) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := map[string]string{
+		"subscriptions": "PROVIDER\tID\tCUSTOMER\tSTATE\tSTATUS\tENTITLED\tPERIOD END\tACCOUNT\tUPDATED",
+		"customers":     "PROVIDER\tID\tEMAIL\tNAME\tDELETED\tLINKS\tACCOUNT\tUPDATED",
+		"orders":        "PROVIDER\tID\tCUSTOMER\tSTATUS\tAMOUNT\tREFUNDED\tCURRENCY\tACCOUNT\tUPDATED",
+	}[what]
+	fmt.Fprintln(tw, header)
+	for _, raw := range items {
+		var err error
+		switch what {
+		case "subscriptions":
+			var s domain.SubscriptionRecord
+			if err = json.Unmarshal(raw, &s); err == nil {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\n", s.Provider, s.ID, cli.Dash(s.CustomerID), s.State, cli.Dash(s.ProviderStatus),
+					s.Entitled, cli.TimeOrDash(s.CurrentPeriodEnd), cli.Dash(s.Account), s.UpdatedAt.Format(time.RFC3339))
+			}
+		case "customers":
+			var c domain.CustomerRecord
+			if err = json.Unmarshal(raw, &c); err == nil {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\n", c.Provider, c.ID, cli.Dash(c.Email), cli.Dash(c.Name), c.Deleted,
+					linksText(c.Links), cli.Dash(c.Account), c.UpdatedAt.Format(time.RFC3339))
+			}
+		case "orders":
+			var o domain.OrderRecord
+			if err = json.Unmarshal(raw, &o); err == nil {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", o.Provider, o.ID, cli.Dash(o.CustomerID), o.Status, o.Amount,
+					o.AmountRefunded, cli.Dash(o.Currency), cli.Dash(o.Account), o.UpdatedAt.Format(time.RFC3339))
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return tw.Flush()
 }
 
 func stateNames() []string {
@@ -244,7 +281,12 @@ func printRecord(w io.Writer, kind string, body []byte) error {
 		meta(r.RecordMeta)
 		for _, e := range r.Entries {
 			held := ""
-			if e.Held {
+			switch {
+			case e.HeldReason == domain.HeldIdentityMismatch:
+				held = fmt.Sprintf(" (held: %s, customer %s linked to %s)", e.HeldReason, e.CustomerID, strings.Join(e.CustomerUsers, ", "))
+			case e.HeldReason != "":
+				held = " (held: " + e.HeldReason + ")"
+			case e.Held:
 				held = " (held)"
 			}
 			row("entry", fmt.Sprintf("%+d %s %s%s", e.Amount, e.Reason, e.Reference, held))
