@@ -107,6 +107,8 @@ func (c *Console) routes() {
 	read("GET /ui/subscriptions", c.subscriptions)
 	read("GET /ui/subscriptions/{provider}/{id}", c.subscription)
 	read("GET /ui/customers/{provider}/{id}", c.customer)
+	read("GET /ui/orders/{provider}/{id}", c.order)
+	read("GET /ui/wallets/{user}", c.wallet)
 	read("GET /ui/changes", c.changes)
 	act("POST /ui/dead-letters/requeue", c.requeueWhere)
 	act("POST /ui/dead-letters/{id}/requeue", c.requeueOne)

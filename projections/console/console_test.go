@@ -65,9 +65,20 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		{EventID: hostileID, Type: "customer.updated", Created: at, CustomerID: "cus_1"},
 		{EventID: "evt_bad_topup", Type: "checkout.session.completed", Created: at, CustomerID: "cus_1",
 			Object: map[string]any{"metadata": map[string]any{"user_id": "user_1", "credits": "lots"}}},
+		// A paid checkout that tops up user_1's wallet: it makes the order
+		// pi_topup and credits the wallet.
+		{EventID: "evt_topup", Type: "checkout.session.completed", Created: at, CustomerID: "cus_1",
+			Object: map[string]any{"id": "cs_topup", "payment_intent": "pi_topup", "amount_total": 1000, "currency": "eur",
+				"metadata": map[string]any{"user_id": "user_1", "credits": "100"}}},
 	} {
 		appendStripe(t, j, s)
 	}
+	// Clerk's user_1 signs up: a customer, and a wallet credited with the
+	// signup bonus.
+	_, err := j.Append(ctx, &domain.Envelope{Provider: domain.Clerk, Endpoint: "clerk", EventID: "evt_user_1", EventType: "user.created",
+		Created: at, Received: time.Now(), Verification: domain.VerifiedSignature, Body: samples.ClerkUser("user.created", "user_1", at),
+		ObjectKind: "user", ObjectID: "user_1"})
+	require.NoError(t, err)
 	for i := range o.subscriptions {
 		appendStripe(t, j, samples.Stripe{EventID: fmt.Sprintf("evt_more_%03d", i), Type: "customer.subscription.created", Created: at,
 			CustomerID: "cus_more", SubscriptionID: fmt.Sprintf("sub_more_%03d", i)})
@@ -392,7 +403,7 @@ func TestConsoleRebuildStartAndCancel(t *testing.T) {
 	form := url.Values{"csrf": {csrf}, "projection": {"subscriptions"}}
 	resp, page := post(t, b, f.url+"/ui/rebuilds", form)
 	require.Equal(t, http.StatusOK, resp.StatusCode, page)
-	assert.Contains(t, page, "Dry run: it would fold <strong>4</strong> journal events")
+	assert.Contains(t, page, "Dry run: it would fold <strong>6</strong> journal events", "the whole journal: the fixture journals six")
 	assert.Contains(t, page, `<input type="hidden" name="projection" value="subscriptions">`, "the confirmation keeps the form")
 
 	form.Set("confirm", "yes")
@@ -419,4 +430,48 @@ func TestConsoleRebuildStartAndCancel(t *testing.T) {
 	_, page = get(t, b, f.url+loc)
 	assert.Contains(t, page, "cancelled")
 	assert.Contains(t, f.logs.String(), `"msg":"console rebuild cancel","by":"ops-alice"`)
+}
+
+// An event page lists every record the event changed, each linking to
+// its page: a checkout that tops up a wallet made an order, credited the
+// wallet and names its customer; a Clerk sign-up made a customer and
+// credited a wallet with the bonus. The order and wallet pages show them.
+func TestConsoleEventListsTheOrdersAndWalletsItChanged(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	b := browser(t)
+	f.signIn(t, b, readToken)
+	changed := func(href, label string) string {
+		return `<a href="` + href + `">` + label + `</a> <span class="muted">changed by this event</span>`
+	}
+	var page string
+	require.Eventually(t, func() bool { // the wallets fold the top-up after the fixture's wait
+		_, page = get(t, b, f.url+"/ui/events/stripe/evt_topup")
+		return strings.Contains(page, changed("/ui/wallets/user_1", "wallet user_1"))
+	}, 15*time.Second, 50*time.Millisecond, "the top-up's page links the wallet it credited")
+	assert.Contains(t, page, changed("/ui/orders/stripe/pi_topup", "order pi_topup"), "and the order it made")
+	assert.Contains(t, page, `<a href="/ui/customers/stripe/cus_1">customer cus_1</a>`, "and the customer it names")
+	assert.Less(t, strings.Index(page, "customer cus_1"), strings.Index(page, "order pi_topup"), "customers, then orders, then wallets")
+	assert.Less(t, strings.Index(page, "order pi_topup"), strings.Index(page, "wallet user_1"))
+
+	require.Eventually(t, func() bool {
+		_, page = get(t, b, f.url+"/ui/events/clerk/evt_user_1")
+		return strings.Contains(page, changed("/ui/wallets/user_1", "wallet user_1"))
+	}, 15*time.Second, 50*time.Millisecond, "the sign-up's page links the wallet it credited")
+	assert.Contains(t, page, changed("/ui/customers/clerk/user_1", "customer user_1"), "and the customer it made")
+
+	resp, page := get(t, b, f.url+"/ui/orders/stripe/pi_topup")
+	require.Equal(t, http.StatusOK, resp.StatusCode, page)
+	assert.Contains(t, page, `<a href="/ui/customers/stripe/cus_1">cus_1</a>`, "the order links its customer")
+	assert.Contains(t, page, `<a href="/ui/events/stripe/evt_topup">evt_topup</a>`, "and the events folded into it")
+	resp, page = get(t, b, f.url+"/ui/orders/stripe/cs_topup")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "an order is found by its checkout session too: %s", page)
+	assert.Contains(t, page, "<title>Order pi_topup · billfold</title>")
+
+	resp, page = get(t, b, f.url+"/ui/wallets/user_1")
+	require.Equal(t, http.StatusOK, resp.StatusCode, page)
+	assert.Contains(t, page, "<strong>140</strong> credits", "the 40-credit bonus and the 100-credit top-up")
+	assert.Contains(t, page, "evt_topup")
+	assert.Contains(t, page, "evt_user_1")
+	resp, _ = get(t, b, f.url+"/ui/wallets/user_nobody")
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 }

@@ -2,7 +2,6 @@ package console
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -122,20 +121,15 @@ type eventView struct {
 	Projections []projectionStatus
 	Body        string
 	BodyCut     bool
-	Records     []recordLink
+	// Records are those the event writes or names, with whether each
+	// lists it; RecordsError says why they could not be read.
+	Records      []projections.EventRecord
+	RecordsError string
 }
 
 type projectionStatus struct {
 	Name string
 	projections.ProjectionStatus
-}
-
-// recordLink is a record the event is about, and what became of it.
-type recordLink struct {
-	Kind, Provider, ID string
-	// Changed: the record lists the event among those folded into it;
-	// Missing: there is no such record (yet).
-	Changed, Missing bool
 }
 
 func (c *Console) event(w http.ResponseWriter, r *http.Request, s *session) {
@@ -153,25 +147,19 @@ func (c *Console) event(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 	}
 	if entry.Journal != nil {
-		body, err := c.journalBody(ctx, ns, id)
+		env, err := c.cfg.Ledger.JournalEvent(ctx, ns, id)
 		if err != nil {
 			c.fail(w, r, s, err)
 			return
 		}
-		v.Body, v.BodyCut = showBody(body)
-		v.Records = c.recordsChanged(ctx, entry.EventID, recordsOf(entry.Journal, body))
+		if env != nil {
+			v.Body, v.BodyCut = showBody(env.Body)
+			if v.Records, err = c.cfg.Query.RecordsOf(ctx, env, namedRecords(entry.Journal, env.Body)...); err != nil {
+				v.RecordsError = panelError(c, "event", err)
+			}
+		}
 	}
 	c.render(w, r, s, http.StatusOK, "event", "deliveries", "Event "+id, v)
-}
-
-// journalBody is the verified body the journal holds for the event, nil
-// when there is none.
-func (c *Console) journalBody(ctx context.Context, ns, id string) ([]byte, error) {
-	env, err := c.cfg.Ledger.JournalEvent(ctx, ns, id)
-	if env == nil || err != nil {
-		return nil, err
-	}
-	return env.Body, nil
 }
 
 // showBody indents a JSON body for reading (other bodies as they are) and
@@ -187,14 +175,15 @@ func showBody(body []byte) (string, bool) {
 	return string(body), false
 }
 
-// recordsOf names the records the event is about: its object, and the
-// customer a subscription event names.
-func recordsOf(j *projections.JournalEntry, body []byte) []recordLink {
+// namedRecords are the records an event is about besides those it writes:
+// its object when that is a customer or subscription, and the customer a
+// subscription, invoice or payment event names.
+func namedRecords(j *projections.JournalEntry, body []byte) []projections.EventRecord {
 	ns := domain.Namespace(j.Provider, j.Endpoint)
-	var out []recordLink
+	var out []projections.EventRecord
 	switch j.ObjectKind {
-	case "customer", domain.KindSubscription:
-		out = append(out, recordLink{Kind: j.ObjectKind, Provider: ns, ID: j.ObjectID})
+	case domain.KindCustomer, domain.KindSubscription:
+		out = append(out, projections.EventRecord{Kind: j.ObjectKind, Provider: ns, ID: j.ObjectID})
 	}
 	var ev struct {
 		Data struct {
@@ -204,29 +193,8 @@ func recordsOf(j *projections.JournalEntry, body []byte) []recordLink {
 		} `json:"data"`
 	}
 	var customer string
-	if json.Unmarshal(body, &ev) == nil && json.Unmarshal(ev.Data.Object.Customer, &customer) == nil && customer != "" && j.ObjectKind != "customer" {
-		out = append(out, recordLink{Kind: "customer", Provider: ns, ID: customer})
+	if json.Unmarshal(body, &ev) == nil && json.Unmarshal(ev.Data.Object.Customer, &customer) == nil && customer != "" && j.ObjectKind != domain.KindCustomer {
+		out = append(out, projections.EventRecord{Kind: domain.KindCustomer, Provider: ns, ID: customer})
 	}
 	return out
-}
-
-// recordsChanged reads each record (one read each, at most two) to say
-// whether the event changed it.
-func (c *Console) recordsChanged(ctx context.Context, eventID string, links []recordLink) []recordLink {
-	for i := range links {
-		kind := domain.KindCustomer
-		if links[i].Kind == domain.KindSubscription {
-			kind = domain.KindSubscription
-		}
-		raw, err := c.cfg.Query.Record(ctx, kind, links[i].Provider, links[i].ID)
-		if err != nil {
-			links[i].Missing = true
-			continue
-		}
-		var meta domain.RecordMeta
-		if json.Unmarshal(raw, &meta) == nil {
-			links[i].Changed = slices.Contains(meta.EventIDs, eventID)
-		}
-	}
-	return links
 }

@@ -140,6 +140,49 @@ func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, r, s, http.StatusOK, "customer", "subscriptions", "Customer "+id, v)
 }
 
+// orderView is /ui/orders/{provider}/{id}'s data.
+type orderView struct {
+	Namespace string
+	Order     domain.OrderRecord
+}
+
+// order shows an order, found by its key or by its checkout session or
+// charge id, as GET /v1/orders finds it.
+func (c *Console) order(w http.ResponseWriter, r *http.Request, s *session) {
+	ns := r.PathValue("provider")
+	raw, err := c.cfg.Query.Order(r.Context(), ns, r.PathValue("id"), nil)
+	v := orderView{Namespace: ns}
+	if err == nil {
+		err = decodeRecord(raw, &v.Order, "order")
+	}
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	c.render(w, r, s, http.StatusOK, "order", "subscriptions", "Order "+v.Order.ID, v)
+}
+
+// wallet shows the wallet of a user.
+func (c *Console) wallet(w http.ResponseWriter, r *http.Request, s *session) {
+	raw, err := c.cfg.Query.Record(r.Context(), domain.KindWallet, "", r.PathValue("user"))
+	var v domain.WalletRecord
+	if err == nil {
+		err = decodeRecord(raw, &v, "wallet")
+	}
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	c.render(w, r, s, http.StatusOK, "wallet", "subscriptions", "Wallet of "+v.UserID, v)
+}
+
+func decodeRecord(raw []byte, v any, kind string) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return domain.Wrap(domain.CodeInternal, err, "stored "+kind)
+	}
+	return nil
+}
+
 // changes forwards the change feed to a signed-in browser: EventSource
 // cannot send a bearer token, so the session stands for it.
 func (c *Console) changes(w http.ResponseWriter, r *http.Request, _ *session) {
