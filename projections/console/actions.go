@@ -114,6 +114,9 @@ type rebuildsView struct {
 	// Form is the submitted form, kept for the confirmation page.
 	Form   url.Values
 	DryRun *projections.DryRun
+	// Paused are the operator's holds: a rebuild folds a paused
+	// projection too, and its live projector stays held after the switch.
+	Paused []projections.Pause
 }
 
 func (c *Console) rebuilds(w http.ResponseWriter, r *http.Request, s *session) {
@@ -130,7 +133,7 @@ func (c *Console) showRebuilds(w http.ResponseWriter, r *http.Request, s *sessio
 		form = url.Values{}
 	}
 	c.render(w, r, s, http.StatusOK, "rebuilds", "rebuilds", "Rebuilds and replays",
-		rebuildsView{Rebuilds: all, Projections: c.cfg.Engine.Projections(), Form: form, DryRun: dry})
+		rebuildsView{Rebuilds: all, Projections: c.cfg.Engine.Projections(), Form: form, DryRun: dry, Paused: c.cfg.Engine.Paused()})
 }
 
 // rebuildRequest reads the start form.
@@ -214,4 +217,30 @@ func (c *Console) rebuildProgress(w http.ResponseWriter, r *http.Request, _ *ses
 		return
 	}
 	projections.WriteJSON(w, http.StatusOK, rb)
+}
+
+// pauseProjection holds a projection's projectors in every billfold
+// process, as POST /v1/projections/pause does; resumeProjection lifts the hold.
+func (c *Console) pauseProjection(w http.ResponseWriter, r *http.Request, s *session) {
+	c.hold(w, r, s, "pause", func(names []string) error {
+		_, err := c.cfg.Engine.Pause(r.Context(), names, s.admin)
+		return err
+	})
+}
+
+func (c *Console) resumeProjection(w http.ResponseWriter, r *http.Request, s *session) {
+	c.hold(w, r, s, "resume", func(names []string) error {
+		_, err := c.cfg.Engine.Resume(r.Context(), names)
+		return err
+	})
+}
+
+func (c *Console) hold(w http.ResponseWriter, r *http.Request, s *session, action string, change func([]string) error) {
+	name := r.PathValue("name")
+	if err := change([]string{name}); err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	c.log.Info("console "+action, "by", s.admin, "projection", name)
+	http.Redirect(w, r, Prefix, http.StatusSeeOther)
 }

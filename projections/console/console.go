@@ -114,6 +114,8 @@ func (c *Console) routes() {
 	act("POST /ui/dead-letters/{id}/requeue", c.requeueOne)
 	act("POST /ui/rebuilds", c.startRebuild)
 	act("POST /ui/rebuilds/{id}/cancel", c.cancelRebuild)
+	act("POST /ui/projections/{name}/pause", c.pauseProjection)
+	act("POST /ui/projections/{name}/resume", c.resumeProjection)
 	c.mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, c.sessions.fromRequest(r), domain.Errorf(domain.CodeNotFound, "no page %s %s", r.Method, r.URL.Path))
 	})

@@ -50,6 +50,24 @@ type fixtureOptions struct {
 	// rebuildRate caps a rebuild's fold (events per second), so a test
 	// can act while one runs.
 	rebuildRate float64
+	// flaky journals evt_flaky, which the customers projection fails to
+	// store (a transient failure): a dead letter waiting for its
+	// scheduled retry.
+	flaky bool
+}
+
+// storeDownFor is a projection whose stores fail (transiently) for one
+// event.
+type storeDownFor struct {
+	reducers.Projection
+	eventID string
+}
+
+func (p storeDownFor) Apply(ev *domain.Envelope, records reducers.Lookup) (reducers.Changes, error) {
+	if ev.EventID == p.eventID {
+		return nil, domain.Errorf(domain.CodeStoreUnavailable, "store down for %s", ev.EventID)
+	}
+	return p.Projection.Apply(ev, records)
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture {
@@ -79,6 +97,9 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		Created: at, Received: time.Now(), Verification: domain.VerifiedSignature, Body: samples.ClerkUser("user.created", "user_1", at),
 		ObjectKind: "user", ObjectID: "user_1"})
 	require.NoError(t, err)
+	if o.flaky {
+		appendStripe(t, j, samples.Stripe{EventID: "evt_flaky", Type: "customer.updated", Created: at, CustomerID: "cus_2"})
+	}
 	for i := range o.subscriptions {
 		appendStripe(t, j, samples.Stripe{EventID: fmt.Sprintf("evt_more_%03d", i), Type: "customer.subscription.created", Created: at,
 			CustomerID: "cus_more", SubscriptionID: fmt.Sprintf("sub_more_%03d", i)})
@@ -99,6 +120,13 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	logs := &bytes.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	projs := reducers.All(reducers.DefaultOptions())
+	if o.flaky {
+		for i, p := range projs {
+			if p.Name() == domain.ProjectionCustomers {
+				projs[i] = storeDownFor{Projection: p, eventID: "evt_flaky"}
+			}
+		}
+	}
 	engine, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{Replicas: 1, Log: slog.New(slog.DiscardHandler),
 		Retry: projections.RetryPolicy{Attempts: 2, Initial: time.Millisecond, Max: 5 * time.Millisecond}})
 	require.NoError(t, err)
@@ -474,4 +502,54 @@ func TestConsoleEventListsTheOrdersAndWalletsItChanged(t *testing.T) {
 	assert.Contains(t, page, "evt_user_1")
 	resp, _ = get(t, b, f.url+"/ui/wallets/user_nobody")
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+// The overview shows each projection folding or paused (by whom, since
+// when), and an admin pauses and resumes one from it; the rebuilds page
+// says what is paused. Dead letters show their retry state, on their page
+// and on the event's: a transient failure is retrying (its next retry
+// due), a reducer's refusal exhausted.
+func TestConsoleShowsPausesAndRetryStates(t *testing.T) {
+	f := newFixture(t, fixtureOptions{flaky: true})
+	b := browser(t)
+	csrf := f.signIn(t, b, adminToken)
+	_, page := get(t, b, f.url+"/ui/")
+	assert.Equal(t, 4, strings.Count(page, `<span class="badge running">folding</span>`), "four projections folding")
+	assert.Contains(t, page, `action="/ui/projections/wallets/pause"`)
+
+	resp, _ := post(t, b, f.url+"/ui/projections/wallets/pause", url.Values{})
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "no CSRF token")
+	resp, page = post(t, b, f.url+"/ui/projections/wallets/pause", url.Values{"csrf": {csrf}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
+	assert.Equal(t, "/ui/", resp.Header.Get("Location"))
+	_, page = get(t, b, f.url+"/ui/")
+	assert.Regexp(t, `<td>wallets</td><td class="num">\d+</td>\s*<td><span class="badge paused">paused</span> <span class="muted">by ops-alice since 20`, page)
+	assert.Equal(t, 3, strings.Count(page, `<span class="badge running">folding</span>`), "the other three fold on")
+	assert.Contains(t, page, `action="/ui/projections/wallets/resume"`)
+	assert.Contains(t, f.logs.String(), `"msg":"console pause","by":"ops-alice","projection":"wallets"`)
+	_, page = get(t, b, f.url+"/ui/rebuilds")
+	assert.Contains(t, page, `<span class="badge paused">wallets</span> by ops-alice since`, "the rebuilds page says what is paused")
+
+	resp, page = post(t, b, f.url+"/ui/projections/nothing/pause", url.Values{"csrf": {csrf}})
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, page)
+	resp, page = post(t, b, f.url+"/ui/projections/wallets/resume", url.Values{"csrf": {csrf}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
+	_, page = get(t, b, f.url+"/ui/")
+	assert.Equal(t, 4, strings.Count(page, `<span class="badge running">folding</span>`), "resumed")
+	_, page = get(t, b, f.url+"/ui/rebuilds")
+	assert.NotContains(t, page, "data-paused")
+
+	retrying := regexp.MustCompile(`<span class="badge retrying">retrying</span> <span class="muted">retry 1 due 20`)
+	require.Eventually(t, func() bool {
+		_, page = get(t, b, f.url+"/ui/dead-letters?projection=customers")
+		return retrying.MatchString(page)
+	}, 15*time.Second, 50*time.Millisecond, "the transient failure waits for its first scheduled retry")
+	assert.Contains(t, page, "evt_flaky")
+	_, page = get(t, b, f.url+"/ui/dead-letters?projection=wallets")
+	assert.Contains(t, page, `<span class="badge exhausted">exhausted</span>`, "the reducer's refusal has no retry")
+	assert.NotRegexp(t, retrying, page)
+	_, page = get(t, b, f.url+"/ui/events/stripe/evt_flaky")
+	assert.Regexp(t, retrying, page, "the event page shows it too")
+	_, page = get(t, b, f.url+"/ui/events/stripe/evt_bad_topup")
+	assert.Contains(t, page, `<span class="badge exhausted">exhausted</span>`)
 }

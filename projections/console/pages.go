@@ -15,7 +15,9 @@ import (
 type overviewView struct {
 	Intake      intake
 	IntakeError string
-	Lag         []countRow
+	// Projections are each projection's lag and hold; LagError says why
+	// the lag could not be read.
+	Projections []projectionRow
 	LagError    string
 	DeadLetters []countRow
 	OpenDead    int
@@ -37,13 +39,11 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	if v.Intake, err = c.readIntake(ctx, time.Now()); err != nil {
 		v.IntakeError = panelError(c, "overview", err)
 	}
-	if lag, err := c.cfg.Engine.Lag(ctx); err != nil {
+	lag, err := c.cfg.Engine.Lag(ctx)
+	if err != nil {
 		v.LagError = panelError(c, "overview", err)
-	} else {
-		for _, name := range c.cfg.Engine.Projections() {
-			v.Lag = append(v.Lag, countRow{Label: name, N: int(lag[name])})
-		}
 	}
+	v.Projections = c.projectionRows(lag)
 	if dls, err := c.cfg.Engine.DeadLetters(ctx, projections.DeadLetterFilter{Status: projections.DeadLetterOpen}); err != nil {
 		v.DeadError = panelError(c, "overview", err)
 	} else {
@@ -70,6 +70,33 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		v.Problems = c.cfg.Doctor(ctx)
 	}
 	c.render(w, r, s, http.StatusOK, "overview", "overview", "Overview", v)
+}
+
+// projectionRow is a projection on the overview: how far behind the
+// journal it is, and the operator's hold on it.
+type projectionRow struct {
+	Name   string
+	Behind uint64
+	// Paused is the hold, nil while the projection folds.
+	Paused *projections.Pause
+}
+
+// projectionRows are the engine's projections with their lag (when read)
+// and the holds this process follows.
+func (c *Console) projectionRows(lag map[string]uint64) []projectionRow {
+	holds := map[string]projections.Pause{}
+	for _, p := range c.cfg.Engine.Paused() {
+		holds[p.Projection] = p
+	}
+	var rows []projectionRow
+	for _, name := range c.cfg.Engine.Projections() {
+		row := projectionRow{Name: name, Behind: lag[name]}
+		if p, ok := holds[name]; ok {
+			row.Paused = &p
+		}
+		rows = append(rows, row)
+	}
+	return rows
 }
 
 // panelError is what a panel shows of err: its code and the message meant

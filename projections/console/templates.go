@@ -55,6 +55,7 @@ var funcs = template.FuncMap{
 	},
 	"isProvider": func(kind string) bool { return domain.Provider(kind).Valid() },
 	"join":       strings.Join,
+	"inc":        func(n int) int { return n + 1 },
 	"troubleshooting": func(code domain.Code) string {
 		return "docs/troubleshooting.md#" + strings.ToLower(string(code))
 	},
