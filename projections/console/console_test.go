@@ -47,6 +47,8 @@ type fixture struct {
 // delivery log entries to make.
 type fixtureOptions struct {
 	maxSessions, subscriptions, deliveries int
+	// orders journals that many paid checkouts of cus_more.
+	orders int
 	// rebuildRate caps a rebuild's fold (events per second), so a test
 	// can act while one runs.
 	rebuildRate float64
@@ -99,6 +101,16 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	require.NoError(t, err)
 	if o.flaky {
 		appendStripe(t, j, samples.Stripe{EventID: "evt_flaky", Type: "customer.updated", Created: at, CustomerID: "cus_2"})
+	}
+	if o.subscriptions+o.orders > 0 {
+		// cus_more is user_more: linked to no other customer.
+		appendStripe(t, j, samples.Stripe{EventID: "evt_more", Type: "customer.created", Created: at, CustomerID: "cus_more",
+			Object: map[string]any{"metadata": map[string]any{"user_id": "user_more"}}})
+	}
+	for i := range o.orders {
+		appendStripe(t, j, samples.Stripe{EventID: fmt.Sprintf("evt_order_%03d", i), Type: "checkout.session.completed", Created: at, CustomerID: "cus_more",
+			Object: map[string]any{"id": fmt.Sprintf("cs_more_%03d", i), "payment_intent": fmt.Sprintf("pi_more_%03d", i), "amount_total": 500, "currency": "eur",
+				"metadata": map[string]any{"user_id": "user_more"}}})
 	}
 	for i := range o.subscriptions {
 		appendStripe(t, j, samples.Stripe{EventID: fmt.Sprintf("evt_more_%03d", i), Type: "customer.subscription.created", Created: at,
@@ -552,4 +564,49 @@ func TestConsoleShowsPausesAndRetryStates(t *testing.T) {
 	assert.Regexp(t, retrying, page, "the event page shows it too")
 	_, page = get(t, b, f.url+"/ui/events/stripe/evt_bad_topup")
 	assert.Contains(t, page, `<span class="badge exhausted">exhausted</span>`)
+}
+
+// A customer's page lists 50 subscriptions and 50 orders at a time, each
+// list continuing by its own cursor while the other keeps its place.
+func TestConsoleCustomerPagesItsLists(t *testing.T) {
+	f := newFixture(t, fixtureOptions{subscriptions: 60, orders: 55})
+	b := browser(t)
+	f.signIn(t, b, readToken)
+	orderLink := regexp.MustCompile(`href="/ui/orders/stripe/(pi_more_\d+)"`)
+	moreSubs := regexp.MustCompile(`rel="next" href="([^"]+#subs)">More subscriptions`)
+	moreOrders := regexp.MustCompile(`rel="next" href="([^"]+#ords)">More orders`)
+	var page string
+	require.Eventually(t, func() bool { // the orders index follows the fold
+		_, page = get(t, b, f.url+"/ui/customers/stripe/cus_more")
+		return len(orderLink.FindAllString(page, -1)) == 50
+	}, 15*time.Second, 50*time.Millisecond, "the first 50 orders")
+	ids := func(re *regexp.Regexp, page string) []string {
+		var out []string
+		for _, m := range re.FindAllStringSubmatch(page, -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	subs, orders := ids(subscriptionLink, page), ids(orderLink, page)
+	assert.Len(t, subs, 50, "the first 50 subscriptions")
+	assert.Equal(t, "sub_more_000", subs[0])
+	assert.Equal(t, "pi_more_000", orders[0])
+	assert.NotContains(t, page, "Back to the first pages")
+
+	m := moreSubs.FindStringSubmatch(page)
+	require.NotNil(t, m, "a link to more subscriptions")
+	resp, page2 := get(t, b, f.url+strings.ReplaceAll(m[1], "&amp;", "&"))
+	require.Equal(t, http.StatusOK, resp.StatusCode, page2)
+	assert.Equal(t, []string{"sub_more_050", "sub_more_051", "sub_more_052", "sub_more_053", "sub_more_054", "sub_more_055",
+		"sub_more_056", "sub_more_057", "sub_more_058", "sub_more_059"}, ids(subscriptionLink, page2), "the other 10")
+	assert.Nil(t, moreSubs.FindStringSubmatch(page2), "no more subscriptions")
+	assert.Equal(t, orders, ids(orderLink, page2), "the orders keep their page")
+	assert.Contains(t, page2, "Back to the first pages")
+
+	m = moreOrders.FindStringSubmatch(page2)
+	require.NotNil(t, m, "a link to more orders")
+	_, page3 := get(t, b, f.url+strings.ReplaceAll(m[1], "&amp;", "&"))
+	assert.Equal(t, []string{"pi_more_050", "pi_more_051", "pi_more_052", "pi_more_053", "pi_more_054"}, ids(orderLink, page3), "the other 5")
+	assert.Equal(t, ids(subscriptionLink, page2), ids(subscriptionLink, page3), "the subscriptions keep their page")
+	assert.Nil(t, moreOrders.FindStringSubmatch(page3))
 }

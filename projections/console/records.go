@@ -87,7 +87,14 @@ type customerView struct {
 	Subscriptions []domain.SubscriptionRecord
 	Orders        []domain.OrderRecord
 	Wallets       []domain.WalletRecord
+	// MoreSubscriptions and MoreOrders are the next pages of each list;
+	// First is the page without cursors, when this is a later one.
+	MoreSubscriptions, MoreOrders, First template.URL
 }
+
+// customerListPerPage bounds each list on a customer's page: the query
+// index picks the page and only its records are read.
+const customerListPerPage = 50
 
 func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 	ctx := r.Context()
@@ -102,7 +109,9 @@ func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, domain.Wrap(domain.CodeInternal, err, "stored customer"))
 		return
 	}
-	subs, err := c.cfg.Query.CustomerSubscriptions(ctx, ns, id)
+	q := r.URL.Query()
+	path := custPath(ns, id)
+	subs, err := c.cfg.Query.CustomerSubscriptions(ctx, ns, id, customerListPerPage, q.Get("subs"))
 	if err == nil {
 		v.Subscriptions, err = decodeAll[domain.SubscriptionRecord](subs.Items)
 	}
@@ -110,13 +119,22 @@ func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, err)
 		return
 	}
-	orders, err := c.cfg.Query.CustomerOrders(ctx, ns, id)
+	orders, err := c.cfg.Query.CustomerOrders(ctx, ns, id, customerListPerPage, q.Get("orders"))
 	if err == nil {
 		v.Orders, err = decodeAll[domain.OrderRecord](orders.Items)
 	}
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
+	}
+	if subs.NextCursor != "" {
+		v.MoreSubscriptions = link(path, "subs", subs.NextCursor, "orders", q.Get("orders")) + "#subs"
+	}
+	if orders.NextCursor != "" {
+		v.MoreOrders = link(path, "subs", q.Get("subs"), "orders", orders.NextCursor) + "#ords"
+	}
+	if q.Get("subs") != "" || q.Get("orders") != "" {
+		v.First = link(path)
 	}
 	// The wallets of the users the customer is linked to.
 	for _, l := range v.Customer.Links {

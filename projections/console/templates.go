@@ -101,6 +101,8 @@ func recordURL(kind, ns, id string) string {
 	return "/ui/" + kind + "s/" + url.PathEscape(ns) + "/" + url.PathEscape(id)
 }
 
+func custPath(ns, id string) string { return recordURL(domain.KindCustomer, ns, id) }
+
 func eventURL(ns, id string) string {
 	return "/ui/events/" + url.PathEscape(ns) + "/" + url.PathEscape(id)
 }
