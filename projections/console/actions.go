@@ -1,6 +1,7 @@
 package console
 
 import (
+	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -117,14 +118,22 @@ type rebuildsView struct {
 	// Paused are the operator's holds: a rebuild folds a paused
 	// projection too, and its live projector stays held after the switch.
 	Paused []projections.Pause
+	// Older is the next page of the list; First the first, when this is
+	// a later one.
+	Older, First template.URL
 }
+
+// rebuildsPerPage bounds the rebuilds a page lists (and the overview
+// looks through for those in progress).
+const rebuildsPerPage = 50
 
 func (c *Console) rebuilds(w http.ResponseWriter, r *http.Request, s *session) {
 	c.showRebuilds(w, r, s, nil, nil)
 }
 
 func (c *Console) showRebuilds(w http.ResponseWriter, r *http.Request, s *session, form url.Values, dry *projections.DryRun) {
-	all, err := c.cfg.Rebuilds.List(r.Context())
+	after := r.URL.Query().Get("after")
+	page, next, err := c.cfg.Rebuilds.ListPage(r.Context(), rebuildsPerPage, after)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
@@ -132,8 +141,14 @@ func (c *Console) showRebuilds(w http.ResponseWriter, r *http.Request, s *sessio
 	if form == nil {
 		form = url.Values{}
 	}
-	c.render(w, r, s, http.StatusOK, "rebuilds", "rebuilds", "Rebuilds and replays",
-		rebuildsView{Rebuilds: all, Projections: c.cfg.Engine.Projections(), Form: form, DryRun: dry, Paused: c.cfg.Engine.Paused()})
+	v := rebuildsView{Rebuilds: page, Projections: c.cfg.Engine.Projections(), Form: form, DryRun: dry, Paused: c.cfg.Engine.Paused()}
+	if next != "" {
+		v.Older = link("/ui/rebuilds", "after", next)
+	}
+	if after != "" {
+		v.First = link("/ui/rebuilds")
+	}
+	c.render(w, r, s, http.StatusOK, "rebuilds", "rebuilds", "Rebuilds and replays", v)
 }
 
 // rebuildRequest reads the start form.

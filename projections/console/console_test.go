@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -41,6 +42,7 @@ const (
 type fixture struct {
 	url  string
 	logs *bytes.Buffer
+	js   jetstream.JetStream
 }
 
 // fixtureOptions: the session bound, and how many more subscriptions and
@@ -170,7 +172,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	require.NoError(t, err)
 	srv := httptest.NewServer(c)
 	t.Cleanup(srv.Close)
-	return &fixture{url: srv.URL, logs: logs}
+	return &fixture{url: srv.URL, logs: logs, js: js}
 }
 
 // appendStripe journals s as the receiver would, naming its object.
@@ -526,7 +528,7 @@ func TestConsoleShowsPausesAndRetryStates(t *testing.T) {
 	b := browser(t)
 	csrf := f.signIn(t, b, adminToken)
 	_, page := get(t, b, f.url+"/ui/")
-	assert.Equal(t, 4, strings.Count(page, `<span class="badge running">folding</span>`), "four projections folding")
+	assert.Equal(t, 4, strings.Count(page, `<span class="badge folding">folding</span>`), "four projections folding")
 	assert.Contains(t, page, `action="/ui/projections/wallets/pause"`)
 	assert.Contains(t, page, `aria-label="Pause wallets">Pause</button>`)
 
@@ -537,7 +539,7 @@ func TestConsoleShowsPausesAndRetryStates(t *testing.T) {
 	assert.Equal(t, "/ui/", resp.Header.Get("Location"))
 	_, page = get(t, b, f.url+"/ui/")
 	assert.Regexp(t, `<td>wallets</td><td class="num">\d+</td>\s*<td><span class="badge paused">paused</span> <span class="muted">by ops-alice since 20`, page)
-	assert.Equal(t, 3, strings.Count(page, `<span class="badge running">folding</span>`), "the other three fold on")
+	assert.Equal(t, 3, strings.Count(page, `<span class="badge folding">folding</span>`), "the other three fold on")
 	assert.Contains(t, page, `action="/ui/projections/wallets/resume"`)
 	assert.Contains(t, f.logs.String(), `"msg":"console pause","by":"ops-alice","projection":"wallets"`)
 	_, page = get(t, b, f.url+"/ui/rebuilds")
@@ -548,7 +550,7 @@ func TestConsoleShowsPausesAndRetryStates(t *testing.T) {
 	resp, page = post(t, b, f.url+"/ui/projections/wallets/resume", url.Values{"csrf": {csrf}})
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
 	_, page = get(t, b, f.url+"/ui/")
-	assert.Equal(t, 4, strings.Count(page, `<span class="badge running">folding</span>`), "resumed")
+	assert.Equal(t, 4, strings.Count(page, `<span class="badge folding">folding</span>`), "resumed")
 	_, page = get(t, b, f.url+"/ui/rebuilds")
 	assert.NotContains(t, page, "data-paused")
 
@@ -610,4 +612,43 @@ func TestConsoleCustomerPagesItsLists(t *testing.T) {
 	assert.Equal(t, []string{"pi_more_050", "pi_more_051", "pi_more_052", "pi_more_053", "pi_more_054"}, ids(orderLink, page3), "the other 5")
 	assert.Equal(t, ids(subscriptionLink, page2), ids(subscriptionLink, page3), "the subscriptions keep their page")
 	assert.Nil(t, moreOrders.FindStringSubmatch(page3))
+}
+
+// The rebuilds page lists 50, newest first, and "Older" continues after
+// them: a page reads only the records it lists.
+func TestConsoleRebuildsPageByID(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	kv, err := f.js.KeyValue(ctx, domain.RebuildsBucket)
+	require.NoError(t, err)
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 55 { // a replay a minute, oldest first
+		at := start.Add(time.Duration(i) * time.Minute)
+		id := "rp_" + at.Format("20060102T150405") + "_000000"
+		b, err := json.Marshal(projections.Rebuild{ID: id, Kind: projections.KindReplay, Status: projections.RebuildDone, CreatedAt: at, UpdatedAt: at})
+		require.NoError(t, err)
+		_, err = kv.Put(ctx, id, b)
+		require.NoError(t, err)
+	}
+	b := browser(t)
+	f.signIn(t, b, readToken)
+	row := regexp.MustCompile(`<a href="/ui/rebuilds/(rp_[0-9T]+)_000000">`)
+	ids := func(page string) []string {
+		var out []string
+		for _, m := range row.FindAllStringSubmatch(page, -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	_, page := get(t, b, f.url+"/ui/rebuilds")
+	first := ids(page)
+	require.Len(t, first, 50)
+	assert.Equal(t, "rp_20260301T125400", first[0], "the newest first")
+	assert.Equal(t, "rp_20260301T120500", first[49])
+	m := nextLink.FindStringSubmatch(page)
+	require.NotNil(t, m, "a link to older ones")
+	_, page = get(t, b, f.url+strings.ReplaceAll(m[1], "&amp;", "&"))
+	assert.Equal(t, []string{"rp_20260301T120400", "rp_20260301T120300", "rp_20260301T120200", "rp_20260301T120100", "rp_20260301T120000"}, ids(page))
+	assert.Nil(t, nextLink.FindStringSubmatch(page), "none older")
+	assert.Contains(t, page, `<a href="/ui/rebuilds">Newest first</a>`)
 }

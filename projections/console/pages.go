@@ -57,7 +57,8 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 			v.States = append(v.States, countRow{Label: string(st), N: counts[st]})
 		}
 	}
-	if all, err := c.cfg.Rebuilds.List(ctx); err != nil {
+	// Rebuilds run one at a time, so one in progress is the newest.
+	if all, _, err := c.cfg.Rebuilds.ListPage(ctx, rebuildsPerPage, ""); err != nil {
 		v.RebuildsError = panelError(c, "overview", err)
 	} else {
 		for _, rb := range all {
