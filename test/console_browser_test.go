@@ -318,10 +318,22 @@ func TestConsoleInABrowser(t *testing.T) {
 	srv.stop()
 	srv.args = append(srv.args, "--rebuild-rate", "1")
 	srv.start()
-	browse(ctx, t, chromedp.Navigate(srv.admin+"/ui/rebuilds"), chromedp.WaitVisible(chromedp.CSS(`#token`)),
+	browse(ctx, t, chromedp.Navigate(srv.admin+"/ui/"), chromedp.WaitVisible(chromedp.CSS(`#token`)),
 		chromedp.SendKeys(chromedp.CSS(`#token`), consoleAdminToken),
 		chromedp.Submit(chromedp.CSS(`#token`)),
-		chromedp.WaitVisible(chromedp.CSS(`#start`)))
+		chromedp.WaitVisible(chromedp.CSS(`#lag`)))
+	// Wallets paused from the overview: the hold shows there, with who
+	// made it, and on the rebuilds page.
+	clickAndWait(ctx, t, `//button[@aria-label="Pause wallets"]`, `//tr[td[.="wallets"]]//span[.="paused"]`)
+	paused, err := chromedp.Run(ctx, chromedp.Text(`//tr[td[.="wallets"]]`, chromedp.NodeVisible))
+	require.NoError(t, err)
+	assert.Contains(t, paused, "by ops-alice since")
+	var holds struct{ Paused []projections.Pause }
+	require.Equal(t, http.StatusOK, apiGet(t, srv, "/v1/projections/paused", &holds))
+	require.Len(t, holds.Paused, 1, "the API sees the hold")
+	assert.Equal(t, "wallets", holds.Paused[0].Projection)
+	clickAndWait(ctx, t, `//nav/a[.="Rebuilds"]`, `#start`)
+	assert.Contains(t, text(ctx, t, `[data-paused]`), "wallets by ops-alice")
 	browse(ctx, t, chromedp.Click(chromedp.CSS(`input[value="subscriptions"]`)))
 	clickAndWait(ctx, t, `//button[.="Dry run…"]`, `#dry`)
 	clickAndWait(ctx, t, `//button[contains(., "Confirm: start the rebuild")]`, `#prog`)
@@ -345,6 +357,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	shoot(ctx, t, "rebuilds", false)
 	clickAndWait(ctx, t, `//nav/a[.="Overview"]`, `#running`)
 	assert.Contains(t, text(ctx, t, `section[aria-labelledby="running"]`), "None.")
+	clickAndWait(ctx, t, `//button[@aria-label="Resume wallets"]`, `//tr[td[.="wallets"]]//span[.="folding"]`)
+	require.Equal(t, http.StatusOK, apiGet(t, srv, "/v1/projections/paused", &holds))
+	assert.Empty(t, holds.Paused, "resumed")
 
 	// Signing out ends the session: pages ask for a sign-in again.
 	browse(ctx, t, chromedp.Click(`//button[.="Sign out"]`), chromedp.WaitVisible(chromedp.CSS(`#token`)),
