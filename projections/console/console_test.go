@@ -583,14 +583,7 @@ func TestConsoleCustomerPagesItsLists(t *testing.T) {
 		_, page = get(t, b, f.url+"/ui/customers/stripe/cus_more")
 		return len(orderLink.FindAllString(page, -1)) == 50
 	}, 15*time.Second, 50*time.Millisecond, "the first 50 orders")
-	ids := func(re *regexp.Regexp, page string) []string {
-		var out []string
-		for _, m := range re.FindAllStringSubmatch(page, -1) {
-			out = append(out, m[1])
-		}
-		return out
-	}
-	subs, orders := ids(subscriptionLink, page), ids(orderLink, page)
+	subs, orders := firstGroups(subscriptionLink, page), firstGroups(orderLink, page)
 	assert.Len(t, subs, 50, "the first 50 subscriptions")
 	assert.Equal(t, "sub_more_000", subs[0])
 	assert.Equal(t, "pi_more_000", orders[0])
@@ -601,16 +594,16 @@ func TestConsoleCustomerPagesItsLists(t *testing.T) {
 	resp, page2 := get(t, b, f.url+strings.ReplaceAll(m[1], "&amp;", "&"))
 	require.Equal(t, http.StatusOK, resp.StatusCode, page2)
 	assert.Equal(t, []string{"sub_more_050", "sub_more_051", "sub_more_052", "sub_more_053", "sub_more_054", "sub_more_055",
-		"sub_more_056", "sub_more_057", "sub_more_058", "sub_more_059"}, ids(subscriptionLink, page2), "the other 10")
+		"sub_more_056", "sub_more_057", "sub_more_058", "sub_more_059"}, firstGroups(subscriptionLink, page2), "the other 10")
 	assert.Nil(t, moreSubs.FindStringSubmatch(page2), "no more subscriptions")
-	assert.Equal(t, orders, ids(orderLink, page2), "the orders keep their page")
+	assert.Equal(t, orders, firstGroups(orderLink, page2), "the orders keep their page")
 	assert.Contains(t, page2, "Back to the first pages")
 
 	m = moreOrders.FindStringSubmatch(page2)
 	require.NotNil(t, m, "a link to more orders")
 	_, page3 := get(t, b, f.url+strings.ReplaceAll(m[1], "&amp;", "&"))
-	assert.Equal(t, []string{"pi_more_050", "pi_more_051", "pi_more_052", "pi_more_053", "pi_more_054"}, ids(orderLink, page3), "the other 5")
-	assert.Equal(t, ids(subscriptionLink, page2), ids(subscriptionLink, page3), "the subscriptions keep their page")
+	assert.Equal(t, []string{"pi_more_050", "pi_more_051", "pi_more_052", "pi_more_053", "pi_more_054"}, firstGroups(orderLink, page3), "the other 5")
+	assert.Equal(t, firstGroups(subscriptionLink, page2), firstGroups(subscriptionLink, page3), "the subscriptions keep their page")
 	assert.Nil(t, moreOrders.FindStringSubmatch(page3))
 }
 
@@ -633,13 +626,7 @@ func TestConsoleRebuildsPageByID(t *testing.T) {
 	b := browser(t)
 	f.signIn(t, b, readToken)
 	row := regexp.MustCompile(`<a href="/ui/rebuilds/(rp_[0-9T]+)_000000">`)
-	ids := func(page string) []string {
-		var out []string
-		for _, m := range row.FindAllStringSubmatch(page, -1) {
-			out = append(out, m[1])
-		}
-		return out
-	}
+	ids := func(page string) []string { return firstGroups(row, page) }
 	_, page := get(t, b, f.url+"/ui/rebuilds")
 	first := ids(page)
 	require.Len(t, first, 50)
@@ -651,4 +638,13 @@ func TestConsoleRebuildsPageByID(t *testing.T) {
 	assert.Equal(t, []string{"rp_20260301T120400", "rp_20260301T120300", "rp_20260301T120200", "rp_20260301T120100", "rp_20260301T120000"}, ids(page))
 	assert.Nil(t, nextLink.FindStringSubmatch(page), "none older")
 	assert.Contains(t, page, `<a href="/ui/rebuilds">Newest first</a>`)
+}
+
+// firstGroups is the first group of every match of re in page, in order.
+func firstGroups(re *regexp.Regexp, page string) []string {
+	var out []string
+	for _, m := range re.FindAllStringSubmatch(page, -1) {
+		out = append(out, m[1])
+	}
+	return out
 }
