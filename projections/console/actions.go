@@ -11,8 +11,8 @@ import (
 	"github.com/billfold/billfold/projections"
 )
 
-// maxDeadLettersShown bounds the dead letters a page lists; the groups
-// count all of them.
+// maxDeadLettersShown bounds the dead letters a page lists (and reads);
+// the groups count all of them from the query's dead-letter index.
 const maxDeadLettersShown = 200
 
 // deadLetterFields are the filter fields of /ui/dead-letters and of a
@@ -52,21 +52,13 @@ func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request, s *session
 
 func (c *Console) showDeadLetters(w http.ResponseWriter, r *http.Request, s *session, status int, m map[string]string,
 	f projections.DeadLetterFilter, dry, result *projections.RequeueResult) {
-	all, err := c.cfg.Engine.DeadLetters(r.Context(), projections.DeadLetterFilter{Status: projections.DeadLetterOpen})
+	open, err := c.cfg.Query.OpenDeadLetters(r.Context(), f, maxDeadLettersShown)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
 	}
-	v := deadLettersView{Filter: m, Groups: groupDeadLetters(all), Total: len(all), Filtered: len(m) > 0, DryRun: dry, Result: result}
-	items := all
-	if v.Filtered {
-		if items, err = c.cfg.Engine.DeadLetters(r.Context(), f); err != nil {
-			c.fail(w, r, s, err)
-			return
-		}
-	}
-	v.Shown = len(items)
-	v.Items = items[:min(len(items), maxDeadLettersShown)]
+	v := deadLettersView{Filter: m, Groups: deadLetterGroups(open.Groups), Total: open.Total, Filtered: len(m) > 0, DryRun: dry, Result: result,
+		Items: open.Items, Shown: open.Matched}
 	c.render(w, r, s, status, "deadletters", "dead-letters", "Dead letters", v)
 }
 

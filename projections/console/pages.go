@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/billfold/billfold/domain"
@@ -44,11 +43,11 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		v.LagError = panelError(c, "overview", err)
 	}
 	v.Projections = c.projectionRows(lag)
-	if dls, err := c.cfg.Engine.DeadLetters(ctx, projections.DeadLetterFilter{Status: projections.DeadLetterOpen}); err != nil {
+	if open, err := c.cfg.Query.OpenDeadLetters(ctx, projections.DeadLetterFilter{}, 0); err != nil {
 		v.DeadError = panelError(c, "overview", err)
 	} else {
-		v.OpenDead = len(dls)
-		v.DeadLetters = groupDeadLetters(dls)
+		v.OpenDead = open.Total
+		v.DeadLetters = deadLetterGroups(open.Groups)
 	}
 	if counts, err := c.cfg.Query.Counts(ctx); err != nil {
 		v.StatesError = panelError(c, "overview", err)
@@ -107,37 +106,13 @@ func panelError(c *Console, page string, err error) string {
 	return string(domain.ErrorCode(err)) + ": " + domain.ErrorMessage(err)
 }
 
-// groupDeadLetters counts dead letters by code and projection, largest
-// group first.
-func groupDeadLetters(dls []projections.DeadLetter) []countRow {
-	groups := map[[2]string]int{}
-	for _, dl := range dls {
-		groups[[2]string{string(dl.Code), dl.Projection}]++
+// deadLetterGroups are the groups as the pages' count rows.
+func deadLetterGroups(groups []projections.DeadLetterGroup) []countRow {
+	out := make([]countRow, len(groups))
+	for i, g := range groups {
+		out[i] = countRow{Code: g.Code, Label: g.Projection, N: g.Count}
 	}
-	out := make([]countRow, 0, len(groups))
-	for k, n := range groups {
-		out = append(out, countRow{Code: domain.Code(k[0]), Label: k[1], N: n})
-	}
-	slices.SortFunc(out, func(a, b countRow) int {
-		if a.N != b.N {
-			return b.N - a.N
-		}
-		if a.Code != b.Code {
-			return compareStrings(string(a.Code), string(b.Code))
-		}
-		return compareStrings(a.Label, b.Label)
-	})
 	return out
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // maxBodyShown bounds the raw body an event page shows.
