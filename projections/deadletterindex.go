@@ -2,12 +2,12 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
@@ -205,15 +205,30 @@ func (q *Query) OpenDeadLetters(ctx context.Context, f DeadLetterFilter, limit i
 		}
 		return strings.Compare(a.subject, b.subject)
 	})
-	for _, o := range picked[:min(len(picked), max(limit, 0))] {
-		m, err := stream.GetLastMsgForSubject(ctx, o.subject)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
+	page := picked[:min(len(picked), max(limit, 0))]
+	if len(page) == 0 {
+		return out, nil
+	}
+	// The page's dead letters in one request (a direct get of the last
+	// message of each subject), in the page's order.
+	subjects := make([]string, len(page))
+	for i, o := range page {
+		subjects[i] = o.subject
+	}
+	states := make(map[string]*DeadLetter, len(page))
+	for chunk := range slices.Chunk(subjects, directBatch) {
+		err := lastPerSubject(ctx, q.js.Conn(), domain.DeadLetterStream, chunk, func(subject string, msg *nats.Msg) error {
+			if dl, err := decodeDeadLetter(msg.Data); err == nil {
+				states[subject] = dl
+			}
+			return nil
+		})
 		if err != nil {
-			return out, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letter "+o.subject)
+			return out, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letters")
 		}
-		if dl, err := decodeDeadLetter(m.Data); err == nil && dl.Status == DeadLetterOpen {
+	}
+	for _, o := range page {
+		if dl := states[o.subject]; dl != nil && dl.Status == DeadLetterOpen {
 			out.Items = append(out.Items, *dl)
 		}
 	}

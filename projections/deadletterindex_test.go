@@ -102,3 +102,45 @@ func TestOpenDeadLettersCountWhatTheStreamHolds(t *testing.T) {
 	assert.Equal(t, 8, open.Total)
 	assert.ElementsMatch(t, left, open.Items)
 }
+
+// BenchmarkOpenDeadLetters compares the console's reads of the open dead
+// letters (the overview's counts; the dead-letters page's counts and
+// first 200) with a full read of the dead-letter stream (what both did
+// before), over 1,500 open dead letters.
+func BenchmarkOpenDeadLetters(b *testing.B) {
+	nc, js := natstest.Connect(b, natstest.Server(b))
+	broken := reducers.DefaultOptions()
+	broken.FailTypes = []string{"checkout.session.completed"}
+	f := newReplayFixture(b, nc, js, broken, time.Hour)
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for u := range 500 {
+		f.append(samples.Stripe{EventID: fmt.Sprintf("evt_topup_%d", u), Type: "checkout.session.completed", Created: base, CustomerID: fmt.Sprintf("cus_%d", u),
+			Object: map[string]any{"id": fmt.Sprintf("cs_%d", u), "payment_intent": fmt.Sprintf("pi_%d", u)}})
+	}
+	ctx := context.Background()
+	require.Eventually(b, func() bool {
+		open, err := f.query.OpenDeadLetters(ctx, projections.DeadLetterFilter{}, 0)
+		return err == nil && open.Total == 1500
+	}, 2*time.Minute, 50*time.Millisecond)
+	b.Run("counts", func(b *testing.B) { // the overview's panel
+		for b.Loop() {
+			if _, err := f.query.OpenDeadLetters(ctx, projections.DeadLetterFilter{}, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("index", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := f.query.OpenDeadLetters(ctx, projections.DeadLetterFilter{}, 200); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("stream", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := f.engine.DeadLetters(ctx, projections.DeadLetterFilter{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -208,15 +208,30 @@ func latestValues(ctx context.Context, nc *nats.Conn, bucket string, keys []stri
 // has one (a value, or a delete or purge marker) and its revision, in one
 // direct get request; see LatestValues.
 func latestEntries(ctx context.Context, nc *nats.Conn, bucket string, keys []string, found func(key string, value []byte, revision uint64, deleted bool)) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
 	prefix := "$KV." + bucket + "."
 	subjects := make([]string, len(keys))
 	for i, k := range keys {
 		subjects[i] = prefix + k
+	}
+	return lastPerSubject(ctx, nc, domain.BucketStream(bucket), subjects, func(subject string, msg *nats.Msg) error {
+		if !strings.HasPrefix(subject, prefix) {
+			return fmt.Errorf("direct get: answer for %q", subject)
+		}
+		rev, _ := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+		// A delete or purge marker: the key is gone.
+		found(subject[len(prefix):], msg.Data, rev, msg.Header.Get("KV-Operation") != "")
+		return nil
+	})
+}
+
+// lastPerSubject calls found with the last message of each of subjects in
+// stream that has one, in one direct get request (the stream allows direct
+// gets).
+func lastPerSubject(ctx context.Context, nc *nats.Conn, stream string, subjects []string, found func(subject string, msg *nats.Msg) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 	}
 	req, err := json.Marshal(struct {
 		MultiLast []string `json:"multi_last"`
@@ -231,7 +246,7 @@ func latestEntries(ctx context.Context, nc *nats.Conn, bucket string, keys []str
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+domain.BucketStream(bucket), inbox, req); err != nil {
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
 		return err
 	}
 	for {
@@ -242,18 +257,14 @@ func latestEntries(ctx context.Context, nc *nats.Conn, bucket string, keys []str
 		switch status := msg.Header.Get("Status"); {
 		case status == "204": // end of batch
 			return nil
-		case status == "404" && msg.Header.Get("Description") == "No Results": // none of the keys exists
+		case status == "404" && msg.Header.Get("Description") == "No Results": // none of the subjects has a message
 			return nil
 		case status != "":
 			return fmt.Errorf("direct get: %s %s", status, msg.Header.Get("Description"))
 		}
-		subject := msg.Header.Get(jetstream.SubjectHeader)
-		if !strings.HasPrefix(subject, prefix) {
-			return fmt.Errorf("direct get: answer for %q", subject)
+		if err := found(msg.Header.Get(jetstream.SubjectHeader), msg); err != nil {
+			return err
 		}
-		rev, _ := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
-		// A delete or purge marker: the key is gone.
-		found(subject[len(prefix):], msg.Data, rev, msg.Header.Get("KV-Operation") != "")
 	}
 }
 
