@@ -57,13 +57,13 @@ func (x *deadLetterIndex) run(ctx context.Context) {
 // follow reads the stream's current state into a fresh set, swaps it in
 // once caught up, then applies every new message to it.
 func (x *deadLetterIndex) follow(ctx context.Context) {
-	// The stream's last sequence now: once caught up, the index holds
-	// everything written up to it, even when the messages are gone.
+	// The stream's state now: once caught up, the index holds everything
+	// written up to its last sequence, even messages since deleted.
 	stream, err := x.js.Stream(ctx, domain.DeadLetterStream)
 	if err != nil {
 		return
 	}
-	last := stream.CachedInfo().State.LastSeq
+	state := stream.CachedInfo().State
 	c, err := x.js.OrderedConsumer(ctx, domain.DeadLetterStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{domain.DeadLetterSubjectPrefix + ">"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
 		InactiveThreshold: consumerInactiveThreshold,
@@ -78,11 +78,6 @@ func (x *deadLetterIndex) follow(ctx context.Context) {
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	info, err := c.Info(ctx)
-	if err != nil {
-		it.Stop()
-		return
-	}
 	loading := map[string]openDeadLetter{}
 	caughtUp := func(seq uint64) {
 		x.mu.Lock()
@@ -95,8 +90,8 @@ func (x *deadLetterIndex) follow(ctx context.Context) {
 			close(x.loaded)
 		}
 	}
-	if info.NumPending == 0 {
-		caughtUp(last)
+	if state.Msgs == 0 {
+		caughtUp(state.LastSeq) // nothing to load; what comes next is newer
 	}
 	for {
 		m, err := it.Next()
@@ -111,7 +106,7 @@ func (x *deadLetterIndex) follow(ctx context.Context) {
 		if loading != nil {
 			applyDeadLetter(loading, m.Subject(), dl, derr)
 			if meta.NumPending == 0 {
-				caughtUp(max(last, meta.Sequence.Stream))
+				caughtUp(max(state.LastSeq, meta.Sequence.Stream))
 			}
 			continue
 		}
