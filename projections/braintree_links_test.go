@@ -72,7 +72,7 @@ func TestBraintreeCustomersJoinLinkedIdentities(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done; <-done })
 
 	subs := func(provider, id string) []string {
-		p, err := q.CustomerSubscriptions(ctx, provider, id)
+		p, err := q.CustomerSubscriptions(ctx, provider, id, 0, "")
 		if err != nil {
 			return nil
 		}

@@ -147,7 +147,7 @@ func (x *linkIndex) identities(who ident) ([]ident, bool) {
 
 // ordersOf returns the keys of the orders of the identities and of the
 // orders carrying one of their links, in (provider, id) order.
-func (x *linkIndex) ordersOf(ids []ident) []string {
+func (x *linkIndex) ordersOf(ids []ident) []keyAt {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	set := map[*orderEntry]bool{}
@@ -165,9 +165,9 @@ func (x *linkIndex) ordersOf(ids []ident) []string {
 	}
 	orders := slices.Collect(maps.Keys(set))
 	slices.SortFunc(orders, func(a, b *orderEntry) int { return index.ComparePositions(a.pos, b.pos) })
-	keys := make([]string, len(orders))
+	keys := make([]keyAt, len(orders))
 	for i, o := range orders {
-		keys[i] = o.key
+		keys[i] = keyAt{key: o.key, pos: o.pos}
 	}
 	return keys
 }

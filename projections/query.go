@@ -39,6 +39,8 @@ type Query struct {
 	view      atomic.Pointer[queryView]
 	readyOnce sync.Once
 	ready     chan struct{}
+	// deadLetters indexes the open dead letters (Run follows them).
+	deadLetters *deadLetterIndex
 }
 
 // queryView is one set of projection generations: their stores and the
@@ -82,7 +84,8 @@ func NewQuery(engine *Engine, projs []reducers.Projection, userIDKey string) *Qu
 	if userIDKey == "" {
 		userIDKey = "user_id"
 	}
-	q := &Query{js: engine.js, engine: engine, projs: projs, userIDKey: userIDKey, ready: make(chan struct{})}
+	q := &Query{js: engine.js, engine: engine, projs: projs, userIDKey: userIDKey, ready: make(chan struct{}),
+		deadLetters: newDeadLetterIndex(engine.js)}
 	q.view.Store(q.newView())
 	return q
 }
@@ -110,8 +113,12 @@ func (q *Query) sameGenerations(v *queryView) bool {
 // customers, subscriptions and orders buckets of the current generations
 // and, when a rebuild switches generations, loads indexes over the new
 // ones and then switches every query to them at once. Ready is closed once
-// the first indexes are loaded.
+// the first indexes are loaded. It also follows the open dead letters
+// (OpenDeadLetters), until ctx is done too.
 func (q *Query) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { q.deadLetters.run(ctx) })
+	defer wg.Wait()
 	v := q.view.Load()
 	stopPrev := func() {}
 	defer func() { stopPrev() }()
@@ -197,15 +204,23 @@ const indexWait = 2 * time.Second
 // loadedView waits for the indexes' initial load, at most indexWait or
 // ctx, and returns the view queries read now.
 func (q *Query) loadedView(ctx context.Context) (*queryView, error) {
+	if err := waitLoaded(ctx, q.ready); err != nil {
+		return nil, err
+	}
+	return q.view.Load(), nil
+}
+
+// waitLoaded waits until loaded is closed, at most indexWait or ctx.
+func waitLoaded(ctx context.Context, loaded <-chan struct{}) error {
 	t := time.NewTimer(indexWait)
 	defer t.Stop()
 	select {
-	case <-q.ready:
-		return q.view.Load(), nil
+	case <-loaded:
+		return nil
 	case <-t.C:
-		return nil, domain.Errorf(domain.CodeIndexLoading, "the query indexes are still loading the stored records; retry shortly")
+		return domain.Errorf(domain.CodeIndexLoading, "the query indexes are still loading the stored records; retry shortly")
 	case <-ctx.Done():
-		return nil, domain.Wrap(domain.CodeIndexLoading, ctx.Err(), "the query indexes are still loading the stored records")
+		return domain.Wrap(domain.CodeIndexLoading, ctx.Err(), "the query indexes are still loading the stored records")
 	}
 }
 

@@ -256,25 +256,54 @@ func TestQueryLinkedIdentities(t *testing.T) {
 		return out
 	}
 	require.Eventually(t, func() bool {
-		p, err := f.q.CustomerOrders(ctx, "clerk", "user_1")
+		p, err := f.q.CustomerOrders(ctx, "clerk", "user_1", 0, "")
 		return err == nil && len(p.Items) == 2
 	}, 5*time.Second, 10*time.Millisecond)
 	for _, who := range [][2]string{{"stripe", "cus_1"}, {"clerk", "user_1"}} {
-		p, err := f.q.CustomerSubscriptions(ctx, who[0], who[1])
+		p, err := f.q.CustomerSubscriptions(ctx, who[0], who[1], 0, "")
 		require.NoError(t, err)
 		assert.Equal(t, []string{"sub_a", "sub_b"}, ids(p), "%v", who)
-		p, err = f.q.CustomerOrders(ctx, who[0], who[1])
+		p, err = f.q.CustomerOrders(ctx, who[0], who[1], 0, "")
 		require.NoError(t, err)
 		assert.Equal(t, []string{"cs_2", "pi_1"}, ids(p), "%v", who)
 	}
-	p, err := f.q.CustomerSubscriptions(ctx, "stripe", "cus_2")
+	// Paged: one at a time, each page's cursor leading to the next.
+	for _, list := range []struct {
+		name string
+		page func(limit int, cursor string) (Page, error)
+		want []string
+	}{
+		{"subscriptions", func(limit int, cursor string) (Page, error) {
+			return f.q.CustomerSubscriptions(ctx, "clerk", "user_1", limit, cursor)
+		}, []string{"sub_a", "sub_b"}},
+		{"orders", func(limit int, cursor string) (Page, error) {
+			return f.q.CustomerOrders(ctx, "clerk", "user_1", limit, cursor)
+		}, []string{"cs_2", "pi_1"}},
+	} {
+		var got []string
+		cursor := ""
+		for range 3 {
+			p, err := list.page(1, cursor)
+			require.NoError(t, err, list.name)
+			require.LessOrEqual(t, len(p.Items), 1, list.name)
+			got = append(got, ids(p)...)
+			if cursor = p.NextCursor; cursor == "" {
+				break
+			}
+		}
+		assert.Equal(t, list.want, got, list.name)
+		assert.Empty(t, cursor, "%s: the last page has no next cursor", list.name)
+		_, err := list.page(1, "not-a-cursor")
+		assert.Equal(t, domain.CodeBadRequest, domain.ErrorCode(err), list.name)
+	}
+	p, err := f.q.CustomerSubscriptions(ctx, "stripe", "cus_2", 0, "")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"sub_c"}, ids(p))
 	// A customer known only from its subscriptions (Braintree) still lists them.
-	p, err = f.q.CustomerSubscriptions(ctx, "braintree", "cus_1")
+	p, err = f.q.CustomerSubscriptions(ctx, "braintree", "cus_1", 0, "")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"sub_d"}, ids(p))
-	_, err = f.q.CustomerSubscriptions(ctx, "stripe", "cus_nobody")
+	_, err = f.q.CustomerSubscriptions(ctx, "stripe", "cus_nobody", 0, "")
 	assert.Equal(t, domain.CodeNotFound, domain.ErrorCode(err))
 }
 

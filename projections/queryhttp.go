@@ -135,7 +135,7 @@ func (q *Query) serveCounts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (q *Query) serveCustomerSubscriptions(w http.ResponseWriter, r *http.Request) {
-	page, err := q.CustomerSubscriptions(r.Context(), r.PathValue("provider"), r.PathValue("id"))
+	page, err := q.CustomerSubscriptions(r.Context(), r.PathValue("provider"), r.PathValue("id"), 0, "")
 	if err != nil {
 		WriteError(w, err)
 		return
@@ -144,7 +144,7 @@ func (q *Query) serveCustomerSubscriptions(w http.ResponseWriter, r *http.Reques
 }
 
 func (q *Query) serveCustomerOrders(w http.ResponseWriter, r *http.Request) {
-	page, err := q.CustomerOrders(r.Context(), r.PathValue("provider"), r.PathValue("id"))
+	page, err := q.CustomerOrders(r.Context(), r.PathValue("provider"), r.PathValue("id"), 0, "")
 	if err != nil {
 		WriteError(w, err)
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -136,8 +137,11 @@ func (q *Query) Counts(ctx context.Context) (map[domain.LifecycleState]int, erro
 // CustomerSubscriptions returns the subscriptions of a customer and of
 // every identity linked to it (sharing a link, transitively: a Stripe
 // customer whose metadata names user_1 and the Clerk user user_1), in
-// (provider, id) order.
-func (q *Query) CustomerSubscriptions(ctx context.Context, provider, id string) (Page, error) {
+// (provider, id) order: at most limit after cursor, with the next page's
+// cursor, or every one when limit is 0 (the /v1 API's answer). The list is
+// chosen from the indexes, which hold ids; only the page's records are
+// read.
+func (q *Query) CustomerSubscriptions(ctx context.Context, provider, id string, limit int, cursor string) (Page, error) {
 	v, err := q.loadedView(ctx)
 	if err != nil {
 		return Page{}, err
@@ -147,23 +151,29 @@ func (q *Query) CustomerSubscriptions(ctx context.Context, provider, id string) 
 	for i, c := range group {
 		customers[i] = index.Customer{Provider: c.provider, ID: c.id}
 	}
-	var keys []string
+	var keys []keyAt
 	for _, e := range v.subs.OfCustomers(customers) {
-		keys = append(keys, subscriptionKey(e))
+		keys = append(keys, keyAt{key: subscriptionKey(e), pos: e.Pos()})
 	}
-	return v.customerPage(ctx, domain.ProjectionSubscriptions, keys, known, provider, id)
+	return v.customerPage(ctx, domain.ProjectionSubscriptions, keys, known, provider, id, limit, cursor)
 }
 
 // CustomerOrders returns the orders of a customer and of every identity
 // linked to it, and the orders whose own links are among theirs, in
-// (provider, id) order.
-func (q *Query) CustomerOrders(ctx context.Context, provider, id string) (Page, error) {
+// (provider, id) order, paged as CustomerSubscriptions.
+func (q *Query) CustomerOrders(ctx context.Context, provider, id string, limit int, cursor string) (Page, error) {
 	v, err := q.loadedView(ctx)
 	if err != nil {
 		return Page{}, err
 	}
 	group, known := v.people.identities(ident{provider, id})
-	return v.customerPage(ctx, domain.ProjectionOrders, v.people.ordersOf(group), known, provider, id)
+	return v.customerPage(ctx, domain.ProjectionOrders, v.people.ordersOf(group), known, provider, id, limit, cursor)
+}
+
+// keyAt is an indexed record's store key and its place in a list.
+type keyAt struct {
+	key string
+	pos index.Position
 }
 
 // subscriptionKey is the store key of an indexed subscription.
@@ -171,16 +181,41 @@ func subscriptionKey(s index.Subscription) string {
 	return domain.RecordKey(domain.KindSubscription, s.Key)
 }
 
-func (v *queryView) customerPage(ctx context.Context, projection string, keys []string, known bool, provider, id string) (Page, error) {
+// customerPage reads the page of keys (in position order) after cursor,
+// at most limit (0: all).
+func (v *queryView) customerPage(ctx context.Context, projection string, keys []keyAt, known bool, provider, id string, limit int, cursor string) (Page, error) {
 	if !known && len(keys) == 0 {
 		return Page{}, domain.Errorf(domain.CodeNotFound, "no customer %s/%s", provider, id)
 	}
-	records, err := v.readMany(ctx, projection, keys)
+	if limit < 0 || limit > MaxListLimit {
+		return Page{}, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", limit, MaxListLimit)
+	}
+	after, err := decodeCursor(cursor)
+	if err != nil {
+		return Page{}, err
+	}
+	if after != nil {
+		i, found := slices.BinarySearchFunc(keys, *after, func(k keyAt, p index.Position) int { return index.ComparePositions(k.pos, p) })
+		if found {
+			i++
+		}
+		keys = keys[i:]
+	}
+	var next string
+	if limit > 0 && len(keys) > limit {
+		keys = keys[:limit]
+		next = encodeCursor(keys[limit-1].pos)
+	}
+	storeKeys := make([]string, len(keys))
+	for i, k := range keys {
+		storeKeys[i] = k.key
+	}
+	records, err := v.readMany(ctx, projection, storeKeys)
 	if err != nil {
 		return Page{}, err
 	}
 	if records == nil {
 		records = []json.RawMessage{}
 	}
-	return Page{Items: records}, nil
+	return Page{Items: records, NextCursor: next}, nil
 }

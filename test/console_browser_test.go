@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -260,6 +261,19 @@ func TestConsoleInABrowser(t *testing.T) {
 	assert.Contains(t, srv.logs.String(), `"by":"ops-alice"`, "the requeue is logged with who asked")
 	assert.NotContains(t, srv.logs.String(), consoleAdminToken)
 
+	// Applied now, the top-up's page lists the order it made and the
+	// wallet it credited, each linking to its page.
+	browse(ctx, t, chromedp.Navigate(srv.admin+"/ui/events/stripe/evt_console_topup"), chromedp.WaitVisible(chromedp.CSS(`#records`)))
+	records := text(ctx, t, `section[aria-labelledby="records"]`)
+	assert.Contains(t, records, "order pi_console changed by this event")
+	assert.Contains(t, records, "wallet user_demo_ana changed by this event")
+	clickAndWait(ctx, t, `//a[.="order pi_console"]`, `//h1[.="Order pi_console"]`)
+	assert.Contains(t, text(ctx, t, "#main"), "cus_demo_ana")
+	shoot(ctx, t, "order", false)
+	browse(ctx, t, chromedp.Navigate(srv.admin+"/ui/events/stripe/evt_console_topup"), chromedp.WaitVisible(chromedp.CSS(`#records`)))
+	clickAndWait(ctx, t, `//a[.="wallet user_demo_ana"]`, `//h1[.="Wallet of user_demo_ana"]`)
+	assert.Contains(t, text(ctx, t, "#main"), "240 credits")
+
 	// Keyboard: Tab reaches the skip link first, each stop shows a focus
 	// ring, and Enter on a link follows it. Subscriptions → one
 	// subscription → its customer, by links.
@@ -296,6 +310,56 @@ func TestConsoleInABrowser(t *testing.T) {
 	browse(ctx, t, chromedp.WaitVisible(`//p[@data-field="live"][contains(., "Finished: done")]`))
 	assert.Equal(t, "done", text(ctx, t, `[data-field="status"]`))
 	shoot(ctx, t, "rebuild", true)
+
+	// Cancel: with the rebuild's fold capped at one event a second (a
+	// restart with --rebuild-rate 1; sessions live in memory, so sign in
+	// again), the demo's journal takes a minute to fold and the Cancel
+	// button is in time.
+	srv.stop()
+	srv.args = append(srv.args, "--rebuild-rate", "1")
+	srv.start()
+	browse(ctx, t, chromedp.Navigate(srv.admin+"/ui/"), chromedp.WaitVisible(chromedp.CSS(`#token`)),
+		chromedp.SendKeys(chromedp.CSS(`#token`), consoleAdminToken),
+		chromedp.Submit(chromedp.CSS(`#token`)),
+		chromedp.WaitVisible(chromedp.CSS(`#lag`)))
+	// Wallets paused from the overview: the hold shows there, with who
+	// made it, and on the rebuilds page.
+	clickAndWait(ctx, t, `//button[@aria-label="Pause wallets"]`, `//tr[td[.="wallets"]]//span[.="paused"]`)
+	paused, err := chromedp.Run(ctx, chromedp.Text(`//tr[td[.="wallets"]]`, chromedp.NodeVisible))
+	require.NoError(t, err)
+	assert.Contains(t, paused, "by ops-alice since")
+	var holds struct{ Paused []projections.Pause }
+	require.Equal(t, http.StatusOK, apiGet(t, srv, "/v1/projections/paused", &holds))
+	require.Len(t, holds.Paused, 1, "the API sees the hold")
+	assert.Equal(t, "wallets", holds.Paused[0].Projection)
+	clickAndWait(ctx, t, `//nav/a[.="Rebuilds"]`, `#start`)
+	assert.Contains(t, text(ctx, t, `[data-paused]`), "wallets by ops-alice")
+	browse(ctx, t, chromedp.Click(chromedp.CSS(`input[value="subscriptions"]`)))
+	clickAndWait(ctx, t, `//button[.="Dry run…"]`, `#dry`)
+	clickAndWait(ctx, t, `//button[contains(., "Confirm: start the rebuild")]`, `#prog`)
+	rebuildURL, err := chromedp.Run(ctx, chromedp.Location())
+	require.NoError(t, err)
+	assert.Equal(t, "running", text(ctx, t, `[data-field="status"]`), "one event a second: still folding")
+	clickAndWait(ctx, t, `//button[.="Cancel"]`, `#prog`)
+	browse(ctx, t, chromedp.WaitVisible(`//p[@data-field="live"][contains(., "Finished: cancelled")]`))
+	assert.Equal(t, "cancelled", text(ctx, t, `[data-field="status"]`))
+	gone, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("[data-hide-when-finished]").length`))
+	require.NoError(t, err)
+	assert.Zero(t, gone, "no Cancel button once it has ended")
+	// The list shows it cancelled too, and the overview no longer in
+	// progress.
+	id := rebuildURL[strings.LastIndex(rebuildURL, "/")+1:]
+	clickAndWait(ctx, t, `//a[.="All rebuilds and replays"]`, `#start`)
+	row, err := chromedp.Run(ctx, chromedp.Text(`//tr[td/a[.="`+id+`"]]`, chromedp.NodeVisible))
+	require.NoError(t, err)
+	assert.Contains(t, row, "cancelled")
+	assert.Contains(t, srv.logs.String(), `"msg":"console rebuild cancel","by":"ops-alice","rebuild":"`+id+`"`)
+	shoot(ctx, t, "rebuilds", false)
+	clickAndWait(ctx, t, `//nav/a[.="Overview"]`, `#running`)
+	assert.Contains(t, text(ctx, t, `section[aria-labelledby="running"]`), "None.")
+	clickAndWait(ctx, t, `//button[@aria-label="Resume wallets"]`, `//tr[td[.="wallets"]]//span[.="folding"]`)
+	require.Equal(t, http.StatusOK, apiGet(t, srv, "/v1/projections/paused", &holds))
+	assert.Empty(t, holds.Paused, "resumed")
 
 	// Signing out ends the session: pages ask for a sign-in again.
 	browse(ctx, t, chromedp.Click(`//button[.="Sign out"]`), chromedp.WaitVisible(chromedp.CSS(`#token`)),

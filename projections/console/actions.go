@@ -1,6 +1,7 @@
 package console
 
 import (
+	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,8 +11,8 @@ import (
 	"github.com/billfold/billfold/projections"
 )
 
-// maxDeadLettersShown bounds the dead letters a page lists; the groups
-// count all of them.
+// maxDeadLettersShown bounds the dead letters a page lists (and reads);
+// the groups count all of them from the query's dead-letter index.
 const maxDeadLettersShown = 200
 
 // deadLetterFields are the filter fields of /ui/dead-letters and of a
@@ -51,21 +52,13 @@ func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request, s *session
 
 func (c *Console) showDeadLetters(w http.ResponseWriter, r *http.Request, s *session, status int, m map[string]string,
 	f projections.DeadLetterFilter, dry, result *projections.RequeueResult) {
-	all, err := c.cfg.Engine.DeadLetters(r.Context(), projections.DeadLetterFilter{Status: projections.DeadLetterOpen})
+	open, err := c.cfg.Query.OpenDeadLetters(r.Context(), f, maxDeadLettersShown)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
 	}
-	v := deadLettersView{Filter: m, Groups: groupDeadLetters(all), Total: len(all), Filtered: len(m) > 0, DryRun: dry, Result: result}
-	items := all
-	if v.Filtered {
-		if items, err = c.cfg.Engine.DeadLetters(r.Context(), f); err != nil {
-			c.fail(w, r, s, err)
-			return
-		}
-	}
-	v.Shown = len(items)
-	v.Items = items[:min(len(items), maxDeadLettersShown)]
+	v := deadLettersView{Filter: m, Groups: deadLetterGroups(open.Groups), Total: open.Total, Filtered: len(m) > 0, DryRun: dry, Result: result,
+		Items: open.Items, Shown: open.Matched}
 	c.render(w, r, s, status, "deadletters", "dead-letters", "Dead letters", v)
 }
 
@@ -114,14 +107,25 @@ type rebuildsView struct {
 	// Form is the submitted form, kept for the confirmation page.
 	Form   url.Values
 	DryRun *projections.DryRun
+	// Paused are the operator's holds: a rebuild folds a paused
+	// projection too, and its live projector stays held after the switch.
+	Paused []projections.Pause
+	// Older is the next page of the list; First the first, when this is
+	// a later one.
+	Older, First template.URL
 }
+
+// rebuildsPerPage bounds the rebuilds a page lists (and the overview
+// looks through for those in progress).
+const rebuildsPerPage = 50
 
 func (c *Console) rebuilds(w http.ResponseWriter, r *http.Request, s *session) {
 	c.showRebuilds(w, r, s, nil, nil)
 }
 
 func (c *Console) showRebuilds(w http.ResponseWriter, r *http.Request, s *session, form url.Values, dry *projections.DryRun) {
-	all, err := c.cfg.Rebuilds.List(r.Context())
+	after := r.URL.Query().Get("after")
+	page, next, err := c.cfg.Rebuilds.ListPage(r.Context(), rebuildsPerPage, after)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
@@ -129,8 +133,14 @@ func (c *Console) showRebuilds(w http.ResponseWriter, r *http.Request, s *sessio
 	if form == nil {
 		form = url.Values{}
 	}
-	c.render(w, r, s, http.StatusOK, "rebuilds", "rebuilds", "Rebuilds and replays",
-		rebuildsView{Rebuilds: all, Projections: c.cfg.Engine.Projections(), Form: form, DryRun: dry})
+	v := rebuildsView{Rebuilds: page, Projections: c.cfg.Engine.Projections(), Form: form, DryRun: dry, Paused: c.cfg.Engine.Paused()}
+	if next != "" {
+		v.Older = link("/ui/rebuilds", "after", next)
+	}
+	if after != "" {
+		v.First = link("/ui/rebuilds")
+	}
+	c.render(w, r, s, http.StatusOK, "rebuilds", "rebuilds", "Rebuilds and replays", v)
 }
 
 // rebuildRequest reads the start form.
@@ -214,4 +224,30 @@ func (c *Console) rebuildProgress(w http.ResponseWriter, r *http.Request, _ *ses
 		return
 	}
 	projections.WriteJSON(w, http.StatusOK, rb)
+}
+
+// pauseProjection holds a projection's projectors in every billfold
+// process, as POST /v1/projections/pause does; resumeProjection lifts the hold.
+func (c *Console) pauseProjection(w http.ResponseWriter, r *http.Request, s *session) {
+	c.hold(w, r, s, "pause", func(names []string) error {
+		_, err := c.cfg.Engine.Pause(r.Context(), names, s.admin)
+		return err
+	})
+}
+
+func (c *Console) resumeProjection(w http.ResponseWriter, r *http.Request, s *session) {
+	c.hold(w, r, s, "resume", func(names []string) error {
+		_, err := c.cfg.Engine.Resume(r.Context(), names)
+		return err
+	})
+}
+
+func (c *Console) hold(w http.ResponseWriter, r *http.Request, s *session, action string, change func([]string) error) {
+	name := r.PathValue("name")
+	if err := change([]string{name}); err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	c.log.Info("console "+action, "by", s.admin, "projection", name)
+	http.Redirect(w, r, Prefix, http.StatusSeeOther)
 }

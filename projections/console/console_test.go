@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -41,15 +42,36 @@ const (
 type fixture struct {
 	url  string
 	logs *bytes.Buffer
+	js   jetstream.JetStream
 }
 
 // fixtureOptions: the session bound, and how many more subscriptions and
 // delivery log entries to make.
 type fixtureOptions struct {
 	maxSessions, subscriptions, deliveries int
+	// orders journals that many paid checkouts of cus_more.
+	orders int
 	// rebuildRate caps a rebuild's fold (events per second), so a test
 	// can act while one runs.
 	rebuildRate float64
+	// flaky journals evt_flaky, which the customers projection fails to
+	// store (a transient failure): a dead letter waiting for its
+	// scheduled retry.
+	flaky bool
+}
+
+// storeDownFor is a projection whose stores fail (transiently) for one
+// event.
+type storeDownFor struct {
+	reducers.Projection
+	eventID string
+}
+
+func (p storeDownFor) Apply(ev *domain.Envelope, records reducers.Lookup) (reducers.Changes, error) {
+	if ev.EventID == p.eventID {
+		return nil, domain.Errorf(domain.CodeStoreUnavailable, "store down for %s", ev.EventID)
+	}
+	return p.Projection.Apply(ev, records)
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture {
@@ -65,8 +87,32 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		{EventID: hostileID, Type: "customer.updated", Created: at, CustomerID: "cus_1"},
 		{EventID: "evt_bad_topup", Type: "checkout.session.completed", Created: at, CustomerID: "cus_1",
 			Object: map[string]any{"metadata": map[string]any{"user_id": "user_1", "credits": "lots"}}},
+		// A paid checkout that tops up user_1's wallet: it makes the order
+		// pi_topup and credits the wallet.
+		{EventID: "evt_topup", Type: "checkout.session.completed", Created: at, CustomerID: "cus_1",
+			Object: map[string]any{"id": "cs_topup", "payment_intent": "pi_topup", "amount_total": 1000, "currency": "eur",
+				"metadata": map[string]any{"user_id": "user_1", "credits": "100"}}},
 	} {
 		appendStripe(t, j, s)
+	}
+	// Clerk's user_1 signs up: a customer, and a wallet credited with the
+	// signup bonus.
+	_, err := j.Append(ctx, &domain.Envelope{Provider: domain.Clerk, Endpoint: "clerk", EventID: "evt_user_1", EventType: "user.created",
+		Created: at, Received: time.Now(), Verification: domain.VerifiedSignature, Body: samples.ClerkUser("user.created", "user_1", at),
+		ObjectKind: "user", ObjectID: "user_1"})
+	require.NoError(t, err)
+	if o.flaky {
+		appendStripe(t, j, samples.Stripe{EventID: "evt_flaky", Type: "customer.updated", Created: at, CustomerID: "cus_2"})
+	}
+	if o.subscriptions+o.orders > 0 {
+		// cus_more is user_more: linked to no other customer.
+		appendStripe(t, j, samples.Stripe{EventID: "evt_more", Type: "customer.created", Created: at, CustomerID: "cus_more",
+			Object: map[string]any{"metadata": map[string]any{"user_id": "user_more"}}})
+	}
+	for i := range o.orders {
+		appendStripe(t, j, samples.Stripe{EventID: fmt.Sprintf("evt_order_%03d", i), Type: "checkout.session.completed", Created: at, CustomerID: "cus_more",
+			Object: map[string]any{"id": fmt.Sprintf("cs_more_%03d", i), "payment_intent": fmt.Sprintf("pi_more_%03d", i), "amount_total": 500, "currency": "eur",
+				"metadata": map[string]any{"user_id": "user_more"}}})
 	}
 	for i := range o.subscriptions {
 		appendStripe(t, j, samples.Stripe{EventID: fmt.Sprintf("evt_more_%03d", i), Type: "customer.subscription.created", Created: at,
@@ -88,6 +134,13 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	logs := &bytes.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	projs := reducers.All(reducers.DefaultOptions())
+	if o.flaky {
+		for i, p := range projs {
+			if p.Name() == domain.ProjectionCustomers {
+				projs[i] = storeDownFor{Projection: p, eventID: "evt_flaky"}
+			}
+		}
+	}
 	engine, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{Replicas: 1, Log: slog.New(slog.DiscardHandler),
 		Retry: projections.RetryPolicy{Attempts: 2, Initial: time.Millisecond, Max: 5 * time.Millisecond}})
 	require.NoError(t, err)
@@ -119,7 +172,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	require.NoError(t, err)
 	srv := httptest.NewServer(c)
 	t.Cleanup(srv.Close)
-	return &fixture{url: srv.URL, logs: logs}
+	return &fixture{url: srv.URL, logs: logs, js: js}
 }
 
 // appendStripe journals s as the receiver would, naming its object.
@@ -392,7 +445,7 @@ func TestConsoleRebuildStartAndCancel(t *testing.T) {
 	form := url.Values{"csrf": {csrf}, "projection": {"subscriptions"}}
 	resp, page := post(t, b, f.url+"/ui/rebuilds", form)
 	require.Equal(t, http.StatusOK, resp.StatusCode, page)
-	assert.Contains(t, page, "Dry run: it would fold <strong>4</strong> journal events")
+	assert.Contains(t, page, "Dry run: it would fold <strong>6</strong> journal events", "the whole journal: the fixture journals six")
 	assert.Contains(t, page, `<input type="hidden" name="projection" value="subscriptions">`, "the confirmation keeps the form")
 
 	form.Set("confirm", "yes")
@@ -419,4 +472,179 @@ func TestConsoleRebuildStartAndCancel(t *testing.T) {
 	_, page = get(t, b, f.url+loc)
 	assert.Contains(t, page, "cancelled")
 	assert.Contains(t, f.logs.String(), `"msg":"console rebuild cancel","by":"ops-alice"`)
+}
+
+// An event page lists every record the event changed, each linking to
+// its page: a checkout that tops up a wallet made an order, credited the
+// wallet and names its customer; a Clerk sign-up made a customer and
+// credited a wallet with the bonus. The order and wallet pages show them.
+func TestConsoleEventListsTheOrdersAndWalletsItChanged(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	b := browser(t)
+	f.signIn(t, b, readToken)
+	changed := func(href, label string) string {
+		return `<a href="` + href + `">` + label + `</a> <span class="muted">changed by this event</span>`
+	}
+	var page string
+	require.Eventually(t, func() bool { // the wallets fold the top-up after the fixture's wait
+		_, page = get(t, b, f.url+"/ui/events/stripe/evt_topup")
+		return strings.Contains(page, changed("/ui/wallets/user_1", "wallet user_1"))
+	}, 15*time.Second, 50*time.Millisecond, "the top-up's page links the wallet it credited")
+	assert.Contains(t, page, changed("/ui/orders/stripe/pi_topup", "order pi_topup"), "and the order it made")
+	assert.Contains(t, page, `<a href="/ui/customers/stripe/cus_1">customer cus_1</a>`, "and the customer it names")
+	assert.Less(t, strings.Index(page, "customer cus_1"), strings.Index(page, "order pi_topup"), "customers, then orders, then wallets")
+	assert.Less(t, strings.Index(page, "order pi_topup"), strings.Index(page, "wallet user_1"))
+
+	require.Eventually(t, func() bool {
+		_, page = get(t, b, f.url+"/ui/events/clerk/evt_user_1")
+		return strings.Contains(page, changed("/ui/wallets/user_1", "wallet user_1"))
+	}, 15*time.Second, 50*time.Millisecond, "the sign-up's page links the wallet it credited")
+	assert.Contains(t, page, changed("/ui/customers/clerk/user_1", "customer user_1"), "and the customer it made")
+
+	resp, page := get(t, b, f.url+"/ui/orders/stripe/pi_topup")
+	require.Equal(t, http.StatusOK, resp.StatusCode, page)
+	assert.Contains(t, page, `<a href="/ui/customers/stripe/cus_1">cus_1</a>`, "the order links its customer")
+	assert.Contains(t, page, `<a href="/ui/events/stripe/evt_topup">evt_topup</a>`, "and the events folded into it")
+	resp, page = get(t, b, f.url+"/ui/orders/stripe/cs_topup")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "an order is found by its checkout session too: %s", page)
+	assert.Contains(t, page, "<title>Order pi_topup · billfold</title>")
+
+	resp, page = get(t, b, f.url+"/ui/wallets/user_1")
+	require.Equal(t, http.StatusOK, resp.StatusCode, page)
+	assert.Contains(t, page, "<strong>140</strong> credits", "the 40-credit bonus and the 100-credit top-up")
+	assert.Contains(t, page, "evt_topup")
+	assert.Contains(t, page, "evt_user_1")
+	resp, _ = get(t, b, f.url+"/ui/wallets/user_nobody")
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+// The overview shows each projection folding or paused (by whom, since
+// when), and an admin pauses and resumes one from it; the rebuilds page
+// says what is paused. Dead letters show their retry state, on their page
+// and on the event's: a transient failure is retrying (its next retry
+// due), a reducer's refusal exhausted.
+func TestConsoleShowsPausesAndRetryStates(t *testing.T) {
+	f := newFixture(t, fixtureOptions{flaky: true})
+	b := browser(t)
+	csrf := f.signIn(t, b, adminToken)
+	_, page := get(t, b, f.url+"/ui/")
+	assert.Equal(t, 4, strings.Count(page, `<span class="badge folding">folding</span>`), "four projections folding")
+	assert.Contains(t, page, `action="/ui/projections/wallets/pause"`)
+	assert.Contains(t, page, `aria-label="Pause wallets">Pause</button>`)
+
+	resp, _ := post(t, b, f.url+"/ui/projections/wallets/pause", url.Values{})
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "no CSRF token")
+	resp, page = post(t, b, f.url+"/ui/projections/wallets/pause", url.Values{"csrf": {csrf}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
+	assert.Equal(t, "/ui/", resp.Header.Get("Location"))
+	_, page = get(t, b, f.url+"/ui/")
+	assert.Regexp(t, `<td>wallets</td><td class="num">\d+</td>\s*<td><span class="badge paused">paused</span> <span class="muted">by ops-alice since 20`, page)
+	assert.Equal(t, 3, strings.Count(page, `<span class="badge folding">folding</span>`), "the other three fold on")
+	assert.Contains(t, page, `action="/ui/projections/wallets/resume"`)
+	assert.Contains(t, f.logs.String(), `"msg":"console pause","by":"ops-alice","projection":"wallets"`)
+	_, page = get(t, b, f.url+"/ui/rebuilds")
+	assert.Contains(t, page, `<span class="badge paused">wallets</span> by ops-alice since`, "the rebuilds page says what is paused")
+
+	resp, page = post(t, b, f.url+"/ui/projections/nothing/pause", url.Values{"csrf": {csrf}})
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, page)
+	resp, page = post(t, b, f.url+"/ui/projections/wallets/resume", url.Values{"csrf": {csrf}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
+	_, page = get(t, b, f.url+"/ui/")
+	assert.Equal(t, 4, strings.Count(page, `<span class="badge folding">folding</span>`), "resumed")
+	_, page = get(t, b, f.url+"/ui/rebuilds")
+	assert.NotContains(t, page, "data-paused")
+
+	retrying := regexp.MustCompile(`<span class="badge retrying">retrying</span> <span class="muted nowrap">next 20`)
+	require.Eventually(t, func() bool {
+		_, page = get(t, b, f.url+"/ui/dead-letters?projection=customers")
+		return retrying.MatchString(page)
+	}, 15*time.Second, 50*time.Millisecond, "the transient failure waits for its first scheduled retry")
+	assert.Contains(t, page, "evt_flaky")
+	_, page = get(t, b, f.url+"/ui/dead-letters?projection=wallets")
+	assert.Contains(t, page, `<span class="badge exhausted">exhausted</span>`, "the reducer's refusal has no retry")
+	assert.NotContains(t, page, `<span class="badge retrying">`)
+	_, page = get(t, b, f.url+"/ui/events/stripe/evt_flaky")
+	assert.Regexp(t, `<span class="badge retrying">retrying</span> <span class="muted">retry 1 due 20`, page, "the event page shows it too")
+	_, page = get(t, b, f.url+"/ui/events/stripe/evt_bad_topup")
+	assert.Contains(t, page, `<span class="badge exhausted">exhausted</span>`)
+}
+
+// A customer's page lists 50 subscriptions and 50 orders at a time, each
+// list continuing by its own cursor while the other keeps its place.
+func TestConsoleCustomerPagesItsLists(t *testing.T) {
+	f := newFixture(t, fixtureOptions{subscriptions: 60, orders: 55})
+	b := browser(t)
+	f.signIn(t, b, readToken)
+	orderLink := regexp.MustCompile(`href="/ui/orders/stripe/(pi_more_\d+)"`)
+	moreSubs := regexp.MustCompile(`rel="next" href="([^"]+#subs)">More subscriptions`)
+	moreOrders := regexp.MustCompile(`rel="next" href="([^"]+#ords)">More orders`)
+	var page string
+	require.Eventually(t, func() bool { // the orders index follows the fold
+		_, page = get(t, b, f.url+"/ui/customers/stripe/cus_more")
+		return len(orderLink.FindAllString(page, -1)) == 50
+	}, 15*time.Second, 50*time.Millisecond, "the first 50 orders")
+	subs, orders := firstGroups(subscriptionLink, page), firstGroups(orderLink, page)
+	assert.Len(t, subs, 50, "the first 50 subscriptions")
+	assert.Equal(t, "sub_more_000", subs[0])
+	assert.Equal(t, "pi_more_000", orders[0])
+	assert.NotContains(t, page, "Back to the first pages")
+
+	m := moreSubs.FindStringSubmatch(page)
+	require.NotNil(t, m, "a link to more subscriptions")
+	resp, page2 := get(t, b, f.url+strings.ReplaceAll(m[1], "&amp;", "&"))
+	require.Equal(t, http.StatusOK, resp.StatusCode, page2)
+	assert.Equal(t, []string{"sub_more_050", "sub_more_051", "sub_more_052", "sub_more_053", "sub_more_054", "sub_more_055",
+		"sub_more_056", "sub_more_057", "sub_more_058", "sub_more_059"}, firstGroups(subscriptionLink, page2), "the other 10")
+	assert.Nil(t, moreSubs.FindStringSubmatch(page2), "no more subscriptions")
+	assert.Equal(t, orders, firstGroups(orderLink, page2), "the orders keep their page")
+	assert.Contains(t, page2, "Back to the first pages")
+
+	m = moreOrders.FindStringSubmatch(page2)
+	require.NotNil(t, m, "a link to more orders")
+	_, page3 := get(t, b, f.url+strings.ReplaceAll(m[1], "&amp;", "&"))
+	assert.Equal(t, []string{"pi_more_050", "pi_more_051", "pi_more_052", "pi_more_053", "pi_more_054"}, firstGroups(orderLink, page3), "the other 5")
+	assert.Equal(t, firstGroups(subscriptionLink, page2), firstGroups(subscriptionLink, page3), "the subscriptions keep their page")
+	assert.Nil(t, moreOrders.FindStringSubmatch(page3))
+}
+
+// The rebuilds page lists 50, newest first, and "Older" continues after
+// them: a page reads only the records it lists.
+func TestConsoleRebuildsPageByID(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	kv, err := f.js.KeyValue(ctx, domain.RebuildsBucket)
+	require.NoError(t, err)
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 55 { // a replay a minute, oldest first
+		at := start.Add(time.Duration(i) * time.Minute)
+		id := "rp_" + at.Format("20060102T150405") + "_000000"
+		b, err := json.Marshal(projections.Rebuild{ID: id, Kind: projections.KindReplay, Status: projections.RebuildDone, CreatedAt: at, UpdatedAt: at})
+		require.NoError(t, err)
+		_, err = kv.Put(ctx, id, b)
+		require.NoError(t, err)
+	}
+	b := browser(t)
+	f.signIn(t, b, readToken)
+	row := regexp.MustCompile(`<a href="/ui/rebuilds/(rp_[0-9T]+)_000000">`)
+	ids := func(page string) []string { return firstGroups(row, page) }
+	_, page := get(t, b, f.url+"/ui/rebuilds")
+	first := ids(page)
+	require.Len(t, first, 50)
+	assert.Equal(t, "rp_20260301T125400", first[0], "the newest first")
+	assert.Equal(t, "rp_20260301T120500", first[49])
+	m := nextLink.FindStringSubmatch(page)
+	require.NotNil(t, m, "a link to older ones")
+	_, page = get(t, b, f.url+strings.ReplaceAll(m[1], "&amp;", "&"))
+	assert.Equal(t, []string{"rp_20260301T120400", "rp_20260301T120300", "rp_20260301T120200", "rp_20260301T120100", "rp_20260301T120000"}, ids(page))
+	assert.Nil(t, nextLink.FindStringSubmatch(page), "none older")
+	assert.Contains(t, page, `<a href="/ui/rebuilds">Newest first</a>`)
+}
+
+// firstGroups is the first group of every match of re in page, in order.
+func firstGroups(re *regexp.Regexp, page string) []string {
+	var out []string
+	for _, m := range re.FindAllStringSubmatch(page, -1) {
+		out = append(out, m[1])
+	}
+	return out
 }

@@ -2,10 +2,8 @@ package console
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/billfold/billfold/domain"
@@ -16,7 +14,9 @@ import (
 type overviewView struct {
 	Intake      intake
 	IntakeError string
-	Lag         []countRow
+	// Projections are each projection's lag and hold; LagError says why
+	// the lag could not be read.
+	Projections []projectionRow
 	LagError    string
 	DeadLetters []countRow
 	OpenDead    int
@@ -38,18 +38,16 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	if v.Intake, err = c.readIntake(ctx, time.Now()); err != nil {
 		v.IntakeError = panelError(c, "overview", err)
 	}
-	if lag, err := c.cfg.Engine.Lag(ctx); err != nil {
+	lag, err := c.cfg.Engine.Lag(ctx)
+	if err != nil {
 		v.LagError = panelError(c, "overview", err)
-	} else {
-		for _, name := range c.cfg.Engine.Projections() {
-			v.Lag = append(v.Lag, countRow{Label: name, N: int(lag[name])})
-		}
 	}
-	if dls, err := c.cfg.Engine.DeadLetters(ctx, projections.DeadLetterFilter{Status: projections.DeadLetterOpen}); err != nil {
+	v.Projections = c.projectionRows(lag)
+	if open, err := c.cfg.Query.OpenDeadLetters(ctx, projections.DeadLetterFilter{}, 0); err != nil {
 		v.DeadError = panelError(c, "overview", err)
 	} else {
-		v.OpenDead = len(dls)
-		v.DeadLetters = groupDeadLetters(dls)
+		v.OpenDead = open.Total
+		v.DeadLetters = deadLetterGroups(open.Groups)
 	}
 	if counts, err := c.cfg.Query.Counts(ctx); err != nil {
 		v.StatesError = panelError(c, "overview", err)
@@ -58,7 +56,8 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 			v.States = append(v.States, countRow{Label: string(st), N: counts[st]})
 		}
 	}
-	if all, err := c.cfg.Rebuilds.List(ctx); err != nil {
+	// Rebuilds run one at a time, so one in progress is the newest.
+	if all, _, err := c.cfg.Rebuilds.ListPage(ctx, rebuildsPerPage, ""); err != nil {
 		v.RebuildsError = panelError(c, "overview", err)
 	} else {
 		for _, rb := range all {
@@ -73,6 +72,33 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, r, s, http.StatusOK, "overview", "overview", "Overview", v)
 }
 
+// projectionRow is a projection on the overview: how far behind the
+// journal it is, and the operator's hold on it.
+type projectionRow struct {
+	Name   string
+	Behind uint64
+	// Paused is the hold, nil while the projection folds.
+	Paused *projections.Pause
+}
+
+// projectionRows are the engine's projections with their lag (when read)
+// and the holds this process follows.
+func (c *Console) projectionRows(lag map[string]uint64) []projectionRow {
+	holds := map[string]projections.Pause{}
+	for _, p := range c.cfg.Engine.Paused() {
+		holds[p.Projection] = p
+	}
+	var rows []projectionRow
+	for _, name := range c.cfg.Engine.Projections() {
+		row := projectionRow{Name: name, Behind: lag[name]}
+		if p, ok := holds[name]; ok {
+			row.Paused = &p
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
 // panelError is what a panel shows of err: its code and the message meant
 // for operators; the cause goes to the log.
 func panelError(c *Console, page string, err error) string {
@@ -80,37 +106,13 @@ func panelError(c *Console, page string, err error) string {
 	return string(domain.ErrorCode(err)) + ": " + domain.ErrorMessage(err)
 }
 
-// groupDeadLetters counts dead letters by code and projection, largest
-// group first.
-func groupDeadLetters(dls []projections.DeadLetter) []countRow {
-	groups := map[[2]string]int{}
-	for _, dl := range dls {
-		groups[[2]string{string(dl.Code), dl.Projection}]++
+// deadLetterGroups are the groups as the pages' count rows.
+func deadLetterGroups(groups []projections.DeadLetterGroup) []countRow {
+	out := make([]countRow, len(groups))
+	for i, g := range groups {
+		out[i] = countRow{Code: g.Code, Label: g.Projection, N: g.Count}
 	}
-	out := make([]countRow, 0, len(groups))
-	for k, n := range groups {
-		out = append(out, countRow{Code: domain.Code(k[0]), Label: k[1], N: n})
-	}
-	slices.SortFunc(out, func(a, b countRow) int {
-		if a.N != b.N {
-			return b.N - a.N
-		}
-		if a.Code != b.Code {
-			return compareStrings(string(a.Code), string(b.Code))
-		}
-		return compareStrings(a.Label, b.Label)
-	})
 	return out
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // maxBodyShown bounds the raw body an event page shows.
@@ -122,20 +124,15 @@ type eventView struct {
 	Projections []projectionStatus
 	Body        string
 	BodyCut     bool
-	Records     []recordLink
+	// Records are those the event writes or names, with whether each
+	// lists it; RecordsError says why they could not be read.
+	Records      []projections.EventRecord
+	RecordsError string
 }
 
 type projectionStatus struct {
 	Name string
 	projections.ProjectionStatus
-}
-
-// recordLink is a record the event is about, and what became of it.
-type recordLink struct {
-	Kind, Provider, ID string
-	// Changed: the record lists the event among those folded into it;
-	// Missing: there is no such record (yet).
-	Changed, Missing bool
 }
 
 func (c *Console) event(w http.ResponseWriter, r *http.Request, s *session) {
@@ -153,25 +150,19 @@ func (c *Console) event(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 	}
 	if entry.Journal != nil {
-		body, err := c.journalBody(ctx, ns, id)
+		env, err := c.cfg.Ledger.JournalEvent(ctx, ns, id)
 		if err != nil {
 			c.fail(w, r, s, err)
 			return
 		}
-		v.Body, v.BodyCut = showBody(body)
-		v.Records = c.recordsChanged(ctx, entry.EventID, recordsOf(entry.Journal, body))
+		if env != nil {
+			v.Body, v.BodyCut = showBody(env.Body)
+			if v.Records, err = c.cfg.Query.RecordsOf(ctx, env, namedRecords(entry.Journal, env.Body)...); err != nil {
+				v.RecordsError = panelError(c, "event", err)
+			}
+		}
 	}
 	c.render(w, r, s, http.StatusOK, "event", "deliveries", "Event "+id, v)
-}
-
-// journalBody is the verified body the journal holds for the event, nil
-// when there is none.
-func (c *Console) journalBody(ctx context.Context, ns, id string) ([]byte, error) {
-	env, err := c.cfg.Ledger.JournalEvent(ctx, ns, id)
-	if env == nil || err != nil {
-		return nil, err
-	}
-	return env.Body, nil
 }
 
 // showBody indents a JSON body for reading (other bodies as they are) and
@@ -187,14 +178,15 @@ func showBody(body []byte) (string, bool) {
 	return string(body), false
 }
 
-// recordsOf names the records the event is about: its object, and the
-// customer a subscription event names.
-func recordsOf(j *projections.JournalEntry, body []byte) []recordLink {
+// namedRecords are the records an event is about besides those it writes:
+// its object when that is a customer or subscription, and the customer a
+// subscription, invoice or payment event names.
+func namedRecords(j *projections.JournalEntry, body []byte) []projections.EventRecord {
 	ns := domain.Namespace(j.Provider, j.Endpoint)
-	var out []recordLink
+	var out []projections.EventRecord
 	switch j.ObjectKind {
-	case "customer", domain.KindSubscription:
-		out = append(out, recordLink{Kind: j.ObjectKind, Provider: ns, ID: j.ObjectID})
+	case domain.KindCustomer, domain.KindSubscription:
+		out = append(out, projections.EventRecord{Kind: j.ObjectKind, Provider: ns, ID: j.ObjectID})
 	}
 	var ev struct {
 		Data struct {
@@ -204,29 +196,8 @@ func recordsOf(j *projections.JournalEntry, body []byte) []recordLink {
 		} `json:"data"`
 	}
 	var customer string
-	if json.Unmarshal(body, &ev) == nil && json.Unmarshal(ev.Data.Object.Customer, &customer) == nil && customer != "" && j.ObjectKind != "customer" {
-		out = append(out, recordLink{Kind: "customer", Provider: ns, ID: customer})
+	if json.Unmarshal(body, &ev) == nil && json.Unmarshal(ev.Data.Object.Customer, &customer) == nil && customer != "" && j.ObjectKind != domain.KindCustomer {
+		out = append(out, projections.EventRecord{Kind: domain.KindCustomer, Provider: ns, ID: customer})
 	}
 	return out
-}
-
-// recordsChanged reads each record (one read each, at most two) to say
-// whether the event changed it.
-func (c *Console) recordsChanged(ctx context.Context, eventID string, links []recordLink) []recordLink {
-	for i := range links {
-		kind := domain.KindCustomer
-		if links[i].Kind == domain.KindSubscription {
-			kind = domain.KindSubscription
-		}
-		raw, err := c.cfg.Query.Record(ctx, kind, links[i].Provider, links[i].ID)
-		if err != nil {
-			links[i].Missing = true
-			continue
-		}
-		var meta domain.RecordMeta
-		if json.Unmarshal(raw, &meta) == nil {
-			links[i].Changed = slices.Contains(meta.EventIDs, eventID)
-		}
-	}
-	return links
 }

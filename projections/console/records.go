@@ -87,7 +87,14 @@ type customerView struct {
 	Subscriptions []domain.SubscriptionRecord
 	Orders        []domain.OrderRecord
 	Wallets       []domain.WalletRecord
+	// MoreSubscriptions and MoreOrders are the next pages of each list;
+	// First is the page without cursors, when this is a later one.
+	MoreSubscriptions, MoreOrders, First template.URL
 }
+
+// customerListPerPage bounds each list on a customer's page: the query
+// index picks the page and only its records are read.
+const customerListPerPage = 50
 
 func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 	ctx := r.Context()
@@ -102,7 +109,9 @@ func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, domain.Wrap(domain.CodeInternal, err, "stored customer"))
 		return
 	}
-	subs, err := c.cfg.Query.CustomerSubscriptions(ctx, ns, id)
+	q := r.URL.Query()
+	path := custPath(ns, id)
+	subs, err := c.cfg.Query.CustomerSubscriptions(ctx, ns, id, customerListPerPage, q.Get("subs"))
 	if err == nil {
 		v.Subscriptions, err = decodeAll[domain.SubscriptionRecord](subs.Items)
 	}
@@ -110,13 +119,22 @@ func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, err)
 		return
 	}
-	orders, err := c.cfg.Query.CustomerOrders(ctx, ns, id)
+	orders, err := c.cfg.Query.CustomerOrders(ctx, ns, id, customerListPerPage, q.Get("orders"))
 	if err == nil {
 		v.Orders, err = decodeAll[domain.OrderRecord](orders.Items)
 	}
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
+	}
+	if subs.NextCursor != "" {
+		v.MoreSubscriptions = link(path, "subs", subs.NextCursor, "orders", q.Get("orders")) + "#subs"
+	}
+	if orders.NextCursor != "" {
+		v.MoreOrders = link(path, "subs", q.Get("subs"), "orders", orders.NextCursor) + "#ords"
+	}
+	if q.Get("subs") != "" || q.Get("orders") != "" {
+		v.First = link(path)
 	}
 	// The wallets of the users the customer is linked to.
 	for _, l := range v.Customer.Links {
@@ -138,6 +156,49 @@ func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 		v.Wallets = append(v.Wallets, wallet)
 	}
 	c.render(w, r, s, http.StatusOK, "customer", "subscriptions", "Customer "+id, v)
+}
+
+// orderView is /ui/orders/{provider}/{id}'s data.
+type orderView struct {
+	Namespace string
+	Order     domain.OrderRecord
+}
+
+// order shows an order, found by its key or by its checkout session or
+// charge id, as GET /v1/orders finds it.
+func (c *Console) order(w http.ResponseWriter, r *http.Request, s *session) {
+	ns := r.PathValue("provider")
+	raw, err := c.cfg.Query.Order(r.Context(), ns, r.PathValue("id"), nil)
+	v := orderView{Namespace: ns}
+	if err == nil {
+		err = decodeRecord(raw, &v.Order, "order")
+	}
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	c.render(w, r, s, http.StatusOK, "order", "subscriptions", "Order "+v.Order.ID, v)
+}
+
+// wallet shows the wallet of a user.
+func (c *Console) wallet(w http.ResponseWriter, r *http.Request, s *session) {
+	raw, err := c.cfg.Query.Record(r.Context(), domain.KindWallet, "", r.PathValue("user"))
+	var v domain.WalletRecord
+	if err == nil {
+		err = decodeRecord(raw, &v, "wallet")
+	}
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	c.render(w, r, s, http.StatusOK, "wallet", "subscriptions", "Wallet of "+v.UserID, v)
+}
+
+func decodeRecord(raw []byte, v any, kind string) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return domain.Wrap(domain.CodeInternal, err, "stored "+kind)
+	}
+	return nil
 }
 
 // changes forwards the change feed to a signed-in browser: EventSource

@@ -15,17 +15,12 @@ import (
 // funcs are the templates' helpers. Links are built from path-escaped
 // segments; html/template escapes every value it writes.
 var funcs = template.FuncMap{
-	"eventURL": eventURL,
-	"subURL": func(ns, id string) string {
-		return "/ui/subscriptions/" + url.PathEscape(ns) + "/" + url.PathEscape(id)
-	},
-	"custURL": func(ns, id string) string { return "/ui/customers/" + url.PathEscape(ns) + "/" + url.PathEscape(id) },
-	"recordURL": func(kind, ns, id string) string {
-		if kind == domain.KindSubscription {
-			return "/ui/subscriptions/" + url.PathEscape(ns) + "/" + url.PathEscape(id)
-		}
-		return "/ui/customers/" + url.PathEscape(ns) + "/" + url.PathEscape(id)
-	},
+	"eventURL":   eventURL,
+	"subURL":     func(ns, id string) string { return recordURL(domain.KindSubscription, ns, id) },
+	"custURL":    func(ns, id string) string { return recordURL(domain.KindCustomer, ns, id) },
+	"orderURL":   func(ns, id string) string { return recordURL(domain.KindOrder, ns, id) },
+	"walletURL":  func(user string) string { return recordURL(domain.KindWallet, "", user) },
+	"recordURL":  recordURL,
 	"pathEscape": url.PathEscape,
 	// message drops the code a dead letter's message starts with, since
 	// the page shows the code beside it.
@@ -60,6 +55,7 @@ var funcs = template.FuncMap{
 	},
 	"isProvider": func(kind string) bool { return domain.Provider(kind).Valid() },
 	"join":       strings.Join,
+	"inc":        func(n int) int { return n + 1 },
 	"troubleshooting": func(code domain.Code) string {
 		return "docs/troubleshooting.md#" + strings.ToLower(string(code))
 	},
@@ -96,6 +92,16 @@ func link(path string, kv ...string) template.URL {
 	}
 	return template.URL(path + "?" + v.Encode())
 }
+
+// recordURL is the page of a record of kind: a wallet's is its user's.
+func recordURL(kind, ns, id string) string {
+	if kind == domain.KindWallet {
+		return "/ui/wallets/" + url.PathEscape(id)
+	}
+	return "/ui/" + kind + "s/" + url.PathEscape(ns) + "/" + url.PathEscape(id)
+}
+
+func custPath(ns, id string) string { return recordURL(domain.KindCustomer, ns, id) }
 
 func eventURL(ns, id string) string {
 	return "/ui/events/" + url.PathEscape(ns) + "/" + url.PathEscape(id)
