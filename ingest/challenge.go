@@ -25,13 +25,9 @@ var answerBadChallenge = []byte(`{"error":"invalid challenge","code":"` + string
 // the Challenger's text/plain answer. A GET without exactly one valid
 // challenge is 400 BILLFOLD-CHALLENGE-INVALID. It is rate-limited like a
 // delivery but is not one: it is logged, not recorded in the delivery log.
-func (rc *Receiver) serveChallenge(w http.ResponseWriter, r *http.Request, ep *Endpoint) {
-	source := sourceAddr(r)
-	if !rc.limiter.allow(source, rc.now()) {
-		w.Header().Set("Retry-After", "1")
-		writeAnswer(w, http.StatusTooManyRequests, answerRateLimited)
-		return
-	}
+func (rc *Receiver) serveChallenge(w http.ResponseWriter, r *http.Request) {
+	in := intakeOf(r)
+	ep, source := in.ep, in.delivery.SourceAddr
 	if ep.Misconfigured != nil {
 		rc.log.Warn("verification challenge", "endpoint", ep.Name, "status", http.StatusInternalServerError,
 			"code", domain.ErrorCode(ep.Misconfigured), "source", source)

@@ -1,9 +1,7 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,6 +56,11 @@ type Receiver struct {
 	appendTimeout time.Duration
 	limiter       *sourceLimiter
 	bypass        bool
+
+	// The webhook route's two chains: a delivery through the intake
+	// limits to receive, a verification challenge through the rate limit.
+	deliveryChain  http.Handler
+	challengeChain http.Handler
 }
 
 // ReceiverOptions tune a Receiver.
@@ -101,6 +104,8 @@ func NewReceiver(endpoints []*Endpoint, journal Appender, deliveries Recorder, m
 		}
 		rc.endpoints[e.Name] = e
 	}
+	rc.deliveryChain = rc.openDelivery(rc.limitRate(rc.requireSecret(limitBody(http.HandlerFunc(rc.receive)))))
+	rc.challengeChain = rc.limitRate(http.HandlerFunc(rc.serveChallenge))
 	return rc, nil
 }
 
@@ -128,57 +133,62 @@ func (rc *Receiver) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		writeAnswer(w, http.StatusNotFound, answerNotFound)
 		return
 	}
-	if r.Method == http.MethodGet && ep.Challenger != nil {
-		rc.serveChallenge(w, r, ep)
-		return
-	}
-	if r.Method != http.MethodPost {
+	switch {
+	case r.Method == http.MethodGet && ep.Challenger != nil:
+		rc.challengeChain.ServeHTTP(w, withIntake(r, &intake{ep: ep, delivery: domain.Delivery{SourceAddr: sourceAddr(r), Received: rc.now()}}))
+	case r.Method != http.MethodPost:
 		w.Header().Set("Allow", allowed(ep))
 		writeAnswer(w, http.StatusMethodNotAllowed, answerNoMethod)
-		return
+	default:
+		rc.deliveryChain.ServeHTTP(w, r)
 	}
-	d := domain.Delivery{
-		Endpoint:   ep.Name,
-		Provider:   ep.Provider,
-		RequestID:  requestID(r),
-		SourceAddr: sourceAddr(r),
-		Received:   rc.now(),
-	}
-	w.Header().Set("X-Request-Id", d.RequestID)
-	status, answer := rc.receive(r, ep, &d)
-	switch status {
-	case http.StatusServiceUnavailable:
-		w.Header().Set("Retry-After", RetryAfter)
-	case http.StatusTooManyRequests:
-		w.Header().Set("Retry-After", "1")
-	}
-	writeAnswer(w, status, answer)
-	rc.finish(&d, status, ep.Label())
 }
 
-// receive runs one delivery through the intake steps, filling d, and
-// returns the answer.
-func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (int, []byte) {
-	if !rc.limiter.allow(d.SourceAddr, d.Received) {
-		d.Outcome, d.ReasonCode = domain.OutcomeRateLimited, domain.CodeRateLimited
-		return http.StatusTooManyRequests, answerRateLimited
-	}
-	if ep.Misconfigured != nil && !rc.bypass {
-		d.Outcome, d.ReasonCode, d.Reason = domain.OutcomeMisconfigured, domain.ErrorCode(ep.Misconfigured), ep.Misconfigured.Error()
-		return http.StatusInternalServerError, answerNoSecret
-	}
-	body, err := readBody(r, ep.MaxBody)
+// openDelivery is the outermost middleware of a delivery: it starts the
+// delivery's record, runs next, and then records the delivery everywhere
+// it is counted, whatever answered it.
+func (rc *Receiver) openDelivery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ep := rc.endpoints[r.PathValue("endpoint")]
+		in := &intake{ep: ep, delivery: domain.Delivery{
+			Endpoint:   ep.Name,
+			Provider:   ep.Provider,
+			RequestID:  requestID(r),
+			SourceAddr: sourceAddr(r),
+			Received:   rc.now(),
+		}}
+		w.Header().Set("X-Request-Id", in.delivery.RequestID)
+		next.ServeHTTP(w, withIntake(r, in))
+		rc.finish(&in.delivery, in.status, ep.Label())
+	})
+}
+
+// receive is the receiver proper, behind the intake limits: it verifies
+// the body the limits let through, parses its envelope and appends it to
+// the journal, and answers.
+func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) {
+	in := intakeOf(r)
+	in.conclude(w, rc.journalDelivery(r, in))
+}
+
+// journalDelivery runs the verified intake steps of one delivery, filling
+// its record, and returns how it ends.
+func (rc *Receiver) journalDelivery(r *http.Request, in *intake) verdict {
+	ep, d, body := in.ep, &in.delivery, in.body
+	verification, err := rc.verify(r, ep, body, d.Received)
+	d.Verification = verification
 	if err != nil {
-		d.Outcome, d.ReasonCode, d.Reason = domain.OutcomeTooLarge, domain.ErrorCode(err), domain.ErrorMessage(err)
-		return http.StatusRequestEntityTooLarge, answerTooLarge
-	}
-	if status, answer := rc.verify(r, ep, body, d); status != 0 {
-		return status, answer
+		if verification != domain.VerifiedBypass {
+			rc.metrics.SignatureFailures.WithLabelValues(ep.Label(), string(domain.ErrorCode(err))).Inc()
+			return refusal(http.StatusBadRequest, answerSigFailed, domain.OutcomeRejected, err)
+		}
+		// The test bypass lets it through, marked, with the reason it
+		// failed kept in the delivery log.
+		d.ReasonCode, d.Reason = domain.ErrorCode(err), domain.ErrorMessage(err)
 	}
 	env, err := ep.Parser.Parse(r.Header, body)
 	if err != nil {
-		d.Outcome, d.ReasonCode, d.Reason = domain.OutcomeMalformed, domain.ErrorCode(err), domain.ErrorMessage(err)
-		return http.StatusBadRequest, answerMalformed
+		return refusal(http.StatusBadRequest, answerMalformed, domain.OutcomeMalformed, err)
 	}
 	env.Provider, env.Endpoint, env.Received, env.RequestID, env.Verification, env.Body =
 		ep.Provider, ep.Name, d.Received, d.RequestID, d.Verification, body
@@ -194,16 +204,14 @@ func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (
 	created := env.Created
 	d.Created = &created
 	if ep.Livemode != nil && env.Livemode != nil && *ep.Livemode != *env.Livemode {
-		d.Outcome, d.ReasonCode = domain.OutcomeIgnored, domain.CodeLivemodeMismatch
-		d.Reason = "event livemode " + strconv.FormatBool(*env.Livemode) + ", endpoint livemode " + strconv.FormatBool(*ep.Livemode)
-		return http.StatusOK, answerIgnored
+		return verdict{status: http.StatusOK, answer: answerIgnored, outcome: domain.OutcomeIgnored, code: domain.CodeLivemodeMismatch,
+			reason: "event livemode " + strconv.FormatBool(*env.Livemode) + ", endpoint livemode " + strconv.FormatBool(*ep.Livemode)}
 	}
 	if env.Account != "" && !ep.Connect {
 		// Stripe sends a connected account's events to Connect endpoints
 		// only: this one was pointed at the wrong URL.
-		d.Outcome, d.ReasonCode = domain.OutcomeIgnored, domain.CodeAccountMismatch
-		d.Reason = "event of connected account " + env.Account + " on an endpoint without connect: true"
-		return http.StatusOK, answerIgnored
+		return verdict{status: http.StatusOK, answer: answerIgnored, outcome: domain.OutcomeIgnored, code: domain.CodeAccountMismatch,
+			reason: "event of connected account " + env.Account + " on an endpoint without connect: true"}
 	}
 	// The append is not tied to the sender's connection: once started it
 	// runs to its own timeout, so the delivery log says what happened.
@@ -211,46 +219,40 @@ func (rc *Receiver) receive(r *http.Request, ep *Endpoint, d *domain.Delivery) (
 	defer cancel()
 	res, err := rc.journal.Append(ctx, &env)
 	if err != nil {
-		d.Outcome, d.ReasonCode, d.Reason = domain.OutcomeUnavailable, domain.CodeJournalUnavailable, err.Error()
 		rc.metrics.JournalAppendFailures.WithLabelValues(ep.Label()).Inc()
-		return http.StatusServiceUnavailable, answerUnavailable
+		return verdict{status: http.StatusServiceUnavailable, answer: answerUnavailable, outcome: domain.OutcomeUnavailable,
+			code: domain.CodeJournalUnavailable, reason: err.Error()}
 	}
 	d.JournalSequence = res.Sequence
 	if res.Duplicate {
-		d.Outcome = domain.OutcomeDuplicate
 		rc.metrics.Duplicates.WithLabelValues(ep.Label()).Inc()
-		return http.StatusOK, answerDuplicate
+		return verdict{status: http.StatusOK, answer: answerDuplicate, outcome: domain.OutcomeDuplicate}
 	}
-	d.Outcome = domain.OutcomeAccepted
 	switch d.Verification {
 	case domain.VerifiedUnsigned:
 		rc.metrics.Unsigned.WithLabelValues(ep.Label()).Inc()
 	case domain.VerifiedBypass:
 		rc.metrics.Bypassed.WithLabelValues(ep.Label()).Inc()
 	}
-	return http.StatusOK, answerAccepted
+	return verdict{status: http.StatusOK, answer: answerAccepted, outcome: domain.OutcomeAccepted}
 }
 
-// verify sets d.Verification, or returns the answer to a delivery that
-// failed it. The test bypass lets a failed delivery through, marked, with
-// the reason it failed kept in the delivery log.
-func (rc *Receiver) verify(r *http.Request, ep *Endpoint, body []byte, d *domain.Delivery) (int, []byte) {
+// verify checks the body's signature. It returns how the delivery is
+// verified, and the failure, if any: with the test bypass a failure is
+// VerifiedBypass, otherwise VerifyFailed.
+func (rc *Receiver) verify(r *http.Request, ep *Endpoint, body []byte, now time.Time) (domain.Verification, error) {
 	if ep.Unsigned {
-		d.Verification = domain.VerifiedUnsigned
-		return 0, nil
+		return domain.VerifiedUnsigned, nil
 	}
-	err := ep.Verifier.Verify(r.Header, body, d.Received)
+	err := ep.Verifier.Verify(r.Header, body, now)
 	switch {
 	case err == nil:
-		d.Verification = domain.VerifiedSignature
+		return domain.VerifiedSignature, nil
 	case rc.bypass:
-		d.Verification, d.ReasonCode, d.Reason = domain.VerifiedBypass, domain.ErrorCode(err), domain.ErrorMessage(err)
+		return domain.VerifiedBypass, err
 	default:
-		d.Verification, d.Outcome, d.ReasonCode, d.Reason = domain.VerifyFailed, domain.OutcomeRejected, domain.ErrorCode(err), domain.ErrorMessage(err)
-		rc.metrics.SignatureFailures.WithLabelValues(ep.Label(), string(d.ReasonCode)).Inc()
-		return http.StatusBadRequest, answerSigFailed
+		return domain.VerifyFailed, err
 	}
-	return 0, nil
 }
 
 // finish records the delivery everywhere it is counted: metrics, the log
@@ -285,29 +287,6 @@ func (rc *Receiver) finish(d *domain.Delivery, status int, label string) {
 		slog.String("source", d.SourceAddr),
 	)
 	rc.deliveries.Record(*d)
-}
-
-// readBody reads at most limit bytes of the body; a longer body is
-// BILLFOLD-BODY-TOO-LARGE.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, domain.Errorf(domain.CodeBodyTooLarge, "Content-Length %d over the limit of %d bytes", r.ContentLength, limit)
-	}
-	// A known length is read into one buffer of that size, so a body
-	// costs what the intake budget reserved for it, not the doubling
-	// growth of io.ReadAll.
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead)
-	}
-	if _, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1)); err != nil {
-		return nil, domain.Wrap(domain.CodeBodyTooLarge, err, "body could not be read")
-	}
-	body := buf.Bytes()
-	if int64(len(body)) > limit {
-		return nil, domain.Errorf(domain.CodeBodyTooLarge, "body over the limit of %d bytes", limit)
-	}
-	return body, nil
 }
 
 // requestID is the sender's X-Request-Id when it is a sane token, else a
