@@ -23,7 +23,7 @@ const burstAckTimeout = 10 * time.Second
 // first (burstTx.Get). Every fold therefore starts from a stored revision,
 // and its compare-and-set against that revision is what keeps several
 // processes from losing or doubling an update. An event whose write lost
-// or failed is folded again from the store, one at a time (Projector.apply);
+// or failed is folded again from the store, one at a time (Projector.handler);
 // the reducers make what it already stored a no-op.
 type burst struct {
 	ctx    context.Context

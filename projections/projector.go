@@ -217,7 +217,8 @@ func consumeOnce(ctx context.Context, c jetstream.Consumer, batch int, handle fu
 // handleBatch folds a batch of journal messages in one burst of writes
 // and acknowledges each, unless ctx ended first: then the batch is left
 // for redelivery. Events are folded in journal order; an event whose
-// write was not stored is folded again, one at a time, after the burst.
+// write was not stored is folded again, one at a time, after the burst,
+// through the projector's handler (handler.go).
 func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	b := newBurst(ctx, pr.store)
 	envs := make([]*domain.Envelope, len(msgs))
@@ -285,14 +286,12 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			folded[i], envs[i] = false, nil // not acknowledged: JetStream sends it again
 			continue
 		}
-		attempts, err := pr.apply(ctx, envs[i], extend)
+		// The handler dead-letters a failure and counts a success.
+		_ = pr.handler(extend, nil)(ctx, envs[i])
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil {
-			pr.deadLetter(ctx, envs[i], attempts, err, nil)
-			folded[i] = false
-		}
+		folded[i] = false
 	}
 	if ctx.Err() != nil {
 		return
@@ -314,7 +313,7 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 // batch's other events are acknowledged meanwhile, and the retries of the
 // event are spread over the outage (each redelivery waits up to the
 // policy's Max) rather than spent at once. A lost compare-and-set race is
-// retried at once instead (Projector.apply).
+// retried at once instead (Projector.handler).
 func (pr *Projector) redeliver(msg jetstream.Msg, cause error) bool {
 	if errors.Is(cause, errConflict) {
 		return false
@@ -324,34 +323,6 @@ func (pr *Projector) redeliver(msg jetstream.Msg, cause error) bool {
 		return false
 	}
 	return msg.NakWithDelay(pr.retry.backoff(pr.retry.Attempts)) == nil
-}
-
-// apply folds env, retrying lost compare-and-set races at once and store
-// failures with backoff. It returns the attempts made and the last error.
-func (pr *Projector) apply(ctx context.Context, env *domain.Envelope, extend func()) (int, error) {
-	attempt, conflicts := 0, 0
-	for {
-		attempt++
-		t := newTx(ctx, pr.store)
-		changes, err := pr.projection.Apply(env, t)
-		if err == nil {
-			err = t.commit(changes, Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence})
-		}
-		switch {
-		case err == nil:
-			return attempt, nil
-		case domain.Permanent(err):
-			return attempt, err
-		case errors.Is(err, errConflict) && conflicts < maxConflicts:
-			conflicts++
-			attempt--
-			continue
-		case attempt >= pr.retry.Attempts || ctx.Err() != nil:
-			return attempt, err
-		}
-		extend()
-		sleep(ctx, pr.retry.backoff(attempt))
-	}
 }
 
 // deadLetter records that env could not be applied after attempts, with

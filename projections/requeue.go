@@ -11,20 +11,14 @@ import (
 )
 
 // reapply applies a journal event to a projection's current generation
-// through its projector, as first delivery did: a no-op when it was
+// through its projector's handler, as first delivery did: a no-op when it was
 // applied before. A failure is recorded on the event's dead letter (its
 // attempts raised, requeue in its history); a success resolves an open
 // one, by by. It reports whether an open dead letter was resolved.
 func (e *Engine) reapply(ctx context.Context, projection string, env *domain.Envelope, by string, requeue *Requeue) (bool, error) {
-	s := e.slot(projection)
-	attempts, err := s.projector.apply(ctx, env, func() {})
-	if err != nil {
-		if ctx.Err() == nil {
-			s.projector.deadLetter(ctx, env, attempts, err, requeue)
-		}
+	if err := e.slot(projection).projector.handler(func() {}, requeue)(ctx, env); err != nil {
 		return false, err
 	}
-	s.projector.metrics.applied(projection)
 	if requeue != nil {
 		requeue.Outcome = OutcomeApplied
 	}
