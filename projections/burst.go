@@ -2,16 +2,12 @@ package projections
 
 import (
 	"context"
-	"errors"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-)
 
-// burstAckTimeout bounds the wait for one write's PubAck in a burst; a
-// write without an answer by then is retried like a failed one.
-const burstAckTimeout = 10 * time.Second
+	"github.com/billfold/billfold/projections/jsio"
+)
 
 // burst is a projector's record writes in flight: the changes of a pull
 // batch's events, published compare-and-set without waiting for each
@@ -63,7 +59,7 @@ func (b *burst) flush() {
 	for i, w := range b.writes {
 		msgs[i] = b.store.writeMsg(w.key, w.value, w.cause, w.revision)
 	}
-	errs := publishAsync(b.ctx, b.store.js, msgs,
+	errs := jsio.PublishAsync(b.ctx, b.store.js, msgs,
 		func(i int) []jetstream.PublishOpt {
 			return []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(b.writes[i].revision)}
 		},
@@ -80,46 +76,9 @@ func (b *burst) flush() {
 	clear(b.keys)
 }
 
-// publishAsync publishes msgs without waiting for each PubAck (JetStream's
-// asynchronous publish), then waits for all of them, at most
-// burstAckTimeout together. opts, when not nil, are each message's publish
-// options; stored, when not nil, is called with each stored message's ack.
-// It returns, per message, nil when it was stored, or why not.
-func publishAsync(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, opts func(i int) []jetstream.PublishOpt, stored func(i int, ack *jetstream.PubAck)) []error {
-	errs := make([]error, len(msgs))
-	futures := make([]jetstream.PubAckFuture, len(msgs))
-	for i, m := range msgs {
-		var o []jetstream.PublishOpt
-		if opts != nil {
-			o = opts(i)
-		}
-		futures[i], errs[i] = js.PublishMsgAsync(m, o...)
-	}
-	timeout := time.NewTimer(burstAckTimeout)
-	defer timeout.Stop()
-	for i, paf := range futures {
-		if errs[i] != nil {
-			continue
-		}
-		select {
-		case ack := <-paf.Ok():
-			if stored != nil {
-				stored(i, ack)
-			}
-		case errs[i] = <-paf.Err():
-		case <-timeout.C:
-			errs[i] = errors.New("no PubAck within " + burstAckTimeout.String())
-			timeout.Reset(0) // the rest are no better off
-		case <-ctx.Done():
-			errs[i] = ctx.Err()
-		}
-	}
-	return errs
-}
-
 func (b *burst) fail(w burstWrite, err error) {
 	b.store.forget(w.key)
-	if wrongLastSequence(err) {
+	if jsio.WrongLastSequence(err) {
 		err = errConflict
 	}
 	b.failed[w.event] = err

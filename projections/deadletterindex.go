@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
 )
 
 // deadLetterIndex holds the open dead letters' summaries in memory, kept
@@ -66,12 +67,12 @@ func (x *deadLetterIndex) follow(ctx context.Context) {
 	state := stream.CachedInfo().State
 	c, err := x.js.OrderedConsumer(ctx, domain.DeadLetterStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{domain.DeadLetterSubjectPrefix + ">"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
-		InactiveThreshold: consumerInactiveThreshold,
+		InactiveThreshold: jsio.ConsumerInactiveThreshold,
 	})
 	if err != nil {
 		return
 	}
-	defer deleteOrdered(x.js, domain.DeadLetterStream, c)
+	defer jsio.DeleteOrdered(x.js, domain.DeadLetterStream, c)
 	it, err := c.Messages()
 	if err != nil {
 		return

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
 )
 
 // DeadLetter is an event a projection could not apply, and what became of
@@ -173,7 +174,7 @@ func (d deadLetters) update(ctx context.Context, subject string, change func(cur
 			return nil, err
 		}
 		_, err = d.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data}, jetstream.WithExpectLastSequencePerSubject(seq))
-		if wrongLastSequence(err) {
+		if jsio.WrongLastSequence(err) {
 			continue
 		}
 		if err != nil {
@@ -289,7 +290,7 @@ func (d deadLetters) list(ctx context.Context, f DeadLetterFilter) ([]DeadLetter
 		filter = domain.DeadLetterSubjectPrefix + f.Projection + ".>"
 	}
 	out := []DeadLetter{}
-	err := eachLastPerSubject(ctx, d.js, domain.DeadLetterStream, filter, func(data []byte) {
+	err := jsio.EachLastPerSubject(ctx, d.js, domain.DeadLetterStream, filter, func(data []byte) {
 		if dl, err := decodeDeadLetter(data); err == nil && f.match(dl) {
 			out = append(out, *dl)
 		}
@@ -302,44 +303,4 @@ func (d deadLetters) list(ctx context.Context, f DeadLetterFilter) ([]DeadLetter
 func (d deadLetters) open(ctx context.Context) (int, error) {
 	dls, err := d.list(ctx, DeadLetterFilter{})
 	return len(dls), err
-}
-
-// eachLastPerSubject calls fn with the data of the last message of every
-// subject matching filter in stream.
-func eachLastPerSubject(ctx context.Context, js jetstream.JetStream, stream, filter string, fn func([]byte)) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}
-	return orderedRead(ctx, js, stream, cfg, domain.CodeStoreUnavailable, func(m jetstream.Msg) { fn(m.Data()) })
-}
-
-// drain calls fn with every message an ordered consumer has pending when
-// it is called. It reads with one continuous pull: an ordered consumer
-// recreates itself at every Fetch, and on a cluster the pull after a
-// recreation can fail with "no responders".
-func drain(ctx context.Context, c jetstream.Consumer, stream string, fn func(jetstream.Msg)) error {
-	info, err := c.Info(ctx)
-	if err != nil {
-		return domain.Wrap(domain.CodeStoreUnavailable, err, "read "+stream)
-	}
-	if info.NumPending == 0 {
-		return nil
-	}
-	it, err := c.Messages(jetstream.PullMaxMessages(int(min(info.NumPending, 1024))))
-	if err != nil {
-		return domain.Wrap(domain.CodeStoreUnavailable, err, "read "+stream)
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	for range info.NumPending {
-		// Bounded, so a count that changed under us cannot hang a read.
-		m, err := it.Next(jetstream.NextMaxWait(5 * time.Second))
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return domain.Wrap(domain.CodeStoreUnavailable, err, "read "+stream)
-		}
-		fn(m)
-	}
-	return nil
 }

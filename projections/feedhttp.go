@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
 )
 
 // SSEHeartbeat is how often an idle change feed connection gets a comment
@@ -142,7 +143,7 @@ func (f *ChangeFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		from := max(fr.startSeq, 1)
 		for {
 			ok := true
-			n, last, err := eachOnSubject(ctx, f.js, domain.ChangesStream, filter, from, 256, func(m *jetstream.RawStreamMsg) {
+			n, last, err := jsio.EachOnSubject(ctx, f.js, domain.ChangesStream, filter, from, 256, func(m *jetstream.RawStreamMsg) {
 				ok = ok && f.write(rc, w, sseEvent(m.Sequence, m.Data))
 			})
 			if err != nil || !ok {

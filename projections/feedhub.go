@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
 )
 
 // Every SSE client of /v1/changes is served from one shared reader per
@@ -64,7 +65,7 @@ func startFeedHub(ctx context.Context, js jetstream.JetStream, filter string, lo
 func (h *feedHub) run(ctx context.Context) {
 	defer h.stopped()
 	c, err := h.js.OrderedConsumer(ctx, domain.ChangesStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{h.filter}, DeliverPolicy: jetstream.DeliverNewPolicy, InactiveThreshold: consumerInactiveThreshold,
+		FilterSubjects: []string{h.filter}, DeliverPolicy: jetstream.DeliverNewPolicy, InactiveThreshold: jsio.ConsumerInactiveThreshold,
 	})
 	var it jetstream.MessagesContext
 	if err == nil {
@@ -76,7 +77,7 @@ func (h *feedHub) run(ctx context.Context) {
 		return
 	}
 	close(h.ready)
-	defer deleteOrdered(h.js, domain.ChangesStream, c)
+	defer jsio.DeleteOrdered(h.js, domain.ChangesStream, c)
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	for {

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -160,11 +161,11 @@ func eachJournalEvent(ctx context.Context, js jetstream.JetStream, last uint64, 
 	if info.State.Msgs == 0 || last < info.State.FirstSeq {
 		return nil
 	}
-	c, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: consumerInactiveThreshold})
+	c, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: jsio.ConsumerInactiveThreshold})
 	if err != nil {
 		return domain.Wrap(domain.CodeJournalUnavailable, err, "journal consumer")
 	}
-	defer deleteOrdered(js, domain.JournalStream, c)
+	defer jsio.DeleteOrdered(js, domain.JournalStream, c)
 	// Batched pulls: one round trip per message would cap a fold at the
 	// round-trip rate.
 	it, err := c.Messages(jetstream.PullMaxMessages(1024))

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
 )
 
 // Generation says which generation of a projection's store is current: the
@@ -89,7 +90,7 @@ func putIfRevision(ctx context.Context, kv jetstream.KeyValue, key string, value
 	} else {
 		rev, err = kv.Update(ctx, key, value, revision)
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) || wrongLastSequence(err) {
+	if errors.Is(err, jetstream.ErrKeyExists) || jsio.WrongLastSequence(err) {
 		return 0, domain.Wrap(domain.CodeConflict, err, what+" changed meanwhile")
 	}
 	if err != nil {

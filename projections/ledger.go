@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
 )
 
 // MaxLedgerDeliveries bounds the deliveries an event's ledger entry lists;
@@ -191,14 +192,14 @@ func (l *Ledger) statuses(ctx context.Context, j *domain.Envelope) (map[string]P
 // after the ones before them.
 func (l *Ledger) deliveries(ctx context.Context, subject string) (DeliverySummary, error) {
 	sum := DeliverySummary{Deliveries: []domain.Delivery{}}
-	count, err := countOnSubject(ctx, l.js, domain.DeliveryStream, subject)
+	count, err := jsio.CountOnSubject(ctx, l.js, domain.DeliveryStream, subject)
 	if err != nil || count == 0 {
 		return sum, err
 	}
 	var from uint64
 	skipped := 0
 	if skip := count - MaxLedgerDeliveries; skip > 0 {
-		_, last, err := eachOnSubject(ctx, l.js, domain.DeliveryStream, subject, 0, skip, func(m *jetstream.RawStreamMsg) {
+		_, last, err := jsio.EachOnSubject(ctx, l.js, domain.DeliveryStream, subject, 0, skip, func(m *jetstream.RawStreamMsg) {
 			var d domain.Delivery
 			if json.Unmarshal(m.Data, &d) == nil && d.Outcome == domain.OutcomeDuplicate {
 				sum.Duplicates++
@@ -210,7 +211,7 @@ func (l *Ledger) deliveries(ctx context.Context, subject string) (DeliverySummar
 		from, skipped = last+1, skip
 	}
 	var recent []domain.Delivery
-	_, _, err = eachOnSubject(ctx, l.js, domain.DeliveryStream, subject, from, MaxLedgerDeliveries, func(m *jetstream.RawStreamMsg) {
+	_, _, err = jsio.EachOnSubject(ctx, l.js, domain.DeliveryStream, subject, from, MaxLedgerDeliveries, func(m *jetstream.RawStreamMsg) {
 		var d domain.Delivery
 		if json.Unmarshal(m.Data, &d) == nil {
 			recent = append(recent, d)
@@ -320,7 +321,7 @@ func (l *Ledger) eachDeliverySince(ctx context.Context, since time.Time, fn func
 	if !since.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
 	}
-	return orderedRead(ctx, l.js, domain.DeliveryStream, cfg, domain.CodeJournalUnavailable, func(m jetstream.Msg) {
+	return jsio.OrderedRead(ctx, l.js, domain.DeliveryStream, cfg, domain.CodeJournalUnavailable, func(m jetstream.Msg) {
 		var d domain.Delivery
 		if json.Unmarshal(m.Data(), &d) == nil {
 			fn(&d)

@@ -7,10 +7,10 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -117,7 +117,7 @@ func (pr *Projector) runOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return consumeBatches(ctx, c, pr.batchSize(), func(msgs []jetstream.Msg) error {
+	return jsio.ConsumeBatches(ctx, c, pr.batchSize(), func(msgs []jetstream.Msg) error {
 		pr.handleBatch(ctx, msgs)
 		return nil
 	})
@@ -139,79 +139,6 @@ func (pr *Projector) batchSize() int {
 		return DefaultBatch
 	}
 	return pr.batch
-}
-
-// pullHeartbeat is how often the server confirms an idle pull request.
-// Under a burst the server can drop a pull request (the relays' one-message
-// pulls lost theirs after a bulk write, with 0 waiting pulls left on the
-// consumer and messages pending); the client only notices when two
-// heartbeats are missed, so the heartbeat bounds such a stall. With the
-// library's default (half the 30 s expiry) a relay stood still for 30 s
-// at a time.
-const pullHeartbeat = time.Second
-
-// consume pulls messages from c, up to batch ahead, and hands each to
-// handle, until ctx ends (nil) or the pull or handle fails (that error).
-// A pull the server lost (no heartbeat) is re-issued at once.
-func consume(ctx context.Context, c jetstream.Consumer, batch int, handle func(jetstream.Msg) error) error {
-	return consumeBatches(ctx, c, batch, func(msgs []jetstream.Msg) error {
-		for _, msg := range msgs {
-			if err := handle(msg); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// consumeBatches is consume handing over, at once, up to batch messages
-// that have already arrived: a batch never waits for messages still to
-// come, so a quiet stream is folded event by event.
-func consumeBatches(ctx context.Context, c jetstream.Consumer, batch int, handle func([]jetstream.Msg) error, opts ...jetstream.PullMessagesOpt) error {
-	for {
-		err := consumeOnce(ctx, c, batch, handle, opts)
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() != nil {
-			return err
-		}
-	}
-}
-
-// drainWait is how long a batch waits for a message the client may
-// already hold: long enough to take what is buffered.
-const drainWait = 100 * time.Microsecond
-
-func consumeOnce(ctx context.Context, c jetstream.Consumer, batch int, handle func([]jetstream.Msg) error, opts []jetstream.PullMessagesOpt) error {
-	it, err := c.Messages(append([]jetstream.PullMessagesOpt{jetstream.PullMaxMessages(batch), jetstream.PullHeartbeat(pullHeartbeat)}, opts...)...)
-	if err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	defer it.Stop()
-	msgs := make([]jetstream.Msg, 0, batch)
-	for {
-		msg, err := it.Next()
-		for err == nil {
-			msgs = append(msgs, msg)
-			if len(msgs) >= batch {
-				break
-			}
-			msg, err = it.Next(jetstream.NextMaxWait(drainWait))
-		}
-		if len(msgs) > 0 {
-			if err := handle(msgs); err != nil {
-				return err
-			}
-			msgs = msgs[:0]
-		}
-		switch {
-		case err == nil, errors.Is(err, nats.ErrTimeout):
-		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			return nil
-		default:
-			return err
-		}
-	}
 }
 
 // handleBatch folds a batch of journal messages in one burst of writes

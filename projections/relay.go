@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
 )
 
 // RelayBatch is the most bucket writes a relay publishes in one burst.
@@ -166,7 +167,7 @@ func (r *Relay) runOnce(ctx context.Context) error {
 		return err
 	}
 	r.next, r.last = 0, nil
-	return consumeBatches(ctx, c, RelayBatch, func(msgs []jetstream.Msg) error { return r.handleBatch(ctx, msgs) },
+	return jsio.ConsumeBatches(ctx, c, RelayBatch, func(msgs []jetstream.Msg) error { return r.handleBatch(ctx, msgs) },
 		jetstream.PullPriorityGroup(relayGroup), jetstream.PullExpiry(relayPullExpiry))
 }
 
@@ -436,7 +437,7 @@ func (r *Relay) publish(ctx context.Context, writes []relayWrite, hold func()) e
 // ends.
 func (r *Relay) publishAll(ctx context.Context, msgs []*nats.Msg, hold func()) error {
 	for i := 1; len(msgs) > 0; i++ {
-		errs := publishAsync(ctx, r.js, msgs, nil, nil)
+		errs := jsio.PublishAsync(ctx, r.js, msgs, nil, nil)
 		failed := msgs[:0:0]
 		var last error
 		for j, err := range errs {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
 )
 
 // Store is one generation of a projection's records in a JetStream KV
@@ -176,7 +177,7 @@ func (s *Store) writeMsg(key string, value []byte, cause Cause, revision uint64)
 // forgets the cached record and returns errConflict.
 func (s *Store) put(ctx context.Context, key string, value []byte, revision uint64, cause Cause) error {
 	ack, err := s.js.PublishMsg(ctx, s.writeMsg(key, value, cause, revision), jetstream.WithExpectLastSequencePerSubject(revision))
-	if wrongLastSequence(err) {
+	if jsio.WrongLastSequence(err) {
 		s.forget(key)
 		return errConflict
 	}
@@ -186,17 +187,6 @@ func (s *Store) put(ctx context.Context, key string, value []byte, revision uint
 	}
 	s.remember(key, cached{value: value, revision: ack.Sequence})
 	return nil
-}
-
-// wrongLastSequence is the API error of a lost compare-and-set; replicated
-// streams report it with a code of their own.
-func wrongLastSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
 func (s *Store) remember(key string, c cached) {
