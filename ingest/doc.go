@@ -9,5 +9,6 @@
 //
 // It must never read projections, parse a body before its signature is
 // verified, put an unverified body in the journal, or answer 2xx before the
-// journal's acknowledgement.
+// journal's acknowledgement. It imports domain and its own scheme
+// subpackages only, and must never import reducers or projections.
 package ingest

@@ -4,7 +4,8 @@
 //
 // It owns the precedence rules documented in docs/lifecycle.md and nothing
 // else. It is pure: no I/O, no clock (a caller passes whatever the payload
-// says), no knowledge of how events arrive.
+// says), no knowledge of how events arrive. It imports only domain, and
+// must never import reducers, ingest or projections.
 package lifecycle
 
 import (

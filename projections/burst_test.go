@@ -16,6 +16,7 @@ import (
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -30,7 +31,7 @@ func TestBatchedFoldEqualsOneAtATime(t *testing.T) {
 	nc, js := natstest.Connect(t, natstest.Server(t))
 	ctx := context.Background()
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
-	_, err := js.CreateOrUpdateStream(ctx, projections.DeadLetterConfig(1))
+	_, err := js.CreateOrUpdateStream(ctx, deadletter.StreamConfig(1))
 	require.NoError(t, err)
 	journal := ingest.NewJournal(nc, js)
 	projs := reducers.All(reducers.DefaultOptions())

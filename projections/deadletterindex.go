@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/jsio"
 )
 
@@ -103,7 +104,7 @@ func (x *deadLetterIndex) follow(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		dl, derr := decodeDeadLetter(m.Data())
+		dl, derr := deadletter.Decode(m.Data())
 		if loading != nil {
 			applyDeadLetter(loading, m.Subject(), dl, derr)
 			if meta.NumPending == 0 {
@@ -119,8 +120,8 @@ func (x *deadLetterIndex) follow(ctx context.Context) {
 }
 
 // applyDeadLetter records a dead letter's new state under its subject.
-func applyDeadLetter(open map[string]openDeadLetter, subject string, dl *DeadLetter, err error) {
-	if err != nil || dl.Status != DeadLetterOpen {
+func applyDeadLetter(open map[string]openDeadLetter, subject string, dl *deadletter.Letter, err error) {
+	if err != nil || dl.Status != deadletter.Open {
 		delete(open, subject)
 		return
 	}
@@ -128,7 +129,7 @@ func applyDeadLetter(open map[string]openDeadLetter, subject string, dl *DeadLet
 		provider: dl.Provider, code: dl.Code, failedAt: dl.FailedAt}
 }
 
-func (o openDeadLetter) matches(f DeadLetterFilter) bool {
+func (o openDeadLetter) matches(f deadletter.Filter) bool {
 	return (f.Projection == "" || o.projection == f.Projection) &&
 		(f.Code == "" || o.code == f.Code) &&
 		(f.EventType == "" || o.eventType == f.EventType) &&
@@ -154,7 +155,7 @@ type OpenDeadLetters struct {
 	// Matched counts those the filter selects; Items are the first of
 	// them (oldest failure first), at most the limit asked.
 	Matched int
-	Items   []DeadLetter
+	Items   []deadletter.Letter
 }
 
 // OpenDeadLetters counts the open dead letters from the in-memory index
@@ -162,7 +163,7 @@ type OpenDeadLetters struct {
 // open ones are indexed), oldest failure first: a page reads only the dead
 // letters it lists, however many are open. It waits for the index's first
 // load like a list does (BILLFOLD-INDEX-LOADING past that).
-func (q *Query) OpenDeadLetters(ctx context.Context, f DeadLetterFilter, limit int) (OpenDeadLetters, error) {
+func (q *Query) OpenDeadLetters(ctx context.Context, f deadletter.Filter, limit int) (OpenDeadLetters, error) {
 	if err := waitLoaded(ctx, q.deadLetters.loaded); err != nil {
 		return OpenDeadLetters{}, err
 	}
@@ -211,9 +212,9 @@ func (q *Query) OpenDeadLetters(ctx context.Context, f DeadLetterFilter, limit i
 	for i, o := range page {
 		subjects[i] = o.subject
 	}
-	states := make(map[string]*DeadLetter, len(page))
+	states := make(map[string]*deadletter.Letter, len(page))
 	err = lastMessages(ctx, q.js.Conn(), domain.DeadLetterStream, subjects, func(subject string, msg *nats.Msg) {
-		if dl, err := decodeDeadLetter(msg.Data); err == nil {
+		if dl, err := deadletter.Decode(msg.Data); err == nil {
 			states[subject] = dl
 		}
 	})
@@ -221,7 +222,7 @@ func (q *Query) OpenDeadLetters(ctx context.Context, f DeadLetterFilter, limit i
 		return out, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letters")
 	}
 	for _, o := range page {
-		if dl := states[o.subject]; dl != nil && dl.Status == DeadLetterOpen {
+		if dl := states[o.subject]; dl != nil && dl.Status == deadletter.Open {
 			out.Items = append(out.Items, *dl)
 		}
 	}

@@ -12,13 +12,14 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
 
 // countGroups is the model of the groups: the dead letters a full read of
 // the stream finds, counted by code and projection.
-func countGroups(dls []projections.DeadLetter) map[string]int {
+func countGroups(dls []deadletter.Letter) map[string]int {
 	out := map[string]int{}
 	for _, dl := range dls {
 		out[string(dl.Code)+" "+dl.Projection]++
@@ -52,21 +53,21 @@ func TestOpenDeadLettersCountWhatTheStreamHolds(t *testing.T) {
 	}
 	waitCaughtUp(t, f.engine)
 	ctx := context.Background()
-	model, err := f.engine.DeadLetters(ctx, projections.DeadLetterFilter{})
+	model, err := f.engine.DeadLetters(ctx, deadletter.Filter{})
 	require.NoError(t, err)
 	require.Len(t, model, 12, "four top-ups fail in customers, orders and wallets")
 
-	open, err := f.query.OpenDeadLetters(ctx, projections.DeadLetterFilter{}, 0)
+	open, err := f.query.OpenDeadLetters(ctx, deadletter.Filter{}, 0)
 	require.NoError(t, err)
 	assert.Equal(t, len(model), open.Total)
 	assert.Equal(t, countGroups(model), groupsOf(open))
 	assert.Empty(t, open.Items, "a limit of 0 reads none")
 
-	page, err := f.query.OpenDeadLetters(ctx, projections.DeadLetterFilter{Projection: domain.ProjectionOrders}, 2)
+	page, err := f.query.OpenDeadLetters(ctx, deadletter.Filter{Projection: domain.ProjectionOrders}, 2)
 	require.NoError(t, err)
 	assert.Equal(t, 4, page.Matched)
 	require.Len(t, page.Items, 2, "the page's limit")
-	var orders []projections.DeadLetter
+	var orders []deadletter.Letter
 	for _, dl := range model {
 		if dl.Projection == domain.ProjectionOrders {
 			orders = append(orders, dl)
@@ -87,15 +88,15 @@ func TestOpenDeadLettersCountWhatTheStreamHolds(t *testing.T) {
 	// After the fix, a new process: its index loads from the stream, and
 	// shows a requeue's outcome in the next answer.
 	fixed := newReplayFixture(t, nc, js, reducers.DefaultOptions(), time.Hour)
-	open, err = fixed.query.OpenDeadLetters(ctx, projections.DeadLetterFilter{}, 0)
+	open, err = fixed.query.OpenDeadLetters(ctx, deadletter.Filter{}, 0)
 	require.NoError(t, err)
 	assert.Equal(t, countGroups(model), groupsOf(open), "loaded from the stream")
-	res, err := fixed.engine.RequeueWhere(ctx, projections.DeadLetterFilter{Projection: domain.ProjectionWallets}, "alice", false, true)
+	res, err := fixed.engine.RequeueWhere(ctx, deadletter.Filter{Projection: domain.ProjectionWallets}, "alice", false, true)
 	require.NoError(t, err)
 	require.Equal(t, 4, res.Applied)
-	open, err = fixed.query.OpenDeadLetters(ctx, projections.DeadLetterFilter{}, 100)
+	open, err = fixed.query.OpenDeadLetters(ctx, deadletter.Filter{}, 100)
 	require.NoError(t, err)
-	left, err := fixed.engine.DeadLetters(ctx, projections.DeadLetterFilter{})
+	left, err := fixed.engine.DeadLetters(ctx, deadletter.Filter{})
 	require.NoError(t, err)
 	assert.Len(t, left, 8)
 	assert.Equal(t, countGroups(left), groupsOf(open), "the requeued wallets' dead letters are gone")
@@ -119,26 +120,26 @@ func BenchmarkOpenDeadLetters(b *testing.B) {
 	}
 	ctx := context.Background()
 	require.Eventually(b, func() bool {
-		open, err := f.query.OpenDeadLetters(ctx, projections.DeadLetterFilter{}, 0)
+		open, err := f.query.OpenDeadLetters(ctx, deadletter.Filter{}, 0)
 		return err == nil && open.Total == 1500
 	}, 2*time.Minute, 50*time.Millisecond)
 	b.Run("counts", func(b *testing.B) { // the overview's panel
 		for b.Loop() {
-			if _, err := f.query.OpenDeadLetters(ctx, projections.DeadLetterFilter{}, 0); err != nil {
+			if _, err := f.query.OpenDeadLetters(ctx, deadletter.Filter{}, 0); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("index", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := f.query.OpenDeadLetters(ctx, projections.DeadLetterFilter{}, 200); err != nil {
+			if _, err := f.query.OpenDeadLetters(ctx, deadletter.Filter{}, 200); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("stream", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := f.engine.DeadLetters(ctx, projections.DeadLetterFilter{}); err != nil {
+			if _, err := f.engine.DeadLetters(ctx, deadletter.Filter{}); err != nil {
 				b.Fatal(err)
 			}
 		}

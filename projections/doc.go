@@ -1,9 +1,16 @@
-// Package projections is billfold's read side: it folds the journal into the
-// projections with the reducers, keeps the projection stores, dead letters
-// and rebuilds, and serves the query API and change feeds, including the
-// event ledger that shows what became of each provider event.
+// Package projections is billfold's read side: the engine that folds the
+// journal into the projections with the reducers (the projectors, their
+// per-event handler and its middleware, requeues and scheduled retries),
+// the projection stores and their generations, rebuilds, replays and
+// verifications, the query API and the change feeds, and the event ledger
+// that shows what became of each provider event. Rooms of their own sit
+// under it: projections/deadletter (the dead letters), projections/jsio
+// (the JetStream I/O every room shares), projections/index (the query
+// indexes), projections/console and projections/client.
 //
 // It must never write to the journal or the delivery log, and it must never
 // depend on delivery order for a projection's content: that is the reducers'
-// job, by the provider's clock.
+// job, by the provider's clock. It imports domain, reducers and its own
+// lower rooms; it must never import ingest, cmd, or the rooms above it
+// (console, client).
 package projections

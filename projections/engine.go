@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -22,7 +23,7 @@ type Engine struct {
 	projections map[string]reducers.Projection
 	names       []string
 	gens        generations
-	dead        deadLetters
+	dead        deadletter.Letters
 	opts        EngineOptions
 	// facts lets the projectors decode each journal event once.
 	facts  *sharedFacts
@@ -64,7 +65,7 @@ type EngineOptions struct {
 // NewEngine creates the dead-letter, change feed and generation stores and,
 // for each projection's current generation, its store and consumers.
 func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Projection, o EngineOptions) (*Engine, error) {
-	if _, err := js.CreateOrUpdateStream(ctx, DeadLetterConfig(o.Replicas)); err != nil {
+	if _, err := js.CreateOrUpdateStream(ctx, deadletter.StreamConfig(o.Replicas)); err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "dead-letter stream")
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, ChangesConfig(o.Replicas)); err != nil {
@@ -77,7 +78,7 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{js: js, projections: map[string]reducers.Projection{}, gens: gens, dead: deadLetters{js: js, schedule: o.retrySchedule(), metrics: o.Metrics}, facts: newSharedFacts(),
+	e := &Engine{js: js, projections: map[string]reducers.Projection{}, gens: gens, dead: deadletter.Letters{JS: js, Schedule: o.retrySchedule(), Exhausted: o.Metrics.exhausted}, facts: newSharedFacts(),
 		opts: o, slots: map[string]*slot{}, switched: make(chan struct{})}
 	if e.pauses, err = ensurePauses(ctx, js, o.Replicas); err != nil {
 		return nil, err
@@ -319,7 +320,7 @@ func (e *Engine) sampleLag(ctx context.Context) {
 		for name, n := range lag {
 			e.opts.Metrics.Lag.WithLabelValues(name).Set(float64(n))
 		}
-		if n, err := e.dead.open(ctx); err == nil {
+		if n, err := e.dead.CountOpen(ctx); err == nil {
 			e.opts.Metrics.DeadLetters.Set(float64(n))
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/deadletter"
 )
 
 // An eventHandler folds one journal event into one projection. The
@@ -37,7 +38,7 @@ func compose(h eventHandler, mws ...middleware) eventHandler {
 // requeue, when an operator's requeue or a scheduled retry is the
 // attempt), and the applied count. It is composed per event: the conflict
 // budget is the event's.
-func (pr *Projector) handler(inProgress func(), requeue *Requeue) eventHandler {
+func (pr *Projector) handler(inProgress func(), requeue *deadletter.Requeue) eventHandler {
 	return compose(pr.fold,
 		pr.countApplied,
 		pr.deadLetterFailures(requeue),
@@ -70,7 +71,7 @@ func (pr *Projector) countApplied(next eventHandler) eventHandler {
 // deadLetterFailures records an event the handler could not apply as a
 // dead letter, with the attempts made; an event interrupted by ctx's end
 // is left for redelivery instead.
-func (pr *Projector) deadLetterFailures(requeue *Requeue) middleware {
+func (pr *Projector) deadLetterFailures(requeue *deadletter.Requeue) middleware {
 	return func(next eventHandler) eventHandler {
 		return func(ctx context.Context, env *domain.Envelope) error {
 			err := next(ctx, env)

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/jsio"
 )
 
@@ -45,7 +46,7 @@ type ProjectionStatus struct {
 	Status string `json:"status"`
 	// DeadLetter is the event's dead letter in the projection, with its
 	// requeues, if it ever failed there.
-	DeadLetter *DeadLetter `json:"dead_letter,omitempty"`
+	DeadLetter *deadletter.Letter `json:"dead_letter,omitempty"`
 	// ProcessedAt is when the projection stored the first record write
 	// the event's fold made (processedat.go); absent when the fold
 	// changed no record or the write is no longer in the record's history.
@@ -168,7 +169,7 @@ func (l *Ledger) statuses(ctx context.Context, j *domain.Envelope) (map[string]P
 			out[name] = ProjectionStatus{Status: StatusSkipped}
 			continue
 		}
-		dl, _, err := l.engine.dead.get(ctx, domain.DeadLetterSubject(name, domain.EventNamespace(j.Provider, j.Endpoint, j.Verification), j.EventID))
+		dl, _, err := l.engine.dead.Get(ctx, domain.DeadLetterSubject(name, domain.EventNamespace(j.Provider, j.Endpoint, j.Verification), j.EventID))
 		if err != nil {
 			return nil, err
 		}
@@ -177,7 +178,7 @@ func (l *Ledger) statuses(ctx context.Context, j *domain.Envelope) (map[string]P
 			st.Status = StatusProcessed
 			st.ProcessedAt = l.processedAt(ctx, name, j)
 		}
-		if dl != nil && dl.Status == DeadLetterOpen {
+		if dl != nil && dl.Status == deadletter.Open {
 			st.Status = StatusFailed
 		}
 		out[name] = st
@@ -284,7 +285,7 @@ func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error
 	f.Provider = l.redact.resolve(f.Provider)
 	out := []EventSummary{}
 	if f.Status == StatusFailed {
-		dls, err := l.engine.DeadLetters(ctx, DeadLetterFilter{Provider: f.Provider, Since: f.Since})
+		dls, err := l.engine.DeadLetters(ctx, deadletter.Filter{Provider: f.Provider, Since: f.Since})
 		if err != nil {
 			return nil, err
 		}

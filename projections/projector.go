@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/jsio"
 	"github.com/billfold/billfold/reducers"
 )
@@ -42,7 +43,7 @@ type Projector struct {
 	projection reducers.Projection
 	js         jetstream.JetStream
 	store      *Store
-	dead       deadLetters
+	dead       deadletter.Letters
 	metrics    *ProjectorMetrics
 	log        *slog.Logger
 	retry      RetryPolicy
@@ -60,7 +61,7 @@ func NewProjector(p reducers.Projection, js jetstream.JetStream, store *Store, m
 	if retry.Attempts <= 0 {
 		retry = DefaultRetryPolicy
 	}
-	return &Projector{projection: p, js: js, store: store, dead: deadLetters{js: js, metrics: m}, metrics: m, log: log.With("projection", p.Name()), retry: retry}
+	return &Projector{projection: p, js: js, store: store, dead: deadletter.Letters{JS: js, Exhausted: m.exhausted}, metrics: m, log: log.With("projection", p.Name()), retry: retry}
 }
 
 // From makes the projector's consumer, when it does not exist yet, start
@@ -254,25 +255,25 @@ func (pr *Projector) redeliver(msg jetstream.Msg, cause error) bool {
 
 // deadLetter records that env could not be applied after attempts, with
 // requeue when an operator's requeue was the attempt.
-func (pr *Projector) deadLetter(ctx context.Context, env *domain.Envelope, attempts int, cause error, requeue *Requeue) {
-	dl := DeadLetter{
+func (pr *Projector) deadLetter(ctx context.Context, env *domain.Envelope, attempts int, cause error, requeue *deadletter.Requeue) {
+	dl := deadletter.Letter{
 		Projection: pr.projection.Name(), Provider: env.Provider, Namespace: env.EventNamespace(),
 		EventID: env.EventID, EventType: env.EventType, JournalSequence: env.Sequence, Created: env.Created,
 		ProviderRequestID: env.ProviderRequestID,
-		Class:             ClassPermanent, Code: domain.ErrorCode(cause), Message: cause.Error(), Attempts: attempts,
+		Class:             deadletter.ClassPermanent, Code: domain.ErrorCode(cause), Message: cause.Error(), Attempts: attempts,
 		FailedAt: time.Now().UTC(),
 	}
 	if !domain.Permanent(cause) {
-		dl.Class, dl.Code = ClassTransient, domain.CodeStoreUnavailable
+		dl.Class, dl.Code = deadletter.ClassTransient, domain.CodeStoreUnavailable
 	}
 	if requeue != nil {
-		requeue.Outcome, requeue.Code = OutcomeFailed, dl.Code
+		requeue.Outcome, requeue.Code = deadletter.OutcomeFailed, dl.Code
 	}
 	pr.metrics.failed(pr.projection.Name(), dl.Code)
 	pr.log.Warn("event dead-lettered", "event_id", env.EventID, "event_type", env.EventType,
 		"code", dl.Code, "class", dl.Class, "attempts", attempts, "error", cause)
 	for i := 0; ; i++ {
-		err := pr.dead.fail(ctx, dl, requeue)
+		err := pr.dead.Fail(ctx, dl, requeue)
 		if err == nil || ctx.Err() != nil {
 			return
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -62,7 +63,7 @@ func newFixture(t testing.TB) *fixture {
 	nc, js := natstest.Connect(t, natstest.Server(t))
 	ctx := context.Background()
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
-	_, err := js.CreateOrUpdateStream(ctx, projections.DeadLetterConfig(1))
+	_, err := js.CreateOrUpdateStream(ctx, deadletter.StreamConfig(1))
 	require.NoError(t, err)
 	store, err := projections.EnsureStore(ctx, js, "seen", 1, 1)
 	require.NoError(t, err)
@@ -105,17 +106,17 @@ func (f *fixture) record(t *testing.T, key string) []string {
 	return ids
 }
 
-func (f *fixture) deadLetters(t *testing.T) []projections.DeadLetter {
+func (f *fixture) deadLetters(t *testing.T) []deadletter.Letter {
 	s, err := f.js.Stream(context.Background(), domain.DeadLetterStream)
 	require.NoError(t, err)
-	var out []projections.DeadLetter
+	var out []deadletter.Letter
 	info, _ := s.Info(context.Background())
 	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
 		m, err := s.GetMsg(context.Background(), seq)
 		if err != nil {
 			continue
 		}
-		var dl projections.DeadLetter
+		var dl deadletter.Letter
 		require.NoError(t, json.Unmarshal(m.Data, &dl))
 		out = append(out, dl)
 	}
@@ -140,7 +141,7 @@ func TestProjectorFoldsTheJournal(t *testing.T) {
 	require.Len(t, dls, 1)
 	assert.Equal(t, "evt_poison", dls[0].EventID)
 	assert.Equal(t, domain.CodeReducerInvalid, dls[0].Code)
-	assert.Equal(t, projections.ClassPermanent, dls[0].Class)
+	assert.Equal(t, deadletter.ClassPermanent, dls[0].Class)
 	assert.Equal(t, 1, dls[0].Attempts)
 }
 

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/deadletter"
 )
 
 // A rebuild folds the whole journal into a new generation of projections
@@ -554,11 +555,11 @@ func (rs *Rebuilds) replay(ctx context.Context, rb *Rebuild, p *progress) error 
 			}
 			if err != nil {
 				p.failed.Add(1)
-				rs.engine.opts.Replay.replayed(KindReplay, OutcomeFailed)
+				rs.engine.opts.Replay.replayed(KindReplay, deadletter.OutcomeFailed)
 				continue
 			}
 			p.applied.Add(1)
-			rs.engine.opts.Replay.replayed(KindReplay, OutcomeApplied)
+			rs.engine.opts.Replay.replayed(KindReplay, deadletter.OutcomeApplied)
 			if resolved {
 				rb.DeadLettersResolved++
 			}

@@ -23,6 +23,7 @@ import (
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -455,13 +456,13 @@ func TestRequeueAfterAFixAppliesOnce(t *testing.T) {
 		f.append(samples.Stripe{EventID: fmt.Sprintf("evt_cus_%d", u), Type: "customer.created", Created: base, CustomerID: fmt.Sprintf("cus_%d", u)})
 	}
 	waitCaughtUp(t, f.engine)
-	dls, err := f.engine.DeadLetters(context.Background(), projections.DeadLetterFilter{})
+	dls, err := f.engine.DeadLetters(context.Background(), deadletter.Filter{})
 	require.NoError(t, err)
 	require.NotEmpty(t, dls)
 	for _, dl := range dls {
 		assert.Equal(t, "checkout.session.completed", dl.EventType)
 		assert.Equal(t, domain.CodeReducerFailed, dl.Code)
-		assert.Equal(t, projections.DeadLetterOpen, dl.Status)
+		assert.Equal(t, deadletter.Open, dl.Status)
 	}
 	f.stop()
 
@@ -472,15 +473,15 @@ func TestRequeueAfterAFixAppliesOnce(t *testing.T) {
 	assert.NotZero(t, rep.Projections[domain.ProjectionWallets].Differences)
 
 	ctx := context.Background()
-	res, err := fixed.engine.RequeueWhere(ctx, projections.DeadLetterFilter{EventType: "checkout.session.completed"}, "alice", false, false)
+	res, err := fixed.engine.RequeueWhere(ctx, deadletter.Filter{EventType: "checkout.session.completed"}, "alice", false, false)
 	require.NoError(t, err)
 	assert.Equal(t, len(dls), res.Applied)
 	assert.Zero(t, res.Failed)
 	for _, dl := range res.Items {
-		assert.Equal(t, projections.DeadLetterResolved, dl.Status)
+		assert.Equal(t, deadletter.Resolved, dl.Status)
 		require.Len(t, dl.Requeues, 1)
 		assert.Equal(t, "alice", dl.Requeues[0].By)
-		assert.Equal(t, projections.OutcomeApplied, dl.Requeues[0].Outcome)
+		assert.Equal(t, deadletter.OutcomeApplied, dl.Requeues[0].Outcome)
 	}
 	rep = fixed.verify()
 	assert.True(t, rep.Identical, "%+v", rep.Differences)
@@ -491,7 +492,7 @@ func TestRequeueAfterAFixAppliesOnce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, again.Requeues, 2)
 	assert.Equal(t, wallets, storeContents(t, js, domain.ProjectionWallets), "a second requeue credits nothing")
-	open, err := fixed.engine.DeadLetters(ctx, projections.DeadLetterFilter{})
+	open, err := fixed.engine.DeadLetters(ctx, deadletter.Filter{})
 	require.NoError(t, err)
 	assert.Empty(t, open)
 }
@@ -504,15 +505,15 @@ func TestRequeueThatFailsAgainRaisesAttempts(t *testing.T) {
 	f := newReplayFixture(t, nc, js, broken, time.Hour)
 	f.append(samples.Stripe{EventID: "evt_1", Type: "customer.created", Created: time.Now(), CustomerID: "cus_1"})
 	waitCaughtUp(t, f.engine)
-	dls, err := f.engine.DeadLetters(context.Background(), projections.DeadLetterFilter{Projection: domain.ProjectionCustomers})
+	dls, err := f.engine.DeadLetters(context.Background(), deadletter.Filter{Projection: domain.ProjectionCustomers})
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
 	after, err := f.engine.Requeue(context.Background(), dls[0].ID, "carol")
 	require.NoError(t, err)
-	assert.Equal(t, projections.DeadLetterOpen, after.Status)
+	assert.Equal(t, deadletter.Open, after.Status)
 	assert.Greater(t, after.Attempts, dls[0].Attempts)
 	require.Len(t, after.Requeues, 1)
-	assert.Equal(t, projections.OutcomeFailed, after.Requeues[0].Outcome)
+	assert.Equal(t, deadletter.OutcomeFailed, after.Requeues[0].Outcome)
 	assert.Equal(t, domain.CodeReducerFailed, after.Requeues[0].Code)
 }
 
@@ -543,7 +544,7 @@ func TestReplayFilterAndRebuildResolveDeadLetters(t *testing.T) {
 	// customers and wallets (a customer's links) both fold customer.created.
 	assert.Equal(t, 2, rb.DeadLettersResolved)
 	for _, p := range []string{domain.ProjectionCustomers, domain.ProjectionWallets} {
-		open, err := fixed.engine.DeadLetters(context.Background(), projections.DeadLetterFilter{Projection: p})
+		open, err := fixed.engine.DeadLetters(context.Background(), deadletter.Filter{Projection: p})
 		require.NoError(t, err)
 		assert.Len(t, open, 3, p)
 	}
@@ -551,7 +552,7 @@ func TestReplayFilterAndRebuildResolveDeadLetters(t *testing.T) {
 	rb = fixed.rebuild(projections.RebuildRequest{Projections: []string{domain.ProjectionCustomers, domain.ProjectionWallets}})
 	require.Equal(t, projections.RebuildDone, rb.Status, rb.Error)
 	assert.Equal(t, 6, rb.DeadLettersResolved)
-	open, err := fixed.engine.DeadLetters(context.Background(), projections.DeadLetterFilter{})
+	open, err := fixed.engine.DeadLetters(context.Background(), deadletter.Filter{})
 	require.NoError(t, err)
 	assert.Empty(t, open)
 	assert.True(t, fixed.verify().Identical)

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -69,7 +70,7 @@ func (rs *Rebuilds) rebuild(ctx context.Context, rb *Rebuild, p *progress) (err 
 
 	fold := newMemoryFold(projs)
 	refused := map[string]map[string]bool{} // projection → dead-letter subject
-	var refusals []DeadLetter
+	var refusals []deadletter.Letter
 	var mu sync.Mutex
 	fold.refused = func(projection string, env *domain.Envelope, err error) {
 		mu.Lock()
@@ -78,9 +79,9 @@ func (rs *Rebuilds) rebuild(ctx context.Context, rb *Rebuild, p *progress) (err 
 			refused[projection] = map[string]bool{}
 		}
 		refused[projection][domain.DeadLetterSubject(projection, env.EventNamespace(), env.EventID)] = true
-		refusals = append(refusals, DeadLetter{
+		refusals = append(refusals, deadletter.Letter{
 			Projection: projection, Provider: env.Provider, Namespace: env.EventNamespace(), EventID: env.EventID,
-			EventType: env.EventType, JournalSequence: env.Sequence, Created: env.Created, Class: ClassPermanent,
+			EventType: env.EventType, JournalSequence: env.Sequence, Created: env.Created, Class: deadletter.ClassPermanent,
 			Code: domain.ErrorCode(err), Message: err.Error(), Attempts: 1,
 		})
 	}
@@ -332,34 +333,34 @@ func (rs *Rebuilds) waitRelayDrained(ctx context.Context, projection string, gen
 // settleDeadLetters records what the new generations did with the events
 // that were dead letters: an open one the fold applied is resolved, and an
 // event the fold refused is a dead letter again, its attempts raised.
-func (rs *Rebuilds) settleDeadLetters(ctx context.Context, rb *Rebuild, refused map[string]map[string]bool, refusals []DeadLetter) error {
+func (rs *Rebuilds) settleDeadLetters(ctx context.Context, rb *Rebuild, refused map[string]map[string]bool, refusals []deadletter.Letter) error {
 	by := KindRebuild + " " + rb.ID
 	now := time.Now().UTC()
 	for _, name := range rb.Projections {
-		open, err := rs.engine.dead.list(ctx, DeadLetterFilter{Projection: name})
+		open, err := rs.engine.dead.List(ctx, deadletter.Filter{Projection: name})
 		if err != nil {
 			return err
 		}
 		for _, dl := range open {
-			if dl.JournalSequence > rb.JournalHead || refused[name][deadLetterSubject(&dl)] {
+			if dl.JournalSequence > rb.JournalHead || refused[name][dl.Subject()] {
 				continue
 			}
-			resolved, err := rs.engine.dead.resolve(ctx, name, dl.Namespace, dl.EventID, by, nil, now)
+			resolved, err := rs.engine.dead.Resolve(ctx, name, dl.Namespace, dl.EventID, by, nil, now)
 			if err != nil {
 				return err
 			}
 			if resolved {
 				rb.DeadLettersResolved++
-				rs.engine.opts.Replay.replayed(KindRebuild, OutcomeApplied)
+				rs.engine.opts.Replay.replayed(KindRebuild, deadletter.OutcomeApplied)
 			}
 		}
 	}
 	for _, dl := range refusals {
 		dl.FailedAt = now
-		if err := rs.engine.dead.fail(ctx, dl, nil); err != nil {
+		if err := rs.engine.dead.Fail(ctx, dl, nil); err != nil {
 			return err
 		}
-		rs.engine.opts.Replay.replayed(KindRebuild, OutcomeFailed)
+		rs.engine.opts.Replay.replayed(KindRebuild, deadletter.OutcomeFailed)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/deadletter"
 )
 
 // Operations is the admin API of rebuilds, replays, dead letters, verify
@@ -122,9 +123,9 @@ func ParseSince(name, v string, now time.Time) (time.Time, error) {
 
 // deadLetterFilter reads a filter from query parameters (projection, code,
 // type, provider, status, since).
-func deadLetterFilter(get func(string) string) (DeadLetterFilter, error) {
+func deadLetterFilter(get func(string) string) (deadletter.Filter, error) {
 	since, err := ParseSince("since", get("since"), time.Now())
-	return DeadLetterFilter{
+	return deadletter.Filter{
 		Projection: get("projection"), Code: domain.Code(get("code")), EventType: get("type"),
 		Provider: get("provider"), Status: get("status"), Since: since,
 	}, err

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/deadletter"
 )
 
 // reapply applies a journal event to a projection's current generation
@@ -15,14 +16,14 @@ import (
 // applied before. A failure is recorded on the event's dead letter (its
 // attempts raised, requeue in its history); a success resolves an open
 // one, by by. It reports whether an open dead letter was resolved.
-func (e *Engine) reapply(ctx context.Context, projection string, env *domain.Envelope, by string, requeue *Requeue) (bool, error) {
+func (e *Engine) reapply(ctx context.Context, projection string, env *domain.Envelope, by string, requeue *deadletter.Requeue) (bool, error) {
 	if err := e.slot(projection).projector.handler(func() {}, requeue)(ctx, env); err != nil {
 		return false, err
 	}
 	if requeue != nil {
-		requeue.Outcome = OutcomeApplied
+		requeue.Outcome = deadletter.OutcomeApplied
 	}
-	return e.dead.resolve(ctx, projection, env.EventNamespace(), env.EventID, by, requeue, time.Now().UTC())
+	return e.dead.Resolve(ctx, projection, env.EventNamespace(), env.EventID, by, requeue, time.Now().UTC())
 }
 
 // journalEvent reads the journal event at seq.
@@ -46,21 +47,21 @@ func (e *Engine) journalEvent(ctx context.Context, seq uint64) (*domain.Envelope
 }
 
 // DeadLetters lists the dead letters f selects, oldest failure first.
-func (e *Engine) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
+func (e *Engine) DeadLetters(ctx context.Context, f deadletter.Filter) ([]deadletter.Letter, error) {
 	if f.Projection != "" && e.projections[f.Projection] == nil {
 		return nil, domain.Errorf(domain.CodeBadRequest, "unknown projection %q", f.Projection)
 	}
 	switch f.Status {
-	case "", DeadLetterOpen, DeadLetterResolved, "all":
+	case "", deadletter.Open, deadletter.Resolved, "all":
 	default:
 		return nil, domain.Errorf(domain.CodeBadRequest, "status %q: want open, resolved or all", f.Status)
 	}
-	return e.dead.list(ctx, f)
+	return e.dead.List(ctx, f)
 }
 
 // DeadLetter returns a dead letter by id and its journal event.
-func (e *Engine) DeadLetter(ctx context.Context, id string) (*DeadLetter, *domain.Envelope, error) {
-	projection, seq, err := parseDeadLetterID(id)
+func (e *Engine) DeadLetter(ctx context.Context, id string) (*deadletter.Letter, *domain.Envelope, error) {
+	projection, seq, err := deadletter.ParseID(id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -71,7 +72,7 @@ func (e *Engine) DeadLetter(ctx context.Context, id string) (*DeadLetter, *domai
 	if err != nil {
 		return nil, nil, err
 	}
-	dl, _, err := e.dead.get(ctx, domain.DeadLetterSubject(projection, env.EventNamespace(), env.EventID))
+	dl, _, err := e.dead.Get(ctx, domain.DeadLetterSubject(projection, env.EventNamespace(), env.EventID))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -87,16 +88,16 @@ func (e *Engine) DeadLetter(ctx context.Context, id string) (*DeadLetter, *domai
 // attempts raised. Either way the requeue is in its history, and the
 // dead letter's new state is returned. Requeueing a resolved dead letter
 // applies nothing twice: the reducers make it a no-op.
-func (e *Engine) Requeue(ctx context.Context, id, by string) (*DeadLetter, error) {
+func (e *Engine) Requeue(ctx context.Context, id, by string) (*deadletter.Letter, error) {
 	dl, env, err := e.DeadLetter(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	rq := &Requeue{By: by, At: time.Now().UTC()}
+	rq := &deadletter.Requeue{By: by, At: time.Now().UTC()}
 	_, applyErr := e.reapply(ctx, dl.Projection, env, "requeue", rq)
-	outcome := OutcomeApplied
+	outcome := deadletter.OutcomeApplied
 	if applyErr != nil {
-		outcome = OutcomeFailed
+		outcome = deadletter.OutcomeFailed
 	}
 	e.opts.Replay.replayed("requeue", outcome)
 	e.opts.Log.Info("dead letter requeued", "id", id, "by", by, "outcome", outcome, "event_id", env.EventID,
@@ -110,23 +111,23 @@ func (e *Engine) Requeue(ctx context.Context, id, by string) (*DeadLetter, error
 
 // RequeueResult is the answer of a bulk requeue.
 type RequeueResult struct {
-	DryRun  bool         `json:"dry_run"`
-	Matched int          `json:"matched"`
-	Applied int          `json:"applied"`
-	Failed  int          `json:"failed"`
-	Items   []DeadLetter `json:"items"`
+	DryRun  bool                `json:"dry_run"`
+	Matched int                 `json:"matched"`
+	Applied int                 `json:"applied"`
+	Failed  int                 `json:"failed"`
+	Items   []deadletter.Letter `json:"items"`
 }
 
 // RequeueWhere requeues every open dead letter f selects, oldest first (see
 // Requeue). With dryRun it only lists them; more than ConfirmAbove needs
 // force.
-func (e *Engine) RequeueWhere(ctx context.Context, f DeadLetterFilter, by string, dryRun, force bool) (RequeueResult, error) {
-	f.Status = DeadLetterOpen
+func (e *Engine) RequeueWhere(ctx context.Context, f deadletter.Filter, by string, dryRun, force bool) (RequeueResult, error) {
+	f.Status = deadletter.Open
 	dls, err := e.DeadLetters(ctx, f)
 	if err != nil {
 		return RequeueResult{}, err
 	}
-	res := RequeueResult{DryRun: dryRun, Matched: len(dls), Items: []DeadLetter{}}
+	res := RequeueResult{DryRun: dryRun, Matched: len(dls), Items: []deadletter.Letter{}}
 	if dryRun {
 		res.Items = dls
 		return res, nil
@@ -139,7 +140,7 @@ func (e *Engine) RequeueWhere(ctx context.Context, f DeadLetterFilter, by string
 		if err != nil {
 			return res, err
 		}
-		if after.Status == DeadLetterResolved {
+		if after.Status == deadletter.Resolved {
 			res.Applied++
 		} else {
 			res.Failed++

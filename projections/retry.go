@@ -2,10 +2,10 @@ package projections
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/deadletter"
 )
 
 // DefaultRetrySchedule is how long a transiently failed event waits before
@@ -15,13 +15,6 @@ var DefaultRetrySchedule = []time.Duration{time.Minute, 5 * time.Minute, 30 * ti
 
 // DefaultRetryScan is how often an engine looks for retries that are due.
 const DefaultRetryScan = 5 * time.Second
-
-// ScheduledRetryBy is the "by" of the requeues the retry schedule makes.
-const ScheduledRetryBy = "billfold (scheduled retry)"
-
-// retryLease is how long a claimed retry is held from the other processes:
-// past it, a retry whose process died is claimed again.
-const retryLease = time.Minute
 
 func (o EngineOptions) retrySchedule() []time.Duration {
 	if o.RetrySchedule == nil {
@@ -43,14 +36,14 @@ func (o EngineOptions) retryScan() time.Duration {
 // late fold land as if it had come in order.
 func (e *Engine) retryDue(ctx context.Context) {
 	every(ctx, e.opts.retryScan(), func() {
-		dls, err := e.dead.list(ctx, DeadLetterFilter{})
+		dls, err := e.dead.List(ctx, deadletter.Filter{})
 		if err != nil {
 			e.opts.Log.Warn("scheduled retries not read", "error", err)
 			return
 		}
 		now := time.Now()
 		for _, dl := range dls {
-			if dl.RetryState == RetryRetrying && !dl.NextRetryAt.After(now) && !e.isPaused(dl.Projection) && ctx.Err() == nil {
+			if dl.RetryState == deadletter.RetryRetrying && !dl.NextRetryAt.After(now) && !e.isPaused(dl.Projection) && ctx.Err() == nil {
 				e.retry(ctx, dl, now)
 			}
 		}
@@ -59,39 +52,20 @@ func (e *Engine) retryDue(ctx context.Context) {
 
 // retry applies a due dead letter's event again, once this process has
 // claimed it: of several processes, one retries.
-func (e *Engine) retry(ctx context.Context, dl DeadLetter, now time.Time) {
+func (e *Engine) retry(ctx context.Context, dl deadletter.Letter, now time.Time) {
 	env, err := e.journalEvent(ctx, dl.JournalSequence)
 	if err != nil {
 		e.opts.Log.Warn("scheduled retry: journal event not read", "id", dl.ID, "error", err)
 		return
 	}
-	if won, err := e.dead.claim(ctx, deadLetterSubject(&dl), now); err != nil || !won {
+	if won, err := e.dead.Claim(ctx, dl.Subject(), now); err != nil || !won {
 		return
 	}
-	_, err = e.reapply(ctx, dl.Projection, env, "scheduled retry", &Requeue{By: ScheduledRetryBy, At: now.UTC()})
-	outcome := OutcomeApplied
+	_, err = e.reapply(ctx, dl.Projection, env, "scheduled retry", &deadletter.Requeue{By: deadletter.ScheduledRetryBy, At: now.UTC()})
+	outcome := deadletter.OutcomeApplied
 	if err != nil {
-		outcome = OutcomeFailed
+		outcome = deadletter.OutcomeFailed
 	}
 	e.opts.Log.Info("scheduled retry", "id", dl.ID, "retry", dl.Retries+1, "outcome", outcome,
 		"event_id", env.EventID, "event_type", env.EventType, "code", domain.ErrorCode(err))
-}
-
-// claim takes the due retry of the dead letter on subject for this
-// process, moving its next retry a lease ahead; false when it is not due
-// any more (another process claimed or resolved it).
-func (d deadLetters) claim(ctx context.Context, subject string, now time.Time) (bool, error) {
-	won := false
-	_, err := d.update(ctx, subject, func(cur *DeadLetter) *DeadLetter {
-		won = false
-		if cur == nil || cur.Status != DeadLetterOpen || cur.RetryState != RetryRetrying || cur.NextRetryAt.After(now) {
-			return nil
-		}
-		next := *cur
-		next.Requeues = slices.Clone(cur.Requeues)
-		next.NextRetryAt = now.Add(retryLease).UTC()
-		won = true
-		return &next
-	})
-	return won, err
 }

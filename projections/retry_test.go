@@ -16,6 +16,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -53,15 +54,15 @@ func retryEngine(t *testing.T, schedule ...time.Duration) (*fixture, *projection
 	return f, e, down, m
 }
 
-func deadLetterOf(t *testing.T, e *projections.Engine, event string) projections.DeadLetter {
-	dls, err := e.DeadLetters(context.Background(), projections.DeadLetterFilter{Status: "all"})
+func deadLetterOf(t *testing.T, e *projections.Engine, event string) deadletter.Letter {
+	dls, err := e.DeadLetters(context.Background(), deadletter.Filter{Status: "all"})
 	require.NoError(t, err)
 	for _, dl := range dls {
 		if dl.EventID == event {
 			return dl
 		}
 	}
-	return projections.DeadLetter{}
+	return deadletter.Letter{}
 }
 
 // A transient failure does not hold up the events after it, waits for its
@@ -78,20 +79,20 @@ func TestScheduledRetryAppliesATransientFailure(t *testing.T) {
 		"the independent event after the failing one is folded")
 	require.Eventually(t, func() bool { return deadLetterOf(t, e, "evt_flaky").ID != "" }, 10*time.Second, 10*time.Millisecond)
 	dl := deadLetterOf(t, e, "evt_flaky")
-	assert.Equal(t, projections.ClassTransient, dl.Class)
-	assert.Equal(t, projections.DeadLetterOpen, dl.Status)
-	assert.Equal(t, projections.RetryRetrying, dl.RetryState)
+	assert.Equal(t, deadletter.ClassTransient, dl.Class)
+	assert.Equal(t, deadletter.Open, dl.Status)
+	assert.Equal(t, deadletter.RetryRetrying, dl.RetryState)
 	assert.False(t, dl.NextRetryAt.IsZero())
 
 	down.Store(false)
 	require.Eventually(t, func() bool { return len(f.record(t, "cus_a")) == 1 }, 10*time.Second, 10*time.Millisecond,
 		"a scheduled retry applies the event once the stores are back")
-	require.Eventually(t, func() bool { return deadLetterOf(t, e, "evt_flaky").Status == projections.DeadLetterResolved }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return deadLetterOf(t, e, "evt_flaky").Status == deadletter.Resolved }, 10*time.Second, 10*time.Millisecond)
 	dl = deadLetterOf(t, e, "evt_flaky")
 	require.NotEmpty(t, dl.Requeues)
-	assert.Equal(t, projections.ScheduledRetryBy, dl.Requeues[len(dl.Requeues)-1].By)
-	assert.Equal(t, projections.OutcomeApplied, dl.Requeues[len(dl.Requeues)-1].Outcome)
-	assert.Zero(t, testutil.ToFloat64(m.RetriesExhausted.WithLabelValues("seen", projections.ClassTransient)))
+	assert.Equal(t, deadletter.ScheduledRetryBy, dl.Requeues[len(dl.Requeues)-1].By)
+	assert.Equal(t, deadletter.OutcomeApplied, dl.Requeues[len(dl.Requeues)-1].Outcome)
+	assert.Zero(t, testutil.ToFloat64(m.RetriesExhausted.WithLabelValues("seen", deadletter.ClassTransient)))
 }
 
 // A transient failure that outlasts the schedule is retried once per step
@@ -100,19 +101,19 @@ func TestScheduledRetriesRunOut(t *testing.T) {
 	f, e, _, m := retryEngine(t, 200*time.Millisecond, 200*time.Millisecond)
 	f.journalEvent(t, "evt_flaky", "flaky", "cus_a")
 
-	require.Eventually(t, func() bool { return deadLetterOf(t, e, "evt_flaky").RetryState == projections.RetryExhausted }, 20*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return deadLetterOf(t, e, "evt_flaky").RetryState == deadletter.RetryExhausted }, 20*time.Second, 20*time.Millisecond)
 	dl := deadLetterOf(t, e, "evt_flaky")
-	assert.Equal(t, projections.DeadLetterOpen, dl.Status)
+	assert.Equal(t, deadletter.Open, dl.Status)
 	assert.Equal(t, 2, dl.Retries, "one retry per step of the schedule")
 	assert.Len(t, dl.Requeues, 2)
 	assert.Equal(t, 3, dl.Attempts, "the first fold and two retries, one attempt each")
 	assert.True(t, dl.NextRetryAt.IsZero())
-	assert.Equal(t, 1.0, testutil.ToFloat64(m.RetriesExhausted.WithLabelValues("seen", projections.ClassTransient)))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.RetriesExhausted.WithLabelValues("seen", deadletter.ClassTransient)))
 	assert.Nil(t, f.record(t, "cus_a"))
 
 	// Permanent refusals are not retried at all.
 	f.journalEvent(t, "evt_poison", "poison", "cus_p")
 	require.Eventually(t, func() bool { return deadLetterOf(t, e, "evt_poison").ID != "" }, 10*time.Second, 10*time.Millisecond)
-	assert.Equal(t, projections.RetryExhausted, deadLetterOf(t, e, "evt_poison").RetryState)
-	assert.Equal(t, 1.0, testutil.ToFloat64(m.RetriesExhausted.WithLabelValues("seen", projections.ClassPermanent)))
+	assert.Equal(t, deadletter.RetryExhausted, deadLetterOf(t, e, "evt_poison").RetryState)
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.RetriesExhausted.WithLabelValues("seen", deadletter.ClassPermanent)))
 }

@@ -7,6 +7,9 @@
 // mergeable state (last-writer-wins registers ordered by the provider's
 // clock, sets keyed by provider ids), so folding the same set of events in
 // any order, with any duplicates, gives the same records.
+//
+// They import domain (with its provider wire packages) and lifecycle only,
+// and must never import ingest or projections.
 package reducers
 
 import "github.com/billfold/billfold/domain"

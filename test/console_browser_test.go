@@ -22,6 +22,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/deadletter"
 )
 
 const (
@@ -248,7 +249,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	assert.Equal(t, "Requeue 3 dead letters?", text(ctx, t, "#dry"))
 	assert.Contains(t, text(ctx, t, ".confirm"), "evt_console_topup")
 	shoot(ctx, t, "requeue-dry-run", true)
-	var list struct{ Items []projections.DeadLetter }
+	var list struct{ Items []deadletter.Letter }
 	require.Equal(t, http.StatusOK, apiGet(t, srv, "/v1/dead-letters?status=open", &list))
 	assert.Len(t, list.Items, 3, "the dry run changed nothing")
 	clickAndWait(ctx, t, `//button[contains(., "Confirm: requeue 3")]`, `p.notice`)

@@ -14,6 +14,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/test/natstest"
 )
 
@@ -77,7 +78,7 @@ func TestDeadLettersRequeuedAfterAFix(t *testing.T) {
 
 	out, code := runBillfold(t, "dlq", "list", "--server", srv.admin, "-o", "json")
 	require.Equal(t, 0, code, out)
-	var dls []projections.DeadLetter
+	var dls []deadletter.Letter
 	require.NoError(t, json.Unmarshal([]byte(out), &dls))
 	require.Len(t, dls, 3*users, "customers (session links), orders and wallets each refuse every top-up")
 	for _, dl := range dls {
@@ -86,19 +87,19 @@ func TestDeadLettersRequeuedAfterAFix(t *testing.T) {
 		// The delivery record an operator needs: Stripe's request id, and
 		// that billfold will not try again on its own.
 		assert.Equal(t, requests[dl.EventID], dl.ProviderRequestID)
-		assert.Equal(t, projections.RetryExhausted, dl.RetryState)
+		assert.Equal(t, deadletter.RetryExhausted, dl.RetryState)
 	}
 	out, code = runBillfold(t, "dlq", "list", "--server", srv.admin)
 	require.Equal(t, 0, code, out)
 	assert.Contains(t, out, "RETRY")
-	assert.Contains(t, out, projections.RetryExhausted)
+	assert.Contains(t, out, deadletter.RetryExhausted)
 	out, code = runBillfold(t, "events", "list", "--status", "failed", "--server", srv.admin, "-o", "json")
 	require.Equal(t, 0, code, out)
 	var failed []projections.EventSummary
 	require.NoError(t, json.Unmarshal([]byte(out), &failed))
 	assert.Len(t, failed, 3*users)
 	for _, e := range failed {
-		assert.Equal(t, projections.RetryExhausted, e.RetryState)
+		assert.Equal(t, deadletter.RetryExhausted, e.RetryState)
 		assert.Equal(t, requests[e.EventID], e.ProviderRequestID)
 	}
 	// The others flowed.
@@ -133,10 +134,10 @@ func TestDeadLettersRequeuedAfterAFix(t *testing.T) {
 	}
 
 	// Requeueing one again changes nothing; the ledger shows who asked.
-	id := projections.DeadLetterID(domain.ProjectionWallets, dls[len(dls)-1].JournalSequence)
+	id := deadletter.ID(domain.ProjectionWallets, dls[len(dls)-1].JournalSequence)
 	out, code = runBillfold(t, "dlq", "requeue", id, "--server", srv.admin, "-o", "json")
 	require.Equal(t, 0, code, out)
-	var again projections.DeadLetter
+	var again deadletter.Letter
 	require.NoError(t, json.Unmarshal([]byte(out), &again))
 	require.Len(t, again.Requeues, 2)
 	assert.Equal(t, "ops-alice", again.Requeues[0].By)
@@ -155,7 +156,7 @@ func TestDeadLettersRequeuedAfterAFix(t *testing.T) {
 	w := entry.Projections[domain.ProjectionWallets]
 	assert.Equal(t, projections.StatusProcessed, w.Status)
 	require.NotNil(t, w.DeadLetter)
-	assert.Equal(t, projections.DeadLetterResolved, w.DeadLetter.Status)
+	assert.Equal(t, deadletter.Resolved, w.DeadLetter.Status)
 	assert.Contains(t, srv.logs.String(), `"by":"ops-alice"`, "a requeue is logged with who asked")
 	assert.NotContains(t, srv.logs.String(), adminToken)
 }

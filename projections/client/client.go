@@ -4,6 +4,10 @@
 //
 // It reads only; it never writes a projection, the feed or the journal.
 // docs/consuming.md shows a complete program.
+//
+// It imports domain and projections (for the record and change types); it
+// must never import ingest, reducers or cmd, which a downstream service
+// does not run.
 package client
 
 import (

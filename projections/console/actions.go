@@ -9,6 +9,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/deadletter"
 )
 
 // maxDeadLettersShown bounds the dead letters a page lists (and reads);
@@ -23,7 +24,7 @@ var deadLetterFields = []string{"projection", "code", "type", "provider"}
 type deadLettersView struct {
 	Filter   map[string]string
 	Groups   []countRow
-	Items    []projections.DeadLetter
+	Items    []deadletter.Letter
 	Total    int
 	Shown    int
 	Filtered bool
@@ -34,15 +35,15 @@ type deadLettersView struct {
 }
 
 // readDeadLetterFilter reads the filter fields from get.
-func readDeadLetterFilter(get func(string) string) (map[string]string, projections.DeadLetterFilter) {
+func readDeadLetterFilter(get func(string) string) (map[string]string, deadletter.Filter) {
 	m := map[string]string{}
 	for _, k := range deadLetterFields {
 		if v := strings.TrimSpace(get(k)); v != "" {
 			m[k] = v
 		}
 	}
-	return m, projections.DeadLetterFilter{Projection: m["projection"], Code: domain.Code(m["code"]), EventType: m["type"],
-		Provider: m["provider"], Status: projections.DeadLetterOpen}
+	return m, deadletter.Filter{Projection: m["projection"], Code: domain.Code(m["code"]), EventType: m["type"],
+		Provider: m["provider"], Status: deadletter.Open}
 }
 
 func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request, s *session) {
@@ -51,7 +52,7 @@ func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request, s *session
 }
 
 func (c *Console) showDeadLetters(w http.ResponseWriter, r *http.Request, s *session, status int, m map[string]string,
-	f projections.DeadLetterFilter, dry, result *projections.RequeueResult) {
+	f deadletter.Filter, dry, result *projections.RequeueResult) {
 	open, err := c.cfg.Query.OpenDeadLetters(r.Context(), f, maxDeadLettersShown)
 	if err != nil {
 		c.fail(w, r, s, err)

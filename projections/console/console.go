@@ -5,6 +5,10 @@
 // strict Content-Security-Policy allows only the console's own script and
 // style, and every action is a POST carrying the session's CSRF token and
 // made with an admin token's session.
+//
+// It imports projections and its rooms and domain; it must never import
+// ingest or cmd (doctor reaches it as a function), nor write a store
+// other than through the services' own mutations.
 package console
 
 import (

@@ -25,6 +25,7 @@ import (
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/console"
+	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -154,7 +155,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	t.Cleanup(func() { cancel(); <-done; rebuilds.Wait() })
 	// Folded, dead-lettered and indexed.
 	require.Eventually(t, func() bool {
-		dls, err := engine.DeadLetters(ctx, projections.DeadLetterFilter{Status: projections.DeadLetterOpen})
+		dls, err := engine.DeadLetters(ctx, deadletter.Filter{Status: deadletter.Open})
 		if err != nil || len(dls) == 0 {
 			return false
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/deadletter"
 )
 
 // overviewView is /ui/'s data.
@@ -43,7 +44,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		v.LagError = panelError(c, "overview", err)
 	}
 	v.Projections = c.projectionRows(lag)
-	if open, err := c.cfg.Query.OpenDeadLetters(ctx, projections.DeadLetterFilter{}, 0); err != nil {
+	if open, err := c.cfg.Query.OpenDeadLetters(ctx, deadletter.Filter{}, 0); err != nil {
 		v.DeadError = panelError(c, "overview", err)
 	} else {
 		v.OpenDead = open.Total

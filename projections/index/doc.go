@@ -7,5 +7,6 @@
 //
 // The package is pure: no I/O, no clock. Its callers (projections.Query)
 // feed it from the projection stores' watchers and read records from the
-// stores by the keys it returns.
+// stores by the keys it returns. It imports only domain, and must never
+// import projections or any I/O package.
 package index

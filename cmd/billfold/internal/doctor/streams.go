@@ -15,6 +15,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/deadletter"
 )
 
 // streamReports reads every stream billfold owns.
@@ -124,7 +125,7 @@ func (d *Doctor) projectionReports(ctx context.Context, rep *Report) []projectio
 func (d *Doctor) deadLetters(ctx context.Context, rep *Report) deadLetterReport {
 	dl := deadLetterReport{ByCode: []deadLetterGroup{}}
 	groups := map[domain.Code]*deadLetterGroup{}
-	open, err := d.engine.DeadLetters(ctx, projections.DeadLetterFilter{})
+	open, err := d.engine.DeadLetters(ctx, deadletter.Filter{})
 	if err != nil {
 		return dl // the streams section reports the unreadable stream
 	}

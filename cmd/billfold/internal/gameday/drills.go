@@ -18,6 +18,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/deadletter"
 )
 
 // The drills of billfold gameday (gameday.go), one function each; what
@@ -441,7 +442,7 @@ func drillDeadLetterReplay(ctx context.Context, r *drillRun) error {
 		return err
 	}
 	var open struct {
-		Items []projections.DeadLetter `json:"items"`
+		Items []deadletter.Letter `json:"items"`
 	}
 	if _, err := e.get(ctx, "/v1/dead-letters?status=open", &open); err != nil {
 		return err
@@ -510,8 +511,8 @@ func drillDeadLetterReplay(ctx context.Context, r *drillRun) error {
 		if dl.Projection != domain.ProjectionWallets {
 			continue
 		}
-		var out projections.DeadLetter
-		if code, err := e.call(ctx, http.MethodPost, "/v1/dead-letters/"+projections.DeadLetterID(dl.Projection, dl.JournalSequence)+"/requeue", nil, &out); err == nil && code == http.StatusOK {
+		var out deadletter.Letter
+		if code, err := e.call(ctx, http.MethodPost, "/v1/dead-letters/"+deadletter.ID(dl.Projection, dl.JournalSequence)+"/requeue", nil, &out); err == nil && code == http.StatusOK {
 			again++
 		}
 	}

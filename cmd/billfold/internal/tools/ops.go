@@ -21,6 +21,7 @@ import (
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/deadletter"
 )
 
 // The operator commands: replay (rebuilds and bounded replays), dlq,
@@ -245,7 +246,7 @@ func DLQ(args []string, stdout, stderr io.Writer) int {
 				v.Set(k, s)
 			}
 		}
-		var list struct{ Items []projections.DeadLetter }
+		var list struct{ Items []deadletter.Letter }
 		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/dead-letters", v, nil, &list); err != nil {
 			return cli.Fail(stderr, "dlq", err)
 		}
@@ -255,7 +256,7 @@ func DLQ(args []string, stdout, stderr io.Writer) int {
 		printDeadLetters(stdout, list.Items)
 		return 0
 	case len(pos) == 2 && pos[0] == "show":
-		var dl projections.DeadLetter
+		var dl deadletter.Letter
 		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/dead-letters/"+url.PathEscape(pos[1]), nil, nil, &dl); err != nil {
 			return cli.Fail(stderr, "dlq", err)
 		}
@@ -265,7 +266,7 @@ func DLQ(args []string, stdout, stderr io.Writer) int {
 		printDeadLetter(stdout, dl)
 		return 0
 	case len(pos) == 2 && pos[0] == "requeue" && where == "":
-		var dl projections.DeadLetter
+		var dl deadletter.Letter
 		if err := cli.AdminJSON(f.Server, http.MethodPost, "/v1/dead-letters/"+url.PathEscape(pos[1])+"/requeue", nil, nil, &dl); err != nil {
 			return cli.Fail(stderr, "dlq", err)
 		}
@@ -274,7 +275,7 @@ func DLQ(args []string, stdout, stderr io.Writer) int {
 		} else {
 			printDeadLetter(stdout, dl)
 		}
-		if dl.Status != projections.DeadLetterResolved {
+		if dl.Status != deadletter.Resolved {
 			fmt.Fprintf(stderr, "billfold dlq: %s failed again (%s); it stays a dead letter\n", dl.ID, dl.Code)
 			return 1
 		}
@@ -320,7 +321,7 @@ func requeueWhere(f cli.Flags, where string, dryRun, yes bool, stdout, stderr io
 	return 0
 }
 
-func printDeadLetters(w io.Writer, dls []projections.DeadLetter) {
+func printDeadLetters(w io.Writer, dls []deadletter.Letter) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tPROJECTION\tPROVIDER\tEVENT\tTYPE\tCODE\tATTEMPTS\tSTATUS\tRETRY\tFAILED AT")
 	for _, dl := range dls {
@@ -330,7 +331,7 @@ func printDeadLetters(w io.Writer, dls []projections.DeadLetter) {
 	_ = tw.Flush()
 }
 
-func printDeadLetter(w io.Writer, dl projections.DeadLetter) {
+func printDeadLetter(w io.Writer, dl deadletter.Letter) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, row := range [][2]string{
 		{"id", dl.ID}, {"projection", dl.Projection}, {"provider", dl.Namespace}, {"event", dl.EventID}, {"type", dl.EventType},
@@ -528,7 +529,7 @@ func printEvent(w io.Writer, e projections.EventEntry) {
 }
 
 // nextRetry is when a retrying dead letter's next scheduled retry is due.
-func nextRetry(dl projections.DeadLetter) string {
+func nextRetry(dl deadletter.Letter) string {
 	if dl.NextRetryAt.IsZero() {
 		return "-"
 	}

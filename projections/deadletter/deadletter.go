@@ -1,4 +1,4 @@
-package projections
+package deadletter
 
 import (
 	"context"
@@ -16,12 +16,12 @@ import (
 	"github.com/billfold/billfold/projections/jsio"
 )
 
-// DeadLetter is an event a projection could not apply, and what became of
+// Letter, a dead letter, is an event a projection could not apply, and what became of
 // it since. Each event has one dead letter per projection; every change of
 // it (another failure, a requeue, a resolution) is a new message on its
 // subject carrying the whole state, so the last message is the current
 // state and the earlier ones are its history.
-type DeadLetter struct {
+type Letter struct {
 	// ID names the dead letter in the API and CLI: "<projection>-<journal
 	// sequence>".
 	ID              string          `json:"id"`
@@ -78,8 +78,8 @@ const (
 	ClassPermanent = "permanent"
 	ClassTransient = "transient"
 
-	DeadLetterOpen     = "open"
-	DeadLetterResolved = "resolved"
+	Open     = "open"
+	Resolved = "resolved"
 
 	OutcomeApplied = "applied"
 	OutcomeFailed  = "failed"
@@ -88,14 +88,14 @@ const (
 	RetryExhausted = "exhausted"
 )
 
-// DeadLetterID is the id of the dead letter of the event at journal
+// ID is the id of the dead letter of the event at journal
 // sequence seq in projection.
-func DeadLetterID(projection string, seq uint64) string {
+func ID(projection string, seq uint64) string {
 	return projection + "-" + strconv.FormatUint(seq, 10)
 }
 
-// parseDeadLetterID splits a dead-letter id.
-func parseDeadLetterID(id string) (projection string, seq uint64, err error) {
+// ParseID splits a dead-letter id.
+func ParseID(id string) (projection string, seq uint64, err error) {
 	i := strings.LastIndexByte(id, '-')
 	if i > 0 {
 		seq, err = strconv.ParseUint(id[i+1:], 10, 64)
@@ -106,9 +106,9 @@ func parseDeadLetterID(id string) (projection string, seq uint64, err error) {
 	return id[:i], seq, nil
 }
 
-// DeadLetterConfig is the dead-letter stream's configuration: kept until
+// StreamConfig is the dead-letter stream's configuration: kept until
 // an operator deals with them.
-func DeadLetterConfig(replicas int) jetstream.StreamConfig {
+func StreamConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:         domain.DeadLetterStream,
 		Description:  "billfold dead letters: events a projection could not apply",
@@ -120,24 +120,28 @@ func DeadLetterConfig(replicas int) jetstream.StreamConfig {
 	}
 }
 
-// deadLetters reads and writes dead letters.
-type deadLetters struct {
-	js jetstream.JetStream
-	// schedule is the waits before each scheduled retry of a transient
-	// failure (retry.go); none: a dead letter is exhausted at once.
-	schedule []time.Duration
-	// metrics counts the dead letters that run out of retries.
-	metrics *ProjectorMetrics
+// Letters reads and writes the dead-letter stream. It is the stream's
+// one reader and writer, but for the query index of open dead letters,
+// which follows the stream (projections.Query).
+type Letters struct {
+	JS jetstream.JetStream
+	// Schedule is the waits before each scheduled retry of a transient
+	// failure; none: a dead letter is exhausted at once.
+	Schedule []time.Duration
+	// Exhausted, when set, counts each dead letter that runs out of
+	// retries, when it does.
+	Exhausted func(projection, class string)
 }
 
-func deadLetterSubject(dl *DeadLetter) string {
+// Subject is the dead letter's subject on the stream.
+func (dl *Letter) Subject() string {
 	return domain.DeadLetterSubject(dl.Projection, dl.Namespace, dl.EventID)
 }
 
-// get returns the current state of the dead letter on subject and its
+// Get returns the current state of the dead letter on subject and its
 // stream sequence; nil when there is none.
-func (d deadLetters) get(ctx context.Context, subject string) (*DeadLetter, uint64, error) {
-	s, err := d.js.Stream(ctx, domain.DeadLetterStream)
+func (d Letters) Get(ctx context.Context, subject string) (*Letter, uint64, error) {
+	s, err := d.JS.Stream(ctx, domain.DeadLetterStream)
 	if err != nil {
 		return nil, 0, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letters")
 	}
@@ -148,7 +152,7 @@ func (d deadLetters) get(ctx context.Context, subject string) (*DeadLetter, uint
 	if err != nil {
 		return nil, 0, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letters")
 	}
-	dl, err := decodeDeadLetter(m.Data)
+	dl, err := Decode(m.Data)
 	if err != nil {
 		return nil, 0, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letter "+subject)
 	}
@@ -159,9 +163,9 @@ func (d deadLetters) get(ctx context.Context, subject string) (*DeadLetter, uint
 // state (nil when there is none) and returns the next. It is
 // compare-and-set on the subject, so two processes recording at once
 // both count.
-func (d deadLetters) update(ctx context.Context, subject string, change func(cur *DeadLetter) *DeadLetter) (*DeadLetter, error) {
+func (d Letters) update(ctx context.Context, subject string, change func(cur *Letter) *Letter) (*Letter, error) {
 	for {
-		cur, seq, err := d.get(ctx, subject)
+		cur, seq, err := d.Get(ctx, subject)
 		if err != nil {
 			return nil, err
 		}
@@ -173,7 +177,7 @@ func (d deadLetters) update(ctx context.Context, subject string, change func(cur
 		if err != nil {
 			return nil, err
 		}
-		_, err = d.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data}, jetstream.WithExpectLastSequencePerSubject(seq))
+		_, err = d.JS.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data}, jetstream.WithExpectLastSequencePerSubject(seq))
 		if jsio.WrongLastSequence(err) {
 			continue
 		}
@@ -184,31 +188,31 @@ func (d deadLetters) update(ctx context.Context, subject string, change func(cur
 	}
 }
 
-// decodeDeadLetter reads a stored dead letter. An open one stored before
+// Decode reads a stored dead letter. An open one stored before
 // retry states existed was written once the retries had run out:
 // exhausted.
-func decodeDeadLetter(data []byte) (*DeadLetter, error) {
-	var dl DeadLetter
+func Decode(data []byte) (*Letter, error) {
+	var dl Letter
 	if err := json.Unmarshal(data, &dl); err != nil {
 		return nil, err
 	}
-	if dl.RetryState == "" && dl.Status == DeadLetterOpen {
+	if dl.RetryState == "" && dl.Status == Open {
 		dl.RetryState = RetryExhausted
 	}
 	return &dl, nil
 }
 
-// fail records a failure to apply the event of dl: a new open dead letter,
+// Fail records a failure to apply the event of dl: a new open dead letter,
 // or the existing one with its attempts raised. A transient failure is
 // retried on the schedule (a scheduled retry, requeue.By ScheduledRetryBy,
 // counts one step); a permanent one, or one past the schedule, is
 // exhausted, and counted when it becomes so.
-func (d deadLetters) fail(ctx context.Context, dl DeadLetter, requeue *Requeue) error {
+func (d Letters) Fail(ctx context.Context, dl Letter, requeue *Requeue) error {
 	wasExhausted := false
-	next, err := d.update(ctx, deadLetterSubject(&dl), func(cur *DeadLetter) *DeadLetter {
-		wasExhausted = cur != nil && cur.Status == DeadLetterOpen && cur.RetryState == RetryExhausted
+	next, err := d.update(ctx, dl.Subject(), func(cur *Letter) *Letter {
+		wasExhausted = cur != nil && cur.Status == Open && cur.RetryState == RetryExhausted
 		next := dl
-		next.ID, next.Status = DeadLetterID(dl.Projection, dl.JournalSequence), DeadLetterOpen
+		next.ID, next.Status = ID(dl.Projection, dl.JournalSequence), Open
 		if cur != nil {
 			next.Attempts += cur.Attempts
 			next.Requeues = slices.Clone(cur.Requeues)
@@ -221,35 +225,37 @@ func (d deadLetters) fail(ctx context.Context, dl DeadLetter, requeue *Requeue) 
 			}
 		}
 		next.RetryState, next.NextRetryAt = RetryExhausted, time.Time{}
-		if next.Class == ClassTransient && next.Retries < len(d.schedule) {
-			next.RetryState, next.NextRetryAt = RetryRetrying, next.FailedAt.Add(d.schedule[next.Retries])
+		if next.Class == ClassTransient && next.Retries < len(d.Schedule) {
+			next.RetryState, next.NextRetryAt = RetryRetrying, next.FailedAt.Add(d.Schedule[next.Retries])
 		}
 		return &next
 	})
 	if err == nil && next.RetryState == RetryExhausted && !wasExhausted { // counted once, when it runs out
-		d.metrics.exhausted(next.Projection, next.Class)
+		if d.Exhausted != nil {
+			d.Exhausted(next.Projection, next.Class)
+		}
 	}
 	return err
 }
 
-// resolve marks the open dead letter of an event in a projection applied,
+// Resolve marks the open dead letter of an event in a projection applied,
 // by what, with requeue added to its history when one applied it. It
 // reports whether an open dead letter was resolved; nothing happens when
 // there is none.
-func (d deadLetters) resolve(ctx context.Context, projection, namespace, eventID, by string, requeue *Requeue, at time.Time) (bool, error) {
+func (d Letters) Resolve(ctx context.Context, projection, namespace, eventID, by string, requeue *Requeue, at time.Time) (bool, error) {
 	wasOpen := false
-	_, err := d.update(ctx, domain.DeadLetterSubject(projection, namespace, eventID), func(cur *DeadLetter) *DeadLetter {
-		if cur == nil || (cur.Status == DeadLetterResolved && requeue == nil) {
+	_, err := d.update(ctx, domain.DeadLetterSubject(projection, namespace, eventID), func(cur *Letter) *Letter {
+		if cur == nil || (cur.Status == Resolved && requeue == nil) {
 			return nil
 		}
-		wasOpen = cur.Status == DeadLetterOpen
+		wasOpen = cur.Status == Open
 		next := *cur
 		next.Requeues = slices.Clone(cur.Requeues)
 		if requeue != nil {
 			next.Requeues = append(next.Requeues, *requeue)
 		}
-		if next.Status != DeadLetterResolved {
-			next.Status, next.ResolvedAt, next.ResolvedBy = DeadLetterResolved, at, by
+		if next.Status != Resolved {
+			next.Status, next.ResolvedAt, next.ResolvedBy = Resolved, at, by
 			next.RetryState, next.NextRetryAt = "", time.Time{}
 		}
 		return &next
@@ -257,8 +263,8 @@ func (d deadLetters) resolve(ctx context.Context, projection, namespace, eventID
 	return wasOpen && err == nil, err
 }
 
-// DeadLetterFilter selects dead letters. Empty fields match everything.
-type DeadLetterFilter struct {
+// Filter selects dead letters. Empty fields match everything.
+type Filter struct {
 	Projection string
 	Code       domain.Code
 	EventType  string
@@ -269,10 +275,10 @@ type DeadLetterFilter struct {
 	Since time.Time
 }
 
-func (f DeadLetterFilter) match(dl *DeadLetter) bool {
+func (f Filter) Match(dl *Letter) bool {
 	status := f.Status
 	if status == "" {
-		status = DeadLetterOpen
+		status = Open
 	}
 	return (f.Projection == "" || dl.Projection == f.Projection) &&
 		(f.Code == "" || dl.Code == f.Code) &&
@@ -282,25 +288,51 @@ func (f DeadLetterFilter) match(dl *DeadLetter) bool {
 		(f.Since.IsZero() || !dl.FailedAt.Before(f.Since))
 }
 
-// list returns the current state of every dead letter f selects, oldest
+// List returns the current state of every dead letter f selects, oldest
 // failure first. It reads the last message of each subject only.
-func (d deadLetters) list(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
+func (d Letters) List(ctx context.Context, f Filter) ([]Letter, error) {
 	filter := domain.DeadLetterSubjectPrefix + ">"
 	if f.Projection != "" {
 		filter = domain.DeadLetterSubjectPrefix + f.Projection + ".>"
 	}
-	out := []DeadLetter{}
-	err := jsio.EachLastPerSubject(ctx, d.js, domain.DeadLetterStream, filter, func(data []byte) {
-		if dl, err := decodeDeadLetter(data); err == nil && f.match(dl) {
+	out := []Letter{}
+	err := jsio.EachLastPerSubject(ctx, d.JS, domain.DeadLetterStream, filter, func(data []byte) {
+		if dl, err := Decode(data); err == nil && f.Match(dl) {
 			out = append(out, *dl)
 		}
 	})
-	slices.SortStableFunc(out, func(a, b DeadLetter) int { return a.FailedAt.Compare(b.FailedAt) })
+	slices.SortStableFunc(out, func(a, b Letter) int { return a.FailedAt.Compare(b.FailedAt) })
 	return out, err
 }
 
-// open counts the open dead letters.
-func (d deadLetters) open(ctx context.Context) (int, error) {
-	dls, err := d.list(ctx, DeadLetterFilter{})
+// CountOpen counts the open dead letters.
+func (d Letters) CountOpen(ctx context.Context) (int, error) {
+	dls, err := d.List(ctx, Filter{})
 	return len(dls), err
+}
+
+// ScheduledRetryBy is the "by" of the requeues the retry schedule makes.
+const ScheduledRetryBy = "billfold (scheduled retry)"
+
+// retryLease is how long a claimed retry is held from the other processes:
+// past it, a retry whose process died is claimed again.
+const retryLease = time.Minute
+
+// Claim takes the due retry of the dead letter on subject for this
+// process, moving its next retry a lease ahead; false when it is not due
+// any more (another process claimed or resolved it).
+func (d Letters) Claim(ctx context.Context, subject string, now time.Time) (bool, error) {
+	won := false
+	_, err := d.update(ctx, subject, func(cur *Letter) *Letter {
+		won = false
+		if cur == nil || cur.Status != Open || cur.RetryState != RetryRetrying || cur.NextRetryAt.After(now) {
+			return nil
+		}
+		next := *cur
+		next.Requeues = slices.Clone(cur.Requeues)
+		next.NextRetryAt = now.Add(retryLease).UTC()
+		won = true
+		return &next
+	})
+	return won, err
 }
