@@ -2,11 +2,13 @@
 // journal into the projections with the reducers (the projectors, their
 // per-event handler and its middleware, requeues and scheduled retries),
 // the projection stores and their generations, rebuilds, replays and
-// verifications, the query API and the change feeds, and the event ledger
-// that shows what became of each provider event. Rooms of their own sit
-// under it: projections/deadletter (the dead letters), projections/jsio
+// verifications, the query API, the relays that publish the change feed,
+// and the event ledger that shows what became of each provider event.
+// Rooms of their own sit under it: projections/deadletter (the dead
+// letters), projections/feed (the change feed's format and SSE),
+// projections/httpapi (the admin API's HTTP conventions), projections/jsio
 // (the JetStream I/O every room shares), projections/index (the query
-// indexes), projections/console and projections/client.
+// indexes), and, above it, projections/console and projections/client.
 //
 // It must never write to the journal or the delivery log, and it must never
 // depend on delivery order for a projection's content: that is the reducers'

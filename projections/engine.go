@@ -11,6 +11,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -68,7 +69,7 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 	if _, err := js.CreateOrUpdateStream(ctx, deadletter.StreamConfig(o.Replicas)); err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "dead-letter stream")
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, ChangesConfig(o.Replicas)); err != nil {
+	if _, err := js.CreateOrUpdateStream(ctx, feed.ChangesConfig(o.Replicas)); err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "change feed stream")
 	}
 	gens, err := ensureGenerations(ctx, js, o.Replicas)

@@ -22,6 +22,8 @@ import (
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/feed"
+	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -129,7 +131,7 @@ func checkChanges(t *testing.T, js jetstream.JetStream) int {
 	for _, m := range msgs {
 		require.False(t, ids[m.msgID], "message id %s twice", m.msgID)
 		ids[m.msgID] = true
-		var c projections.Change
+		var c feed.Change
 		require.NoError(t, json.Unmarshal(m.data, &c))
 		require.Equal(t, domain.ChangeSubject(c.Projection, c.Provider, c.ID), m.subject)
 		var meta domain.RecordMeta
@@ -172,7 +174,7 @@ func checkChanges(t *testing.T, js jetstream.JetStream) int {
 			}
 			require.NoError(t, json.Unmarshal(stored.Record, &id))
 			if p == domain.ProjectionWallets {
-				id.Provider, id.ID = projections.WalletProvider, id.UserID
+				id.Provider, id.ID = feed.WalletProvider, id.UserID
 			}
 			l := seen[domain.ChangeSubject(p, id.Provider, id.ID)]
 			require.NotNil(t, l, "%s %s on the feed", p, key)
@@ -279,10 +281,10 @@ func TestLifecycleFeed(t *testing.T) {
 	waitRelayed(t, js)
 	check := func() {
 		msgs := readFeed(t, js, domain.LifecycleSubjectPrefix+">")
-		var got, gotLate []projections.LifecycleChange
+		var got, gotLate []feed.LifecycleChange
 		var subjects []string
 		for _, m := range msgs {
-			var lc projections.LifecycleChange
+			var lc feed.LifecycleChange
 			require.NoError(t, json.Unmarshal(m.data, &lc))
 			if lc.Subscription == "sub_late" {
 				gotLate = append(gotLate, lc)
@@ -331,7 +333,7 @@ func TestChangeFeedHTTP(t *testing.T) {
 	e, _ := feedEngine(t, js)
 	waitCaughtUp(t, e)
 	waitRelayed(t, js)
-	srv := httptest.NewServer(projections.NewChangeFeed(js, "s3cret"))
+	srv := httptest.NewServer(feed.NewChangeFeed(js, "s3cret"))
 	t.Cleanup(srv.Close)
 
 	get := func(path string, header ...string) *http.Response {
@@ -356,7 +358,7 @@ func TestChangeFeedHTTP(t *testing.T) {
 		} else {
 			resp = get(path, "Authorization", "Bearer s3cret")
 		}
-		var body projections.APIError
+		var body httpapi.APIError
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body), path)
 		resp.Body.Close()
 		assert.Equal(t, code, resp.StatusCode, path)
@@ -379,7 +381,7 @@ func TestChangeFeedHTTP(t *testing.T) {
 				ids = append(ids, n)
 			}
 			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
-				var c projections.Change
+				var c feed.Change
 				require.NoError(t, json.Unmarshal([]byte(data), &c))
 				assert.Equal(t, domain.ProjectionSubscriptions, c.Projection)
 			}
@@ -415,7 +417,7 @@ func TestChangeFeedCarriesVerification(t *testing.T) {
 	waitRelayed(t, js)
 	var got []domain.Verification
 	for _, m := range readFeed(t, js, domain.ChangeSubject(domain.ProjectionCustomers, "stripe", "cus_v")) {
-		var c projections.Change
+		var c feed.Change
 		require.NoError(t, json.Unmarshal(m.data, &c))
 		got = append(got, c.Verification)
 	}
@@ -439,7 +441,7 @@ func TestChangeFeedCarriesAccount(t *testing.T) {
 	for id, want := range map[string]string{"cus_connected": "acct_1Feed", "cus_platform": ""} {
 		msgs := readFeed(t, js, domain.ChangeSubject(domain.ProjectionCustomers, "stripe", id))
 		require.Len(t, msgs, 1, id)
-		var c projections.Change
+		var c feed.Change
 		require.NoError(t, json.Unmarshal(msgs[0].data, &c))
 		assert.Equal(t, want, c.Account, id)
 		var rec domain.CustomerRecord

@@ -17,7 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/feed"
+	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/test/natstest"
 )
 
@@ -49,10 +50,10 @@ func firstID(resp *http.Response) (string, error) {
 func TestChangeFeedClientsShareOneReader(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.Server(t))
 	ctx := context.Background()
-	_, err := js.CreateOrUpdateStream(ctx, projections.ChangesConfig(1))
+	_, err := js.CreateOrUpdateStream(ctx, feed.ChangesConfig(1))
 	require.NoError(t, err)
 	publish := func(id string) uint64 {
-		b, _ := json.Marshal(projections.Change{Projection: domain.ProjectionCustomers, Provider: "stripe", ID: id, Version: 1})
+		b, _ := json.Marshal(feed.Change{Projection: domain.ProjectionCustomers, Provider: "stripe", ID: id, Version: 1})
 		ack, err := js.Publish(ctx, domain.ChangeSubject(domain.ProjectionCustomers, "stripe", id), b)
 		require.NoError(t, err)
 		return ack.Sequence
@@ -60,7 +61,7 @@ func TestChangeFeedClientsShareOneReader(t *testing.T) {
 	first := publish("cus_0")
 	publish("cus_1")
 
-	feed := projections.NewChangeFeed(js, "")
+	feed := feed.NewChangeFeed(js, "")
 	const maxClients = 50
 	feed.MaxClients = maxClients
 	srv := httptest.NewServer(feed)
@@ -86,7 +87,7 @@ func TestChangeFeedClientsShareOneReader(t *testing.T) {
 	}
 	resp, err := get(ctx, "")
 	require.NoError(t, err)
-	var apiErr projections.APIError
+	var apiErr httpapi.APIError
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&apiErr))
 	resp.Body.Close()
 	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)

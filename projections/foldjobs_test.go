@@ -15,6 +15,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // Fold reads run a few at once: past the cap the answer is BILLFOLD-BUSY at
@@ -53,11 +54,11 @@ func TestFoldJobsBounded(t *testing.T) {
 // whole cause; the answer itself carries the short message only.
 func TestWriteErrorLogsTheCause(t *testing.T) {
 	var buf bytes.Buffer
-	projections.LogErrorsTo(slog.New(slog.NewJSONHandler(&buf, nil)))
-	t.Cleanup(func() { projections.LogErrorsTo(slog.Default()) })
+	httpapi.LogErrorsTo(slog.New(slog.NewJSONHandler(&buf, nil)))
+	t.Cleanup(func() { httpapi.LogErrorsTo(slog.Default()) })
 
 	rec := httptest.NewRecorder()
-	projections.WriteError(rec, domain.Wrap(domain.CodeJournalUnavailable, errors.New("maximum consumers limit reached"), "journal read"))
+	httpapi.WriteError(rec, domain.Wrap(domain.CodeJournalUnavailable, errors.New("maximum consumers limit reached"), "journal read"))
 	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
 	assert.NotContains(t, rec.Body.String(), "maximum consumers")
 	assert.Contains(t, buf.String(), "maximum consumers limit reached")
@@ -65,11 +66,11 @@ func TestWriteErrorLogsTheCause(t *testing.T) {
 
 	buf.Reset()
 	rec = httptest.NewRecorder()
-	projections.WriteError(rec, domain.Errorf(domain.CodeBusy, "cap reached"))
+	httpapi.WriteError(rec, domain.Errorf(domain.CodeBusy, "cap reached"))
 	assert.Equal(t, http.StatusTooManyRequests, rec.Code)
 	assert.Contains(t, buf.String(), string(domain.CodeBusy))
 
 	buf.Reset()
-	projections.WriteError(httptest.NewRecorder(), domain.Errorf(domain.CodeNotFound, "no such record"))
+	httpapi.WriteError(httptest.NewRecorder(), domain.Errorf(domain.CodeNotFound, "no such record"))
 	assert.Empty(t, buf.String(), "a 4xx the caller caused is not an operator's concern")
 }

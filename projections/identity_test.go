@@ -15,6 +15,7 @@ import (
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -64,9 +65,9 @@ func TestIdentityMismatchHeldInAPIAndFeed(t *testing.T) {
 		return w
 	}
 	lastOnFeed := func() domain.WalletRecord {
-		msgs := readFeed(t, js, domain.ChangeSubject(domain.ProjectionWallets, projections.WalletProvider, "user_ana"))
+		msgs := readFeed(t, js, domain.ChangeSubject(domain.ProjectionWallets, feed.WalletProvider, "user_ana"))
 		require.NotEmpty(t, msgs)
-		var c projections.Change
+		var c feed.Change
 		require.NoError(t, json.Unmarshal(msgs[len(msgs)-1].data, &c))
 		var w domain.WalletRecord
 		require.NoError(t, json.Unmarshal(c.Record, &w))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/projections/jsio"
 )
 
@@ -236,10 +237,10 @@ func (l *Ledger) deliveries(ctx context.Context, subject string) (DeliverySummar
 func (l *Ledger) ServeEvent(w http.ResponseWriter, r *http.Request) {
 	e, err := l.Event(r.Context(), r.PathValue("provider"), r.PathValue("event_id"))
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, e)
+	httpapi.WriteJSON(w, http.StatusOK, e)
 }
 
 // EventFilter selects events for the ledger's list.

@@ -13,6 +13,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -47,7 +48,7 @@ func lifecycleHistory(t *rapid.T) []*domain.Envelope {
 
 // fold applies events in order to a fresh store and returns every
 // committed version of the subscription, with the event that made it.
-func fold(t require.TestingT, events []*domain.Envelope) (versions []projections.SubscriptionVersion, causes []string) {
+func fold(t require.TestingT, events []*domain.Envelope) (versions []feed.SubscriptionVersion, causes []string) {
 	subs := reducers.Subscriptions{}
 	for _, p := range reducers.All(reducers.DefaultOptions()) {
 		if p.Name() == domain.ProjectionSubscriptions {
@@ -65,7 +66,7 @@ func fold(t require.TestingT, events []*domain.Envelope) (versions []projections
 		if v, ok := changes[key]; ok {
 			rec, err := projections.StoredRecord(v)
 			require.NoError(t, err)
-			var sv projections.SubscriptionVersion
+			var sv feed.SubscriptionVersion
 			require.NoError(t, json.Unmarshal(rec, &sv))
 			versions, causes = append(versions, sv), append(causes, ev.EventID)
 		}
@@ -125,20 +126,20 @@ func TestLifecycleStepOnALateHistory(t *testing.T) {
 	versions, causes := fold(t, arrival)
 	got := publish(versions, causes)
 	require.Len(t, got, 2, "%+v", got)
-	assert.Equal(t, projections.LifecycleChange{From: "", To: domain.StatePastDue, At: base.Add(24 * time.Hour), Provider: "stripe",
+	assert.Equal(t, feed.LifecycleChange{From: "", To: domain.StatePastDue, At: base.Add(24 * time.Hour), Provider: "stripe",
 		Subscription: "sub_chain", Customer: "cus_chain", EventID: "evt_late_pd", Version: 1, Verification: got[0].Verification}, got[0])
-	assert.Equal(t, projections.LifecycleChange{From: domain.StatePastDue, To: domain.StateCanceling, At: base.Add(72 * time.Hour), Provider: "stripe",
+	assert.Equal(t, feed.LifecycleChange{From: domain.StatePastDue, To: domain.StateCanceling, At: base.Add(72 * time.Hour), Provider: "stripe",
 		Subscription: "sub_chain", Customer: "cus_chain", EventID: "evt_late_cape", Version: 3, Verification: got[1].Verification}, got[1])
 	assert.Equal(t, domain.StateCanceling, versions[len(versions)-1].State)
 }
 
 // publish runs LifecycleStep over committed versions as the relay does:
 // each version against the one before it.
-func publish(versions []projections.SubscriptionVersion, causes []string) []projections.LifecycleChange {
-	var out []projections.LifecycleChange
-	var prev *projections.SubscriptionVersion
+func publish(versions []feed.SubscriptionVersion, causes []string) []feed.LifecycleChange {
+	var out []feed.LifecycleChange
+	var prev *feed.SubscriptionVersion
 	for i := range versions {
-		if tr, ok := projections.LifecycleStep(prev, &versions[i], causes[i]); ok {
+		if tr, ok := feed.LifecycleStep(prev, &versions[i], causes[i]); ok {
 			out = append(out, tr)
 		}
 		prev = &versions[i]

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // Pause is an operator's hold on a projection: its projectors stop folding
@@ -225,7 +226,7 @@ type PauseRequest struct {
 
 func (o *Operations) pause(w http.ResponseWriter, r *http.Request) {
 	o.hold(w, r, func(ctx context.Context, names []string) ([]Pause, error) {
-		return o.Engine.Pause(ctx, names, AdminName(ctx))
+		return o.Engine.Pause(ctx, names, httpapi.AdminName(ctx))
 	})
 }
 
@@ -236,17 +237,17 @@ func (o *Operations) resume(w http.ResponseWriter, r *http.Request) {
 func (o *Operations) hold(w http.ResponseWriter, r *http.Request, change func(context.Context, []string) ([]Pause, error)) {
 	var req PauseRequest
 	if err := decodeBody(r, &req); err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	paused, err := change(r.Context(), req.Projections)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"paused": paused})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"paused": paused})
 }
 
 func (o *Operations) listPaused(w http.ResponseWriter, _ *http.Request) {
-	WriteJSON(w, http.StatusOK, map[string]any{"paused": o.Engine.Paused()})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"paused": o.Engine.Paused()})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/projections/jsio"
 )
 
@@ -190,7 +191,7 @@ type feedHead struct {
 	// other: another generation's relay published it.
 	other bool
 	// subscription is the version the lifecycle feed moves on from.
-	subscription *SubscriptionVersion
+	subscription *feed.SubscriptionVersion
 }
 
 // relayGapPatience is how many times a write whose previous write is not
@@ -219,7 +220,7 @@ type relayWrite struct {
 	change    *nats.Msg
 	lifecycle *nats.Msg
 	// subscription is the subscription version the write committed.
-	subscription *SubscriptionVersion
+	subscription *feed.SubscriptionVersion
 	// held: its record's previous version is not on the feed yet.
 	held bool
 }
@@ -300,7 +301,7 @@ func (r *Relay) decode(w *relayWrite) error {
 		return fmt.Errorf("stored value without a record: %v", err)
 	}
 	var rec struct {
-		SubscriptionVersion
+		feed.SubscriptionVersion
 		UserID  string `json:"user_id"`
 		Account string `json:"account"`
 	}
@@ -308,11 +309,11 @@ func (r *Relay) decode(w *relayWrite) error {
 		return err
 	}
 	if r.projection == domain.ProjectionWallets {
-		rec.Provider, rec.ID = WalletProvider, rec.UserID
+		rec.Provider, rec.ID = feed.WalletProvider, rec.UserID
 	}
 	w.eventID = h.Get(HeaderEventID)
 	w.previous, _ = strconv.ParseUint(h.Get(HeaderPreviousRevision), 10, 64)
-	body, err := json.Marshal(Change{Projection: r.projection, Provider: rec.Provider, ID: rec.ID,
+	body, err := json.Marshal(feed.Change{Projection: r.projection, Provider: rec.Provider, ID: rec.ID,
 		Version: rec.Version, EventID: w.eventID, Verification: rec.Verification, Account: rec.Account, Record: record})
 	if err != nil {
 		return err
@@ -348,7 +349,7 @@ func (r *Relay) readHeads(ctx context.Context, writes []relayWrite) error {
 	found := map[string]feedHead{}
 	err := lastMessages(ctx, r.js.Conn(), domain.ChangesStream, missing, func(subject string, m *nats.Msg) {
 		var c struct {
-			Record SubscriptionVersion `json:"record"`
+			Record feed.SubscriptionVersion `json:"record"`
 		}
 		if json.Unmarshal(m.Data, &c) != nil {
 			return // not a change billfold wrote: as if none
@@ -389,7 +390,7 @@ func (r *Relay) plan(writes []relayWrite) {
 			continue
 		}
 		if w.subscription != nil {
-			if tr, ok := LifecycleStep(head.subscription, w.subscription, w.eventID); ok {
+			if tr, ok := feed.LifecycleStep(head.subscription, w.subscription, w.eventID); ok {
 				body, _ := json.Marshal(tr)
 				w.lifecycle = feedMsg(domain.LifecycleSubject(w.subscription.Provider, tr.To), r.msgID(w.seq)+":lifecycle", body)
 			}
@@ -454,4 +455,14 @@ func (r *Relay) publishAll(ctx context.Context, msgs []*nats.Msg, hold func()) e
 		msgs = failed
 	}
 	return nil
+}
+
+// feedUnavailable is the change feed failing to answer a read: the write
+// is retried, never passed over.
+type feedUnavailable struct{ error }
+
+func feedMsg(subject, id string, body []byte) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Header: nats.Header{}, Data: body}
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	return m
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // Operations is the admin API of rebuilds, replays, dead letters, verify
@@ -62,46 +63,46 @@ func decodeBody(r *http.Request, v any) error {
 func (o *Operations) startRebuild(w http.ResponseWriter, r *http.Request) {
 	var req RebuildRequest
 	if err := decodeBody(r, &req); err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	rb, dry, err := o.Rebuilds.Start(r.Context(), req, AdminName(r.Context()))
+	rb, dry, err := o.Rebuilds.Start(r.Context(), req, httpapi.AdminName(r.Context()))
 	switch {
 	case err != nil:
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 	case dry != nil:
-		WriteJSON(w, http.StatusOK, dry)
+		httpapi.WriteJSON(w, http.StatusOK, dry)
 	default:
 		w.Header().Set("Location", "/v1/rebuilds/"+rb.ID)
-		WriteJSON(w, http.StatusAccepted, rb)
+		httpapi.WriteJSON(w, http.StatusAccepted, rb)
 	}
 }
 
 func (o *Operations) listRebuilds(w http.ResponseWriter, r *http.Request) {
 	all, err := o.Rebuilds.List(r.Context())
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"items": all})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"items": all})
 }
 
 func (o *Operations) getRebuild(w http.ResponseWriter, r *http.Request) {
 	rb, err := o.Rebuilds.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, rb)
+	httpapi.WriteJSON(w, http.StatusOK, rb)
 }
 
 func (o *Operations) cancelRebuild(w http.ResponseWriter, r *http.Request) {
-	rb, err := o.Rebuilds.Cancel(r.Context(), r.PathValue("id"), AdminName(r.Context()))
+	rb, err := o.Rebuilds.Cancel(r.Context(), r.PathValue("id"), httpapi.AdminName(r.Context()))
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusAccepted, rb)
+	httpapi.WriteJSON(w, http.StatusAccepted, rb)
 }
 
 // ParseSince reads a time bound as the API and the CLI take it: RFC 3339,
@@ -134,33 +135,33 @@ func deadLetterFilter(get func(string) string) (deadletter.Filter, error) {
 func (o *Operations) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	f, err := deadLetterFilter(r.URL.Query().Get)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	dls, err := o.Engine.DeadLetters(r.Context(), f)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"items": dls})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"items": dls})
 }
 
 func (o *Operations) getDeadLetter(w http.ResponseWriter, r *http.Request) {
 	dl, _, err := o.Engine.DeadLetter(r.Context(), r.PathValue("id"))
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, dl)
+	httpapi.WriteJSON(w, http.StatusOK, dl)
 }
 
 func (o *Operations) requeue(w http.ResponseWriter, r *http.Request) {
-	dl, err := o.Engine.Requeue(r.Context(), r.PathValue("id"), AdminName(r.Context()))
+	dl, err := o.Engine.Requeue(r.Context(), r.PathValue("id"), httpapi.AdminName(r.Context()))
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, dl)
+	httpapi.WriteJSON(w, http.StatusOK, dl)
 }
 
 // RequeueWhereRequest is the body of POST /v1/dead-letters/requeue.
@@ -177,30 +178,30 @@ var requeueWhereFields = []string{"projection", "code", "type", "provider", "sin
 func (o *Operations) requeueWhere(w http.ResponseWriter, r *http.Request) {
 	var req RequeueWhereRequest
 	if err := decodeBody(r, &req); err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	if len(req.Where) == 0 {
-		WriteError(w, domain.Errorf(domain.CodeBadRequest, "where is empty: name at least one of %s", strings.Join(requeueWhereFields, ", ")))
+		httpapi.WriteError(w, domain.Errorf(domain.CodeBadRequest, "where is empty: name at least one of %s", strings.Join(requeueWhereFields, ", ")))
 		return
 	}
 	for k := range req.Where {
 		if !slices.Contains(requeueWhereFields, k) {
-			WriteError(w, domain.Errorf(domain.CodeBadRequest, "where.%s: want one of %s", k, strings.Join(requeueWhereFields, ", ")))
+			httpapi.WriteError(w, domain.Errorf(domain.CodeBadRequest, "where.%s: want one of %s", k, strings.Join(requeueWhereFields, ", ")))
 			return
 		}
 	}
 	f, err := deadLetterFilter(func(k string) string { return req.Where[k] })
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	res, err := o.Engine.RequeueWhere(r.Context(), f, AdminName(r.Context()), req.DryRun, req.Force)
+	res, err := o.Engine.RequeueWhere(r.Context(), f, httpapi.AdminName(r.Context()), req.DryRun, req.Force)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, res)
+	httpapi.WriteJSON(w, http.StatusOK, res)
 }
 
 func (o *Operations) verify(w http.ResponseWriter, r *http.Request) {
@@ -214,30 +215,30 @@ func (o *Operations) verify(w http.ResponseWriter, r *http.Request) {
 		return ferr
 	})
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, rep)
+	httpapi.WriteJSON(w, http.StatusOK, rep)
 }
 
 func (o *Operations) listEvents(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
 	since, err := ParseSince("since", v.Get("since"), time.Now())
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	limit := 0
 	if v.Get("limit") != "" {
 		if limit, err = ParseLimit(v.Get("limit")); err != nil {
-			WriteError(w, err)
+			httpapi.WriteError(w, err)
 			return
 		}
 	}
 	items, err := o.Ledger.List(r.Context(), EventFilter{Status: v.Get("status"), Provider: v.Get("provider"), Since: since, Limit: limit})
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"items": items})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"items": items})
 }

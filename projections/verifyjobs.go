@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // A verification job is a verify run in the background: a journal too
@@ -161,18 +162,18 @@ func (o *Operations) startVerification(w http.ResponseWriter, r *http.Request) {
 	}
 	job, err := o.Verifications.Start(projs)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	w.Header().Set("Location", "/v1/verifications/"+job.ID)
-	WriteJSON(w, http.StatusAccepted, job)
+	httpapi.WriteJSON(w, http.StatusAccepted, job)
 }
 
 func (o *Operations) getVerification(w http.ResponseWriter, r *http.Request) {
 	job, err := o.Verifications.Get(r.PathValue("id"))
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, job)
+	httpapi.WriteJSON(w, http.StatusOK, job)
 }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/test/natstest"
 )
 
@@ -65,7 +65,7 @@ func TestLifecycleTransitionsOnNATS(t *testing.T) {
 	for _, w := range want {
 		select {
 		case m := <-got:
-			var lc projections.LifecycleChange
+			var lc feed.LifecycleChange
 			require.NoError(t, json.Unmarshal(m.Data, &lc))
 			assert.Equal(t, w.subject, m.Subject)
 			assert.Equal(t, w.from, lc.From)
@@ -97,7 +97,7 @@ func TestLifecycleTransitionsOnNATS(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	var first struct {
 		Seq uint64 `json:"seq"`
-		projections.Change
+		feed.Change
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &first), out)
 	assert.NotZero(t, first.Seq)
@@ -107,7 +107,7 @@ func TestLifecycleTransitionsOnNATS(t *testing.T) {
 // sseEvent is one event read from /v1/changes.
 type sseEvent struct {
 	id     uint64
-	change projections.Change
+	change feed.Change
 }
 
 // openFeed GETs the SSE feed and sends its events on the returned channel

@@ -17,6 +17,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 const queryToken = "query-e2e-token"
@@ -217,9 +218,9 @@ func TestQueryAPIEndToEnd(t *testing.T) {
 	assert.Equal(t, 404, code, "%s", b)
 
 	// Errors: stable codes and a reason.
-	apiErr := func(path string) (int, projections.APIError) {
+	apiErr := func(path string) (int, httpapi.APIError) {
 		code, b := srv.apiGet(path, queryToken)
-		return code, decodeAs[projections.APIError](t, b)
+		return code, decodeAs[httpapi.APIError](t, b)
 	}
 	code, e := apiErr("/v1/subscriptions/stripe/sub_missing")
 	assert.Equal(t, 404, code)
@@ -235,7 +236,7 @@ func TestQueryAPIEndToEnd(t *testing.T) {
 	}
 	code, b = srv.apiGet("/v1/subscriptions/stripe/sub_q1", "")
 	assert.Equal(t, 401, code)
-	assert.Equal(t, domain.CodeUnauthorized, decodeAs[projections.APIError](t, b).Code)
+	assert.Equal(t, domain.CodeUnauthorized, decodeAs[httpapi.APIError](t, b).Code)
 	code, _ = srv.apiGet("/v1/events/stripe/evt_scn_00001", "")
 	assert.Equal(t, 401, code, "the event ledger needs the read token too")
 	code, _ = srv.apiGet("/v1/events/stripe/evt_scn_00001", queryToken)

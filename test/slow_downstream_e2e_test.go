@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/test/natstest"
 )
 
@@ -30,7 +30,7 @@ type slowFeed struct {
 	slow   atomic.Bool
 	mu     sync.Mutex
 	ids    []uint64
-	events map[uint64]projections.Change
+	events map[uint64]feed.Change
 	closed atomic.Bool
 }
 
@@ -45,14 +45,14 @@ func attachSlowFeed(t *testing.T, srv *server) *slowFeed {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	t.Cleanup(func() { cancel(); resp.Body.Close() })
-	f := &slowFeed{events: map[uint64]projections.Change{}}
+	f := &slowFeed{events: map[uint64]feed.Change{}}
 	f.slow.Store(true)
 	attached := make(chan struct{})
 	go func() {
 		defer f.closed.Store(true)
 		r := bufio.NewReaderSize(resp.Body, 4096)
 		var id uint64
-		var change projections.Change
+		var change feed.Change
 		once := false
 		for {
 			line, err := r.ReadString('\n')
@@ -67,7 +67,7 @@ func attachSlowFeed(t *testing.T, srv *server) *slowFeed {
 			case strings.HasPrefix(line, "id: "):
 				id, _ = strconv.ParseUint(strings.TrimPrefix(line, "id: "), 10, 64)
 			case strings.HasPrefix(line, "data: "):
-				change = projections.Change{}
+				change = feed.Change{}
 				_ = json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &change)
 			case line == "" && id != 0:
 				f.mu.Lock()
@@ -141,7 +141,7 @@ func changeSeqs(t *testing.T, js jetstream.JetStream, want map[string]bool) map[
 		if !strings.HasPrefix(m.Subject, domain.ChangeSubjectPrefix) {
 			continue
 		}
-		var c projections.Change
+		var c feed.Change
 		require.NoError(t, json.Unmarshal(m.Data, &c))
 		if want[c.EventID] {
 			out[c.EventID] = append(out[c.EventID], seq)
@@ -175,13 +175,13 @@ func TestSlowDownstreamDoesNotSlowAcks(t *testing.T) {
 
 	// The slow consumers: an SSE client reading one event a second, and a
 	// core NATS subscriber on every change that spends 50 ms on each.
-	feed := attachSlowFeed(t, srv)
+	sse := attachSlowFeed(t, srv)
 	var asyncErrs atomic.Int64
 	nc, _ := natstest.ConnectURL(t, url, nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) { asyncErrs.Add(1) }))
 	var subMu sync.Mutex
 	subGot := map[string]bool{}
 	sub, err := nc.Subscribe(domain.ChangeFilter(""), func(m *nats.Msg) {
-		var c projections.Change
+		var c feed.Change
 		_ = json.Unmarshal(m.Data, &c)
 		time.Sleep(50 * time.Millisecond)
 		subMu.Lock()
@@ -192,7 +192,7 @@ func TestSlowDownstreamDoesNotSlowAcks(t *testing.T) {
 	require.NoError(t, nc.Flush())
 
 	slow := ackRun(t, srv, "slow", n, rate)
-	slowRead := len(feed.received())
+	slowRead := len(sse.received())
 	waitProjected(t, js, srv)
 
 	bp50, bp99, bmax := quantile(baseline, 0.5), quantile(baseline, 0.99), quantile(baseline, 1)
@@ -230,9 +230,9 @@ func TestSlowDownstreamDoesNotSlowAcks(t *testing.T) {
 		seqs = changeSeqs(t, js, want)
 		return len(seqs) == n
 	}, 30*time.Second, 100*time.Millisecond, "every delivery of the slow run changed a record")
-	feed.slow.Store(false)
+	sse.slow.Store(false)
 	require.Eventually(t, func() bool {
-		got := feed.received()
+		got := sse.received()
 		have := map[uint64]bool{}
 		for _, id := range got {
 			have[id] = true
@@ -246,11 +246,11 @@ func TestSlowDownstreamDoesNotSlowAcks(t *testing.T) {
 		}
 		return true
 	}, 30*time.Second, 100*time.Millisecond, "the SSE client gets every change of the slow run")
-	got := feed.received()
+	got := sse.received()
 	for i := 1; i < len(got); i++ {
 		require.Greater(t, got[i], got[i-1], "no change twice, none out of order")
 	}
-	assert.False(t, feed.closed.Load(), "the slow SSE client was not dropped")
+	assert.False(t, sse.closed.Load(), "the slow SSE client was not dropped")
 	require.Eventually(t, func() bool {
 		subMu.Lock()
 		defer subMu.Unlock()

@@ -14,6 +14,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/console"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // adminTokensFromEnv reads the tokens allowed to make admin mutations:
@@ -22,8 +23,8 @@ import (
 // its own and requeues record who asked. getenv reads the environment.
 // Every token needs minTokenLength characters, whichever variable gives it:
 // a short one is BILLFOLD-CONFIG-INVALID and serve does not start.
-func adminTokensFromEnv(getenv func(string) string) (projections.AdminTokens, error) {
-	tokens := projections.AdminTokens{}
+func adminTokensFromEnv(getenv func(string) string) (httpapi.AdminTokens, error) {
+	tokens := httpapi.AdminTokens{}
 	if t := getenv("BILLFOLD_ADMIN_TOKEN"); t != "" {
 		if len(t) < minTokenLength {
 			return nil, domain.Errorf(domain.CodeConfigInvalid, "BILLFOLD_ADMIN_TOKEN must be %d characters or more", minTokenLength)
@@ -51,7 +52,7 @@ func adminTokensFromEnv(getenv func(string) string) (projections.AdminTokens, er
 
 // newConsole is the operator console over the services the /v1 API uses.
 func newConsole(ops *projections.Operations, query *projections.Query, js jetstream.JetStream, changes http.Handler,
-	doc *doctor.Doctor, readToken string, adminTokens projections.AdminTokens, log *slog.Logger) (*console.Console, error) {
+	doc *doctor.Doctor, readToken string, adminTokens httpapi.AdminTokens, log *slog.Logger) (*console.Console, error) {
 	return console.New(console.Config{
 		Engine: ops.Engine, Rebuilds: ops.Rebuilds, Ledger: ops.Ledger, Query: query, JetStream: js, Changes: changes,
 		Doctor: func(ctx context.Context) []console.Problem {

@@ -28,6 +28,8 @@ import (
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/console"
+	"github.com/billfold/billfold/projections/feed"
+	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -104,7 +106,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.DurationVar(&o.rebuildGrace, "rebuild-grace", projections.DefaultRebuildGrace, "how long a rebuild keeps the generation it replaced")
 	fs.Var(&o.retrySchedule, "retry-schedule", "waits before each scheduled retry of an event that failed transiently, comma-separated (default 1m,5m,30m,2h,12h; none: such dead letters are exhausted at once)")
 	fs.Float64Var(&o.rebuildRate, "rebuild-rate", 0, "events per second a rebuild's fold may read (0: no cap), to leave room for live traffic")
-	fs.IntVar(&o.maxFeedClients, "max-feed-clients", projections.DefaultMaxFeedClients, "GET /v1/changes clients served at once; past it 429 BILLFOLD-BUSY")
+	fs.IntVar(&o.maxFeedClients, "max-feed-clients", feed.DefaultMaxFeedClients, "GET /v1/changes clients served at once; past it 429 BILLFOLD-BUSY")
 	fs.IntVar(&o.maxFoldJobs, "max-fold-jobs", projections.DefaultMaxFoldJobs, "fold reads (as_of, verify) run at once; past it 429 BILLFOLD-BUSY")
 	fs.Int64Var(&o.intakeBudget, "intake-budget", 0, "bytes of webhook bodies being read at once, all senders together (0: 64 MiB, or the largest max_body_bytes if more); past it 503 BILLFOLD-INTAKE-BUSY")
 	fs.IntVar(&o.maxConns, "max-connections", ingest.DefaultMaxConnections, "open connections on the public listener; more wait in the kernel's backlog")
@@ -221,7 +223,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	go query.Run(engineCtx)
 	admin := newAdminMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		projections.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -233,14 +235,14 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 			index = "loading"
 		}
 		if err := journal.Ready(rctx); err != nil {
-			projections.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{
+			httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{
 				"status": "unavailable", "code": string(domain.ErrorCode(err)), "reason": err.Error(), "query_index": index,
 			})
 			return
 		}
 		// Paused projections do not make billfold unready: intake, the
 		// part readiness guards, goes on. The detail says they are held.
-		projections.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "query_index": index, "paused": engine.Paused()})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "query_index": index, "paused": engine.Paused()})
 	})
 	readAuth := projections.RequireToken(apiToken)
 	// /metrics names endpoints and counts refusals: behind the API token
@@ -251,10 +253,10 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	verifications := projections.NewVerifyJobs(engine, foldJobs)
 	defer verifications.Close()
 	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs, Verifications: verifications}
-	ops.Register(admin, readAuth, projections.RequireAdmin(adminTokens))
-	registerProfiler(admin, projections.RequireAdmin(adminTokens))
-	projections.LogErrorsTo(log)
-	changes := projections.NewChangeFeed(js, apiToken)
+	ops.Register(admin, readAuth, httpapi.RequireAdmin(adminTokens))
+	registerProfiler(admin, httpapi.RequireAdmin(adminTokens))
+	httpapi.LogErrorsTo(log)
+	changes := feed.NewChangeFeed(js, apiToken)
 	changes.MaxClients = o.maxFeedClients
 	changes.SetLogger(log)
 	defer changes.Close()
@@ -274,7 +276,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 			console.RedirectRoot(w, r)
 			return
 		}
-		projections.WriteError(w, domain.Errorf(domain.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
+		httpapi.WriteError(w, domain.Errorf(domain.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})
 
 	intake, err := ingest.NewIntakeBudget(o.intakeBudget, ingest.LargestBody(endpoints), reg, log)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/feed"
 )
 
 // ErrNotFound is Get's error for a key the projection does not hold.
@@ -158,7 +159,7 @@ func (c *Client) Watch(ctx context.Context, projection string, fromSeq uint64) (
 			if err != nil {
 				continue
 			}
-			var body projections.Change
+			var body feed.Change
 			if err := json.Unmarshal(m.Data(), &body); err != nil {
 				continue
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // maxDeadLettersShown bounds the dead letters a page lists (and reads);
@@ -221,10 +222,10 @@ func (c *Console) rebuild(w http.ResponseWriter, r *http.Request, s *session) {
 func (c *Console) rebuildProgress(w http.ResponseWriter, r *http.Request, _ *session) {
 	rb, err := c.cfg.Rebuilds.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
-		projections.WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	projections.WriteJSON(w, http.StatusOK, rb)
+	httpapi.WriteJSON(w, http.StatusOK, rb)
 }
 
 // pauseProjection holds a projection's projectors in every billfold

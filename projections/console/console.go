@@ -24,6 +24,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // Problem is one thing billfold doctor found wrong.
@@ -49,7 +50,7 @@ type Config struct {
 	// ReadToken is BILLFOLD_API_TOKEN: when set, reading needs a session
 	// opened with it or an admin token.
 	ReadToken   string
-	AdminTokens projections.AdminTokens
+	AdminTokens httpapi.AdminTokens
 	Log         *slog.Logger
 	// MaxSessions bounds the signed-in sessions (DefaultMaxSessions when
 	// zero); SessionTTL is how long one lasts (DefaultSessionTTL).

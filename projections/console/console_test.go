@@ -26,6 +26,7 @@ import (
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/console"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -168,7 +169,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	}, 30*time.Second, 20*time.Millisecond)
 
 	c, err := console.New(console.Config{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine), Query: query,
-		JetStream: js, ReadToken: readToken, AdminTokens: projections.AdminTokens{"ops-alice": adminToken}, Log: log,
+		JetStream: js, ReadToken: readToken, AdminTokens: httpapi.AdminTokens{"ops-alice": adminToken}, Log: log,
 		MaxSessions: o.maxSessions})
 	require.NoError(t, err)
 	srv := httptest.NewServer(c)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // subscriptionsPerPage is a page of /ui/subscriptions: the query index
@@ -205,7 +206,7 @@ func decodeRecord(raw []byte, v any, kind string) error {
 // cannot send a bearer token, so the session stands for it.
 func (c *Console) changes(w http.ResponseWriter, r *http.Request, _ *session) {
 	if c.cfg.Changes == nil {
-		projections.WriteError(w, domain.Errorf(domain.CodeNotFound, "no change feed"))
+		httpapi.WriteError(w, domain.Errorf(domain.CodeNotFound, "no change feed"))
 		return
 	}
 	r = r.Clone(r.Context())

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // AdminCall sends method path (with query v and a JSON body) to the admin
@@ -114,7 +114,7 @@ func ParseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 // APIError is a failed answer of the admin API.
 type APIError struct {
 	Status int
-	Body   projections.APIError
+	Body   httpapi.APIError
 }
 
 func (e *APIError) Error() string {

@@ -20,6 +20,7 @@ import (
 	"github.com/billfold/billfold/ingest/braintree"
 	"github.com/billfold/billfold/ingest/hmacsig"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // The debug report of GET /v1/doctor and `billfold doctor`
@@ -283,7 +284,7 @@ func (d *Doctor) shownName(name string) string {
 func (d *Doctor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	projections.WriteJSON(w, http.StatusOK, d.Report(ctx))
+	httpapi.WriteJSON(w, http.StatusOK, d.Report(ctx))
 }
 
 // Report builds the debug report.

@@ -22,6 +22,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // The operator commands: replay (rebuilds and bounded replays), dlq,
@@ -424,7 +425,7 @@ func runVerification(server, projection string, stderr io.Writer) (projections.V
 		_ = bar.Finish()
 	}
 	if job.Status != projections.VerifyDone || job.Report == nil {
-		return projections.VerifyReport{}, &cli.APIError{Status: http.StatusOK, Body: projections.APIError{Error: "failed", Code: job.Code, Message: job.Message}}
+		return projections.VerifyReport{}, &cli.APIError{Status: http.StatusOK, Body: httpapi.APIError{Error: "failed", Code: job.Code, Message: job.Message}}
 	}
 	return *job.Report, nil
 }

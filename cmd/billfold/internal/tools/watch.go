@@ -18,7 +18,7 @@ import (
 
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/feed"
 )
 
 // watchIdle is how long the feed may stay silent (the server sends a
@@ -176,7 +176,7 @@ func (w *watcher) follow(ctx context.Context) error {
 // print writes one change: a line of text, or a JSON object with its
 // position as "seq".
 func (w *watcher) print(id, data string) error {
-	var c projections.Change
+	var c feed.Change
 	if err := json.Unmarshal([]byte(data), &c); err != nil {
 		return fmt.Errorf("change %s: %w", id, err)
 	}
@@ -184,7 +184,7 @@ func (w *watcher) print(id, data string) error {
 	if w.json {
 		b, err := json.Marshal(struct {
 			Seq uint64 `json:"seq"`
-			projections.Change
+			feed.Change
 		}{seq, c})
 		if err != nil {
 			return err

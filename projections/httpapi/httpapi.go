@@ -1,7 +1,16 @@
-package projections
+// Package httpapi holds the admin API's HTTP conventions, which every
+// handler of projections and the console share: JSON answers, errors as
+// JSON with their stable code (the status follows from the code, and a
+// 5xx or 429 is logged with its cause), and admin bearer tokens.
+//
+// It imports only domain, and must never import projections or any of its
+// rooms: they all answer through it.
+package httpapi
 
 import (
+	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -96,7 +105,7 @@ func RequireAdmin(tokens AdminTokens) func(http.Handler) http.Handler {
 	return func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			for name, token := range tokens {
-				if token != "" && bearerOK(r, token) {
+				if token != "" && BearerOK(r, token) {
 					h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), adminNameKey{}, name)))
 					return
 				}
@@ -115,4 +124,10 @@ func RequireAdmin(tokens AdminTokens) func(http.Handler) http.Handler {
 func AdminName(ctx context.Context) string {
 	name, _ := ctx.Value(adminNameKey{}).(string)
 	return name
+}
+
+// BearerOK reports whether r carries "Authorization: Bearer <token>".
+func BearerOK(r *http.Request, token string) bool {
+	got, ok := bytes.CutPrefix([]byte(r.Header.Get("Authorization")), []byte("Bearer "))
+	return ok && subtle.ConstantTimeCompare(got, []byte(token)) == 1
 }

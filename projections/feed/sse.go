@@ -1,8 +1,7 @@
-package projections
+package feed
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/projections/jsio"
 )
 
@@ -96,13 +96,13 @@ func parseFeedRequest(r *http.Request) (feedRequest, error) {
 
 // ServeHTTP streams changes until the client goes away.
 func (f *ChangeFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if f.token != "" && !bearerOK(r, f.token) {
-		WriteError(w, domain.Errorf(domain.CodeUnauthorized, "send Authorization: Bearer <BILLFOLD_API_TOKEN>"))
+	if f.token != "" && !httpapi.BearerOK(r, f.token) {
+		httpapi.WriteError(w, domain.Errorf(domain.CodeUnauthorized, "send Authorization: Bearer <BILLFOLD_API_TOKEN>"))
 		return
 	}
 	fr, err := parseFeedRequest(r)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	maxClients := f.MaxClients
@@ -111,7 +111,7 @@ func (f *ChangeFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if n := f.clients.Add(1); n > int64(maxClients) {
 		f.clients.Add(-1)
-		WriteError(w, domain.Errorf(domain.CodeBusy, "the change feed serves %d clients, its cap: retry later", maxClients))
+		httpapi.WriteError(w, domain.Errorf(domain.CodeBusy, "the change feed serves %d clients, its cap: retry later", maxClients))
 		return
 	}
 	defer f.clients.Add(-1)
@@ -120,7 +120,7 @@ func (f *ChangeFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hub := f.hubs.get(filter)
 	sub, err := hub.subscribe(ctx)
 	if err != nil {
-		WriteError(w, domain.Wrap(domain.CodeJournalUnavailable, err, "change feed unavailable"))
+		httpapi.WriteError(w, domain.Wrap(domain.CodeJournalUnavailable, err, "change feed unavailable"))
 		return
 	}
 	defer hub.unsubscribe(sub)
@@ -203,12 +203,6 @@ func sseEvent(seq uint64, data []byte) []byte {
 		}
 	}
 	return fmt.Appendf(nil, "id: %d\nevent: change\ndata: %s\n\n", seq, data)
-}
-
-// bearerOK reports whether r carries "Authorization: Bearer <token>".
-func bearerOK(r *http.Request, token string) bool {
-	got, ok := bytes.CutPrefix([]byte(r.Header.Get("Authorization")), []byte("Bearer "))
-	return ok && subtle.ConstantTimeCompare(got, []byte(token)) == 1
 }
 
 var _ http.Handler = (*ChangeFeed)(nil)

@@ -1,10 +1,9 @@
-package projections
+package feed
 
 import (
 	"encoding/json"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
@@ -65,14 +64,4 @@ type LifecycleChange struct {
 	EventID      string                `json:"event_id"`
 	Version      int                   `json:"version"`
 	Verification domain.Verification   `json:"verification"`
-}
-
-// feedUnavailable is the change feed failing to answer a read: the write
-// is retried, never passed over.
-type feedUnavailable struct{ error }
-
-func feedMsg(subject, id string, body []byte) *nats.Msg {
-	m := &nats.Msg{Subject: subject, Header: nats.Header{}, Data: body}
-	m.Header.Set(jetstream.MsgIDHeader, id)
-	return m
 }
