@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	eh "github.com/looplab/eventhorizon"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -64,30 +63,6 @@ func TestEnvelopeHeaderRoundTrip(t *testing.T) {
 
 	_, err = domain.DecodeEnvelope(map[string][]string{}, nil, 1)
 	assert.Equal(t, domain.CodeEventMalformed, domain.ErrorCode(err))
-}
-
-func TestEnvelopeEvent(t *testing.T) {
-	env := domain.Envelope{
-		Provider: domain.Stripe, Endpoint: "stripe", EventID: "evt_1", EventType: "customer.subscription.updated",
-		Created: time.Unix(1700000000, 0).UTC(), ObjectKind: "subscription", ObjectID: "sub_1", Sequence: 7,
-		Body: []byte(`{"id":"evt_1"}`),
-	}
-	ev := env.Event()
-	assert.Equal(t, eh.EventType("stripe:customer.subscription.updated"), ev.EventType())
-	assert.Equal(t, eh.AggregateType("stripe:subscription"), ev.AggregateType())
-	assert.Equal(t, env.Created, ev.Timestamp())
-	assert.Equal(t, domain.AggregateID("stripe", "subscription", "sub_1"), ev.AggregateID(), "deterministic")
-	assert.NotEqual(t, domain.AggregateID("stripe", "subscription", "sub_2"), ev.AggregateID())
-	assert.Equal(t, 7, ev.Metadata()["position"])
-	data, ok := ev.Data().(*domain.ProviderEventData)
-	require.True(t, ok)
-	assert.Equal(t, env.Body, data.Payload)
-
-	domain.RegisterEventType(ev.EventType())
-	domain.RegisterEventType(ev.EventType()) // a second registration is harmless
-	fresh, err := eh.CreateEventData(ev.EventType())
-	require.NoError(t, err)
-	assert.IsType(t, &domain.ProviderEventData{}, fresh)
 }
 
 func TestErrorCode(t *testing.T) {

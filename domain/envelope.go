@@ -9,7 +9,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	eh "github.com/looplab/eventhorizon"
 	"github.com/looplab/eventhorizon/uuid"
 
 	guuid "github.com/google/uuid"
@@ -263,32 +262,6 @@ func parseTime(s string) (time.Time, error) {
 	return time.Parse(time.RFC3339Nano, s)
 }
 
-// ProviderEventData is the data of every billfold eh.Event: the provider's
-// verified payload, undecoded, so that each reducer decodes only what it
-// needs and a fixed decoder applies to old events on rebuild.
-type ProviderEventData struct {
-	Provider     Provider     `json:"provider"`
-	Endpoint     string       `json:"endpoint"`
-	EventID      string       `json:"event_id"`
-	Verification Verification `json:"verification"`
-	Livemode     *bool        `json:"livemode,omitempty"`
-	ObjectID     string       `json:"object_id,omitempty"`
-	Payload      []byte       `json:"payload"`
-}
-
-// EventType is the eventhorizon event type of a provider event:
-// "<provider>:<provider event type>", for example "stripe:invoice.paid".
-func EventType(p Provider, providerType string) eh.EventType {
-	return eh.EventType(string(p) + ":" + providerType)
-}
-
-// RegisterEventType registers ProviderEventData as the data of the event
-// type, so eventhorizon codecs can decode it. Registering twice is a no-op.
-func RegisterEventType(t eh.EventType) {
-	defer func() { _ = recover() }() // eventhorizon panics on a second registration
-	eh.RegisterEventData(t, func() eh.EventData { return &ProviderEventData{} })
-}
-
 // aggregateNamespace seeds the deterministic (version 5) aggregate ids.
 var aggregateNamespace = guuid.NewSHA1(guuid.NameSpaceURL, []byte("urn:billfold:aggregate"))
 
@@ -297,32 +270,6 @@ var aggregateNamespace = guuid.NewSHA1(guuid.NameSpaceURL, []byte("urn:billfold:
 // object gets the same id in every process and every rebuild.
 func AggregateID(namespace, kind, objectID string) uuid.UUID {
 	return guuid.NewSHA1(aggregateNamespace, []byte(namespace+"\x00"+kind+"\x00"+objectID))
-}
-
-// Event converts the envelope into an eventhorizon event. Its aggregate
-// type is the provider object kind ("event" when unknown), its aggregate id
-// is AggregateID of the object (of the event itself when the object is
-// unknown), its timestamp the provider's clock, and its metadata carries the
-// journal position.
-func (e *Envelope) Event() eh.Event {
-	kind, objectID := e.ObjectKind, e.ObjectID
-	if kind == "" || objectID == "" {
-		kind, objectID = "event", e.EventID
-	}
-	data := &ProviderEventData{
-		Provider:     e.Provider,
-		Endpoint:     e.Endpoint,
-		EventID:      e.EventID,
-		Verification: e.Verification,
-		Livemode:     e.Livemode,
-		ObjectID:     e.ObjectID,
-		Payload:      e.Body,
-	}
-	return eh.NewEvent(EventType(e.Provider, e.EventType), data, e.Created,
-		eh.ForAggregate(eh.AggregateType(string(e.Provider)+":"+kind), AggregateID(e.Namespace(), kind, objectID), 0),
-		eh.WithGlobalPosition(int(e.Sequence)),
-		eh.WithMetadata(map[string]any{"request_id": e.RequestID, "received": formatTime(e.Received)}),
-	)
 }
 
 // String is for logs.

@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -405,14 +406,14 @@ func TestRebuildEqualsLiveOverPermutedHistories(t *testing.T) {
 				require.Zero(rt, h.balances[user], "%s has no wallet", user)
 				continue
 			}
-			w, err := projections.DecodeRecord[domain.WalletRecord](raw)
+			w, err := decodeStored[domain.WalletRecord](raw)
 			require.NoError(rt, err)
 			require.Equal(rt, h.balances[user], w.Balance, "%s: paid top-ups minus refunded ones", user)
 		}
 		for _, sub := range h.pastDue {
 			raw, ok := live[domain.ProjectionSubscriptions][reducers.SubscriptionKey("stripe", sub)]
 			require.True(rt, ok, sub)
-			rec, err := projections.DecodeRecord[domain.SubscriptionRecord](raw)
+			rec, err := decodeStored[domain.SubscriptionRecord](raw)
 			require.NoError(rt, err)
 			require.Equal(rt, domain.StatePastDue, rec.State, sub)
 		}
@@ -556,4 +557,14 @@ func TestReplayFilterAndRebuildResolveDeadLetters(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, open)
 	assert.True(t, fixed.verify().Identical)
+}
+
+// decodeStored decodes the record part of a stored value.
+func decodeStored[R any](value []byte) (*R, error) {
+	raw, err := projections.StoredRecord(value)
+	if err != nil {
+		return nil, err
+	}
+	rec := new(R)
+	return rec, json.Unmarshal(raw, rec)
 }

@@ -1,6 +1,8 @@
 // Package client is for downstream Go services that read billfold's
-// projections over NATS: Get and List read the projection KV buckets, Watch
-// follows the change feed (BILLFOLD_CHANGES) from a position.
+// projections over NATS: Get and List read the projection KV buckets,
+// NewRepo serves them as eventhorizon repositories (billfold's adapter for
+// services that read through eventhorizon), Watch follows the change feed
+// (BILLFOLD_CHANGES) from a position.
 //
 // It reads only; it never writes a projection, the feed or the journal.
 // docs/consuming.md shows a complete program.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	eh "github.com/looplab/eventhorizon"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -92,4 +93,20 @@ func TestClient(t *testing.T) {
 	keys, err := c.List(ctx, domain.ProjectionSubscriptions)
 	require.NoError(t, err)
 	assert.Equal(t, []string{key}, keys)
+
+	// The same records through eventhorizon's repository interface.
+	repo := client.NewRepo[domain.SubscriptionRecord](c, domain.ProjectionSubscriptions, domain.KindSubscription)
+	entities, err := repo.FindAll(ctx)
+	require.NoError(t, err)
+	require.Len(t, entities, 1)
+	ent, err := repo.Find(ctx, (&domain.SubscriptionRecord{Provider: domain.Stripe, ID: "sub_c"}).EntityID())
+	require.NoError(t, err)
+	sub := ent.(*domain.SubscriptionRecord)
+	assert.Equal(t, "sub_c", sub.ID)
+	assert.Equal(t, domain.StatePastDue, sub.State)
+	assert.Equal(t, 2, sub.AggregateVersion())
+	_, err = repo.Find(ctx, (&domain.SubscriptionRecord{Provider: domain.Stripe, ID: "sub_none"}).EntityID())
+	assert.ErrorIs(t, err, eh.ErrEntityNotFound)
+	assert.Equal(t, domain.CodeProjectionReadOnly, domain.ErrorCode(repo.Save(ctx, sub)))
+	assert.Equal(t, domain.CodeProjectionReadOnly, domain.ErrorCode(repo.Remove(ctx, sub.EntityID())))
 }

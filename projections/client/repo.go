@@ -1,4 +1,4 @@
-package projections
+package client
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 
 	eh "github.com/looplab/eventhorizon"
 	"github.com/looplab/eventhorizon/uuid"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
 )
@@ -20,9 +19,12 @@ type Entity interface {
 	eh.Versionable
 }
 
-// Repo is one kind of record in a projection store seen as an eventhorizon
-// repository, for services that read projections through eventhorizon.
-// R is the record type (domain.SubscriptionRecord), P its pointer type.
+// Repo is one kind of record of a projection seen as an eventhorizon
+// repository, for services that read projections through eventhorizon
+// (eventhorizon's repo/cache can wrap it; repo/memory can stand in for it
+// in their tests). R is the record type (domain.SubscriptionRecord), P its
+// pointer type. Each call reads the projection's current generation, so a
+// rebuild's switch is followed.
 //
 // Records are written by the projection's reducers alone, because a record
 // is a function of the journal: Save and Remove refuse with
@@ -32,17 +34,18 @@ type Repo[R any, P interface {
 	*R
 	Entity
 }] struct {
-	kv   jetstream.KeyValue
-	kind string
+	c          *Client
+	projection string
+	kind       string
 }
 
 // NewRepo is the repository of the records of kind ("customer",
-// "subscription", "order", "wallet") in store.
+// "subscription", "order", "wallet") in projection, read through c.
 func NewRepo[R any, P interface {
 	*R
 	Entity
-}](store *Store, kind string) *Repo[R, P] {
-	return &Repo[R, P]{kv: store.kv, kind: kind}
+}](c *Client, projection, kind string) *Repo[R, P] {
+	return &Repo[R, P]{c: c, projection: projection, kind: kind}
 }
 
 var _ eh.ReadWriteRepo = (*Repo[domain.SubscriptionRecord, *domain.SubscriptionRecord])(nil)
@@ -52,30 +55,30 @@ func (r *Repo[R, P]) InnerRepo(context.Context) eh.ReadRepo { return nil }
 
 // Find implements eh.ReadRepo. A missing record is eh.ErrEntityNotFound.
 func (r *Repo[R, P]) Find(ctx context.Context, id uuid.UUID) (eh.Entity, error) {
-	e, err := r.kv.Get(ctx, domain.RecordKey(r.kind, id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	value, _, err := r.c.Get(ctx, r.projection, domain.RecordKey(r.kind, id))
+	if errors.Is(err, ErrNotFound) || (err == nil && value == nil) {
 		return nil, &eh.RepoError{Err: eh.ErrEntityNotFound, Op: eh.RepoOpFind, EntityID: id}
 	}
 	if err != nil {
 		return nil, &eh.RepoError{Err: domain.Wrap(domain.CodeStoreUnavailable, err, "read "+r.kind), Op: eh.RepoOpFind, EntityID: id}
 	}
-	rec, err := DecodeRecord[R, P](e.Value())
-	if err != nil {
-		return nil, &eh.RepoError{Err: err, Op: eh.RepoOpFind, EntityID: id}
+	rec := P(new(R))
+	if err := json.Unmarshal(value, rec); err != nil {
+		return nil, &eh.RepoError{Err: domain.Wrap(domain.CodeReducerDecode, err, "stored record"), Op: eh.RepoOpFind, EntityID: id}
 	}
 	return rec, nil
 }
 
 // FindAll implements eh.ReadRepo: every record of the kind, in key order.
 func (r *Repo[R, P]) FindAll(ctx context.Context) ([]eh.Entity, error) {
-	keys, err := r.kv.ListKeysFiltered(ctx, r.kind+".>")
+	keys, err := r.c.List(ctx, r.projection)
 	if err != nil {
 		return nil, &eh.RepoError{Err: domain.Wrap(domain.CodeStoreUnavailable, err, "list "+r.kind), Op: eh.RepoOpFindAll}
 	}
 	var out []eh.Entity
-	for key := range keys.Keys() {
+	for _, key := range keys {
 		id, err := uuid.Parse(strings.TrimPrefix(key, r.kind+"."))
-		if err != nil {
+		if err != nil || !strings.HasPrefix(key, r.kind+".") {
 			continue // not a record of this kind
 		}
 		rec, err := r.Find(ctx, id)
@@ -90,7 +93,7 @@ func (r *Repo[R, P]) FindAll(ctx context.Context) ([]eh.Entity, error) {
 	return out, nil
 }
 
-// Close implements eh.ReadRepo; the store belongs to the engine.
+// Close implements eh.ReadRepo; the connection belongs to the caller.
 func (r *Repo[R, P]) Close() error { return nil }
 
 // Save implements eh.WriteRepo by refusing: projections are read-only.
@@ -104,18 +107,3 @@ func (r *Repo[R, P]) Remove(_ context.Context, id uuid.UUID) error {
 }
 
 var errReadOnly = domain.Errorf(domain.CodeProjectionReadOnly, "projection records are written by their reducers only; change the journal, or rebuild")
-
-// DecodeRecord decodes the record part of a stored value.
-func DecodeRecord[R any, P interface {
-	*R
-	Entity
-}](value []byte) (P, error) {
-	var s struct {
-		Record P `json:"record"`
-	}
-	s.Record = new(R)
-	if err := json.Unmarshal(value, &s); err != nil {
-		return nil, domain.Wrap(domain.CodeReducerDecode, err, "stored record")
-	}
-	return s.Record, nil
-}
