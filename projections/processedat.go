@@ -28,7 +28,7 @@ func (l *Ledger) processedAt(ctx context.Context, projection string, env *domain
 	}
 	var first *time.Time
 	for _, key := range hinter.Keys(env) {
-		history, err := store.kv.History(ctx, key)
+		history, err := store.history(ctx, key)
 		if err != nil {
 			continue
 		}

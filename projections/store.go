@@ -76,6 +76,12 @@ func (s *Store) Bucket() string { return s.kv.Bucket() }
 // made with NewStore).
 func (s *Store) Generation() int { return max(s.generation, 1) }
 
+// history returns the stored revisions of key the bucket keeps, oldest
+// first.
+func (s *Store) history(ctx context.Context, key string) ([]jetstream.KeyValueEntry, error) {
+	return s.kv.History(ctx, key)
+}
+
 // Get returns a record and its revision; nil and 0 when absent.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 	s.mu.Lock()
@@ -258,4 +264,25 @@ func (t *tx) commit(changes map[string][]byte, cause Cause) error {
 		}
 	}
 	return nil
+}
+
+// eachStoredValue calls fn with the key and latest value of every record a
+// store holds.
+func eachStoredValue(ctx context.Context, s *Store, fn func(key string, value []byte)) error {
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return domain.Wrap(domain.CodeStoreUnavailable, err, "read "+s.Bucket())
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case u := <-w.Updates():
+			if u == nil {
+				return nil
+			}
+			fn(u.Key(), u.Value())
+		}
+	}
 }

@@ -197,27 +197,6 @@ func bucketValues(ctx context.Context, s *Store) (map[string][]byte, error) {
 	return out, err
 }
 
-// eachStoredValue calls fn with the key and latest value of every record a
-// store holds.
-func eachStoredValue(ctx context.Context, s *Store, fn func(key string, value []byte)) error {
-	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return domain.Wrap(domain.CodeStoreUnavailable, err, "read "+s.Bucket())
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case u := <-w.Updates():
-			if u == nil {
-				return nil
-			}
-			fn(u.Key(), u.Value())
-		}
-	}
-}
-
 // changedAfter reports whether the last write of key was caused by a
 // journal event after head.
 func (e *Engine) changedAfter(ctx context.Context, s *Store, key string, head uint64) (bool, error) {
