@@ -8,11 +8,12 @@
 // letters), projections/feed (the change feed's format and SSE),
 // projections/httpapi (the admin API's HTTP conventions), projections/jsio
 // (the JetStream I/O every room shares), projections/index (the query
-// indexes), and, above it, projections/console and projections/client.
+// indexes), and, above it, projections/admin (the admin operations over
+// HTTP), projections/console and projections/client.
 //
 // It must never write to the journal or the delivery log, and it must never
 // depend on delivery order for a projection's content: that is the reducers'
 // job, by the provider's clock. It imports domain, reducers and its own
 // lower rooms; it must never import ingest, cmd, or the rooms above it
-// (console, client).
+// (admin, console, client).
 package projections

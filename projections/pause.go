@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
-	"net/http"
 	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // Pause is an operator's hold on a projection: its projectors stop folding
@@ -216,38 +214,4 @@ func (e *Engine) followPauses(ctx context.Context) {
 		_ = w.Stop()
 		sleep(ctx, 250*time.Millisecond)
 	}
-}
-
-// PauseRequest is the body of a pause or resume: the projections, none
-// meaning all.
-type PauseRequest struct {
-	Projections []string `json:"projections"`
-}
-
-func (o *Operations) pause(w http.ResponseWriter, r *http.Request) {
-	o.hold(w, r, func(ctx context.Context, names []string) ([]Pause, error) {
-		return o.Engine.Pause(ctx, names, httpapi.AdminName(ctx))
-	})
-}
-
-func (o *Operations) resume(w http.ResponseWriter, r *http.Request) {
-	o.hold(w, r, o.Engine.Resume)
-}
-
-func (o *Operations) hold(w http.ResponseWriter, r *http.Request, change func(context.Context, []string) ([]Pause, error)) {
-	var req PauseRequest
-	if err := decodeBody(r, &req); err != nil {
-		httpapi.WriteError(w, err)
-		return
-	}
-	paused, err := change(r.Context(), req.Projections)
-	if err != nil {
-		httpapi.WriteError(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"paused": paused})
-}
-
-func (o *Operations) listPaused(w http.ResponseWriter, _ *http.Request) {
-	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"paused": o.Engine.Paused()})
 }

@@ -2,15 +2,12 @@ package projections
 
 import (
 	"context"
-	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // A verification job is a verify run in the background: a journal too
@@ -153,27 +150,4 @@ func (v *VerifyJobs) Get(id string) (VerifyJob, error) {
 		}
 	}
 	return VerifyJob{}, domain.Errorf(domain.CodeNotFound, "no verification job %s (jobs are kept in memory: a restart forgets them)", id)
-}
-
-func (o *Operations) startVerification(w http.ResponseWriter, r *http.Request) {
-	var projs []string
-	if p := r.URL.Query().Get("projection"); p != "" && p != "all" {
-		projs = strings.Split(p, ",")
-	}
-	job, err := o.Verifications.Start(projs)
-	if err != nil {
-		httpapi.WriteError(w, err)
-		return
-	}
-	w.Header().Set("Location", "/v1/verifications/"+job.ID)
-	httpapi.WriteJSON(w, http.StatusAccepted, job)
-}
-
-func (o *Operations) getVerification(w http.ResponseWriter, r *http.Request) {
-	job, err := o.Verifications.Get(r.PathValue("id"))
-	if err != nil {
-		httpapi.WriteError(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, job)
 }

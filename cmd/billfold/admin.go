@@ -13,6 +13,7 @@ import (
 	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/admin"
 	"github.com/billfold/billfold/projections/console"
 	"github.com/billfold/billfold/projections/httpapi"
 )
@@ -51,7 +52,7 @@ func adminTokensFromEnv(getenv func(string) string) (httpapi.AdminTokens, error)
 }
 
 // newConsole is the operator console over the services the /v1 API uses.
-func newConsole(ops *projections.Operations, query *projections.Query, js jetstream.JetStream, changes http.Handler,
+func newConsole(ops *admin.Operations, query *projections.Query, js jetstream.JetStream, changes http.Handler,
 	doc *doctor.Doctor, readToken string, adminTokens httpapi.AdminTokens, log *slog.Logger) (*console.Console, error) {
 	return console.New(console.Config{
 		Engine: ops.Engine, Rebuilds: ops.Rebuilds, Ledger: ops.Ledger, Query: query, JetStream: js, Changes: changes,

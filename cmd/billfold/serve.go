@@ -27,6 +27,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/admin"
 	"github.com/billfold/billfold/projections/console"
 	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/projections/httpapi"
@@ -221,11 +222,11 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
 	query.FoldJobs = foldJobs
 	go query.Run(engineCtx)
-	admin := newAdminMux()
-	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	adminMux := newAdminMux()
+	adminMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	adminMux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		// The query indexes' state is a detail, not a verdict: deliveries
@@ -247,31 +248,31 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	readAuth := projections.RequireToken(apiToken)
 	// /metrics names endpoints and counts refusals: behind the API token
 	// when there is one, like every other read.
-	admin.Handle("GET /metrics", readAuth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	adminMux.Handle("GET /metrics", readAuth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	ledger := projections.NewLedger(engine)
 	ledger.RedactEndpoints(unsignedNames(endpoints))
 	verifications := projections.NewVerifyJobs(engine, foldJobs)
 	defer verifications.Close()
-	ops := &projections.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs, Verifications: verifications}
-	ops.Register(admin, readAuth, httpapi.RequireAdmin(adminTokens))
-	registerProfiler(admin, httpapi.RequireAdmin(adminTokens))
+	ops := &admin.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs, Verifications: verifications}
+	ops.Register(adminMux, readAuth, httpapi.RequireAdmin(adminTokens))
+	registerProfiler(adminMux, httpapi.RequireAdmin(adminTokens))
 	httpapi.LogErrorsTo(log)
 	changes := feed.NewChangeFeed(js, apiToken)
 	changes.MaxClients = o.maxFeedClients
 	changes.SetLogger(log)
 	defer changes.Close()
-	admin.Handle("GET /v1/changes", changes)
-	query.Register(admin, readAuth)
+	adminMux.Handle("GET /v1/changes", changes)
+	query.Register(adminMux, readAuth)
 	doc := doctor.New(js, endpoints, engine, o.bypass, version, natsDescription(o, ns))
-	admin.Handle("GET /v1/doctor", readAuth(doc))
+	adminMux.Handle("GET /v1/doctor", readAuth(doc))
 	ui, err := newConsole(ops, query, js, changes, doc, apiToken, adminTokens, log)
 	if err != nil {
 		return err
 	}
 	// The console is HTML, not API: mounted on the mux itself, so the
 	// OpenAPI document's route check does not see it.
-	admin.ServeMux.Handle(console.Prefix, ui)
-	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	adminMux.ServeMux.Handle(console.Prefix, ui)
+	adminMux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" && r.Method == http.MethodGet {
 			console.RedirectRoot(w, r)
 			return
@@ -285,7 +286,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	servers := []*http.Server{
 		newHTTPServer(o.listen, intake.Wrap(receiver.Handler())),
-		newHTTPServer(o.adminListen, admin),
+		newHTTPServer(o.adminListen, adminMux),
 	}
 	errc := make(chan error, len(servers))
 	var addrs []net.Addr

@@ -157,10 +157,10 @@ func rebuildRequest(form url.Values) (projections.RebuildRequest, error) {
 	f.Provider, f.EventID = strings.TrimSpace(form.Get("provider")), strings.TrimSpace(form.Get("event_id"))
 	var err error
 	now := time.Now()
-	if f.Since, err = projections.ParseSince("since", strings.TrimSpace(form.Get("since")), now); err != nil {
+	if f.Since, err = httpapi.ParseSince("since", strings.TrimSpace(form.Get("since")), now); err != nil {
 		return req, err
 	}
-	if f.Until, err = projections.ParseSince("until", strings.TrimSpace(form.Get("until")), now); err != nil {
+	if f.Until, err = httpapi.ParseSince("until", strings.TrimSpace(form.Get("until")), now); err != nil {
 		return req, err
 	}
 	return req, nil

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // deliveriesPerPage is how many delivery log entries one page of
@@ -112,7 +112,7 @@ func (c *Console) deliveries(w http.ResponseWriter, r *http.Request, s *session)
 	q := r.URL.Query()
 	f := deliveryFilter{Provider: q.Get("provider"), Outcome: q.Get("outcome"), Code: q.Get("code"), Since: q.Get("since")}
 	var err error
-	if f.since, err = projections.ParseSince("since", f.Since, time.Now()); err != nil {
+	if f.since, err = httpapi.ParseSince("since", f.Since, time.Now()); err != nil {
 		c.fail(w, r, s, err)
 		return
 	}

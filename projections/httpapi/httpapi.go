@@ -13,9 +13,11 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/billfold/billfold/domain"
 )
@@ -130,4 +132,32 @@ func AdminName(ctx context.Context) string {
 func BearerOK(r *http.Request, token string) bool {
 	got, ok := bytes.CutPrefix([]byte(r.Header.Get("Authorization")), []byte("Bearer "))
 	return ok && subtle.ConstantTimeCompare(got, []byte(token)) == 1
+}
+
+// DecodeBody reads a JSON request body into v; an empty body leaves v as
+// it is.
+func DecodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return domain.Errorf(domain.CodeBadRequest, "request body: %v", err)
+	}
+	return nil
+}
+
+// ParseSince reads a time bound as the API and the CLI take it: RFC 3339,
+// or a duration back from now ("1h", "30m"); "" is the zero time. A bad
+// value is BILLFOLD-BAD-REQUEST naming name.
+func ParseSince(name, v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return now.Add(-d).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, domain.Errorf(domain.CodeBadRequest, "%s %q: want RFC 3339 or a duration such as 1h", name, v)
+	}
+	return t, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/admin"
 	"github.com/billfold/billfold/projections/deadletter"
 )
 
@@ -475,7 +476,7 @@ func drillDeadLetterReplay(ctx context.Context, r *drillRun) error {
 	r.check("verify shows the damage before the requeue", !before.Identical, "identical")
 
 	var res projections.RequeueResult
-	code, err = e.call(ctx, http.MethodPost, "/v1/dead-letters/requeue", projections.RequeueWhereRequest{Where: map[string]string{"type": failing}}, &res)
+	code, err = e.call(ctx, http.MethodPost, "/v1/dead-letters/requeue", admin.RequeueWhereRequest{Where: map[string]string{"type": failing}}, &res)
 	if err != nil {
 		return err
 	}

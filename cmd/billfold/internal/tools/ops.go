@@ -21,6 +21,7 @@ import (
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/admin"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/httpapi"
 )
@@ -77,11 +78,11 @@ events to the current generation (docs/replay.md).`)
 	}
 	req := projections.RebuildRequest{Projections: cli.SplitList(projs), Republish: republish, DryRun: dryRun, Force: yes,
 		Filter: projections.ReplayFilter{Types: cli.SplitList(types), Provider: provider, EventID: event}}
-	if req.Filter.Since, err = projections.ParseSince("--since", since, time.Now()); err != nil {
+	if req.Filter.Since, err = httpapi.ParseSince("--since", since, time.Now()); err != nil {
 		fmt.Fprintln(stderr, "billfold replay:", err)
 		return 2
 	}
-	if req.Filter.Until, err = projections.ParseSince("--until", until, time.Now()); err != nil {
+	if req.Filter.Until, err = httpapi.ParseSince("--until", until, time.Now()); err != nil {
 		fmt.Fprintln(stderr, "billfold replay:", err)
 		return 2
 	}
@@ -289,7 +290,7 @@ func DLQ(args []string, stdout, stderr io.Writer) int {
 }
 
 func requeueWhere(f cli.Flags, where string, dryRun, yes bool, stdout, stderr io.Writer) int {
-	req := projections.RequeueWhereRequest{Where: map[string]string{}, DryRun: dryRun || !yes, Force: yes}
+	req := admin.RequeueWhereRequest{Where: map[string]string{}, DryRun: dryRun || !yes, Force: yes}
 	for _, kv := range cli.SplitList(where) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/admin"
 )
 
 // billfold pause / billfold resume: the incident step that stops folding
@@ -41,7 +42,7 @@ func runHold(verb string, args []string, stdout, stderr io.Writer) int {
 	var out struct {
 		Paused []projections.Pause `json:"paused"`
 	}
-	req := projections.PauseRequest{Projections: names}
+	req := admin.PauseRequest{Projections: names}
 	if err := cli.AdminJSON(f.Server, http.MethodPost, "/v1/projections/"+verb, nil, req, &out); err != nil {
 		return cli.Fail(stderr, verb, err)
 	}

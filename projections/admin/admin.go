@@ -1,16 +1,14 @@
-package projections
+package admin
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/httpapi"
 )
@@ -18,19 +16,19 @@ import (
 // Operations is the admin API of rebuilds, replays, dead letters, verify
 // and the event ledger.
 type Operations struct {
-	Engine   *Engine
-	Rebuilds *Rebuilds
-	Ledger   *Ledger
+	Engine   *projections.Engine
+	Rebuilds *projections.Rebuilds
+	Ledger   *projections.Ledger
 	// FoldJobs bounds verify runs (nil: unbounded).
-	FoldJobs *FoldJobs
+	FoldJobs *projections.FoldJobs
 	// Verifications runs verify in the background (POST
 	// /v1/verifications), in FoldJobs' slots.
-	Verifications *VerifyJobs
+	Verifications *projections.VerifyJobs
 }
 
 // Register adds the routes to mux: reads wrapped in read, mutations in
 // admin (RequireAdmin).
-func (o *Operations) Register(mux Mux, read, admin func(http.Handler) http.Handler) {
+func (o *Operations) Register(mux projections.Mux, read, admin func(http.Handler) http.Handler) {
 	mux.Handle("POST /v1/rebuilds", admin(http.HandlerFunc(o.startRebuild)))
 	mux.Handle("GET /v1/rebuilds", read(http.HandlerFunc(o.listRebuilds)))
 	mux.Handle("GET /v1/rebuilds/{id}", read(http.HandlerFunc(o.getRebuild)))
@@ -49,20 +47,9 @@ func (o *Operations) Register(mux Mux, read, admin func(http.Handler) http.Handl
 	mux.Handle("POST /v1/projections/resume", admin(http.HandlerFunc(o.resume)))
 }
 
-// decodeBody reads a JSON request body into v; an empty body leaves v as
-// it is.
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return domain.Errorf(domain.CodeBadRequest, "request body: %v", err)
-	}
-	return nil
-}
-
 func (o *Operations) startRebuild(w http.ResponseWriter, r *http.Request) {
-	var req RebuildRequest
-	if err := decodeBody(r, &req); err != nil {
+	var req projections.RebuildRequest
+	if err := httpapi.DecodeBody(r, &req); err != nil {
 		httpapi.WriteError(w, err)
 		return
 	}
@@ -105,27 +92,10 @@ func (o *Operations) cancelRebuild(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusAccepted, rb)
 }
 
-// ParseSince reads a time bound as the API and the CLI take it: RFC 3339,
-// or a duration back from now ("1h", "30m"); "" is the zero time. A bad
-// value is BILLFOLD-BAD-REQUEST naming name.
-func ParseSince(name, v string, now time.Time) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(v); err == nil && d > 0 {
-		return now.Add(-d).UTC(), nil
-	}
-	t, err := time.Parse(time.RFC3339, v)
-	if err != nil {
-		return time.Time{}, domain.Errorf(domain.CodeBadRequest, "%s %q: want RFC 3339 or a duration such as 1h", name, v)
-	}
-	return t, nil
-}
-
 // deadLetterFilter reads a filter from query parameters (projection, code,
 // type, provider, status, since).
 func deadLetterFilter(get func(string) string) (deadletter.Filter, error) {
-	since, err := ParseSince("since", get("since"), time.Now())
+	since, err := httpapi.ParseSince("since", get("since"), time.Now())
 	return deadletter.Filter{
 		Projection: get("projection"), Code: domain.Code(get("code")), EventType: get("type"),
 		Provider: get("provider"), Status: get("status"), Since: since,
@@ -177,7 +147,7 @@ var requeueWhereFields = []string{"projection", "code", "type", "provider", "sin
 
 func (o *Operations) requeueWhere(w http.ResponseWriter, r *http.Request) {
 	var req RequeueWhereRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := httpapi.DecodeBody(r, &req); err != nil {
 		httpapi.WriteError(w, err)
 		return
 	}
@@ -209,7 +179,7 @@ func (o *Operations) verify(w http.ResponseWriter, r *http.Request) {
 	if p := r.URL.Query().Get("projection"); p != "" && p != "all" {
 		projs = strings.Split(p, ",")
 	}
-	var rep VerifyReport
+	var rep projections.VerifyReport
 	err := o.FoldJobs.Run(r.Context(), "verify", func(ctx context.Context) (ferr error) {
 		rep, ferr = o.Engine.Verify(ctx, projs)
 		return ferr
@@ -223,22 +193,79 @@ func (o *Operations) verify(w http.ResponseWriter, r *http.Request) {
 
 func (o *Operations) listEvents(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
-	since, err := ParseSince("since", v.Get("since"), time.Now())
+	since, err := httpapi.ParseSince("since", v.Get("since"), time.Now())
 	if err != nil {
 		httpapi.WriteError(w, err)
 		return
 	}
 	limit := 0
 	if v.Get("limit") != "" {
-		if limit, err = ParseLimit(v.Get("limit")); err != nil {
+		if limit, err = projections.ParseLimit(v.Get("limit")); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}
 	}
-	items, err := o.Ledger.List(r.Context(), EventFilter{Status: v.Get("status"), Provider: v.Get("provider"), Since: since, Limit: limit})
+	items, err := o.Ledger.List(r.Context(), projections.EventFilter{Status: v.Get("status"), Provider: v.Get("provider"), Since: since, Limit: limit})
 	if err != nil {
 		httpapi.WriteError(w, err)
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+// PauseRequest is the body of a pause or resume: the projections, none
+// meaning all.
+type PauseRequest struct {
+	Projections []string `json:"projections"`
+}
+
+func (o *Operations) pause(w http.ResponseWriter, r *http.Request) {
+	o.hold(w, r, func(ctx context.Context, names []string) ([]projections.Pause, error) {
+		return o.Engine.Pause(ctx, names, httpapi.AdminName(ctx))
+	})
+}
+
+func (o *Operations) resume(w http.ResponseWriter, r *http.Request) {
+	o.hold(w, r, o.Engine.Resume)
+}
+
+func (o *Operations) hold(w http.ResponseWriter, r *http.Request, change func(context.Context, []string) ([]projections.Pause, error)) {
+	var req PauseRequest
+	if err := httpapi.DecodeBody(r, &req); err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	paused, err := change(r.Context(), req.Projections)
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"paused": paused})
+}
+
+func (o *Operations) listPaused(w http.ResponseWriter, _ *http.Request) {
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"paused": o.Engine.Paused()})
+}
+
+func (o *Operations) startVerification(w http.ResponseWriter, r *http.Request) {
+	var projs []string
+	if p := r.URL.Query().Get("projection"); p != "" && p != "all" {
+		projs = strings.Split(p, ",")
+	}
+	job, err := o.Verifications.Start(projs)
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/verifications/"+job.ID)
+	httpapi.WriteJSON(w, http.StatusAccepted, job)
+}
+
+func (o *Operations) getVerification(w http.ResponseWriter, r *http.Request) {
+	job, err := o.Verifications.Get(r.PathValue("id"))
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, job)
 }
