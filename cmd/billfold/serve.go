@@ -260,7 +260,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	defer changes.Close()
 	admin.Handle("GET /v1/changes", changes)
 	query.Register(admin, readAuth)
-	doc := doctor.New(js, endpoints, engine, o.bypass, version, natsDescription(o, ns))
+	doc := doctor.New(js, endpoints, engine, query, o.bypass, version, natsDescription(o, ns))
 	admin.Handle("GET /v1/doctor", readAuth(doc))
 	ui, err := newConsole(ops, query, js, changes, doc, apiToken, adminTokens, log)
 	if err != nil {
