@@ -102,6 +102,33 @@ func TestOpenDeadLettersCountWhatTheStreamHolds(t *testing.T) {
 	assert.Equal(t, countGroups(left), groupsOf(open), "the requeued wallets' dead letters are gone")
 	assert.Equal(t, 8, open.Total)
 	assert.ElementsMatch(t, left, open.Items)
+
+	// The doctor's summary: per code, the count, the projections, and the
+	// newest failure, as a full read of the stream gives them.
+	codes, err := fixed.query.OpenDeadLetterCodes(ctx)
+	require.NoError(t, err)
+	want := map[domain.Code]map[string]int{}
+	newest := map[domain.Code]time.Time{}
+	for _, dl := range left {
+		if want[dl.Code] == nil {
+			want[dl.Code] = map[string]int{}
+		}
+		want[dl.Code][dl.Projection]++
+		if dl.FailedAt.After(newest[dl.Code]) {
+			newest[dl.Code] = dl.FailedAt
+		}
+	}
+	require.Len(t, codes, len(want))
+	for _, c := range codes {
+		assert.Equal(t, want[c.Code], c.Projections, c.Code)
+		n := 0
+		for _, k := range want[c.Code] {
+			n += k
+		}
+		assert.Equal(t, n, c.Count, c.Code)
+		assert.Contains(t, left, c.Newest, "a dead letter as the stream holds it")
+		assert.True(t, c.Newest.FailedAt.Equal(newest[c.Code]), "%s: the newest failure", c.Code)
+	}
 }
 
 // BenchmarkOpenDeadLetters compares the console's reads of the open dead

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -305,7 +307,9 @@ func (r *Relay) decode(w *relayWrite) error {
 		UserID  string `json:"user_id"`
 		Account string `json:"account"`
 	}
-	if err := json.Unmarshal(record, &rec); err != nil {
+	// encoding/json/v2's decoder (go-json-experiment) skips the members
+	// the feed does not need several times faster than encoding/json.
+	if err := jsonv2.Unmarshal(record, &rec); err != nil {
 		return err
 	}
 	if r.projection == domain.ProjectionWallets {
@@ -313,8 +317,8 @@ func (r *Relay) decode(w *relayWrite) error {
 	}
 	w.eventID = h.Get(HeaderEventID)
 	w.previous, _ = strconv.ParseUint(h.Get(HeaderPreviousRevision), 10, 64)
-	body, err := json.Marshal(feed.Change{Projection: r.projection, Provider: rec.Provider, ID: rec.ID,
-		Version: rec.Version, EventID: w.eventID, Verification: rec.Verification, Account: rec.Account, Record: record})
+	body, err := changeBody(feed.Change{Projection: r.projection, Provider: rec.Provider, ID: rec.ID,
+		Version: rec.Version, EventID: w.eventID, Verification: rec.Verification, Account: rec.Account}, record)
 	if err != nil {
 		return err
 	}
@@ -324,6 +328,27 @@ func (r *Relay) decode(w *relayWrite) error {
 		w.subscription = &rec.SubscriptionVersion
 	}
 	return nil
+}
+
+// changeBody is c encoded with record as its record: the stored record's
+// bytes, which the reducers encoded, are appended as they are rather than
+// validated and compacted once more by json.Marshal.
+func changeBody(c feed.Change, record json.RawMessage) ([]byte, error) {
+	c.Record = nil
+	head, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	// Record is Change's last member, so it goes where "record":null ends.
+	const null = `"record":null}`
+	if !bytes.HasSuffix(head, []byte(null)) {
+		return nil, fmt.Errorf("change head %q does not end in its record", head)
+	}
+	body := make([]byte, 0, len(head)+len(record))
+	body = append(body, head[:len(head)-len(null)]...)
+	body = append(body, `"record":`...)
+	body = append(body, record...)
+	return append(body, '}'), nil
 }
 
 func (r *Relay) msgID(seq uint64) string { return r.bucket + ":" + strconv.FormatUint(seq, 10) }

@@ -304,4 +304,17 @@ func TestRecordsKeepTheConnectAccount(t *testing.T) {
 
 	platform := fold(t, DefaultOptions(), []*domain.Envelope{h.events[2]})
 	assert.Empty(t, record[domain.SubscriptionRecord](t, platform, SubscriptionKey("stripe", "sub_c")).Account, "a platform event makes a platform record")
+
+	// A wallet keeps the account of the top-ups that credit it.
+	w := newHistory(t)
+	w.clerkProfile("user.created", "user_w", "")
+	w.tick(time.Minute)
+	w.topUp(1, "", "user_w", 100).Account = "acct_W"
+	w.tick(time.Minute)
+	w.topUp(2, "", "user_w", 50).Account = "acct_V"
+	for _, order := range [][]*domain.Envelope{w.events, reversed(w.events)} {
+		wallet := record[domain.WalletRecord](t, fold(t, DefaultOptions(), order), WalletKey("user_w"))
+		assert.Equal(t, int64(150), wallet.Balance-40, "both top-ups credited beside the signup bonus")
+		assert.Equal(t, "acct_V", wallet.Account, "the least of its top-ups' accounts")
+	}
 }

@@ -189,6 +189,11 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 	}
 	c, err := w.updateWallet(overlay{records, changes}, credited.UserID, func(wm *walletMerge, meta *domain.RecordMeta) {
 		wm.Folded.union(meta, topUp.Merge.Folded)
+		// The wallet keeps its top-ups' Connect account as a record keeps
+		// its events' (Folded.add): the least, whatever the order.
+		if a := topUp.Record.Account; a != "" && (meta.Account == "" || a < meta.Account) {
+			meta.Account = a
+		}
 		setTopUpEntries(wm, id, topUp.Record, topUp.Merge)
 		if identity != nil {
 			wm.takeIdentity(meta, *identity)

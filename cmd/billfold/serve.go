@@ -263,7 +263,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	defer changes.Close()
 	adminMux.Handle("GET /v1/changes", changes)
 	query.Register(adminMux, readAuth)
-	doc := doctor.New(js, endpoints, engine, o.bypass, version, natsDescription(o, ns))
+	doc := doctor.New(js, endpoints, engine, query, o.bypass, version, natsDescription(o, ns))
 	adminMux.Handle("GET /v1/doctor", readAuth(doc))
 	ui, err := newConsole(ops, query, js, changes, doc, apiToken, adminTokens, log)
 	if err != nil {

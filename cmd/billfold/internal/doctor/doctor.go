@@ -249,6 +249,7 @@ type Doctor struct {
 	js        jetstream.JetStream
 	endpoints []*ingest.Endpoint
 	engine    *projections.Engine
+	query     *projections.Query
 	bypass    bool
 	natsMode  string
 	version   string // billfold's, for the report
@@ -259,8 +260,8 @@ type Doctor struct {
 }
 
 // New returns the handler of GET /v1/doctor.
-func New(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *projections.Engine, bypass bool, version, natsMode string) *Doctor {
-	d := &Doctor{js: js, endpoints: endpoints, engine: engine, bypass: bypass, version: version, natsMode: natsMode, now: time.Now, unsigned: map[string]bool{}}
+func New(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *projections.Engine, query *projections.Query, bypass bool, version, natsMode string) *Doctor {
+	d := &Doctor{js: js, endpoints: endpoints, engine: engine, query: query, bypass: bypass, version: version, natsMode: natsMode, now: time.Now, unsigned: map[string]bool{}}
 	for _, e := range endpoints {
 		if e.Unsigned {
 			d.unsigned[e.Name] = true

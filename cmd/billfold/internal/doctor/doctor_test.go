@@ -128,7 +128,7 @@ func TestDoctorEndpointsWithoutSecrets(t *testing.T) {
 	missing, err := ingest.NewEndpoint(ingest.EndpointConfig{Name: "clerk", Provider: domain.Clerk})
 	require.NoError(t, err)
 
-	d := New(nil, []*ingest.Endpoint{unsigned, stripe, missing}, nil, false, "dev", "embedded")
+	d := New(nil, []*ingest.Endpoint{unsigned, stripe, missing}, nil, nil, false, "dev", "embedded")
 	var rep Report
 	rep.Endpoints = d.endpointReports(&rep)
 	out, err := json.Marshal(rep)

@@ -15,7 +15,6 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
-	"github.com/billfold/billfold/projections/deadletter"
 )
 
 // streamReports reads every stream billfold owns.
@@ -121,30 +120,22 @@ func (d *Doctor) projectionReports(ctx context.Context, rep *Report) []projectio
 }
 
 // deadLetters counts the open dead letters and groups them by code, one
-// problem line per code.
+// problem line per code naming the newest. It reads the query's index of
+// open dead letters (one dead letter per code), however many are open.
 func (d *Doctor) deadLetters(ctx context.Context, rep *Report) deadLetterReport {
 	dl := deadLetterReport{ByCode: []deadLetterGroup{}}
-	groups := map[domain.Code]*deadLetterGroup{}
-	open, err := d.engine.DeadLetters(ctx, deadletter.Filter{})
+	codes, err := d.query.OpenDeadLetterCodes(ctx)
 	if err != nil {
 		return dl // the streams section reports the unreadable stream
 	}
-	dl.Count = len(open)
-	for _, l := range open {
-		g := groups[l.Code]
-		if g == nil {
-			g = &deadLetterGroup{Code: l.Code, Projections: map[string]int{}}
-			groups[l.Code] = g
-		}
-		g.Count++
-		g.Projections[l.Projection]++
+	for _, c := range codes {
+		l := c.Newest
 		// The message often repeats the code it is grouped under.
-		g.LastMessage, g.LastEventID, g.LastProvider = strings.TrimPrefix(l.Message, string(l.Code)+": "), l.EventID, d.shownName(l.Namespace)
-	}
-	for _, code := range slices.Sorted(maps.Keys(groups)) {
-		g := groups[code]
-		dl.ByCode = append(dl.ByCode, *g)
-		rep.Problems = append(rep.Problems, newProblem(code, "%s (%s); newest: %s %s: %s",
+		g := deadLetterGroup{Code: c.Code, Count: c.Count, Projections: c.Projections,
+			LastMessage: strings.TrimPrefix(l.Message, string(c.Code)+": "), LastEventID: l.EventID, LastProvider: d.shownName(l.Namespace)}
+		dl.Count += g.Count
+		dl.ByCode = append(dl.ByCode, g)
+		rep.Problems = append(rep.Problems, newProblem(g.Code, "%s (%s); newest: %s %s: %s",
 			plural(g.Count, "dead letter"), countsText(g.Projections), g.LastProvider, g.LastEventID, g.LastMessage))
 	}
 	return dl
