@@ -140,7 +140,7 @@ func (rc *Receiver) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allowed(ep))
 		writeAnswer(w, http.StatusMethodNotAllowed, answerNoMethod)
 	default:
-		rc.deliveryChain.ServeHTTP(w, r)
+		rc.deliveryChain.ServeHTTP(w, withIntake(r, &intake{ep: ep}))
 	}
 }
 
@@ -149,17 +149,17 @@ func (rc *Receiver) serveWebhook(w http.ResponseWriter, r *http.Request) {
 // it is counted, whatever answered it.
 func (rc *Receiver) openDelivery(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ep := rc.endpoints[r.PathValue("endpoint")]
-		in := &intake{ep: ep, delivery: domain.Delivery{
-			Endpoint:   ep.Name,
-			Provider:   ep.Provider,
+		in := intakeOf(r)
+		in.delivery = domain.Delivery{
+			Endpoint:   in.ep.Name,
+			Provider:   in.ep.Provider,
 			RequestID:  requestID(r),
 			SourceAddr: sourceAddr(r),
 			Received:   rc.now(),
-		}}
+		}
 		w.Header().Set("X-Request-Id", in.delivery.RequestID)
-		next.ServeHTTP(w, withIntake(r, in))
-		rc.finish(&in.delivery, in.status, ep.Label())
+		next.ServeHTTP(w, r)
+		rc.finish(&in.delivery, in.status, in.ep.Label())
 	})
 }
 
