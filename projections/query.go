@@ -2,12 +2,11 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/looplab/eventhorizon/uuid"
 	"github.com/nats-io/nats.go/jetstream"
@@ -256,32 +255,59 @@ type indexedRecord struct {
 }
 
 // decodeIndexed is the one place the indexes decode a stored value. It
-// picks the few fields the indexes need out of the record part (gjson
-// walks the bytes without building anything, and stops at the end of the
-// record, before the merge state that is most of a value's bytes); at a
-// million records a full decode of each value was most of a restart's
-// index load. A value without a record id is no record (nil, false); the
-// values are the reducers' own writes, so they are not validated beyond
-// that.
-func decodeIndexed(value []byte) (*indexedRecord, bool) {
-	if value == nil {
-		return nil, false
-	}
-	rec := gjson.GetBytes(value, "record")
-	if !rec.IsObject() {
-		return nil, false
-	}
-	f := gjson.GetMany(rec.Raw, "provider", "id", "customer_id", "state", "links", "deleted")
+// picks the few fields the indexes need out of the record part in one
+// pass over it (gjson walks the bytes without building anything, and
+// stops at the end of the record, before the merge state that is most of
+// a value's bytes); at a million records a full decode of each value was
+// most of a restart's index load. The value is read in place, not copied:
+// a string without escapes in the result shares value's bytes, so a
+// caller that keeps one past the call clones it (owned). A value without
+// a record id is no record (false); the values are the reducers' own
+// writes, so they are not validated beyond that.
+func decodeIndexed(value []byte) (indexedRecord, bool) {
 	var r indexedRecord
-	r.Record.Provider, r.Record.ID, r.Record.CustomerID, r.Record.State = f[0].String(), f[1].String(), f[2].String(), f[3].String()
-	r.Record.Deleted = f[5].Bool()
-	if f[4].IsArray() && json.Unmarshal([]byte(f[4].Raw), &r.Record.Links) != nil {
-		return nil, false
+	if len(value) == 0 {
+		return r, false
 	}
-	if r.Record.ID == "" {
-		return nil, false
+	rec := gjson.Get(unsafe.String(unsafe.SliceData(value), len(value)), "record")
+	if !rec.IsObject() {
+		return r, false
 	}
-	return &r, true
+	rec.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "provider":
+			r.Record.Provider = v.String()
+		case "id":
+			r.Record.ID = v.String()
+		case "customer_id":
+			r.Record.CustomerID = v.String()
+		case "state":
+			r.Record.State = v.String()
+		case "deleted":
+			r.Record.Deleted = v.Bool()
+		case "links":
+			r.Record.Links = nil
+			v.ForEach(func(_, l gjson.Result) bool {
+				r.Record.Links = append(r.Record.Links, domain.Link{Kind: l.Get("kind").String(), Value: l.Get("value").String()})
+				return true
+			})
+		}
+		return true
+	})
+	return r, r.Record.ID != ""
+}
+
+// owned returns r with strings of its own, not sharing the decoded
+// value's bytes, for an index that keeps them.
+func (r indexedRecord) owned() indexedRecord {
+	rec := &r.Record
+	rec.Provider, rec.ID, rec.CustomerID, rec.State = strings.Clone(rec.Provider), strings.Clone(rec.ID), strings.Clone(rec.CustomerID), strings.Clone(rec.State)
+	links := make([]domain.Link, len(rec.Links))
+	for i, l := range rec.Links {
+		links[i] = domain.Link{Kind: strings.Clone(l.Kind), Value: strings.Clone(l.Value)}
+	}
+	rec.Links = links
+	return r
 }
 
 func (v *queryView) applySubscription(_ string, id uuid.UUID, value []byte) {
@@ -290,6 +316,7 @@ func (v *queryView) applySubscription(_ string, id uuid.UUID, value []byte) {
 		v.subs.Delete(id)
 		return
 	}
+	// Put interns (copies) the strings it keeps.
 	v.subs.Put(index.Subscription{Key: id, Provider: r.Record.Provider, ID: r.Record.ID, Customer: r.Record.CustomerID,
 		State: domain.LifecycleState(r.Record.State)})
 }
@@ -300,7 +327,8 @@ func (v *queryView) applyCustomer(_ string, id uuid.UUID, value []byte) {
 		v.people.removeCustomer(id)
 		return
 	}
-	links := slices.Clone(r.Record.Links)
+	r = r.owned()
+	links := r.Record.Links
 	if domain.Provider(r.Record.Provider) == domain.Clerk {
 		// A Clerk user is the billfold user its id names.
 		links = append(links, domain.Link{Kind: v.userIDKey, Value: r.Record.ID})
@@ -314,5 +342,6 @@ func (v *queryView) applyOrder(_ string, id uuid.UUID, value []byte) {
 		v.people.removeOrder(id)
 		return
 	}
+	r = r.owned()
 	v.people.upsertOrder(id, ident{r.Record.Provider, r.Record.CustomerID}, index.Position{Provider: r.Record.Provider, ID: r.Record.ID}, r.Record.Links)
 }
