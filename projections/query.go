@@ -46,7 +46,7 @@ type queryView struct {
 	stores    map[string]*Store
 	userIDKey string
 	subs      *index.Subscriptions
-	people    *linkIndex
+	people    *index.Links
 	pending   sync.WaitGroup
 	loaded    chan struct{}
 }
@@ -88,7 +88,7 @@ func (q *Query) newView() *queryView {
 	for _, name := range q.engine.Projections() {
 		stores[name] = q.engine.Store(name)
 	}
-	return &queryView{stores: stores, userIDKey: q.userIDKey, subs: index.NewSubscriptions(), people: newLinkIndex(), loaded: make(chan struct{})}
+	return &queryView{stores: stores, userIDKey: q.userIDKey, subs: index.NewSubscriptions(), people: index.NewLinks(), loaded: make(chan struct{})}
 }
 
 // sameGenerations reports whether v reads the stores the engine has now.
@@ -261,7 +261,8 @@ type indexedRecord struct {
 // a value's bytes); at a million records a full decode of each value was
 // most of a restart's index load. The value is read in place, not copied:
 // a string without escapes in the result shares value's bytes, so a
-// caller that keeps one past the call clones it (owned). A value without
+// caller that keeps one past the call copies it (the indexes intern what
+// they keep). A value without
 // a record id is no record (false); the values are the reducers' own
 // writes, so they are not validated beyond that.
 func decodeIndexed(value []byte) (indexedRecord, bool) {
@@ -297,26 +298,12 @@ func decodeIndexed(value []byte) (indexedRecord, bool) {
 	return r, r.Record.ID != ""
 }
 
-// owned returns r with strings of its own, not sharing the decoded
-// value's bytes, for an index that keeps them.
-func (r indexedRecord) owned() indexedRecord {
-	rec := &r.Record
-	rec.Provider, rec.ID, rec.CustomerID, rec.State = strings.Clone(rec.Provider), strings.Clone(rec.ID), strings.Clone(rec.CustomerID), strings.Clone(rec.State)
-	links := make([]domain.Link, len(rec.Links))
-	for i, l := range rec.Links {
-		links[i] = domain.Link{Kind: strings.Clone(l.Kind), Value: strings.Clone(l.Value)}
-	}
-	rec.Links = links
-	return r
-}
-
 func (v *queryView) applySubscription(_ string, id uuid.UUID, value []byte) {
 	r, ok := decodeIndexed(value)
 	if !ok {
 		v.subs.Delete(id)
 		return
 	}
-	// Put interns (copies) the strings it keeps.
 	v.subs.Put(index.Subscription{Key: id, Provider: r.Record.Provider, ID: r.Record.ID, Customer: r.Record.CustomerID,
 		State: domain.LifecycleState(r.Record.State)})
 }
@@ -324,24 +311,22 @@ func (v *queryView) applySubscription(_ string, id uuid.UUID, value []byte) {
 func (v *queryView) applyCustomer(_ string, id uuid.UUID, value []byte) {
 	r, ok := decodeIndexed(value)
 	if !ok {
-		v.people.removeCustomer(id)
+		v.people.DeleteCustomer(id)
 		return
 	}
-	r = r.owned()
 	links := r.Record.Links
 	if domain.Provider(r.Record.Provider) == domain.Clerk {
 		// A Clerk user is the billfold user its id names.
 		links = append(links, domain.Link{Kind: v.userIDKey, Value: r.Record.ID})
 	}
-	v.people.upsertCustomer(id, ident{r.Record.Provider, r.Record.ID}, links)
+	v.people.PutCustomer(id, index.Customer{Provider: r.Record.Provider, ID: r.Record.ID}, links)
 }
 
 func (v *queryView) applyOrder(_ string, id uuid.UUID, value []byte) {
 	r, ok := decodeIndexed(value)
 	if !ok {
-		v.people.removeOrder(id)
+		v.people.DeleteOrder(id)
 		return
 	}
-	r = r.owned()
-	v.people.upsertOrder(id, ident{r.Record.Provider, r.Record.CustomerID}, index.Position{Provider: r.Record.Provider, ID: r.Record.ID}, r.Record.Links)
+	v.people.PutOrder(id, index.Position{Provider: r.Record.Provider, ID: r.Record.ID}, index.Customer{Provider: r.Record.Provider, ID: r.Record.CustomerID}, r.Record.Links)
 }

@@ -142,13 +142,9 @@ func (q *Query) CustomerSubscriptions(ctx context.Context, provider, id string) 
 	if err != nil {
 		return Page{}, err
 	}
-	group, known := v.people.identities(ident{provider, id})
-	customers := make([]index.Customer, len(group))
-	for i, c := range group {
-		customers[i] = index.Customer{Provider: c.provider, ID: c.id}
-	}
+	group, known := v.people.Identities(index.Customer{Provider: provider, ID: id}, maxLinkedIdentities)
 	var keys []string
-	for _, e := range v.subs.OfCustomers(customers) {
+	for _, e := range v.subs.OfCustomers(group) {
 		keys = append(keys, subscriptionKey(e))
 	}
 	return v.customerPage(ctx, domain.ProjectionSubscriptions, keys, known, provider, id)
@@ -162,8 +158,13 @@ func (q *Query) CustomerOrders(ctx context.Context, provider, id string) (Page, 
 	if err != nil {
 		return Page{}, err
 	}
-	group, known := v.people.identities(ident{provider, id})
-	return v.customerPage(ctx, domain.ProjectionOrders, v.people.ordersOf(group), known, provider, id)
+	group, known := v.people.Identities(index.Customer{Provider: provider, ID: id}, maxLinkedIdentities)
+	orders := v.people.OrdersOf(group)
+	keys := make([]string, len(orders))
+	for i, key := range orders {
+		keys[i] = domain.RecordKey(domain.KindOrder, key)
+	}
+	return v.customerPage(ctx, domain.ProjectionOrders, keys, known, provider, id)
 }
 
 // subscriptionKey is the store key of an indexed subscription.
