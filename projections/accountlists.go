@@ -34,7 +34,7 @@ func newRecordList() *recordList { return &recordList{x: index.NewSubscriptions(
 
 // apply puts the record r under key id, or removes it when the stored
 // value holds none (ok false: a deletion).
-func (l *recordList) apply(id uuid.UUID, r *indexedRecord, ok bool) {
+func (l *recordList) apply(id uuid.UUID, r indexedRecord, ok bool) {
 	if !ok {
 		l.x.Delete(id)
 		return

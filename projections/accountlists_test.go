@@ -224,7 +224,7 @@ func BenchmarkAccountListPage(b *testing.B) {
 	l := newRecordList()
 	l.x.StartLoad()
 	for i := range 1_000_000 {
-		r := &indexedRecord{}
+		var r indexedRecord
 		r.Record.Provider, r.Record.ID = "stripe", fmt.Sprintf("cus_%07d", i)
 		if i%2 == 0 {
 			r.Record.Account = fmt.Sprintf("acct_%03d", i%200/2)

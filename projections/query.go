@@ -2,12 +2,11 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/looplab/eventhorizon/uuid"
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,7 +48,7 @@ type queryView struct {
 	stores    map[string]*Store
 	userIDKey string
 	subs      *index.Subscriptions
-	people    *linkIndex
+	people    *index.Links
 	pending   sync.WaitGroup
 	loaded    chan struct{}
 
@@ -95,7 +94,7 @@ func (q *Query) newView() *queryView {
 	for _, name := range q.engine.Projections() {
 		stores[name] = q.engine.Store(name)
 	}
-	return &queryView{stores: stores, userIDKey: q.userIDKey, subs: index.NewSubscriptions(), people: newLinkIndex(), loaded: make(chan struct{}),
+	return &queryView{stores: stores, userIDKey: q.userIDKey, subs: index.NewSubscriptions(), people: index.NewLinks(), loaded: make(chan struct{}),
 		customerList: newRecordList(), orderList: newRecordList()}
 }
 
@@ -278,32 +277,51 @@ type indexedRecord struct {
 }
 
 // decodeIndexed is the one place the indexes decode a stored value. It
-// picks the few fields the indexes need out of the record part (gjson
-// walks the bytes without building anything, and stops at the end of the
-// record, before the merge state that is most of a value's bytes); at a
-// million records a full decode of each value was most of a restart's
-// index load. A value without a record id is no record (nil, false); the
-// values are the reducers' own writes, so they are not validated beyond
-// that.
-func decodeIndexed(value []byte) (*indexedRecord, bool) {
-	if value == nil {
-		return nil, false
-	}
-	rec := gjson.GetBytes(value, "record")
-	if !rec.IsObject() {
-		return nil, false
-	}
-	f := gjson.GetMany(rec.Raw, "provider", "id", "customer_id", "state", "links", "deleted", "account", "email")
+// picks the few fields the indexes need out of the record part in one
+// pass over it (gjson walks the bytes without building anything, and
+// stops at the end of the record, before the merge state that is most of
+// a value's bytes); at a million records a full decode of each value was
+// most of a restart's index load. The value is read in place, not copied:
+// a string without escapes in the result shares value's bytes, so a
+// caller that keeps one past the call copies it (the indexes intern what
+// they keep). A value without
+// a record id is no record (false); the values are the reducers' own
+// writes, so they are not validated beyond that.
+func decodeIndexed(value []byte) (indexedRecord, bool) {
 	var r indexedRecord
-	r.Record.Provider, r.Record.ID, r.Record.CustomerID, r.Record.State = f[0].String(), f[1].String(), f[2].String(), f[3].String()
-	r.Record.Deleted, r.Record.Account, r.Record.Email = f[5].Bool(), f[6].String(), f[7].String()
-	if f[4].IsArray() && json.Unmarshal([]byte(f[4].Raw), &r.Record.Links) != nil {
-		return nil, false
+	if len(value) == 0 {
+		return r, false
 	}
-	if r.Record.ID == "" {
-		return nil, false
+	rec := gjson.Get(unsafe.String(unsafe.SliceData(value), len(value)), "record")
+	if !rec.IsObject() {
+		return r, false
 	}
-	return &r, true
+	rec.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "provider":
+			r.Record.Provider = v.String()
+		case "id":
+			r.Record.ID = v.String()
+		case "customer_id":
+			r.Record.CustomerID = v.String()
+		case "state":
+			r.Record.State = v.String()
+		case "deleted":
+			r.Record.Deleted = v.Bool()
+		case "account":
+			r.Record.Account = v.String()
+		case "email":
+			r.Record.Email = v.String()
+		case "links":
+			r.Record.Links = nil
+			v.ForEach(func(_, l gjson.Result) bool {
+				r.Record.Links = append(r.Record.Links, domain.Link{Kind: l.Get("kind").String(), Value: l.Get("value").String()})
+				return true
+			})
+		}
+		return true
+	})
+	return r, r.Record.ID != ""
 }
 
 func (v *queryView) applySubscription(_ string, id uuid.UUID, value []byte) {
@@ -320,10 +338,10 @@ func (v *queryView) applyCustomer(_ string, id uuid.UUID, value []byte) {
 	r, ok := decodeIndexed(value)
 	v.customerList.apply(id, r, ok)
 	if !ok {
-		v.people.removeCustomer(id)
+		v.people.DeleteCustomer(id)
 		return
 	}
-	links := slices.Clone(r.Record.Links)
+	links := r.Record.Links
 	if domain.Provider(r.Record.Provider) == domain.Clerk {
 		// A Clerk user is the billfold user its id names, and the person
 		// its primary email names (a Braintree customer links by email).
@@ -332,15 +350,15 @@ func (v *queryView) applyCustomer(_ string, id uuid.UUID, value []byte) {
 			links = append(links, domain.Link{Kind: reducers.LinkEmail, Value: strings.ToLower(r.Record.Email)})
 		}
 	}
-	v.people.upsertCustomer(id, ident{r.Record.Provider, r.Record.ID}, links)
+	v.people.PutCustomer(id, index.Customer{Provider: r.Record.Provider, ID: r.Record.ID}, links)
 }
 
 func (v *queryView) applyOrder(_ string, id uuid.UUID, value []byte) {
 	r, ok := decodeIndexed(value)
 	v.orderList.apply(id, r, ok)
 	if !ok {
-		v.people.removeOrder(id)
+		v.people.DeleteOrder(id)
 		return
 	}
-	v.people.upsertOrder(id, ident{r.Record.Provider, r.Record.CustomerID}, index.Position{Provider: r.Record.Provider, ID: r.Record.ID}, r.Record.Links)
+	v.people.PutOrder(id, index.Position{Provider: r.Record.Provider, ID: r.Record.ID}, index.Customer{Provider: r.Record.Provider, ID: r.Record.CustomerID}, r.Record.Links)
 }

@@ -19,7 +19,7 @@ func TestDecodeIndexedReadsTheRecordFields(t *testing.T) {
 	require.NoError(t, json.Unmarshal(value, &want))
 	got, ok := decodeIndexed(value)
 	require.True(t, ok)
-	assert.Equal(t, want, *got)
+	assert.Equal(t, want, got)
 	assert.Equal(t, "sub_\"q\"é", got.Record.ID)
 	assert.Equal(t, []domain.Link{{Kind: "user_id", Value: "u_1"}}, got.Record.Links)
 

@@ -146,13 +146,9 @@ func (q *Query) CustomerSubscriptions(ctx context.Context, provider, id string, 
 	if err != nil {
 		return Page{}, err
 	}
-	group, known := v.people.identities(ident{provider, id})
-	customers := make([]index.Customer, len(group))
-	for i, c := range group {
-		customers[i] = index.Customer{Provider: c.provider, ID: c.id}
-	}
+	group, known := v.people.Identities(index.Customer{Provider: provider, ID: id}, maxLinkedIdentities)
 	var keys []keyAt
-	for _, e := range v.subs.OfCustomers(customers) {
+	for _, e := range v.subs.OfCustomers(group) {
 		keys = append(keys, keyAt{key: subscriptionKey(e), pos: e.Pos()})
 	}
 	return v.customerPage(ctx, domain.ProjectionSubscriptions, keys, known, provider, id, limit, cursor)
@@ -166,8 +162,13 @@ func (q *Query) CustomerOrders(ctx context.Context, provider, id string, limit i
 	if err != nil {
 		return Page{}, err
 	}
-	group, known := v.people.identities(ident{provider, id})
-	return v.customerPage(ctx, domain.ProjectionOrders, v.people.ordersOf(group), known, provider, id, limit, cursor)
+	group, known := v.people.Identities(index.Customer{Provider: provider, ID: id}, maxLinkedIdentities)
+	orders := v.people.OrdersAt(group)
+	keys := make([]keyAt, len(orders))
+	for i, o := range orders {
+		keys[i] = keyAt{key: domain.RecordKey(domain.KindOrder, o.Key), pos: o.Pos}
+	}
+	return v.customerPage(ctx, domain.ProjectionOrders, keys, known, provider, id, limit, cursor)
 }
 
 // keyAt is an indexed record's store key and its place in a list.

@@ -62,12 +62,24 @@ func startProcessSampler(profile string) *processSampler {
 func (s *processSampler) finish() processFigures {
 	close(s.stop)
 	<-s.done
+	return s.figures()
+}
+
+func (s *processSampler) figures() processFigures {
 	gc, total := cpuSeconds()
 	f := processFigures{PeakRSS: s.peak.Load()}
 	if d := total - s.total0; d > 0 {
 		f.GCShare = (gc - s.gc0) / d
 	}
 	return f
+}
+
+// split returns the peak resident memory so far and starts a new peak
+// from the resident memory now, so that one phase can report the peak of
+// its set-up apart from the peak of what it measures; the GC share stays
+// over the whole phase.
+func (s *processSampler) split() int64 {
+	return s.peak.Swap(residentBytes())
 }
 
 // writePeakProfile writes the heap as of the last garbage collection,
