@@ -45,7 +45,7 @@ func TestBenchSmoke(t *testing.T) {
 			"first page by state", "first page by state p99 at half rate",
 			"first page by provider", "first page by provider p99 at half rate",
 			"first page by customer", "first page by customer p99 at half rate",
-			"peak resident memory", "GC share of CPU", "query index ready after a restart"},
+			"peak resident memory while loading", "peak resident memory with the records loaded", "GC share of CPU", "query index ready after a restart"},
 	}
 	got := map[string][]string{}
 	for _, r := range report.Rows {

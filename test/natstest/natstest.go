@@ -122,19 +122,28 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	return c
 }
 
-// WaitForMetaLeader waits up to 20 s for the cluster to elect a meta leader.
+// WaitForMetaLeader waits up to 20 s for the cluster to elect a meta
+// leader that knows every running server as a JetStream peer with current
+// stats: before that, a replicated stream can fail placement ("no suitable
+// peers for placement").
 func (c *Cluster) WaitForMetaLeader(t testing.TB) {
 	t.Helper()
+	running := 0
+	for _, s := range c.Servers {
+		if s.Running() {
+			running++
+		}
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, s := range c.Servers {
-			if s.Running() && s.JetStreamIsLeader() {
+			if s.Running() && s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) >= running {
 				return
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatal("no JetStream meta leader in 20s")
+	t.Fatal("no JetStream meta leader with every peer in 20s")
 }
 
 // URLs is a comma-separated client URL list of the running servers.
