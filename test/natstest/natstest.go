@@ -162,27 +162,36 @@ func (c *Cluster) URLs() string {
 }
 
 // EachMessage calls fn with every message stream holds now, oldest first,
-// read through an ordered consumer.
+// read through an ordered consumer up to the stream's last sequence when
+// the call starts. (Stopping at the first empty fetch instead read nothing
+// on a cluster whose new consumer was not ready yet.)
 func EachMessage(t testing.TB, js jetstream.JetStream, stream string, fn func(jetstream.Msg)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("read %s: %v", stream, err)
+	}
+	last := s.CachedInfo().State.LastSeq
+	if s.CachedInfo().State.Msgs == 0 {
+		return
+	}
 	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatalf("read %s: %v", stream, err)
 	}
-	for {
-		batch, err := c.FetchNoWait(1000)
+	for ctx.Err() == nil {
+		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			t.Fatalf("read %s: %v", stream, err)
 		}
-		n := 0
 		for m := range batch.Messages() {
-			n++
 			fn(m)
-		}
-		if n == 0 {
-			return
+			if meta, err := m.Metadata(); err == nil && (meta.Sequence.Stream >= last || meta.NumPending == 0) {
+				return
+			}
 		}
 	}
+	t.Fatalf("read %s: not up to sequence %d in 30s", stream, last)
 }
