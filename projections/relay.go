@@ -52,9 +52,9 @@ const maxCachedHeads = 1 << 16
 // is stored. Before it publishes a write, the relay compares it with what
 // the feed last stored of its record (its head): a write the feed holds
 // already (a crash between publishing and acknowledging, a lost consumer)
-// is skipped, and a write whose record's previous version is not on the
-// feed yet (another process still holds it, or held it when it crashed) is
-// handed back until it is. So a record's versions reach the feed in order,
+// is skipped, and a write whose previous write of the record (its
+// HeaderPreviousRevision) is not on the feed yet (another process still
+// holds it, or held it when it crashed) is handed back until it is. So a record's versions reach the feed in order,
 // once each, without one round trip per write.
 type Relay struct {
 	projection string
