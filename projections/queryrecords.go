@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -110,18 +112,21 @@ func StoredRecord(value []byte) (json.RawMessage, error) {
 // times cheaper (BenchmarkStoredRecord), and every record the query API
 // answers is read so. Any other shape is left to the full decode.
 func leadingRecord(value []byte) (json.RawMessage, bool) {
-	dec := json.NewDecoder(bytes.NewReader(value))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	// jsontext (encoding/json/v2's tokenizer) reads the record as one
+	// value, checked but not decoded: several times cheaper than
+	// encoding/json's Decoder, which decoded the record into a RawMessage.
+	dec := jsontext.NewDecoder(bytes.NewReader(value))
+	if t, err := dec.ReadToken(); err != nil || t.Kind() != '{' {
 		return nil, false
 	}
-	if t, err := dec.Token(); err != nil || t != "record" {
+	if t, err := dec.ReadToken(); err != nil || t.Kind() != '"' || t.String() != "record" {
 		return nil, false
 	}
-	var rec json.RawMessage
-	if err := dec.Decode(&rec); err != nil || len(rec) == 0 || rec[0] != '{' {
+	rec, err := dec.ReadValue()
+	if err != nil || rec.Kind() != '{' {
 		return nil, false
 	}
-	return rec, true
+	return json.RawMessage(rec), true
 }
 
 // readMany reads keys of projection, keeping the order and leaving out
