@@ -83,14 +83,7 @@ func (q *Query) listRecords(ctx context.Context, projection, kind string, f Reco
 	if err := ValidateRecordFilter(f); err != nil {
 		return Page{}, err
 	}
-	if limit < 1 || limit > MaxListLimit {
-		return Page{}, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", limit, MaxListLimit)
-	}
-	after, err := decodeCursor(cursor)
-	if err != nil {
-		return Page{}, err
-	}
-	v, err := q.loadedView(ctx)
+	v, after, err := q.listView(ctx, limit, cursor)
 	if err != nil {
 		return Page{}, err
 	}

@@ -63,6 +63,23 @@ func decodeCursor(s string) (*index.Position, error) {
 	return &index.Position{Provider: provider, ID: id}, nil
 }
 
+// listView checks a list's limit and cursor and returns the loaded view
+// to list from, and the position the cursor names (nil: the start).
+func (q *Query) listView(ctx context.Context, limit int, cursor string) (*queryView, *index.Position, error) {
+	if limit < 1 || limit > MaxListLimit {
+		return nil, nil, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", limit, MaxListLimit)
+	}
+	after, err := decodeCursor(cursor)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := q.loadedView(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, after, nil
+}
+
 // ValidateFilter checks a filter's state.
 func ValidateFilter(f SubscriptionFilter) error {
 	if f.State != "" && !f.State.Valid() {
@@ -83,14 +100,7 @@ func (q *Query) ListSubscriptions(ctx context.Context, f SubscriptionFilter, lim
 	if err := ValidateFilter(f); err != nil {
 		return Page{}, err
 	}
-	if limit < 1 || limit > MaxListLimit {
-		return Page{}, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", limit, MaxListLimit)
-	}
-	after, err := decodeCursor(cursor)
-	if err != nil {
-		return Page{}, err
-	}
-	v, err := q.loadedView(ctx)
+	v, after, err := q.listView(ctx, limit, cursor)
 	if err != nil {
 		return Page{}, err
 	}
