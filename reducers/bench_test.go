@@ -1,6 +1,7 @@
 package reducers_test
 
 import (
+	"fmt"
 	"maps"
 	"testing"
 	"time"
@@ -121,4 +122,15 @@ func BenchmarkWalletsApplyCustomerUpdate(b *testing.B) {
 		stripeEnv(samples.Stripe{Type: "customer.created", Created: benchT0}),
 		stripeEnv(samples.Stripe{Type: "checkout.session.completed", Created: benchT0.Add(time.Hour)}),
 	}, stripeEnv(samples.Stripe{Type: "customer.updated", Created: benchT0.Add(2 * time.Hour)}))
+}
+
+// BenchmarkCustomersApplyLongLived is an update of a customer that has
+// seen 1,000 events an hour apart: what a record remembers of its events
+// is decoded and encoded with it on every fold.
+func BenchmarkCustomersApplyLongLived(b *testing.B) {
+	var history []*domain.Envelope
+	for i := range 1000 {
+		history = append(history, stripeEnv(samples.Stripe{Type: "customer.updated", EventID: fmt.Sprintf("evt_long_%04d", i), Created: benchT0.Add(time.Duration(i) * time.Hour)}))
+	}
+	benchApply(b, projection(domain.ProjectionCustomers), history, stripeEnv(samples.Stripe{Type: "customer.updated", Created: benchT0.Add(2000 * time.Hour)}))
 }

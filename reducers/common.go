@@ -1,6 +1,7 @@
 package reducers
 
 import (
+	"bytes"
 	"maps"
 	"slices"
 	"strings"
@@ -22,13 +23,36 @@ func update[R any, M any](records Lookup, key string, ev *domain.Envelope, folde
 		return nil, err
 	}
 	f, meta := folded(&s)
-	if !f.add(meta, ev) {
-		return nil, nil
-	}
-	if err := apply(&s); err != nil {
+	changed, err := foldEvent(f, meta, ev, s.encode, func() error { return apply(&s) })
+	if !changed || err != nil {
 		return nil, err
 	}
 	return Changes{key: s.encode()}, nil
+}
+
+// foldEvent adds ev to f and applies it: once for an event the window shows
+// is new; not at all for one it shows was folded already. An event older
+// than the whole window is applied too (merge states are joins, so a
+// redelivery changes nothing and a late event is never lost) and counted
+// only if it changed the state, which encode shows. It reports whether
+// the record changed.
+func foldEvent(f *Folded, meta *domain.RecordMeta, ev *domain.Envelope, encode func() []byte, apply func() error) (bool, error) {
+	switch f.add(meta, ev) {
+	case seenEvent:
+		return false, nil
+	case newEvent:
+		return true, apply()
+	}
+	before := encode()
+	if err := apply(); err != nil {
+		return false, err
+	}
+	if bytes.Equal(before, encode()) {
+		return false, nil
+	}
+	f.count(meta, ev)
+	// Again with ev counted: a derivation may read the set's trust.
+	return true, apply()
 }
 
 // merge adds the changes of b to a.
@@ -100,14 +124,7 @@ func untrusted(ev *domain.Envelope) domain.Verification {
 // signed reports whether any signed event is in the set: then the sets
 // that only grow (an order's outcomes and refunds) leave out what only
 // unsigned input reported, so signed input about an object wins there too.
-func (f Folded) signed() bool {
-	for _, r := range f {
-		if r.Verification == "" {
-			return true
-		}
-	}
-	return false
-}
+func (f Folded) signed() bool { return f.Signed }
 
 // mergeSets is the union of two sets.
 func mergeSets[K comparable](a, b map[K]bool) map[K]bool {

@@ -108,7 +108,21 @@ type identityEntry struct {
 	CustomerID string         `json:"customer_id"`
 	Claims     customerClaims `json:"claims"`
 	Folded     Folded         `json:"folded,omitempty"`
-	Wallets    []string       `json:"wallets,omitempty"`
+	// Claimed is, by Clerk user, how many of the user's events set its
+	// external_id (the count of its wallet's ClaimEvents): the entry's
+	// version counts them with its own customer events.
+	Claimed map[string]int `json:"claimed,omitempty"`
+	Wallets []string       `json:"wallets,omitempty"`
+}
+
+// version is how many events made the entry's links: the customer's and
+// the Clerk users' that named it.
+func (e identityEntry) version() int {
+	v := e.Folded.Count
+	for _, n := range e.Claimed {
+		v += n
+	}
+	return v
 }
 
 // identityKey is the store key of a Stripe customer's identity entry.
@@ -185,7 +199,11 @@ func (wm *walletMerge) takeIdentity(meta *domain.RecordMeta, e identityEntry) {
 	c := wm.Identities[e.CustomerID]
 	c.merge(e.Claims)
 	wm.Identities[e.CustomerID] = c
-	wm.Folded.union(meta, e.Folded)
+	if wm.IdentityVersions == nil {
+		wm.IdentityVersions = map[string]int{}
+	}
+	wm.IdentityVersions[e.CustomerID] = max(wm.IdentityVersions[e.CustomerID], e.version())
+	wm.Parts.union(meta, e.Folded)
 }
 
 // applyCustomer folds a Stripe customer event into the customer's links:
@@ -202,8 +220,10 @@ func (w Wallets) applyCustomer(ev *domain.Envelope, records Lookup) (Changes, er
 	v := stampedValue{Stamp: stampOf(ev, customerRanks[ev.EventType]), Value: cus.Metadata[w.o.UserIDKey]}
 	changes, _, err := w.updateIdentity(records, cus.ID, "", func(ie *identityEntry) {
 		var meta domain.RecordMeta
-		ie.Folded.add(&meta, ev)
-		offerValue(&ie.Claims.Stripe, v)
+		_, _ = foldEvent(&ie.Folded, &meta, ev, func() []byte { return mustJSON(ie) }, func() error {
+			offerValue(&ie.Claims.Stripe, v)
+			return nil
+		})
 	})
 	return changes, err
 }
@@ -228,6 +248,10 @@ func (w Wallets) pushClerkClaims(records Lookup, user string) (Changes, error) {
 	for _, customer := range slices.Sorted(maps.Keys(s.Merge.Named)) {
 		c, _, err := w.updateIdentity(overlay{records, changes}, customer, "", func(ie *identityEntry) {
 			ie.Folded.union(&domain.RecordMeta{}, s.Merge.ClaimEvents)
+			if ie.Claimed == nil {
+				ie.Claimed = map[string]int{}
+			}
+			ie.Claimed[user] = max(ie.Claimed[user], s.Merge.ClaimEvents.Count)
 			ie.Claims.offerClerk(user, stampedClaim{Stamp: reg.Stamp, Claims: reg.Value == customer})
 		})
 		if err != nil {

@@ -1,6 +1,7 @@
 package reducers
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -40,51 +41,150 @@ func (s Stored[R, M]) encode() []byte {
 	return b
 }
 
-// Folded is the set of events folded into a record, ordered by provider
-// time then id: what makes a redelivery a no-op and what RecordMeta derives
-// from.
-type Folded []domain.EventRef
+// A record remembers by id its latest FoldedRefs events, and every event
+// up to FoldedHorizon older than its latest (Stripe retries a delivery
+// for up to three days), but never more than MaxFoldedRefs. That bounds
+// what a record carries however many events fold into it: a wallet or a
+// subscription that lives for years stays the same size.
+const (
+	FoldedRefs    = 128
+	FoldedHorizon = 72 * time.Hour
+	MaxFoldedRefs = 512
+)
 
-// add records ev and reports whether it was new, updating meta.
-func (f *Folded) add(meta *domain.RecordMeta, ev *domain.Envelope) bool {
-	ref := domain.EventRef{At: ev.Created.UTC(), EventID: ev.EventID, Verification: untrusted(ev)}
-	i, found := slices.BinarySearchFunc(*f, ref, compareRefs)
-	if found {
-		return false
+// Folded is what a record knows of the events folded into it: its latest
+// events by id (what makes a redelivery a no-op; see FoldedRefs), how
+// many there were, and joins over all of them (the least trusted input,
+// whether any was signed). Every member is a function of the set of
+// events, not of their order: the window is a top of an ordered set, the
+// rest are counts and joins.
+//
+// An event older than the whole window, once the window has let events go
+// (add's lateEvent), cannot be told from a redelivery by id; foldEvent
+// applies it anyway (nothing is lost: every merge state is a join, so a
+// redelivery changes nothing) and counts it only when it changed the
+// record. Only the count of such a record can so miss an event: one more
+// than FoldedHorizon late and behind FoldedRefs later events, that changed
+// nothing.
+type Folded struct {
+	Recent []domain.EventRef `json:"recent"`
+	Count  int               `json:"count"`
+	// Unverified is the least trusted mark of any event folded in ("" when
+	// every one was signed); Signed reports whether any was signed.
+	Unverified domain.Verification `json:"unverified,omitempty"`
+	Signed     bool                `json:"signed,omitempty"`
+}
+
+// UnmarshalJSON reads the set as stored since this version, or as a plain
+// array of every event, as records written before it hold it.
+func (f *Folded) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '[' {
+		type plain Folded
+		return json.Unmarshal(b, (*plain)(f))
 	}
-	*f = slices.Insert(*f, i, ref)
+	var all []domain.EventRef
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	*f = Folded{}
+	f.union(&domain.RecordMeta{}, Folded{Recent: all, Count: len(all)})
+	for _, r := range all {
+		f.mark(r)
+	}
+	return nil
+}
+
+// addResult is what Folded.add found.
+type addResult int
+
+const (
+	seenEvent addResult = iota // in the window already: a redelivery
+	newEvent                   // added, counted
+	lateEvent                  // older than the whole window: unknown
+)
+
+// add records ev and reports whether it was new, updating meta. A late
+// event changes nothing here; foldEvent decides.
+func (f *Folded) add(meta *domain.RecordMeta, ev *domain.Envelope) addResult {
+	ref := refOf(ev)
+	i, found := slices.BinarySearchFunc(f.Recent, ref, compareRefs)
+	switch {
+	case found:
+		return seenEvent
+	case i == 0 && f.Count > len(f.Recent):
+		return lateEvent // the window has let events go: this may be one
+	}
+	f.Recent = slices.Insert(f.Recent, i, ref)
+	f.trim()
+	f.count(meta, ev)
+	return newEvent
+}
+
+// trim lets go of the events the window no longer keeps: those neither
+// among the latest FoldedRefs nor within FoldedHorizon of the latest, and
+// any past MaxFoldedRefs.
+func (f *Folded) trim() {
+	n := len(f.Recent)
+	if n <= FoldedRefs {
+		return
+	}
+	horizon := f.Recent[n-1].At.Add(-FoldedHorizon)
+	cut, _ := slices.BinarySearchFunc(f.Recent[:n-FoldedRefs], horizon, func(r domain.EventRef, t time.Time) int { return r.At.Compare(t) })
+	cut = max(cut, n-MaxFoldedRefs)
+	f.Recent = slices.Delete(f.Recent, 0, cut)
+}
+
+// count counts ev (new, or late and changing the record) and updates meta.
+func (f *Folded) count(meta *domain.RecordMeta, ev *domain.Envelope) {
+	f.Count++
+	f.mark(refOf(ev))
 	f.describe(meta)
 	if ev.Account != "" && (meta.Account == "" || ev.Account < meta.Account) {
 		meta.Account = ev.Account
 	}
-	return true
 }
 
-// describe sets meta from the set.
+// mark joins r's trust into the set's.
+func (f *Folded) mark(r domain.EventRef) {
+	if r.Verification == "" {
+		f.Signed = true
+	} else {
+		f.Unverified = domain.LeastTrusted(f.Unverified, r.Verification)
+	}
+}
+
+func refOf(ev *domain.Envelope) domain.EventRef {
+	return domain.EventRef{At: ev.Created.UTC(), EventID: ev.EventID, Verification: untrusted(ev)}
+}
+
+// describe sets meta from the set: Version from Count (for a wallet,
+// deriveWallet adds its parts' versions).
 func (f Folded) describe(meta *domain.RecordMeta) {
-	all := f
-	if len(all) == 0 {
+	if len(f.Recent) == 0 {
 		return
 	}
-	meta.Version = len(all)
-	meta.UpdatedAt = all[len(all)-1].At
-	meta.Verification = domain.VerifiedSignature
-	for _, r := range all {
-		meta.Verification = domain.LeastTrusted(meta.Verification, r.Verification)
-	}
+	meta.Version = f.Count
+	meta.UpdatedAt = f.Recent[len(f.Recent)-1].At
+	meta.Verification = domain.LeastTrusted(domain.VerifiedSignature, f.Unverified)
 	meta.EventIDs = meta.EventIDs[:0]
-	for _, r := range all[max(0, len(all)-domain.MaxRecordEvents):] {
+	for _, r := range f.Recent[max(0, len(f.Recent)-domain.MaxRecordEvents):] {
 		meta.EventIDs = append(meta.EventIDs, r.EventID)
 	}
 }
 
-// union adds every event of other, updating meta.
+// union merges other's window and trust into f's (not its count, which
+// only the owner of a set knows) and updates meta: how a record shows the
+// latest events of the parts it is derived from.
 func (f *Folded) union(meta *domain.RecordMeta, other Folded) {
-	for _, r := range other {
-		if i, found := slices.BinarySearchFunc(*f, r, compareRefs); !found {
-			*f = slices.Insert(*f, i, r)
+	for _, r := range other.Recent {
+		if i, found := slices.BinarySearchFunc(f.Recent, r, compareRefs); !found {
+			f.Recent = slices.Insert(f.Recent, i, r)
 		}
 	}
+	f.trim()
+	f.Signed = f.Signed || other.Signed
+	f.Unverified = domain.LeastTrusted(f.Unverified, other.Unverified)
 	f.describe(meta)
 }
 

@@ -19,7 +19,12 @@ const (
 // and deleted (sticky flags), and its entries keyed by reference, so a
 // payment credits once however often it is seen.
 type walletMerge struct {
+	// Folded is the user's own (Clerk) events; Parts the latest events of
+	// the top-ups and identity entries the wallet is derived from, for
+	// updated_at, event_ids and trust. The wallet's version is the sum of
+	// its own and its parts' (deriveWallet).
 	Folded  Folded                 `json:"folded"`
+	Parts   Folded                 `json:"parts"`
 	Known   bool                   `json:"known,omitempty"`
 	Deleted bool                   `json:"deleted,omitempty"`
 	Entries map[string]walletEntry `json:"entries,omitempty"`
@@ -34,6 +39,9 @@ type walletMerge struct {
 	// entry, merged register by register): what the top-up is checked
 	// against.
 	Identities map[string]customerClaims `json:"identities,omitempty"`
+	// IdentityVersions is, by customer, the latest version of its identity
+	// entry the wallet took.
+	IdentityVersions map[string]int `json:"identity_versions,omitempty"`
 	// ExternalID is the user's Clerk external_id as a link to a Stripe
 	// customer ("" when it names none), latest by provider time; Named
 	// every customer it ever named, and ClaimEvents the user's events
@@ -152,7 +160,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 		return nil, err
 	}
 	var changes Changes
-	if topUp.Merge.Folded.add(&topUp.Record.RecordMeta, ev) {
+	changed, err := foldEvent(&topUp.Merge.Folded, &topUp.Record.RecordMeta, ev, topUp.encode, func() error {
 		stamp := stampOf(ev, 0)
 		m := &topUp.Merge
 		if grant != nil && (m.Grant == nil || grant.Stamp.FirstOver(m.Grant.Stamp)) {
@@ -170,6 +178,12 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 			}
 		}
 		w.deriveTopUp(&topUp.Record, m, id)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if changed {
 		changes = Changes{key: topUp.encode()}
 	}
 	credited := topUp.Merge.Grant
@@ -188,7 +202,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 		changes, identity = merge(changes, c), &e
 	}
 	c, err := w.updateWallet(overlay{records, changes}, credited.UserID, func(wm *walletMerge, meta *domain.RecordMeta) {
-		wm.Folded.union(meta, topUp.Merge.Folded)
+		wm.Parts.union(meta, topUp.Merge.Folded)
 		// The wallet keeps its top-ups' Connect account as a record keeps
 		// its events' (Folded.add): the least, whatever the order.
 		if a := topUp.Record.Account; a != "" && (meta.Account == "" || a < meta.Account) {
@@ -270,26 +284,10 @@ func (w Wallets) applyClerk(ev *domain.Envelope, records Lookup) (Changes, error
 		return nil, err
 	}
 	changes, err := w.updateWallet(records, u.ID, func(wm *walletMerge, meta *domain.RecordMeta) {
-		if !wm.Folded.add(meta, ev) {
-			return
-		}
-		if ev.EventType == "user.deleted" {
-			wm.Deleted = true // a deletion carries no profile: the external_id stands
-			return
-		}
-		wm.offerExternalID(ev, stripeCustomerRef(u.ExternalID))
-		if ev.EventType != "user.created" {
-			return
-		}
-		wm.Known = true
-		if wm.Entries == nil {
-			wm.Entries = map[string]walletEntry{}
-		}
-		ref := ReasonSignupBonus + ":" + u.ID
-		bonus := walletEntry{Stamp: stampOf(ev, 0), Amount: w.o.SignupBonus, Reason: ReasonSignupBonus}
-		if old, ok := wm.Entries[ref]; !ok || bonus.Stamp.FirstOver(old.Stamp) {
-			wm.Entries[ref] = bonus // once per user, from the earliest user.created
-		}
+		_, _ = foldEvent(&wm.Folded, meta, ev, func() []byte { return mustJSON(wm) }, func() error {
+			w.applyUser(wm, ev, u.ID, stripeCustomerRef(u.ExternalID))
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -300,10 +298,32 @@ func (w Wallets) applyClerk(ev *domain.Envelope, records Lookup) (Changes, error
 	return merge(changes, c), err
 }
 
+// applyUser folds a Clerk user event into the user's wallet: deleted,
+// the external_id link, the signup bonus.
+func (w Wallets) applyUser(wm *walletMerge, ev *domain.Envelope, user, externalCustomer string) {
+	if ev.EventType == "user.deleted" {
+		wm.Deleted = true // a deletion carries no profile: the external_id stands
+		return
+	}
+	wm.offerExternalID(ev, externalCustomer)
+	if ev.EventType != "user.created" {
+		return
+	}
+	wm.Known = true
+	if wm.Entries == nil {
+		wm.Entries = map[string]walletEntry{}
+	}
+	ref := ReasonSignupBonus + ":" + user
+	bonus := walletEntry{Stamp: stampOf(ev, 0), Amount: w.o.SignupBonus, Reason: ReasonSignupBonus}
+	if old, ok := wm.Entries[ref]; !ok || bonus.Stamp.FirstOver(old.Stamp) {
+		wm.Entries[ref] = bonus // once per user, from the earliest user.created
+	}
+}
+
 // offerExternalID records a Clerk profile event's external_id link
 // (customer, "" for none) in the user's register.
 func (wm *walletMerge) offerExternalID(ev *domain.Envelope, customer string) {
-	wm.ClaimEvents.union(&domain.RecordMeta{}, Folded{{At: ev.Created.UTC(), EventID: ev.EventID, Verification: untrusted(ev)}})
+	wm.ClaimEvents.add(&domain.RecordMeta{}, ev)
 	offerValue(&wm.ExternalID, stampedValue{Stamp: stampOf(ev, customerRanks[ev.EventType]), Value: customer})
 	if customer != "" {
 		if wm.Named == nil {
@@ -339,6 +359,16 @@ func (w Wallets) updateWallet(records Lookup, userID string, change func(*wallet
 // a top-up's while its customer's links name another user.
 func deriveWallet(r *domain.WalletRecord, m *walletMerge, userID string) {
 	*r = domain.WalletRecord{UserID: userID, UserKnown: m.Known, Deleted: m.Deleted, Entries: []domain.WalletEntry{}, RecordMeta: r.RecordMeta}
+	all := m.Folded
+	all.Recent = slices.Clone(m.Folded.Recent)
+	all.union(&r.RecordMeta, m.Parts)
+	r.Version = m.Folded.Count
+	for _, v := range m.TopUps {
+		r.Version += v
+	}
+	for _, v := range m.IdentityVersions {
+		r.Version += v
+	}
 	for _, ref := range slices.Sorted(maps.Keys(m.Entries)) {
 		e := m.Entries[ref]
 		reason, users := heldReason(m, e, userID)
