@@ -1,21 +1,27 @@
 package reducers
 
 import (
+	"errors"
+
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/domain/btnotify"
 	"github.com/billfold/billfold/domain/clerkwire"
+	"github.com/billfold/billfold/domain/pactapaywire"
 	"github.com/billfold/billfold/domain/stripewire"
 )
 
 // facts is a journal event's payload decoded once, for every projection
 // that folds it: the provider's wire format is read in one place per
 // provider (stripewire for Stripe, clerkwire for Clerk, btnotify for
-// Braintree), and the four reducers share the result through the envelope
-// (domain.Envelope.Normalized).
+// Braintree, pactapaywire for PactaPay), and the four reducers share the
+// result through the envelope (domain.Envelope.Normalized). Events of the
+// generic schemes (hmac endpoints, Standard Webhooks) have no facts: no
+// reducer folds them.
 type facts struct {
 	stripe    *stripewire.Event
 	clerk     *clerkwire.User
 	braintree *btnotify.Notification
+	pactapay  *pactapaywire.Payment
 }
 
 // normalize decodes ev's payload for the reducers. It is the only
@@ -40,6 +46,15 @@ func normalize(ev *domain.Envelope) (any, error) {
 			return nil, domain.Wrap(domain.CodeReducerDecode, err, "Braintree "+ev.EventID)
 		}
 		return &facts{braintree: &n}, nil
+	case domain.PactaPay:
+		p, err := pactapaywire.Decode(ev.Body)
+		if errors.Is(err, pactapaywire.ErrNoPayment) {
+			return nil, domain.Errorf(domain.CodeReducerDecode, "PactaPay event %s has no payment_id", ev.EventID)
+		}
+		if err != nil {
+			return nil, domain.Wrap(domain.CodeReducerDecode, err, "PactaPay event "+ev.EventID)
+		}
+		return &facts{pactapay: p}, nil
 	}
 	return &facts{}, nil
 }
@@ -78,4 +93,16 @@ func braintreeFacts(ev *domain.Envelope) (*btnotify.Notification, error) {
 		return f.braintree, nil
 	}
 	return nil, domain.Errorf(domain.CodeReducerDecode, "%s %s %s is not a Braintree notification", ev.Provider, ev.EventType, ev.EventID)
+}
+
+// pactaFacts is ev's PactaPay payment, decoded once.
+func pactaFacts(ev *domain.Envelope) (*pactapaywire.Payment, error) {
+	v, err := ev.Normalized(normalize)
+	if err != nil {
+		return nil, err
+	}
+	if f := v.(*facts); f.pactapay != nil {
+		return f.pactapay, nil
+	}
+	return nil, domain.Errorf(domain.CodeReducerDecode, "%s %s %s is not a PactaPay payment event", ev.Provider, ev.EventType, ev.EventID)
 }
