@@ -81,31 +81,32 @@ func Decode(body []byte) (*Payment, error) {
 }
 
 // Envelope is what intake reads of a PactaPay event beyond the generic
-// fields: the payment fields the payment types require, each as sent (any
-// JSON value, nil when absent), so that Check can name the one that is
+// fields: the payment fields the payment types require, each as sent (of
+// any JSON type, or absent), so that Check can name the one that is
 // missing or of the wrong type.
 type Envelope struct {
-	ID        jsontext.Value `json:"id"`
-	PaymentID jsontext.Value `json:"payment_id"`
-	Amount    jsontext.Value `json:"amount"`
-	Currency  jsontext.Value `json:"currency"`
+	id, paymentID, amount, currency member
 }
 
 // DecodeEnvelope reads the payment fields of a PactaPay event body, whose
 // members may be of any type. Only a body that is not one JSON object is
 // an error.
 func DecodeEnvelope(body []byte) (Envelope, error) {
-	var e Envelope
-	err := jsonv2.Unmarshal(body, &e, decodeOptions)
-	return e, err
+	var e struct {
+		ID        member `json:"id"`
+		PaymentID member `json:"payment_id"`
+		Amount    member `json:"amount"`
+		Currency  member `json:"currency"`
+	}
+	if err := jsonv2.Unmarshal(body, &e, decodeOptions); err != nil {
+		return Envelope{}, err
+	}
+	return Envelope{id: e.ID, paymentID: e.PaymentID, amount: e.Amount, currency: e.Currency}, nil
 }
 
 // Payment is the id of the payment the event is about: payment_id when it
-// is a non-empty string, else "".
-func (e Envelope) Payment() string {
-	s, _ := text(e.PaymentID)
-	return s
-}
+// is a string, else "".
+func (e Envelope) Payment() string { return e.paymentID.str() }
 
 // Check requires, for the payment types, id, payment_id and currency to
 // be non-empty strings and amount an integer (minor units) that fits in
@@ -117,31 +118,43 @@ func (e Envelope) Check(eventType string) error {
 	}
 	for _, f := range []struct {
 		name  string
-		value jsontext.Value
-	}{{"id", e.ID}, {"payment_id", e.PaymentID}, {"currency", e.Currency}} {
-		if s, ok := text(f.value); !ok || s == "" {
+		value member
+	}{{"id", e.id}, {"payment_id", e.paymentID}, {"currency", e.currency}} {
+		if f.value.str() == "" {
 			return domain.Errorf(domain.CodeEventMalformed, "field %s is missing or not a string", f.name)
 		}
 	}
-	if e.Amount.Kind() != '0' {
-		return domain.Errorf(domain.CodeEventMalformed, "field amount is missing or not an integer")
-	}
-	// The number's text as sent: a fraction or an exponent is refused,
-	// as encoding/json's json.Number would be.
-	if _, err := strconv.ParseInt(string(e.Amount), 10, 64); err != nil {
+	// The number's literal as sent: a fraction or an exponent is refused.
+	if _, err := strconv.ParseInt(e.amount.text, 10, 64); e.amount.kind != '0' || err != nil {
 		return domain.Errorf(domain.CodeEventMalformed, "field amount is missing or not an integer")
 	}
 	return nil
 }
 
-// text is v as a string when v is a JSON string.
-func text(v jsontext.Value) (string, bool) {
-	if v.Kind() != '"' {
-		return "", false
+// member is one member of an event as sent: its JSON kind (0 when
+// absent), and the value of a string or the literal of a number. Reading
+// one costs no more than the string it keeps.
+type member struct {
+	kind jsontext.Kind
+	text string
+}
+
+// UnmarshalJSONFrom implements json.UnmarshalerFrom. A repeated member
+// is read again: the last one counts, as for every other member.
+func (m *member) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	*m = member{kind: dec.PeekKind()}
+	if m.kind != '"' && m.kind != '0' {
+		return dec.SkipValue()
 	}
-	var s string
-	if jsonv2.Unmarshal(v, &s, decodeOptions) != nil {
-		return "", false
+	tok, err := dec.ReadToken()
+	m.text = tok.String()
+	return err
+}
+
+// str is the member's value when it is a string, else "".
+func (m member) str() string {
+	if m.kind != '"' {
+		return ""
 	}
-	return s, true
+	return m.text
 }
