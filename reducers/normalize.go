@@ -61,48 +61,33 @@ func normalize(ev *domain.Envelope) (any, error) {
 
 // stripeFacts is ev's Stripe event, decoded once.
 func stripeFacts(ev *domain.Envelope) (*stripewire.Event, error) {
-	v, err := ev.Normalized(normalize)
-	if err != nil {
-		return nil, err
-	}
-	if f := v.(*facts); f.stripe != nil {
-		return f.stripe, nil
-	}
-	return nil, domain.Errorf(domain.CodeReducerDecode, "%s %s %s is not a Stripe event", ev.Provider, ev.EventType, ev.EventID)
+	return factOf(ev, func(f *facts) *stripewire.Event { return f.stripe }, "Stripe event")
 }
 
 // clerkFacts is ev's Clerk user, decoded once.
 func clerkFacts(ev *domain.Envelope) (*clerkwire.User, error) {
-	v, err := ev.Normalized(normalize)
-	if err != nil {
-		return nil, err
-	}
-	if f := v.(*facts); f.clerk != nil {
-		return f.clerk, nil
-	}
-	return nil, domain.Errorf(domain.CodeReducerDecode, "%s %s %s is not a Clerk user event", ev.Provider, ev.EventType, ev.EventID)
+	return factOf(ev, func(f *facts) *clerkwire.User { return f.clerk }, "Clerk user event")
 }
 
 // braintreeFacts is ev's Braintree notification, decoded once.
 func braintreeFacts(ev *domain.Envelope) (*btnotify.Notification, error) {
-	v, err := ev.Normalized(normalize)
-	if err != nil {
-		return nil, err
-	}
-	if f := v.(*facts); f.braintree != nil {
-		return f.braintree, nil
-	}
-	return nil, domain.Errorf(domain.CodeReducerDecode, "%s %s %s is not a Braintree notification", ev.Provider, ev.EventType, ev.EventID)
+	return factOf(ev, func(f *facts) *btnotify.Notification { return f.braintree }, "Braintree notification")
 }
 
 // pactaFacts is ev's PactaPay payment, decoded once.
 func pactaFacts(ev *domain.Envelope) (*pactapaywire.Payment, error) {
+	return factOf(ev, func(f *facts) *pactapaywire.Payment { return f.pactapay }, "PactaPay payment event")
+}
+
+// factOf is the member of ev's facts that pick returns; an event of
+// another provider (pick returns nil) is refused as not a what.
+func factOf[T any](ev *domain.Envelope, pick func(*facts) *T, what string) (*T, error) {
 	v, err := ev.Normalized(normalize)
 	if err != nil {
 		return nil, err
 	}
-	if f := v.(*facts); f.pactapay != nil {
-		return f.pactapay, nil
+	if x := pick(v.(*facts)); x != nil {
+		return x, nil
 	}
-	return nil, domain.Errorf(domain.CodeReducerDecode, "%s %s %s is not a PactaPay payment event", ev.Provider, ev.EventType, ev.EventID)
+	return nil, domain.Errorf(domain.CodeReducerDecode, "%s %s %s is not a %s", ev.Provider, ev.EventType, ev.EventID, what)
 }
