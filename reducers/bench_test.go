@@ -134,3 +134,19 @@ func BenchmarkCustomersApplyLongLived(b *testing.B) {
 	}
 	benchApply(b, projection(domain.ProjectionCustomers), history, stripeEnv(samples.Stripe{Type: "customer.updated", Created: benchT0.Add(2000 * time.Hour)}))
 }
+
+// pactaEnv is a journaled PactaPay payment event built from the provider
+// samples.
+func pactaEnv(eventType, payment string, amount int64, at time.Time) *domain.Envelope {
+	body := samples.PactaPayPayment(eventType, payment, amount, at)
+	return &domain.Envelope{Provider: domain.PactaPay, Endpoint: "pactapay", EventID: "ppevt_bench_" + eventType, EventType: eventType,
+		Created: at, Verification: domain.VerifiedSignature, Body: body, ObjectKind: "payment", ObjectID: payment}
+}
+
+// BenchmarkOrdersApplyPactaPay is a PactaPay refund of a completed
+// payment: the order exists and the refund is new.
+func BenchmarkOrdersApplyPactaPay(b *testing.B) {
+	benchApply(b, projection(domain.ProjectionOrders), []*domain.Envelope{
+		pactaEnv("payment.completed", "pay_bench_1", 4200, benchT0),
+	}, pactaEnv("payment.refunded", "pay_bench_1", 4200, benchT0.Add(time.Hour)))
+}

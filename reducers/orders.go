@@ -131,7 +131,7 @@ func (o Orders) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 }
 
 func (o Orders) applyPactaPay(ev *domain.Envelope, records Lookup) (Changes, error) {
-	p, err := decodePactaPay(ev)
+	p, err := pactaFacts(ev)
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,6 @@
 package reducers
 
 import (
-	"encoding/json"
-
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/domain/stripewire"
 )
@@ -129,26 +127,4 @@ func isStripeRefundEvent(t string) bool {
 		return true
 	}
 	return false
-}
-
-// pactaPayment is a PactaPay payment event's payload.
-type pactaPayment struct {
-	ID             string            `json:"id"`
-	PaymentID      string            `json:"payment_id"`
-	Amount         int64             `json:"amount"`
-	AmountRefunded int64             `json:"amount_refunded"`
-	Currency       string            `json:"currency"`
-	Customer       string            `json:"customer"`
-	Metadata       map[string]string `json:"metadata"`
-}
-
-func decodePactaPay(ev *domain.Envelope) (pactaPayment, error) {
-	var p pactaPayment
-	if err := json.Unmarshal(ev.Body, &p); err != nil {
-		return p, domain.Wrap(domain.CodeReducerDecode, err, "PactaPay event "+ev.EventID)
-	}
-	if p.PaymentID == "" {
-		return p, domain.Errorf(domain.CodeReducerDecode, "PactaPay event %s has no payment_id", ev.EventID)
-	}
-	return p, nil
 }

@@ -1,14 +1,16 @@
 // Package hmacsig verifies generic HMAC webhook signatures, configured per
 // endpoint (header, signed-string template, digest, encoding, prefix), and
 // reads event envelopes from JSON bodies by configured field names. It also
-// defines PactaPay, a fixed configuration of the same scheme with its own
-// payload rules.
+// defines PactaPay, a fixed configuration of the same scheme whose payload
+// fields domain/pactapaywire reads and checks.
 //
-// It owns the HMAC config format and its validation, the signed-string
-// templates and the PactaPay payload fields. It must never do I/O, read the
-// clock, or look at a body whose signature has not been verified. It does
-// not import package ingest (which imports it); its types implement
-// ingest.Verifier and ingest.Parser structurally.
+// It owns the HMAC config format and its validation and the signed-string
+// templates. The generic schemes (hmac endpoints, and Standard Webhooks in
+// ingest/svix) are intake only: billfold journals their events, but no
+// reducer folds them, so they have no wire package and no fold object.
+// It must never do I/O, read the clock, or look at a body whose signature
+// has not been verified. It does not import package ingest (which imports
+// it); its types implement ingest.Verifier and ingest.Parser structurally.
 package hmacsig
 
 import (
@@ -26,6 +28,7 @@ import (
 	"time"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/domain/pactapaywire"
 	"github.com/billfold/billfold/ingest/wire"
 )
 
@@ -173,9 +176,9 @@ func PactaPay() Config {
 		Digest:          "sha256",
 		Encoding:        "hex",
 		Prefix:          "sha256=",
-		EventIDField:    "id",
-		EventTypeField:  "event",
-		CreatedField:    "timestamp",
+		EventIDField:    pactapaywire.FieldID,
+		EventTypeField:  pactapaywire.FieldType,
+		CreatedField:    pactapaywire.FieldCreated,
 		CheckCreated:    true,
 	}
 }
@@ -386,25 +389,20 @@ type Parser struct {
 // is read from the created field when configured and present, and is zero
 // otherwise; a created field of another form is malformed.
 func (p Parser) Parse(h http.Header, body []byte) (domain.Envelope, error) {
-	env, _, err := p.parse(h, body)
-	return env, err
-}
-
-func (p Parser) parse(h http.Header, body []byte) (domain.Envelope, map[string]any, error) {
 	c := p.Config.WithDefaults()
 	m, err := wire.DecodeObject(body)
 	if err != nil {
-		return domain.Envelope{}, nil, err
+		return domain.Envelope{}, err
 	}
 	var env domain.Envelope
 	if c.EventIDHeader != "" {
 		vs := h.Values(c.EventIDHeader)
 		if len(vs) > 1 {
-			return domain.Envelope{}, nil, domain.Errorf(domain.CodeEventMalformed, "more than one %s header", c.EventIDHeader)
+			return domain.Envelope{}, domain.Errorf(domain.CodeEventMalformed, "more than one %s header", c.EventIDHeader)
 		}
 		env.EventID = h.Get(c.EventIDHeader)
 		if err := domain.CheckEventID(c.EventIDHeader, env.EventID); err != nil {
-			return domain.Envelope{}, nil, err
+			return domain.Envelope{}, err
 		}
 	} else {
 		v, _ := wire.Lookup(m, c.EventIDField)
@@ -417,26 +415,26 @@ func (p Parser) parse(h http.Header, body []byte) (domain.Envelope, map[string]a
 			}
 		}
 		if err := domain.CheckEventID(c.EventIDField, env.EventID); err != nil {
-			return domain.Envelope{}, nil, err
+			return domain.Envelope{}, err
 		}
 	}
 	typ, _ := wire.Lookup(m, c.EventTypeField)
 	s, ok := typ.(string)
 	if !ok {
-		return domain.Envelope{}, nil, domain.Errorf(domain.CodeEventMalformed, "field %s is missing or invalid", c.EventTypeField)
+		return domain.Envelope{}, domain.Errorf(domain.CodeEventMalformed, "field %s is missing or invalid", c.EventTypeField)
 	}
 	if err := domain.CheckEventType(c.EventTypeField, s); err != nil {
-		return domain.Envelope{}, nil, err
+		return domain.Envelope{}, err
 	}
 	env.EventType = s
 	if c.CreatedField != "" {
 		if v, ok := wire.Lookup(m, c.CreatedField); ok && v != nil {
 			if env.Created, ok = parseTime(v); !ok {
-				return domain.Envelope{}, nil, domain.Errorf(domain.CodeEventMalformed, "field %s is neither Unix seconds nor RFC 3339", c.CreatedField)
+				return domain.Envelope{}, domain.Errorf(domain.CodeEventMalformed, "field %s is neither Unix seconds nor RFC 3339", c.CreatedField)
 			}
 		}
 	}
-	return env, m, nil
+	return env, nil
 }
 
 // parseTime reads Unix seconds (a JSON integer or a string of digits) or
@@ -465,12 +463,13 @@ func parseTime(v any) (time.Time, bool) {
 }
 
 // PactaPayPaymentTypes are the PactaPay event types whose payment fields
-// billfold requires.
-var PactaPayPaymentTypes = []string{"payment.completed", "payment.failed", "payment.refunded"}
+// billfold requires (pactapaywire.PaymentTypes).
+var PactaPayPaymentTypes = pactapaywire.PaymentTypes
 
 // PactaPayParser reads PactaPay events: the PactaPay() fields, the payment
 // they are about (ObjectKind "payment", ObjectID payment_id), and for the
-// payment types the fields reducers rely on.
+// payment types the fields reducers rely on, all of which
+// domain/pactapaywire knows.
 type PactaPayParser struct{}
 
 // Parse implements ingest.Parser. Other event types are journaled with
@@ -479,31 +478,19 @@ type PactaPayParser struct{}
 // minor units) and currency (a string). A field missing or of the wrong
 // type is BILLFOLD-EVENT-MALFORMED naming it.
 func (PactaPayParser) Parse(h http.Header, body []byte) (domain.Envelope, error) {
-	env, m, err := Parser{Config: PactaPay()}.parse(h, body)
+	env, err := Parser{Config: PactaPay()}.Parse(h, body)
 	if err != nil {
 		return domain.Envelope{}, err
 	}
-	env.ObjectKind = "payment"
-	env.ObjectID, _ = m["payment_id"].(string)
-	for _, t := range PactaPayPaymentTypes {
-		if env.EventType != t {
-			continue
-		}
-		for _, f := range []string{"id", "payment_id", "currency"} {
-			if s, ok := m[f].(string); !ok || s == "" {
-				return domain.Envelope{}, domain.Errorf(domain.CodeEventMalformed, "field %s is missing or not a string", f)
-			}
-		}
-		n, ok := m["amount"].(json.Number)
-		if !ok {
-			return domain.Envelope{}, domain.Errorf(domain.CodeEventMalformed, "field amount is missing or not an integer")
-		}
-		if _, err := strconv.ParseInt(n.String(), 10, 64); err != nil {
-			return domain.Envelope{}, domain.Errorf(domain.CodeEventMalformed, "field amount is missing or not an integer")
-		}
+	pe, err := pactapaywire.DecodeEnvelope(body)
+	if err != nil {
+		return domain.Envelope{}, domain.Wrap(domain.CodeEventMalformed, err, "event JSON does not decode")
 	}
-	if env.ObjectID == "" {
-		env.ObjectKind = ""
+	if err := pe.Check(env.EventType); err != nil {
+		return domain.Envelope{}, err
+	}
+	if env.ObjectID = pe.Payment(); env.ObjectID != "" {
+		env.ObjectKind = pactapaywire.ObjectKind
 	}
 	return env, nil
 }

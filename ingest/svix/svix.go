@@ -4,7 +4,10 @@
 //
 // It owns the webhook-id / webhook-timestamp / webhook-signature headers
 // (and their svix-* twins), the whsec_ secret format, and the envelope
-// fields billfold journals for these senders. It must never do I/O, read the
+// fields billfold journals for these senders; a Clerk user's fields are
+// domain/clerkwire's. A generic Standard Webhooks sender's events are
+// intake only: journaled, but folded by no reducer, so they have no fold
+// object and no wire package. It must never do I/O, read the
 // clock, or look at a body whose signature has not been verified. It does
 // not import package ingest (which imports it); its types implement
 // ingest.Verifier and ingest.Parser structurally.
