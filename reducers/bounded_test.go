@@ -1,6 +1,7 @@
 package reducers
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -146,4 +147,36 @@ func TestAnyLatenessConvergesButTheCount(t *testing.T) {
 		got.Version = want.Version
 		require.Equal(t, want, got)
 	})
+}
+
+// A record stored before the window existed, with every event in an
+// array, is read as it is: its events still make redeliveries no-ops and
+// the next event counts on from them.
+func TestRecordsOfTheEarlierFormatStillFold(t *testing.T) {
+	h := newHistory(t)
+	for i := range 3 {
+		h.tick(time.Hour)
+		h.stripe("customer.updated", map[string]any{"id": "cus_1", "object": "customer", "email": fmt.Sprintf("a+%d@example.com", i)}, nil)
+	}
+	m := memory{}
+	applyAll(t, m, h.events...)
+	key := CustomerKey("stripe", "cus_1")
+	var stored map[string]map[string]any
+	require.NoError(t, json.Unmarshal(m[key], &stored))
+	var earlier []map[string]any
+	for _, ev := range h.events {
+		earlier = append(earlier, map[string]any{"at": ev.Created.UTC().Format(time.RFC3339), "event_id": ev.EventID})
+	}
+	stored["merge"]["folded"] = earlier
+	old, err := json.Marshal(stored)
+	require.NoError(t, err)
+	m[key] = old
+
+	assert.Zero(t, applyAll(t, m, h.events[1]), "a redelivery changes nothing")
+	h.tick(time.Hour)
+	assert.Equal(t, 2, applyAll(t, m, h.stripe("customer.updated", map[string]any{"id": "cus_1", "object": "customer", "email": "new@example.com"}, nil)), "the customer and its identity entry in wallets")
+	c := record[domain.CustomerRecord](t, m, key)
+	assert.Equal(t, 4, c.Version)
+	assert.Equal(t, "new@example.com", c.Email)
+	assert.Equal(t, fold(t, DefaultOptions(), h.events)[key], m[key], "the same bytes as a fold of the new form")
 }
