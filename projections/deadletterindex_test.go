@@ -11,8 +11,8 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/query"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -27,7 +27,7 @@ func countGroups(dls []deadletter.Letter) map[string]int {
 	return out
 }
 
-func groupsOf(open projections.OpenDeadLetters) map[string]int {
+func groupsOf(open query.OpenDeadLetters) map[string]int {
 	out := map[string]int{}
 	for _, g := range open.Groups {
 		out[string(g.Code)+" "+g.Projection] += g.Count

@@ -12,6 +12,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/feed"
+	"github.com/billfold/billfold/projections/jsio"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -134,6 +135,10 @@ func (e *Engine) Projections() []string { return slices.Clone(e.names) }
 // HasProjection reports whether the engine folds the projection name.
 func (e *Engine) HasProjection(name string) bool { return e.projections[name] != nil }
 
+// JetStream is the JetStream context the engine reads and writes through,
+// for the rooms above it that read the same streams (the query room).
+func (e *Engine) JetStream() jetstream.JetStream { return e.js }
+
 // Store returns the current store of a projection, nil for an unknown name.
 func (e *Engine) Store(projection string) *Store {
 	e.mu.Lock()
@@ -216,7 +221,7 @@ func (e *Engine) followGenerations(ctx context.Context) {
 	for ctx.Err() == nil {
 		w, err := e.gens.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 		if err != nil {
-			sleep(ctx, time.Second)
+			jsio.Sleep(ctx, time.Second)
 			continue
 		}
 		for u := range w.Updates() {
@@ -233,11 +238,11 @@ func (e *Engine) followGenerations(ctx context.Context) {
 				} else {
 					e.opts.Log.Warn("generation switch not applied yet, retrying", "projection", gen.Projection, "generation", gen.Number, "error", err)
 				}
-				sleep(ctx, time.Second)
+				jsio.Sleep(ctx, time.Second)
 			}
 		}
 		_ = w.Stop()
-		sleep(ctx, 250*time.Millisecond)
+		jsio.Sleep(ctx, 250*time.Millisecond)
 	}
 }
 

@@ -12,10 +12,11 @@ import (
 	"github.com/billfold/billfold/reducers"
 )
 
-// memoryRecords is a reducers.Lookup over a map.
-type memoryRecords map[string][]byte
+// MemoryRecords is a reducers.Lookup over a map.
+type MemoryRecords map[string][]byte
 
-func (m memoryRecords) Get(key string) ([]byte, error) { return m[key], nil }
+// Get implements reducers.Lookup.
+func (m MemoryRecords) Get(key string) ([]byte, error) { return m[key], nil }
 
 // foldedRecord is a record in a fold's memory, with the event that last
 // changed it.

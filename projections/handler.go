@@ -6,6 +6,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/jsio"
 )
 
 // An eventHandler folds one journal event into one projection. The
@@ -110,7 +111,7 @@ func (pr *Projector) retryWithBackoff(inProgress func()) middleware {
 					return &failedAfter{attempts: attempt, err: err}
 				}
 				inProgress()
-				sleep(ctx, pr.retry.backoff(attempt))
+				jsio.Sleep(ctx, pr.retry.backoff(attempt))
 			}
 		}
 	}

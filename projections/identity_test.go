@@ -8,14 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billfold/billfold/projections/query"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/feed"
+	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -42,13 +44,13 @@ func TestIdentityMismatchHeldInAPIAndFeed(t *testing.T) {
 		Object: map[string]any{"id": "cs_ana", "payment_intent": "pi_ana", "metadata": map[string]any{"user_id": "user_ana", "credits": "100"}}})
 
 	e, _ := feedEngine(t, js)
-	q := projections.NewQuery(e, reducers.All(reducers.DefaultOptions()), "")
+	q := query.New(e, reducers.All(reducers.DefaultOptions()), "")
 	qctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { q.Run(qctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	mux := http.NewServeMux()
-	q.Register(mux, projections.RequireToken("s3cret"))
+	q.Register(mux, httpapi.RequireToken("s3cret"))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 

@@ -278,10 +278,10 @@ type EventSummary struct {
 // delivery log (which keeps deliveries for its retention only).
 func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error) {
 	if f.Limit <= 0 {
-		f.Limit = DefaultListLimit
+		f.Limit = httpapi.DefaultListLimit
 	}
-	if f.Limit > MaxListLimit {
-		return nil, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", f.Limit, MaxListLimit)
+	if f.Limit > httpapi.MaxListLimit {
+		return nil, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", f.Limit, httpapi.MaxListLimit)
 	}
 	f.Provider = l.redact.resolve(f.Provider)
 	out := []EventSummary{}

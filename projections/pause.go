@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
 )
 
 // Pause is an operator's hold on a projection: its projectors stop folding
@@ -193,7 +194,7 @@ func (e *Engine) followPauses(ctx context.Context) {
 	for ctx.Err() == nil {
 		w, err := e.pauses.kv.WatchAll(ctx, jetstream.UpdatesOnly())
 		if err != nil {
-			sleep(ctx, time.Second)
+			jsio.Sleep(ctx, time.Second)
 			continue
 		}
 		// Changes made while the watch was down are read whole, before
@@ -212,6 +213,6 @@ func (e *Engine) followPauses(ctx context.Context) {
 			})
 		}
 		_ = w.Stop()
-		sleep(ctx, 250*time.Millisecond)
+		jsio.Sleep(ctx, 250*time.Millisecond)
 	}
 }

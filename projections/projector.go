@@ -107,7 +107,7 @@ func (pr *Projector) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		if err := pr.runOnce(ctx); err != nil && ctx.Err() == nil {
 			pr.log.Warn("projector interrupted, resuming", "error", err)
-			sleep(ctx, time.Second)
+			jsio.Sleep(ctx, time.Second)
 		}
 	}
 	return nil
@@ -280,7 +280,7 @@ func (pr *Projector) deadLetter(ctx context.Context, env *domain.Envelope, attem
 		// The dead letter is what makes the failure visible: keep trying
 		// rather than acknowledge an event nobody would ever see again.
 		pr.log.Warn("dead letter not written, retrying", "event_id", env.EventID, "error", err)
-		sleep(ctx, pr.retry.backoff(i+1))
+		jsio.Sleep(ctx, pr.retry.backoff(i+1))
 	}
 }
 
@@ -290,13 +290,4 @@ func (r RetryPolicy) backoff(attempt int) time.Duration {
 		d = r.Max
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -8,13 +8,35 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
+	"github.com/billfold/billfold/reducers"
+	"github.com/billfold/billfold/test/natstest"
 )
+
+// ledgerFixture is an engine over a real embedded NATS with billfold's
+// streams, for the ledger's reads.
+type ledgerFixture struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	engine *Engine
+}
+
+func newLedgerFixture(t *testing.T) *ledgerFixture {
+	t.Helper()
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{}))
+	engine, err := NewEngine(ctx, js, reducers.All(reducers.DefaultOptions()), EngineOptions{})
+	require.NoError(t, err)
+	return &ledgerFixture{nc: nc, js: js, engine: engine}
+}
 
 // consumerCounts is how many consumers each of billfold's streams holds.
 func consumerCounts(t *testing.T, js jetstream.JetStream) map[string]int {
@@ -36,7 +58,7 @@ func consumerCounts(t *testing.T, js jetstream.JetStream) map[string]int {
 // lookup used to leave a consumer behind) all answer, and leave no
 // consumer behind; nor do the ledger's list reads.
 func TestLookupStormLeavesNoConsumers(t *testing.T) {
-	f := newQueryFixture(t)
+	f := newLedgerFixture(t)
 	ctx := context.Background()
 	journal := ingest.NewJournal(f.nc, f.js)
 	const events = 20
@@ -97,7 +119,7 @@ func TestLookupStormLeavesNoConsumers(t *testing.T) {
 // An event with more deliveries than the ledger lists: the counts cover all
 // of them, the list holds the newest MaxLedgerDeliveries.
 func TestLedgerDeliveriesBeyondTheList(t *testing.T) {
-	f := newQueryFixture(t)
+	f := newLedgerFixture(t)
 	ctx := context.Background()
 	const n = MaxLedgerDeliveries + 7
 	for i := range n {

@@ -25,6 +25,7 @@ import (
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/query"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -38,7 +39,7 @@ type replayFixture struct {
 	projs    []reducers.Projection
 	engine   *projections.Engine
 	rebuilds *projections.Rebuilds
-	query    *projections.Query
+	query    *query.Query
 	stop     func()
 }
 
@@ -62,7 +63,7 @@ func newReplayFixture(t testing.TB, nc *nats.Conn, js jetstream.JetStream, o red
 	require.NoError(t, err)
 	f.rebuilds, err = projections.NewRebuilds(ctx, f.engine, projections.RebuildOptions{Grace: grace, Log: quietLog})
 	require.NoError(t, err)
-	f.query = projections.NewQuery(f.engine, f.projs, "")
+	f.query = query.New(f.engine, f.projs, "")
 	var wg sync.WaitGroup
 	wg.Go(func() { f.engine.Run(ctx) })
 	wg.Go(func() { f.rebuilds.Run(ctx) })
@@ -184,7 +185,7 @@ func TestRebuildSwitchesToAnEqualGenerationWithoutRepublishing(t *testing.T) {
 	}
 	// Queries read the new generation.
 	require.Eventually(t, func() bool {
-		page, err := f.query.ListSubscriptions(context.Background(), projections.SubscriptionFilter{}, 100, "")
+		page, err := f.query.ListSubscriptions(context.Background(), query.SubscriptionFilter{}, 100, "")
 		return err == nil && len(page.Items) == 15
 	}, 10*time.Second, 20*time.Millisecond)
 	// Nothing was published again.

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // ListPage returns at most limit rebuilds and replays, newest first,
@@ -15,8 +16,8 @@ import (
 // part), and reads only the page's records, so a page costs the same
 // however many rebuilds the bucket remembers.
 func (rs *Rebuilds) ListPage(ctx context.Context, limit int, after string) ([]Rebuild, string, error) {
-	if limit < 1 || limit > MaxListLimit {
-		return nil, "", domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", limit, MaxListLimit)
+	if limit < 1 || limit > httpapi.MaxListLimit {
+		return nil, "", domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", limit, httpapi.MaxListLimit)
 	}
 	lister, err := rs.kv.ListKeys(ctx)
 	if err != nil {

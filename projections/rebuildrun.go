@@ -12,6 +12,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/jsio"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -311,7 +312,7 @@ func (rs *Rebuilds) switchTo(ctx context.Context, rb *Rebuild, t *target) (err e
 func (rs *Rebuilds) waitRelayDrained(ctx context.Context, projection string, generation int) error {
 	deadline := time.Now().Add(30 * time.Second)
 	// The projector of the paused generation may be finishing one event.
-	sleep(ctx, 200*time.Millisecond)
+	jsio.Sleep(ctx, 200*time.Millisecond)
 	for time.Now().Before(deadline) {
 		c, err := rs.js.Consumer(ctx, domain.BucketStream(domain.ProjectionBucket(projection, generation)), domain.FeedDurable(projection, generation))
 		if err != nil {
@@ -324,7 +325,7 @@ func (rs *Rebuilds) waitRelayDrained(ctx context.Context, projection string, gen
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		sleep(ctx, 50*time.Millisecond)
+		jsio.Sleep(ctx, 50*time.Millisecond)
 	}
 	rs.opts.Log.Warn("relay of the replaced generation not drained after 30s; switching anyway", "projection", projection)
 	return nil

@@ -159,7 +159,7 @@ func (r *Relay) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if err := r.runOnce(ctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("change relay interrupted, resuming", "error", err)
-			sleep(ctx, time.Second)
+			jsio.Sleep(ctx, time.Second)
 		}
 	}
 }
@@ -283,7 +283,7 @@ func (r *Relay) untilRead(ctx context.Context, hold func(), read func() error) e
 		}
 		r.log.Warn("change feed not readable, retrying", "error", err)
 		hold()
-		sleep(ctx, DefaultRetryPolicy.backoff(i))
+		jsio.Sleep(ctx, DefaultRetryPolicy.backoff(i))
 	}
 }
 
@@ -372,7 +372,7 @@ func (r *Relay) readHeads(ctx context.Context, writes []relayWrite) error {
 		return nil
 	}
 	found := map[string]feedHead{}
-	err := lastMessages(ctx, r.js.Conn(), domain.ChangesStream, missing, func(subject string, m *nats.Msg) {
+	err := jsio.LastMessages(ctx, r.js.Conn(), domain.ChangesStream, missing, func(subject string, m *nats.Msg) {
 		var c struct {
 			Record feed.SubscriptionVersion `json:"record"`
 		}
@@ -476,7 +476,7 @@ func (r *Relay) publishAll(ctx context.Context, msgs []*nats.Msg, hold func()) e
 		}
 		r.log.Warn("changes not published, retrying", "changes", len(failed), "error", last)
 		hold()
-		sleep(ctx, DefaultRetryPolicy.backoff(i))
+		jsio.Sleep(ctx, DefaultRetryPolicy.backoff(i))
 		msgs = failed
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -135,7 +136,7 @@ func (e *Engine) waitCaughtUp(ctx context.Context, names []string, timeout time.
 		if !behind || time.Now().After(deadline) {
 			return head, nil
 		}
-		sleep(ctx, 100*time.Millisecond)
+		jsio.Sleep(ctx, 100*time.Millisecond)
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}

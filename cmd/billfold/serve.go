@@ -31,6 +31,7 @@ import (
 	"github.com/billfold/billfold/projections/console"
 	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/query"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -219,9 +220,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	defer func() { stopEngine(); <-engineDone }()
 
 	foldJobs := projections.NewFoldJobs(o.maxFoldJobs, 0)
-	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
-	query.FoldJobs = foldJobs
-	go query.Run(engineCtx)
+	queries := query.New(engine, projs, reducerOpts.UserIDKey)
+	queries.FoldJobs = foldJobs
+	go queries.Run(engineCtx)
 	adminMux := newAdminMux()
 	adminMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -232,7 +233,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		// The query indexes' state is a detail, not a verdict: deliveries
 		// are taken while they load; lists answer BILLFOLD-INDEX-LOADING.
 		index := "ready"
-		if query.Loading() {
+		if queries.Loading() {
 			index = "loading"
 		}
 		if err := journal.Ready(rctx); err != nil {
@@ -245,7 +246,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		// part readiness guards, goes on. The detail says they are held.
 		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "query_index": index, "paused": engine.Paused()})
 	})
-	readAuth := projections.RequireToken(apiToken)
+	readAuth := httpapi.RequireToken(apiToken)
 	// /metrics names endpoints and counts refusals: behind the API token
 	// when there is one, like every other read.
 	adminMux.Handle("GET /metrics", readAuth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
@@ -262,10 +263,10 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	changes.SetLogger(log)
 	defer changes.Close()
 	adminMux.Handle("GET /v1/changes", changes)
-	query.Register(adminMux, readAuth)
-	doc := doctor.New(js, endpoints, engine, query, o.bypass, version, natsDescription(o, ns))
+	queries.Register(adminMux, readAuth)
+	doc := doctor.New(js, endpoints, engine, queries, o.bypass, version, natsDescription(o, ns))
 	adminMux.Handle("GET /v1/doctor", readAuth(doc))
-	ui, err := newConsole(ops, query, js, changes, doc, apiToken, adminTokens, log)
+	ui, err := newConsole(ops, queries, js, changes, doc, apiToken, adminTokens, log)
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ type Operations struct {
 
 // Register adds the routes to mux: reads wrapped in read, mutations in
 // admin (RequireAdmin).
-func (o *Operations) Register(mux projections.Mux, read, admin func(http.Handler) http.Handler) {
+func (o *Operations) Register(mux httpapi.Mux, read, admin func(http.Handler) http.Handler) {
 	mux.Handle("POST /v1/rebuilds", admin(http.HandlerFunc(o.startRebuild)))
 	mux.Handle("GET /v1/rebuilds", read(http.HandlerFunc(o.listRebuilds)))
 	mux.Handle("GET /v1/rebuilds/{id}", read(http.HandlerFunc(o.getRebuild)))
@@ -200,7 +200,7 @@ func (o *Operations) listEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := 0
 	if v.Get("limit") != "" {
-		if limit, err = projections.ParseLimit(v.Get("limit")); err != nil {
+		if limit, err = httpapi.ParseLimit(v.Get("limit")); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}

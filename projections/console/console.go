@@ -25,6 +25,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/query"
 )
 
 // Problem is one thing billfold doctor found wrong.
@@ -39,7 +40,7 @@ type Config struct {
 	Engine   *projections.Engine
 	Rebuilds *projections.Rebuilds
 	Ledger   *projections.Ledger
-	Query    *projections.Query
+	Query    *query.Query
 	// JetStream reads the delivery log and journal bodies.
 	JetStream jetstream.JetStream
 	// Changes is the change feed's SSE handler (GET /v1/changes); the

@@ -27,6 +27,7 @@ import (
 	"github.com/billfold/billfold/projections/console"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/query"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -148,10 +149,10 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	require.NoError(t, err)
 	rebuilds, err := projections.NewRebuilds(ctx, engine, projections.RebuildOptions{Log: slog.New(slog.DiscardHandler), Rate: o.rebuildRate})
 	require.NoError(t, err)
-	query := projections.NewQuery(engine, projs, "user_id")
+	queries := query.New(engine, projs, "user_id")
 	done := make(chan struct{})
 	go func() { engine.Run(ctx); close(done) }()
-	go query.Run(ctx)
+	go queries.Run(ctx)
 	go rebuilds.Run(ctx)
 	t.Cleanup(func() { cancel(); <-done; rebuilds.Wait() })
 	// Folded, dead-lettered and indexed.
@@ -160,7 +161,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		if err != nil || len(dls) == 0 {
 			return false
 		}
-		counts, err := query.Counts(ctx)
+		counts, err := queries.Counts(ctx)
 		total := 0
 		for _, n := range counts {
 			total += n
@@ -168,7 +169,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		return err == nil && total == 1+o.subscriptions
 	}, 30*time.Second, 20*time.Millisecond)
 
-	c, err := console.New(console.Config{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine), Query: query,
+	c, err := console.New(console.Config{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine), Query: queries,
 		JetStream: js, ReadToken: readToken, AdminTokens: httpapi.AdminTokens{"ops-alice": adminToken}, Log: log,
 		MaxSessions: o.maxSessions})
 	require.NoError(t, err)

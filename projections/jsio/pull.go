@@ -69,3 +69,14 @@ func consumeOnce(ctx context.Context, c jetstream.Consumer, batch int, handle fu
 		}
 	}
 }
+
+// Sleep waits d, or until ctx is done: the pause before a failed read,
+// watch or pull is tried again.
+func Sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

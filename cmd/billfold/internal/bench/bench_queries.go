@@ -17,6 +17,7 @@ import (
 	"github.com/billfold/billfold/ingest/braintree"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/query"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -103,7 +104,7 @@ func (b *benchRun) indexLoad(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	q := projections.NewQuery(engine, projs, "")
+	q := query.New(engine, projs, "")
 	done := make(chan struct{})
 	go func() { q.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()

@@ -21,6 +21,7 @@ import (
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // startEngine starts serve on the data dir dir/name (kept between starts,
@@ -246,7 +247,7 @@ func (e *drillEngine) deliveryLog(ctx context.Context, outcome domain.Outcome) (
 	var page struct {
 		Items []projections.EventSummary `json:"items"`
 	}
-	_, err := e.get(ctx, fmt.Sprintf("/v1/events?status=%s&since=10m&limit=%d", outcome, projections.MaxListLimit), &page)
+	_, err := e.get(ctx, fmt.Sprintf("/v1/events?status=%s&since=10m&limit=%d", outcome, httpapi.MaxListLimit), &page)
 	return page.Items, err
 }
 

@@ -444,7 +444,7 @@ func Events(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&status, "status", "", "list: failed (open dead letters) or a delivery outcome (accepted, duplicate, rejected, ...)")
 	fs.StringVar(&since, "since", "1h", "list: since (RFC 3339 or a duration back, such as 1h)")
 	fs.StringVar(&provider, "provider", "", "list: only this provider (or endpoint)")
-	fs.IntVar(&limit, "limit", projections.DefaultListLimit, "list: at most this many, newest first")
+	fs.IntVar(&limit, "limit", httpapi.DefaultListLimit, "list: at most this many, newest first")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: billfold events show <provider> <event_id> [flags]\n       billfold events list [--status failed|accepted|rejected|...] [--since 1h] [--provider P] [flags]")
 		fs.PrintDefaults()

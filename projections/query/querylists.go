@@ -1,14 +1,14 @@
-package projections
+package query
 
 import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/projections/index"
 )
 
@@ -32,19 +32,6 @@ type Page struct {
 	NextCursor string            `json:"next_cursor,omitempty"`
 }
 
-// ParseLimit validates a limit parameter: 1 to MaxListLimit, "" for
-// DefaultListLimit.
-func ParseLimit(s string) (int, error) {
-	if s == "" {
-		return DefaultListLimit, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > MaxListLimit {
-		return 0, domain.Errorf(domain.CodeBadRequest, "limit %q: want an integer from 1 to %d", s, MaxListLimit)
-	}
-	return n, nil
-}
-
 // encodeCursor and decodeCursor: a cursor is the position of the last
 // record of a page, opaque to callers (base64url).
 func encodeCursor(p index.Position) string {
@@ -66,8 +53,8 @@ func decodeCursor(s string) (*index.Position, error) {
 // listView checks a list's limit and cursor and returns the loaded view
 // to list from, and the position the cursor names (nil: the start).
 func (q *Query) listView(ctx context.Context, limit int, cursor string) (*queryView, *index.Position, error) {
-	if limit < 1 || limit > MaxListLimit {
-		return nil, nil, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", limit, MaxListLimit)
+	if limit < 1 || limit > httpapi.MaxListLimit {
+		return nil, nil, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", limit, httpapi.MaxListLimit)
 	}
 	after, err := decodeCursor(cursor)
 	if err != nil {
@@ -198,8 +185,8 @@ func (v *queryView) customerPage(ctx context.Context, projection string, keys []
 	if !known && len(keys) == 0 {
 		return Page{}, domain.Errorf(domain.CodeNotFound, "no customer %s/%s", provider, id)
 	}
-	if limit < 0 || limit > MaxListLimit {
-		return Page{}, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", limit, MaxListLimit)
+	if limit < 0 || limit > httpapi.MaxListLimit {
+		return Page{}, domain.Errorf(domain.CodeBadRequest, "limit %d: want 1 to %d", limit, httpapi.MaxListLimit)
 	}
 	after, err := decodeCursor(cursor)
 	if err != nil {

@@ -1,4 +1,4 @@
-package projections
+package query
 
 import (
 	"context"
@@ -13,7 +13,9 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/index"
+	"github.com/billfold/billfold/projections/jsio"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -26,11 +28,11 @@ import (
 // Query never writes a projection.
 type Query struct {
 	js        jetstream.JetStream
-	engine    *Engine
+	engine    *projections.Engine
 	projs     []reducers.Projection
 	userIDKey string
 	// FoldJobs bounds as_of reads (nil: unbounded).
-	FoldJobs *FoldJobs
+	FoldJobs *projections.FoldJobs
 
 	// view is the generations queries read now. A rebuild's switch
 	// replaces it whole, once the new generations' indexes are loaded, so
@@ -45,7 +47,7 @@ type Query struct {
 // queryView is one set of projection generations: their stores and the
 // indexes over them.
 type queryView struct {
-	stores    map[string]*Store
+	stores    map[string]*projections.Store
 	userIDKey string
 	subs      *index.Subscriptions
 	people    *index.Links
@@ -64,33 +66,27 @@ var kindProjection = map[string]string{
 	domain.KindWallet:       domain.ProjectionWallets,
 }
 
-// Limits of a list page.
-const (
-	DefaultListLimit = 100
-	MaxListLimit     = 1000
-)
-
 // maxLinkedIdentities bounds how many identities one person's link closure
 // may reach, so a link value shared by everyone (a test user id) cannot
 // make one request read the whole index.
 const maxLinkedIdentities = 1000
 
-// NewQuery reads the stores of engine; projs are the projections'
+// New reads the stores of engine; projs are the projections'
 // reducers (for AsOf), userIDKey the metadata key that names a billfold
 // user (reducers.Options.UserIDKey; "" means "user_id"). Call Run to keep
 // the indexes up to date.
-func NewQuery(engine *Engine, projs []reducers.Projection, userIDKey string) *Query {
+func New(engine *projections.Engine, projs []reducers.Projection, userIDKey string) *Query {
 	if userIDKey == "" {
 		userIDKey = "user_id"
 	}
-	q := &Query{js: engine.js, engine: engine, projs: projs, userIDKey: userIDKey, ready: make(chan struct{}),
-		deadLetters: newDeadLetterIndex(engine.js)}
+	q := &Query{js: engine.JetStream(), engine: engine, projs: projs, userIDKey: userIDKey, ready: make(chan struct{}),
+		deadLetters: newDeadLetterIndex(engine.JetStream())}
 	q.view.Store(q.newView())
 	return q
 }
 
 func (q *Query) newView() *queryView {
-	stores := map[string]*Store{}
+	stores := map[string]*projections.Store{}
 	for _, name := range q.engine.Projections() {
 		stores[name] = q.engine.Store(name)
 	}
@@ -173,7 +169,7 @@ func (v *queryView) run(ctx context.Context) {
 			v.pending.Done()
 			continue
 		}
-		wg.Go(func() { v.watch(ctx, store.kv, w.prefix, w.apply) })
+		wg.Go(func() { v.watch(ctx, store, w.prefix, w.apply) })
 	}
 	wg.Wait()
 }
@@ -224,12 +220,12 @@ func waitLoaded(ctx context.Context, loaded <-chan struct{}) error {
 }
 
 // watch feeds one bucket's values to apply, re-watching after a failure.
-func (v *queryView) watch(ctx context.Context, kv jetstream.KeyValue, prefix string, apply func(string, uuid.UUID, []byte)) {
+func (v *queryView) watch(ctx context.Context, store *projections.Store, prefix string, apply func(string, uuid.UUID, []byte)) {
 	initial := true
 	for ctx.Err() == nil {
-		w, err := kv.WatchAll(ctx)
+		w, err := store.WatchAll(ctx)
 		if err != nil {
-			sleep(ctx, time.Second)
+			jsio.Sleep(ctx, time.Second)
 			continue
 		}
 		for e := range w.Updates() {
@@ -255,7 +251,7 @@ func (v *queryView) watch(ctx context.Context, kv jetstream.KeyValue, prefix str
 			apply(key, id, value)
 		}
 		_ = w.Stop()
-		sleep(ctx, 250*time.Millisecond)
+		jsio.Sleep(ctx, 250*time.Millisecond)
 	}
 	if initial {
 		v.pending.Done()

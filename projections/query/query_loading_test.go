@@ -1,4 +1,4 @@
-package projections
+package query
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
 // A process whose query indexes have not loaded the stored records yet
@@ -27,7 +28,7 @@ func TestQueryListsWaitForTheIndexLoad(t *testing.T) {
 	f.waitCount(3)
 
 	// A second process on the same stores, started but not yet loaded.
-	q := NewQuery(f.engine, nil, "")
+	q := New(f.engine, nil, "")
 	mux := http.NewServeMux()
 	q.Register(mux, nil)
 	srv := httptest.NewServer(mux)
@@ -36,7 +37,7 @@ func TestQueryListsWaitForTheIndexLoad(t *testing.T) {
 	for _, path := range []string{"/v1/subscriptions?state=active", "/v1/subscriptions/counts", "/v1/customers/stripe/cus_1/subscriptions"} {
 		resp, err := http.Get(srv.URL + path)
 		require.NoError(t, err)
-		var body APIError
+		var body httpapi.APIError
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
 		resp.Body.Close()
 		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, path)

@@ -1,4 +1,4 @@
-package projections
+package query
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
 )
 
 // EventRecord is a record a journal event writes, and what the stored
@@ -44,7 +45,7 @@ func (q *Query) RecordsOf(ctx context.Context, env *domain.Envelope, also ...Eve
 		if !p.Handles(env.Provider, env.EventType) {
 			continue
 		}
-		changes, err := p.Apply(env, memoryRecords{})
+		changes, err := p.Apply(env, projections.MemoryRecords{})
 		if err != nil {
 			continue // a refusal is the dead letter's to show
 		}
@@ -76,7 +77,7 @@ func eventRecord(env *domain.Envelope, key string, value []byte) (EventRecord, b
 	if !domain.IsRecordKind(kind) {
 		return EventRecord{}, false
 	}
-	raw, err := StoredRecord(value)
+	raw, err := projections.StoredRecord(value)
 	var ids struct {
 		ID     string `json:"id"`
 		UserID string `json:"user_id"`

@@ -1,4 +1,4 @@
-package projections
+package query
 
 import (
 	"context"
@@ -213,7 +213,7 @@ func (q *Query) OpenDeadLetters(ctx context.Context, f deadletter.Filter, limit 
 		subjects[i] = o.subject
 	}
 	states := make(map[string]*deadletter.Letter, len(page))
-	err = lastMessages(ctx, q.js.Conn(), domain.DeadLetterStream, subjects, func(subject string, msg *nats.Msg) {
+	err = jsio.LastMessages(ctx, q.js.Conn(), domain.DeadLetterStream, subjects, func(subject string, msg *nats.Msg) {
 		if dl, err := deadletter.Decode(msg.Data); err == nil {
 			states[subject] = dl
 		}

@@ -1,4 +1,4 @@
-package projections
+package query
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/looplab/eventhorizon/uuid"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/projections/index"
 )
 
@@ -121,16 +122,16 @@ func (q *Query) listRecords(ctx context.Context, projection, kind string, f Reco
 func (q *Query) serveRecordList(list func(*Query, context.Context, RecordFilter, int, string) (Page, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v := r.URL.Query()
-		limit, err := ParseLimit(v.Get("limit"))
+		limit, err := httpapi.ParseLimit(v.Get("limit"))
 		if err != nil {
-			WriteError(w, err)
+			httpapi.WriteError(w, err)
 			return
 		}
 		page, err := list(q, r.Context(), RecordFilter{Provider: v.Get("provider"), Account: v.Get("account")}, limit, v.Get("cursor"))
 		if err != nil {
-			WriteError(w, err)
+			httpapi.WriteError(w, err)
 			return
 		}
-		WriteJSON(w, http.StatusOK, page)
+		httpapi.WriteJSON(w, http.StatusOK, page)
 	}
 }

@@ -1,4 +1,4 @@
-package projections
+package query
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/braintree"
 	"github.com/billfold/billfold/ingest/samples"
+	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -63,9 +64,9 @@ func TestBraintreeCustomersJoinLinkedIdentities(t *testing.T) {
 	stripe(samples.Stripe{EventID: "evt_sub_ben", Type: "customer.subscription.created", CustomerID: "cus_ben", SubscriptionID: "sub_ben", Status: "active"})
 
 	projs := reducers.All(reducers.DefaultOptions())
-	engine, err := NewEngine(ctx, js, projs, EngineOptions{Replicas: 1})
+	engine, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{Replicas: 1})
 	require.NoError(t, err)
-	q := NewQuery(engine, projs, "")
+	q := New(engine, projs, "")
 	done := make(chan struct{}, 2)
 	go func() { engine.Run(ctx); done <- struct{}{} }()
 	go func() { q.Run(ctx); done <- struct{}{} }()

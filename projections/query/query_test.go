@@ -1,4 +1,4 @@
-package projections
+package query
 
 import (
 	"context"
@@ -20,6 +20,8 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
+	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/projections/index"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
@@ -31,7 +33,7 @@ type queryFixture struct {
 	t      *testing.T
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	engine *Engine
+	engine *projections.Engine
 	q      *Query
 }
 
@@ -42,9 +44,9 @@ func newQueryFixture(t *testing.T) *queryFixture {
 	t.Cleanup(cancel)
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{}))
 	projs := reducers.All(reducers.DefaultOptions())
-	engine, err := NewEngine(ctx, js, projs, EngineOptions{})
+	engine, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{})
 	require.NoError(t, err)
-	q := NewQuery(engine, projs, "")
+	q := New(engine, projs, "")
 	done := make(chan struct{})
 	go func() { q.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -55,8 +57,16 @@ func (f *queryFixture) put(projection, key string, record any) {
 	f.t.Helper()
 	b, err := json.Marshal(map[string]any{"record": record})
 	require.NoError(f.t, err)
-	_, err = f.engine.Store(projection).kv.Put(context.Background(), key, b)
+	_, err = f.bucket(projection).Put(context.Background(), key, b)
 	require.NoError(f.t, err)
+}
+
+// bucket is the KV bucket of projection's current store, written directly.
+func (f *queryFixture) bucket(projection string) jetstream.KeyValue {
+	f.t.Helper()
+	kv, err := f.js.KeyValue(context.Background(), f.engine.Store(projection).Bucket())
+	require.NoError(f.t, err)
+	return kv
 }
 
 func (f *queryFixture) putSub(s domain.SubscriptionRecord) {
@@ -167,7 +177,7 @@ func TestQueryListFiltersPagingAndCounts(t *testing.T) {
 		return slices.Contains(pageAll(t, f.q, SubscriptionFilter{State: moved.State}, 1000), subID{string(moved.Provider), moved.ID})
 	}, 5*time.Second, 10*time.Millisecond)
 	assert.NotContains(t, pageAll(t, f.q, SubscriptionFilter{State: all[0].State}, 1000), subID{string(moved.Provider), moved.ID})
-	require.NoError(t, f.engine.Store(domain.ProjectionSubscriptions).kv.Delete(context.Background(), reducers.SubscriptionKey(string(moved.Provider), moved.ID)))
+	require.NoError(t, f.bucket(domain.ProjectionSubscriptions).Delete(context.Background(), reducers.SubscriptionKey(string(moved.Provider), moved.ID)))
 	f.waitCount(len(all) - 1)
 	assert.NotContains(t, pageAll(t, f.q, SubscriptionFilter{}, 1000), subID{string(moved.Provider), moved.ID})
 }
@@ -176,12 +186,12 @@ func TestQueryValidatesLimitCursorState(t *testing.T) {
 	f := newQueryFixture(t)
 	ctx := context.Background()
 	for _, s := range []string{"0", "1001", "-1", "ten"} {
-		_, err := ParseLimit(s)
+		_, err := httpapi.ParseLimit(s)
 		assert.Equal(t, domain.CodeBadRequest, domain.ErrorCode(err), s)
 	}
-	n, err := ParseLimit("")
+	n, err := httpapi.ParseLimit("")
 	require.NoError(t, err)
-	assert.Equal(t, DefaultListLimit, n)
+	assert.Equal(t, httpapi.DefaultListLimit, n)
 	_, err = f.q.ListSubscriptions(ctx, SubscriptionFilter{}, 0, "")
 	assert.Equal(t, domain.CodeBadRequest, domain.ErrorCode(err))
 	for _, c := range []string{"!!!", "eHl6", "%%"} {
@@ -193,10 +203,10 @@ func TestQueryValidatesLimitCursorState(t *testing.T) {
 
 	// Through HTTP: stable codes and the reason.
 	mux := http.NewServeMux()
-	f.q.Register(mux, RequireToken("s3cret"))
+	f.q.Register(mux, httpapi.RequireToken("s3cret"))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	get := func(path, token string) (int, APIError) {
+	get := func(path, token string) (int, httpapi.APIError) {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
@@ -204,13 +214,13 @@ func TestQueryValidatesLimitCursorState(t *testing.T) {
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
-		var e APIError
+		var e httpapi.APIError
 		_ = json.NewDecoder(resp.Body).Decode(&e)
 		return resp.StatusCode, e
 	}
 	code, e := get("/v1/subscriptions?limit=5000", "s3cret")
 	assert.Equal(t, 400, code)
-	assert.Equal(t, APIError{Error: "bad_request", Code: domain.CodeBadRequest, Message: `limit "5000": want an integer from 1 to 1000`}, e)
+	assert.Equal(t, httpapi.APIError{Error: "bad_request", Code: domain.CodeBadRequest, Message: `limit "5000": want an integer from 1 to 1000`}, e)
 	code, e = get("/v1/subscriptions?state=overdue", "s3cret")
 	assert.Equal(t, 400, code)
 	assert.Contains(t, e.Message, "past_due")

@@ -1,47 +1,19 @@
-package projections
+package query
 
 import (
 	"context"
-	"crypto/subtle"
 	_ "embed"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/httpapi"
 )
 
-// Mux is where handlers are registered: an *http.ServeMux, or a wrapper
-// that also records the patterns.
-type Mux interface {
-	Handle(pattern string, handler http.Handler)
-}
-
-// RequireToken returns a middleware that lets a request through only with
-// "Authorization: Bearer <token>", answering 401 BILLFOLD-UNAUTHORIZED
-// otherwise. An empty token lets every request through: reads are then as
-// open as the admin listener is (loopback by default).
-func RequireToken(token string) func(http.Handler) http.Handler {
-	return func(h http.Handler) http.Handler {
-		if token == "" {
-			return h
-		}
-		want := []byte("Bearer " + token)
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got := []byte(r.Header.Get("Authorization"))
-			if subtle.ConstantTimeCompare(got, want) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="billfold"`)
-				WriteError(w, domain.Errorf(domain.CodeUnauthorized, "this route needs Authorization: Bearer <BILLFOLD_API_TOKEN>"))
-				return
-			}
-			h.ServeHTTP(w, r)
-		})
-	}
-}
-
 // Register adds the query API's routes to mux, each wrapped in auth
-// (RequireToken), and the OpenAPI document, which needs no token.
-func (q *Query) Register(mux Mux, auth func(http.Handler) http.Handler) {
+// (httpapi.RequireToken), and the OpenAPI document, which needs no token.
+func (q *Query) Register(mux httpapi.Mux, auth func(http.Handler) http.Handler) {
 	if auth == nil {
 		auth = func(h http.Handler) http.Handler { return h }
 	}
@@ -73,7 +45,7 @@ func (q *Query) serveRecord(kind string) http.HandlerFunc {
 		if s := r.URL.Query().Get("as_of"); s != "" {
 			t, perr := time.Parse(time.RFC3339, s)
 			if perr != nil {
-				WriteError(w, domain.Errorf(domain.CodeBadRequest, "as_of %q: want an RFC 3339 time such as 2026-06-01T12:00:00Z", s))
+				httpapi.WriteError(w, domain.Errorf(domain.CodeBadRequest, "as_of %q: want an RFC 3339 time such as 2026-06-01T12:00:00Z", s))
 				return
 			}
 			asOf = &t
@@ -94,7 +66,7 @@ func (q *Query) serveRecord(kind string) http.HandlerFunc {
 			rec, err = q.Record(r.Context(), kind, provider, id)
 		}
 		if err != nil {
-			WriteError(w, err)
+			httpapi.WriteError(w, err)
 			return
 		}
 		writeRaw(w, rec)
@@ -111,45 +83,45 @@ func writeRaw(w http.ResponseWriter, raw []byte) {
 
 func (q *Query) serveList(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
-	limit, err := ParseLimit(v.Get("limit"))
+	limit, err := httpapi.ParseLimit(v.Get("limit"))
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	f := SubscriptionFilter{State: domain.LifecycleState(strings.TrimSpace(v.Get("state"))), Provider: v.Get("provider"), Customer: v.Get("customer"), Account: v.Get("account")}
 	page, err := q.ListSubscriptions(r.Context(), f, limit, v.Get("cursor"))
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, page)
+	httpapi.WriteJSON(w, http.StatusOK, page)
 }
 
 func (q *Query) serveCounts(w http.ResponseWriter, r *http.Request) {
 	counts, err := q.Counts(r.Context())
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, counts)
+	httpapi.WriteJSON(w, http.StatusOK, counts)
 }
 
 func (q *Query) serveCustomerSubscriptions(w http.ResponseWriter, r *http.Request) {
 	page, err := q.CustomerSubscriptions(r.Context(), r.PathValue("provider"), r.PathValue("id"), 0, "")
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, page)
+	httpapi.WriteJSON(w, http.StatusOK, page)
 }
 
 func (q *Query) serveCustomerOrders(w http.ResponseWriter, r *http.Request) {
 	page, err := q.CustomerOrders(r.Context(), r.PathValue("provider"), r.PathValue("id"), 0, "")
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, page)
+	httpapi.WriteJSON(w, http.StatusOK, page)
 }
 
 //go:embed openapi.json

@@ -1,4 +1,4 @@
-package projections
+package query
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/jsio"
 )
 
 // DeadLetterCode sums up the open dead letters of one code: how many, in
@@ -51,7 +52,7 @@ func (q *Query) OpenDeadLetterCodes(ctx context.Context) ([]DeadLetterCode, erro
 		subjects = append(subjects, o.subject)
 	}
 	read := map[string]*deadletter.Letter{}
-	err := lastMessages(ctx, q.js.Conn(), domain.DeadLetterStream, subjects, func(subject string, msg *nats.Msg) {
+	err := jsio.LastMessages(ctx, q.js.Conn(), domain.DeadLetterStream, subjects, func(subject string, msg *nats.Msg) {
 		if dl, err := deadletter.Decode(msg.Data); err == nil {
 			read[subject] = dl
 		}

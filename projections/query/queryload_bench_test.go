@@ -1,4 +1,4 @@
-package projections
+package query
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
+	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -33,7 +34,7 @@ func BenchmarkIndexLoad(b *testing.B) {
 	defer cancel()
 	require.NoError(b, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{}))
 	projs := reducers.All(reducers.DefaultOptions())
-	engine, err := NewEngine(ctx, js, projs, EngineOptions{})
+	engine, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{})
 	require.NoError(b, err)
 
 	// One real stored subscription, its ids then replaced per record by
@@ -69,7 +70,7 @@ func BenchmarkIndexLoad(b *testing.B) {
 	runtime.GC()
 	b.ResetTimer()
 	start := time.Now()
-	q := NewQuery(engine, projs, "")
+	q := New(engine, projs, "")
 	qctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { q.Run(qctx); close(done) }()

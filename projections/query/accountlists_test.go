@@ -1,4 +1,4 @@
-package projections
+package query
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
+	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/projections/index"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
@@ -125,7 +127,7 @@ func TestListCustomersAndOrdersByAccount(t *testing.T) {
 	}
 	// A deleted order leaves its list.
 	gone := orders[0]
-	require.NoError(t, f.engine.Store(domain.ProjectionOrders).kv.Delete(context.Background(), reducers.OrderKey(string(gone.provider), gone.id)))
+	require.NoError(t, f.bucket(domain.ProjectionOrders).Delete(context.Background(), reducers.OrderKey(string(gone.provider), gone.id)))
 	require.Eventually(t, func() bool {
 		return !slices.Contains(pageRecords(t, f.q.ListOrders, RecordFilter{}, 1000), subID{string(gone.provider), gone.id})
 	}, 5*time.Second, 10*time.Millisecond)
@@ -138,7 +140,7 @@ func TestListCustomersAndOrdersHTTP(t *testing.T) {
 	f.put(domain.ProjectionCustomers, reducers.CustomerKey("stripe", "cus_http"),
 		domain.CustomerRecord{Provider: domain.Stripe, ID: "cus_http", RecordMeta: domain.RecordMeta{Version: 1, Account: "acct_1Http"}})
 	mux := http.NewServeMux()
-	f.q.Register(mux, RequireToken("s3cret"))
+	f.q.Register(mux, httpapi.RequireToken("s3cret"))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	get := func(path, token string) (int, []byte) {
@@ -162,9 +164,9 @@ func TestListCustomersAndOrdersHTTP(t *testing.T) {
 	} {
 		code, b := get(c.path, "s3cret")
 		assert.Equal(t, http.StatusBadRequest, code, c.path)
-		var e APIError
+		var e httpapi.APIError
 		require.NoError(t, json.Unmarshal(b, &e), "%s: %s", c.path, b)
-		assert.Equal(t, APIError{Error: "bad_request", Code: domain.CodeBadRequest, Message: c.message}, e, c.path)
+		assert.Equal(t, httpapi.APIError{Error: "bad_request", Code: domain.CodeBadRequest, Message: c.message}, e, c.path)
 	}
 	code, _ := get("/v1/customers", "")
 	assert.Equal(t, http.StatusUnauthorized, code)
@@ -201,9 +203,9 @@ func TestConnectedAccountListsFromTheFold(t *testing.T) {
 		require.NoError(t, err)
 	}
 	projs := reducers.All(reducers.DefaultOptions())
-	engine, err := NewEngine(ctx, js, projs, EngineOptions{Replicas: 1})
+	engine, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{Replicas: 1})
 	require.NoError(t, err)
-	q := NewQuery(engine, projs, "")
+	q := New(engine, projs, "")
 	done := make(chan struct{}, 2)
 	go func() { engine.Run(ctx); done <- struct{}{} }()
 	go func() { q.Run(ctx); done <- struct{}{} }()
