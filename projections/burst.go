@@ -57,7 +57,7 @@ func (b *burst) flush() {
 	}
 	msgs := make([]*nats.Msg, len(b.writes))
 	for i, w := range b.writes {
-		msgs[i] = b.store.writeMsg(w.key, w.value, w.cause, w.revision)
+		msgs[i] = b.store.WriteMsg(w.key, w.value, w.cause, w.revision)
 	}
 	errs := jsio.PublishAsync(b.ctx, b.store.js, msgs,
 		func(i int) []jetstream.PublishOpt {

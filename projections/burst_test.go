@@ -19,6 +19,7 @@ import (
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
+	"github.com/billfold/billfold/test/projtest"
 )
 
 // The batched fold equals the one-event-at-a-time fold: over generated
@@ -139,7 +140,7 @@ func runProjectors(js jetstream.JetStream, p reducers.Projection, gen int, from 
 		if err != nil {
 			return "", err
 		}
-		pr := projections.NewProjector(p, js, s, nil, quietLog, projections.RetryPolicy{}).
+		pr := projections.NewProjector(p, js, s, nil, projtest.QuietLog, projections.RetryPolicy{}).
 			From(from).Batch(batch)
 		if _, err = pr.EnsureConsumer(ctx); err != nil {
 			return "", err

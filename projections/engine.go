@@ -268,13 +268,13 @@ func (e *Engine) apply(ctx context.Context, gen Generation) error {
 // Lag returns, per projection, the journal events not yet acknowledged by
 // the projector of its current generation.
 func (e *Engine) Lag(ctx context.Context) (map[string]uint64, error) {
-	last, err := journalLastSeq(ctx, e.js)
+	last, err := JournalHead(ctx, e.js)
 	if err != nil {
 		return nil, err
 	}
 	lag := map[string]uint64{}
 	for _, name := range e.names {
-		floor, err := e.ackFloor(ctx, e.slot(name).projector.Durable())
+		floor, err := e.AckFloor(ctx, e.slot(name).projector.Durable())
 		if err != nil {
 			return nil, err
 		}
@@ -283,9 +283,9 @@ func (e *Engine) Lag(ctx context.Context) (map[string]uint64, error) {
 	return lag, nil
 }
 
-// ackFloor is the journal sequence up to which a projector consumer has
+// AckFloor is the journal sequence up to which a projector consumer has
 // acknowledged every event.
-func (e *Engine) ackFloor(ctx context.Context, durable string) (uint64, error) {
+func (e *Engine) AckFloor(ctx context.Context, durable string) (uint64, error) {
 	c, err := e.js.Consumer(ctx, domain.JournalStream, durable)
 	if err != nil {
 		return 0, err
@@ -295,19 +295,6 @@ func (e *Engine) ackFloor(ctx context.Context, durable string) (uint64, error) {
 		return 0, err
 	}
 	return ci.AckFloor.Stream, nil
-}
-
-// journalLastSeq is the journal's last sequence.
-func journalLastSeq(ctx context.Context, js jetstream.JetStream) (uint64, error) {
-	s, err := js.Stream(ctx, domain.JournalStream)
-	if err != nil {
-		return 0, domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0, domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
-	}
-	return info.State.LastSeq, nil
 }
 
 // notifyLocked wakes every projection's runner to look at its slot and

@@ -76,27 +76,7 @@ func (g generations) put(ctx context.Context, gen Generation, revision uint64) (
 	if err != nil {
 		return 0, err
 	}
-	return putIfRevision(ctx, g.kv, gen.Projection, b, revision, "generation of "+gen.Projection)
-}
-
-// putIfRevision writes value under key if the key is still at revision (0:
-// absent), the compare-and-set every bookkeeping record here is written
-// with. A lost race is BILLFOLD-CONFLICT; what names the record in errors.
-func putIfRevision(ctx context.Context, kv jetstream.KeyValue, key string, value []byte, revision uint64, what string) (uint64, error) {
-	var rev uint64
-	var err error
-	if revision == 0 {
-		rev, err = kv.Create(ctx, key, value)
-	} else {
-		rev, err = kv.Update(ctx, key, value, revision)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || jsio.WrongLastSequence(err) {
-		return 0, domain.Wrap(domain.CodeConflict, err, what+" changed meanwhile")
-	}
-	if err != nil {
-		return 0, domain.Wrap(domain.CodeStoreUnavailable, err, what)
-	}
-	return rev, nil
+	return jsio.PutIfRevision(ctx, g.kv, gen.Projection, b, revision, "generation of "+gen.Projection)
 }
 
 func decodeGeneration(b []byte) (Generation, error) {

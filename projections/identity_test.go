@@ -20,6 +20,7 @@ import (
 	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
+	"github.com/billfold/billfold/test/projtest"
 )
 
 // A top-up paid by another user's Stripe customer is held, visibly: the
@@ -85,7 +86,7 @@ func TestIdentityMismatchHeldInAPIAndFeed(t *testing.T) {
 		return domain.WalletEntry{}
 	}
 
-	waitCaughtUp(t, e)
+	projtest.WaitCaughtUp(t, e)
 	waitRelayed(t, js)
 	for _, w := range []domain.WalletRecord{wallet(), lastOnFeed()} {
 		assert.Equal(t, int64(40), w.Available, "the signup bonus only")
@@ -99,7 +100,7 @@ func TestIdentityMismatchHeldInAPIAndFeed(t *testing.T) {
 
 	stripeEvent(t, j, samples.Stripe{EventID: "evt_cus_fixed", Type: "customer.updated", Created: base.Add(time.Hour), CustomerID: "cus_ben",
 		Object: map[string]any{"metadata": map[string]any{"user_id": "user_ana"}}})
-	waitCaughtUp(t, e)
+	projtest.WaitCaughtUp(t, e)
 	waitRelayed(t, js)
 	for _, w := range []domain.WalletRecord{wallet(), lastOnFeed()} {
 		assert.Equal(t, int64(140), w.Available, "released")

@@ -54,28 +54,6 @@ type ProjectionStatus struct {
 	ProcessedAt *time.Time `json:"processed_at,omitempty"`
 }
 
-// JournalEntry is an event as the journal holds it, without its body.
-type JournalEntry struct {
-	Sequence  uint64          `json:"sequence"`
-	Provider  domain.Provider `json:"provider"`
-	Endpoint  string          `json:"endpoint"`
-	EventID   string          `json:"event_id"`
-	EventType string          `json:"event_type"`
-	Created   time.Time       `json:"created"`
-	Received  time.Time       `json:"received"`
-	RequestID string          `json:"request_id"`
-	// ProviderRequestID is the provider's request or message id (Stripe
-	// request.id, Svix message id), when it gave one.
-	ProviderRequestID string `json:"provider_request_id,omitempty"`
-	// Account is the Stripe Connect account of a connected account's
-	// event; absent for the platform's own.
-	Account      string              `json:"account,omitempty"`
-	Livemode     *bool               `json:"livemode,omitempty"`
-	Verification domain.Verification `json:"verification"`
-	ObjectKind   string              `json:"object_kind,omitempty"`
-	ObjectID     string              `json:"object_id,omitempty"`
-}
-
 // DeliverySummary counts an event's deliveries.
 type DeliverySummary struct {
 	Count       int               `json:"count"`
@@ -115,7 +93,7 @@ func (l *Ledger) event(ctx context.Context, namespace, id string) (EventEntry, e
 		return e, err
 	}
 	if env != nil {
-		journal := newJournalEntry(env)
+		journal := NewJournalEntry(env)
 		e.Journal = &journal
 		if e.Projections, err = l.statuses(ctx, env); err != nil {
 			return e, err
@@ -175,7 +153,7 @@ func (l *Ledger) statuses(ctx context.Context, j *domain.Envelope) (map[string]P
 			return nil, err
 		}
 		st := ProjectionStatus{Status: StatusPending, DeadLetter: dl}
-		if floor, err := l.engine.ackFloor(ctx, l.engine.slot(name).projector.Durable()); err == nil && floor >= j.Sequence {
+		if floor, err := l.engine.AckFloor(ctx, l.engine.slot(name).projector.Durable()); err == nil && floor >= j.Sequence {
 			st.Status = StatusProcessed
 			st.ProcessedAt = l.processedAt(ctx, name, j)
 		}

@@ -213,9 +213,9 @@ const (
 	HeaderPreviousRevision = "Billfold-Previous-Revision"
 )
 
-// writeMsg is the KV message that stores value under key with cause, in
+// WriteMsg is the KV message that stores value under key with cause, in
 // place of revision (0: a new key).
-func (s *Store) writeMsg(key string, value []byte, cause Cause, revision uint64) *nats.Msg {
+func (s *Store) WriteMsg(key string, value []byte, cause Cause, revision uint64) *nats.Msg {
 	msg := &nats.Msg{Subject: "$KV." + s.kv.Bucket() + "." + key, Header: nats.Header{}, Data: value}
 	msg.Header.Set(HeaderEventID, cause.EventID)
 	msg.Header.Set(HeaderEventType, cause.EventType)
@@ -232,7 +232,7 @@ func (s *Store) writeMsg(key string, value []byte, cause Cause, revision uint64)
 // Nats-Expected-Last-Subject-Sequence), plus the headers. On a lost race it
 // forgets the cached record and returns errConflict.
 func (s *Store) put(ctx context.Context, key string, value []byte, revision uint64, cause Cause) error {
-	ack, err := s.js.PublishMsg(ctx, s.writeMsg(key, value, cause, revision), jetstream.WithExpectLastSequencePerSubject(revision))
+	ack, err := s.js.PublishMsg(ctx, s.WriteMsg(key, value, cause, revision), jetstream.WithExpectLastSequencePerSubject(revision))
 	if jsio.WrongLastSequence(err) {
 		s.forget(key)
 		return errConflict
@@ -316,9 +316,9 @@ func (t *tx) commit(changes map[string][]byte, cause Cause) error {
 	return nil
 }
 
-// eachStoredValue calls fn with the key and latest value of every record a
+// EachValue calls fn with the key and latest value of every record the
 // store holds.
-func eachStoredValue(ctx context.Context, s *Store, fn func(key string, value []byte)) error {
+func (s *Store) EachValue(ctx context.Context, fn func(key string, value []byte)) error {
 	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return domain.Wrap(domain.CodeStoreUnavailable, err, "read "+s.Bucket())

@@ -15,6 +15,7 @@ import (
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/test/natstest"
 )
 
@@ -182,7 +183,7 @@ func TestRebuildKilledHalfWayThenUnderLiveLoad(t *testing.T) {
 
 	out, code := runBillfold(t, "replay", "--detach", "--yes", "--server", srv.admin, "-o", "json")
 	require.Equal(t, 0, code, out)
-	var rb projections.Rebuild
+	var rb rebuild.Rebuild
 	require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &rb))
 	require.Eventually(t, func() bool {
 		srv.getJSON("/v1/rebuilds/"+rb.ID, &rb)
@@ -194,7 +195,7 @@ func TestRebuildKilledHalfWayThenUnderLiveLoad(t *testing.T) {
 	require.Equal(t, http.StatusOK, srv.getJSON("/v1/customers/stripe/cus_"+first[0].id, &cus), "queries answer from the old generation")
 	require.Eventually(t, func() bool {
 		srv.getJSON("/v1/rebuilds/"+rb.ID, &rb)
-		return rb.Status == projections.RebuildInterrupted
+		return rb.Status == rebuild.RebuildInterrupted
 	}, 40*time.Second, 200*time.Millisecond)
 	assert.Equal(t, domain.CodeRebuildInterrupted, rb.Code)
 	assert.Equal(t, 1, currentGeneration(t.Context(), js, domain.ProjectionCustomers))
@@ -208,7 +209,7 @@ func TestRebuildKilledHalfWayThenUnderLiveLoad(t *testing.T) {
 	results := append(first, liveResults...)
 	require.Equal(t, 0, code, out)
 	require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &rb))
-	assert.Equal(t, projections.RebuildDone, rb.Status)
+	assert.Equal(t, rebuild.RebuildDone, rb.Status)
 	// Intake never paused: every live delivery was answered 200, and some
 	// were answered while the rebuild was folding.
 	during := 0

@@ -32,6 +32,7 @@ import (
 	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/projections/query"
+	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -105,7 +106,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.Float64Var(&o.rateLimit, "rate-limit", ingest.DefaultRateLimit.PerSecond, "deliveries per second per source address on the public listener (0: no limit)")
 	fs.IntVar(&o.rateBurst, "rate-burst", ingest.DefaultRateLimit.Burst, "deliveries a source address may send at once")
 	fs.BoolVar(&o.bypass, "insecure-test-bypass", false, "TESTS ONLY: let deliveries that fail verification through, marked verified=bypass; needs a fresh data dir")
-	fs.DurationVar(&o.rebuildGrace, "rebuild-grace", projections.DefaultRebuildGrace, "how long a rebuild keeps the generation it replaced")
+	fs.DurationVar(&o.rebuildGrace, "rebuild-grace", rebuild.DefaultRebuildGrace, "how long a rebuild keeps the generation it replaced")
 	fs.Var(&o.retrySchedule, "retry-schedule", "waits before each scheduled retry of an event that failed transiently, comma-separated (default 1m,5m,30m,2h,12h; none: such dead letters are exhausted at once)")
 	fs.Float64Var(&o.rebuildRate, "rebuild-rate", 0, "events per second a rebuild's fold may read (0: no cap), to leave room for live traffic")
 	fs.IntVar(&o.maxFeedClients, "max-feed-clients", feed.DefaultMaxFeedClients, "GET /v1/changes clients served at once; past it 429 BILLFOLD-BUSY")
@@ -209,7 +210,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rebuilds, err := projections.NewRebuilds(setupCtx, engine, projections.RebuildOptions{Grace: o.rebuildGrace, Rate: o.rebuildRate, Log: log})
+	rebuilds, err := rebuild.NewRebuilds(setupCtx, engine, rebuild.RebuildOptions{Grace: o.rebuildGrace, Rate: o.rebuildRate, Log: log})
 	if err != nil {
 		return err
 	}
@@ -252,7 +253,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	adminMux.Handle("GET /metrics", readAuth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	ledger := projections.NewLedger(engine)
 	ledger.RedactEndpoints(unsignedNames(endpoints))
-	verifications := projections.NewVerifyJobs(engine, foldJobs)
+	verifications := rebuild.NewVerifyJobs(engine, foldJobs)
 	defer verifications.Close()
 	ops := &admin.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs, Verifications: verifications}
 	ops.Register(adminMux, readAuth, httpapi.RequireAdmin(adminTokens))

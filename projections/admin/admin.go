@@ -11,19 +11,20 @@ import (
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/rebuild"
 )
 
 // Operations is the admin API of rebuilds, replays, dead letters, verify
 // and the event ledger.
 type Operations struct {
 	Engine   *projections.Engine
-	Rebuilds *projections.Rebuilds
+	Rebuilds *rebuild.Rebuilds
 	Ledger   *projections.Ledger
 	// FoldJobs bounds verify runs (nil: unbounded).
 	FoldJobs *projections.FoldJobs
 	// Verifications runs verify in the background (POST
 	// /v1/verifications), in FoldJobs' slots.
-	Verifications *projections.VerifyJobs
+	Verifications *rebuild.VerifyJobs
 }
 
 // Register adds the routes to mux: reads wrapped in read, mutations in
@@ -48,7 +49,7 @@ func (o *Operations) Register(mux httpapi.Mux, read, admin func(http.Handler) ht
 }
 
 func (o *Operations) startRebuild(w http.ResponseWriter, r *http.Request) {
-	var req projections.RebuildRequest
+	var req rebuild.RebuildRequest
 	if err := httpapi.DecodeBody(r, &req); err != nil {
 		httpapi.WriteError(w, err)
 		return
@@ -179,9 +180,9 @@ func (o *Operations) verify(w http.ResponseWriter, r *http.Request) {
 	if p := r.URL.Query().Get("projection"); p != "" && p != "all" {
 		projs = strings.Split(p, ",")
 	}
-	var rep projections.VerifyReport
+	var rep rebuild.VerifyReport
 	err := o.FoldJobs.Run(r.Context(), "verify", func(ctx context.Context) (ferr error) {
-		rep, ferr = o.Engine.Verify(ctx, projs)
+		rep, ferr = rebuild.Verify(ctx, o.Engine, projs)
 		return ferr
 	})
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/projections/query"
+	"github.com/billfold/billfold/projections/rebuild"
 )
 
 // Problem is one thing billfold doctor found wrong.
@@ -38,7 +39,7 @@ type Problem struct {
 // serve already runs for the /v1 API.
 type Config struct {
 	Engine   *projections.Engine
-	Rebuilds *projections.Rebuilds
+	Rebuilds *rebuild.Rebuilds
 	Ledger   *projections.Ledger
 	Query    *query.Query
 	// JetStream reads the delivery log and journal bodies.

@@ -10,6 +10,7 @@ import (
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/query"
+	"github.com/billfold/billfold/projections/rebuild"
 )
 
 // overviewView is /ui/'s data.
@@ -25,7 +26,7 @@ type overviewView struct {
 	DeadError   string
 	States      []countRow
 	StatesError string
-	Rebuilds    []projections.Rebuild
+	Rebuilds    []rebuild.Rebuild
 	// RebuildsError says why rebuilds could not be read.
 	RebuildsError string
 	Problems      []Problem

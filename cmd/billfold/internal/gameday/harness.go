@@ -22,6 +22,7 @@ import (
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/rebuild"
 )
 
 // startEngine starts serve on the data dir dir/name (kept between starts,
@@ -232,8 +233,8 @@ func (e *drillEngine) waitProjected(ctx context.Context, timeout time.Duration) 
 
 // verify runs GET /v1/verify: the live projections against a clean fold
 // of the journal.
-func (e *drillEngine) verify(ctx context.Context) (projections.VerifyReport, error) {
-	var rep projections.VerifyReport
+func (e *drillEngine) verify(ctx context.Context) (rebuild.VerifyReport, error) {
+	var rep rebuild.VerifyReport
 	code, err := e.get(ctx, "/v1/verify", &rep)
 	if err == nil && code != http.StatusOK {
 		err = fmt.Errorf("GET /v1/verify answered %d", code)

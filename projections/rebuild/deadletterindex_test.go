@@ -1,4 +1,4 @@
-package projections_test
+package rebuild_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/billfold/billfold/projections/query"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
+	"github.com/billfold/billfold/test/projtest"
 )
 
 // countGroups is the model of the groups: the dead letters a full read of
@@ -51,7 +52,7 @@ func TestOpenDeadLettersCountWhatTheStreamHolds(t *testing.T) {
 			Object: map[string]any{"id": fmt.Sprintf("cs_%d", u), "payment_intent": fmt.Sprintf("pi_%d", u),
 				"metadata": map[string]any{"user_id": fmt.Sprintf("user_%d", u), "credits": "100"}}})
 	}
-	waitCaughtUp(t, f.engine)
+	projtest.WaitCaughtUp(t, f.engine)
 	ctx := context.Background()
 	model, err := f.engine.DeadLetters(ctx, deadletter.Filter{})
 	require.NoError(t, err)

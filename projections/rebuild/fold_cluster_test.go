@@ -1,4 +1,4 @@
-package projections_test
+package rebuild_test
 
 import (
 	"context"
@@ -9,8 +9,10 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
+	"github.com/billfold/billfold/test/projtest"
 )
 
 // A clean fold reads the whole journal of a replicated stream on a
@@ -26,7 +28,7 @@ func TestFoldJournalOnACluster(t *testing.T) {
 	nc, js := natstest.ConnectURL(t, c.URLs())
 	ctx := context.Background()
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 3}))
-	journalSamples(t, ingest.NewJournal(nc, js), 20)
+	projtest.AppendSamples(t, ingest.NewJournal(nc, js), 20)
 	stream, err := js.Stream(ctx, domain.JournalStream)
 	require.NoError(t, err)
 	info, err := stream.Info(ctx)
@@ -36,7 +38,7 @@ func TestFoldJournalOnACluster(t *testing.T) {
 		var n uint64
 		require.NoError(t, projections.EachJournalEvent(ctx, js, func(*domain.Envelope) error { n++; return nil }))
 		require.Equal(t, info.State.Msgs, n, "every event, once")
-		_, _, err := projections.FoldJournal(ctx, js, reducers.All(reducers.DefaultOptions()))
+		_, _, err := rebuild.FoldJournal(ctx, js, reducers.All(reducers.DefaultOptions()))
 		require.NoError(t, err)
 	}
 }

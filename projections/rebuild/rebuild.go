@@ -1,4 +1,4 @@
-package projections
+package rebuild
 
 import (
 	"context"
@@ -18,7 +18,9 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/jsio"
 )
 
 // A rebuild folds the whole journal into a new generation of projections
@@ -40,10 +42,6 @@ const (
 	RebuildCancelled   = "cancelled"
 	RebuildInterrupted = "interrupted"
 )
-
-// ConfirmAbove is how many events a rebuild or replay may touch before it
-// needs force (the CLI's --yes).
-const ConfirmAbove = 10_000
 
 // DefaultRebuildGrace is how long the replaced generation is kept after a
 // switch.
@@ -90,7 +88,7 @@ type RebuildRequest struct {
 	Republish bool `json:"republish,omitempty"`
 	// DryRun reports what would be reprocessed and changes nothing.
 	DryRun bool `json:"dry_run,omitempty"`
-	// Force confirms a rebuild or replay of more than ConfirmAbove events.
+	// Force confirms a rebuild or replay of more than projections.ConfirmAbove events.
 	Force bool `json:"force,omitempty"`
 }
 
@@ -147,10 +145,10 @@ type DryRun struct {
 	Projections []string `json:"projections"`
 	// Events is how many journal events it would fold or replay.
 	Events uint64 `json:"events"`
-	// NeedsForce says it is over ConfirmAbove.
+	// NeedsForce says it is over projections.ConfirmAbove.
 	NeedsForce bool `json:"needs_force"`
 	// Sample lists the first matching events of a replay.
-	Sample []JournalEntry `json:"sample,omitempty"`
+	Sample []projections.JournalEntry `json:"sample,omitempty"`
 }
 
 // maxDryRunSample bounds DryRun.Sample.
@@ -173,7 +171,7 @@ type RebuildOptions struct {
 // built, so it can simply be started again) and removes replaced
 // generations once their grace period is over.
 type Rebuilds struct {
-	engine *Engine
+	engine Engine
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
 	opts   RebuildOptions
@@ -185,12 +183,12 @@ type Rebuilds struct {
 }
 
 // NewRebuilds creates the rebuilds bucket.
-func NewRebuilds(ctx context.Context, engine *Engine, o RebuildOptions) (*Rebuilds, error) {
-	kv, err := engine.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+func NewRebuilds(ctx context.Context, engine Engine, o RebuildOptions) (*Rebuilds, error) {
+	kv, err := engine.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      domain.RebuildsBucket,
 		Description: "billfold rebuilds and replays, with their progress",
 		Storage:     jetstream.FileStorage,
-		Replicas:    max(engine.opts.Replicas, 1),
+		Replicas:    max(engine.Options().Replicas, 1),
 	})
 	if err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "rebuilds bucket")
@@ -199,10 +197,10 @@ func NewRebuilds(ctx context.Context, engine *Engine, o RebuildOptions) (*Rebuil
 		o.Grace = DefaultRebuildGrace
 	}
 	if o.Log == nil {
-		o.Log = engine.opts.Log
+		o.Log = engine.Options().Log
 	}
 	host, _ := os.Hostname()
-	return &Rebuilds{engine: engine, js: engine.js, kv: kv, opts: o, owner: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), randomID(4)),
+	return &Rebuilds{engine: engine, js: engine.JetStream(), kv: kv, opts: o, owner: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), randomID(4)),
 		local: map[string]context.CancelFunc{}}, nil
 }
 
@@ -239,14 +237,14 @@ func (rs *Rebuilds) Start(ctx context.Context, req RebuildRequest, by string) (*
 	}
 	if dry.NeedsForce && !req.Force {
 		return nil, nil, domain.Errorf(domain.CodeConfirmRequired,
-			"this %s reprocesses %d events (over %d): confirm with --yes (force over HTTP)", kind, dry.Events, ConfirmAbove)
+			"this %s reprocesses %d events (over %d): confirm with --yes (force over HTTP)", kind, dry.Events, projections.ConfirmAbove)
 	}
 	if busy, err := rs.active(ctx); err != nil {
 		return nil, nil, err
 	} else if busy != nil {
 		return nil, nil, domain.Errorf(domain.CodeConflict, "%s %s is %s; wait for it or cancel it", busy.Kind, busy.ID, busy.Status)
 	}
-	head, err := journalLastSeq(ctx, rs.js)
+	head, err := projections.JournalHead(ctx, rs.js)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -284,7 +282,7 @@ func (rs *Rebuilds) projections(names []string) ([]string, error) {
 	}
 	out := []string{}
 	for _, n := range names {
-		if rs.engine.projections[n] == nil {
+		if rs.engine.Projection(n) == nil {
 			return nil, domain.Errorf(domain.CodeBadRequest, "unknown projection %q (want one of %v or all)", n, rs.engine.Projections())
 		}
 		if !slices.Contains(out, n) {
@@ -299,19 +297,19 @@ func (rs *Rebuilds) projections(names []string) ([]string, error) {
 func (rs *Rebuilds) dryRun(ctx context.Context, kind string, projs []string, f ReplayFilter, sample bool) (*DryRun, error) {
 	d := &DryRun{Kind: kind, Projections: projs}
 	if kind == KindRebuild {
-		last, err := journalLastSeq(ctx, rs.js)
+		last, err := projections.JournalHead(ctx, rs.js)
 		if err != nil {
 			return nil, err
 		}
 		d.Events = last
 	} else {
-		err := eachJournalEvent(ctx, rs.js, 0, func(env *domain.Envelope) error {
+		err := projections.EachJournalEventUpTo(ctx, rs.js, 0, func(env *domain.Envelope) error {
 			if !f.match(env) || !rs.handledByAny(projs, env) {
 				return nil
 			}
 			d.Events++
 			if sample && len(d.Sample) < maxDryRunSample {
-				d.Sample = append(d.Sample, newJournalEntry(env))
+				d.Sample = append(d.Sample, projections.NewJournalEntry(env))
 			}
 			return nil
 		})
@@ -319,12 +317,12 @@ func (rs *Rebuilds) dryRun(ctx context.Context, kind string, projs []string, f R
 			return nil, err
 		}
 	}
-	d.NeedsForce = d.Events > ConfirmAbove
+	d.NeedsForce = d.Events > projections.ConfirmAbove
 	return d, nil
 }
 
 func (rs *Rebuilds) handledByAny(projs []string, env *domain.Envelope) bool {
-	return slices.ContainsFunc(projs, func(n string) bool { return rs.engine.projections[n].Handles(env.Provider, env.EventType) })
+	return slices.ContainsFunc(projs, func(n string) bool { return rs.engine.Projection(n).Handles(env.Provider, env.EventType) })
 }
 
 // active returns the rebuild or replay that is running, if any.
@@ -390,7 +388,7 @@ func (rs *Rebuilds) save(ctx context.Context, rb *Rebuild, revision uint64) (uin
 	if err != nil {
 		return 0, err
 	}
-	return putIfRevision(ctx, rs.kv, rb.ID, b, revision, "rebuild "+rb.ID)
+	return jsio.PutIfRevision(ctx, rs.kv, rb.ID, b, revision, "rebuild "+rb.ID)
 }
 
 // modify applies change to the stored record of id, compare-and-set.
@@ -504,7 +502,7 @@ func (rs *Rebuilds) run(ctx context.Context, rb *Rebuild) {
 	if werr != nil {
 		rs.opts.Log.Error(rb.Kind+" end not recorded", "id", rb.ID, "error", werr)
 	}
-	rs.engine.opts.Replay.finished(rb.Kind, status)
+	rs.engine.Options().Replay.CountFinished(rb.Kind, status)
 	log := rs.opts.Log.With("id", rb.ID, "status", status, "folded", p.folded.Load(), "duration", time.Since(started).Round(time.Millisecond))
 	if err != nil {
 		log.Warn(rb.Kind+" ended", "code", code, "error", err)
@@ -534,7 +532,7 @@ func (rs *Rebuilds) limiter() *rate.Limiter {
 func (rs *Rebuilds) replay(ctx context.Context, rb *Rebuild, p *progress) error {
 	lim := rs.limiter()
 	by := KindReplay + " " + rb.ID
-	return eachJournalEvent(ctx, rs.js, rb.JournalHead, func(env *domain.Envelope) error {
+	return projections.EachJournalEventUpTo(ctx, rs.js, rb.JournalHead, func(env *domain.Envelope) error {
 		p.folded.Add(1)
 		if !rb.Filter.match(env) || !rs.handledByAny(rb.Projections, env) {
 			return nil
@@ -546,35 +544,24 @@ func (rs *Rebuilds) replay(ctx context.Context, rb *Rebuild, p *progress) error 
 		}
 		p.matched.Add(1)
 		for _, name := range rb.Projections {
-			if !rs.engine.projections[name].Handles(env.Provider, env.EventType) {
+			if !rs.engine.Projection(name).Handles(env.Provider, env.EventType) {
 				continue
 			}
-			resolved, err := rs.engine.reapply(ctx, name, env, by, nil)
+			resolved, err := rs.engine.Reapply(ctx, name, env, by)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			if err != nil {
 				p.failed.Add(1)
-				rs.engine.opts.Replay.replayed(KindReplay, deadletter.OutcomeFailed)
+				rs.engine.Options().Replay.CountReplayed(KindReplay, deadletter.OutcomeFailed)
 				continue
 			}
 			p.applied.Add(1)
-			rs.engine.opts.Replay.replayed(KindReplay, deadletter.OutcomeApplied)
+			rs.engine.Options().Replay.CountReplayed(KindReplay, deadletter.OutcomeApplied)
 			if resolved {
 				rb.DeadLettersResolved++
 			}
 		}
 		return nil
 	})
-}
-
-// newJournalEntry is the ledger's view of a journaled event.
-func newJournalEntry(env *domain.Envelope) JournalEntry {
-	return JournalEntry{
-		Sequence: env.Sequence, Provider: env.Provider, Endpoint: env.Endpoint,
-		EventID: env.EventID, EventType: env.EventType, Created: env.Created, Received: env.Received,
-		RequestID: env.RequestID, ProviderRequestID: env.ProviderRequestID, Account: env.Account,
-		Livemode: env.Livemode, Verification: env.Verification,
-		ObjectKind: env.ObjectKind, ObjectID: env.ObjectID,
-	}
 }

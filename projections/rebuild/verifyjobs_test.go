@@ -1,4 +1,4 @@
-package projections_test
+package rebuild_test
 
 import (
 	"context"
@@ -11,8 +11,10 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
+	"github.com/billfold/billfold/test/projtest"
 )
 
 // A verification job folds the whole journal in the background: it is
@@ -22,10 +24,10 @@ import (
 func TestVerificationJobRunsInTheBackground(t *testing.T) {
 	nc, js := natstest.Connect(t, natstest.Server(t))
 	f := newReplayFixture(t, nc, js, reducers.DefaultOptions(), time.Minute)
-	journalSamples(t, f.journal, 5)
-	waitCaughtUp(t, f.engine)
+	projtest.AppendSamples(t, f.journal, 5)
+	projtest.WaitCaughtUp(t, f.engine)
 	slots := projections.NewFoldJobs(1, time.Minute)
-	jobs := projections.NewVerifyJobs(f.engine, slots)
+	jobs := rebuild.NewVerifyJobs(f.engine, slots)
 	t.Cleanup(jobs.Close)
 
 	_, err := jobs.Start([]string{"nonesuch"})
@@ -33,16 +35,16 @@ func TestVerificationJobRunsInTheBackground(t *testing.T) {
 
 	started, err := jobs.Start(nil)
 	require.NoError(t, err)
-	assert.Equal(t, projections.VerifyRunning, started.Status)
+	assert.Equal(t, rebuild.VerifyRunning, started.Status)
 	assert.ElementsMatch(t, f.engine.Projections(), started.Projections)
 
-	var job projections.VerifyJob
+	var job rebuild.VerifyJob
 	require.Eventually(t, func() bool {
 		job, err = jobs.Get(started.ID)
-		return err == nil && job.Status != projections.VerifyRunning
+		return err == nil && job.Status != rebuild.VerifyRunning
 	}, 60*time.Second, 20*time.Millisecond)
 	require.NoError(t, err)
-	require.Equal(t, projections.VerifyDone, job.Status, "%s %s", job.Code, job.Message)
+	require.Equal(t, rebuild.VerifyDone, job.Status, "%s %s", job.Code, job.Message)
 	require.NotNil(t, job.Report)
 	assert.True(t, job.Report.Identical, "%+v", job.Report.Differences)
 	head := uint64(5*len(samples.StripeTypes()) + 1)

@@ -1,4 +1,4 @@
-package projections
+package rebuild
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/jsio"
 	"github.com/billfold/billfold/reducers"
 )
@@ -66,26 +67,25 @@ const MaxVerifyDifferences = 1000
 // waits, at most 30 s, for the projectors to catch up, so that a quiet
 // system compares equal; records a live event changed after the fold's
 // journal head are counted as moved, not compared.
-func (e *Engine) Verify(ctx context.Context, projections []string) (VerifyReport, error) {
-	return e.verify(ctx, projections, nil)
+func Verify(ctx context.Context, e Engine, names []string) (VerifyReport, error) {
+	return verify(ctx, e, names, nil)
 }
 
 // verify is Verify, telling progress (when not nil) the journal head the
 // fold reads up to, then each event it folded.
-func (e *Engine) verify(ctx context.Context, projections []string, progress func(folded, head uint64)) (VerifyReport, error) {
-	names := projections
+func verify(ctx context.Context, e Engine, names []string, progress func(folded, head uint64)) (VerifyReport, error) {
 	if len(names) == 0 {
 		names = e.Projections()
 	}
 	var projs []reducers.Projection
 	for _, n := range names {
-		p := e.projections[n]
+		p := e.Projection(n)
 		if p == nil {
 			return VerifyReport{}, domain.Errorf(domain.CodeBadRequest, "unknown projection %q", n)
 		}
 		projs = append(projs, p)
 	}
-	head, err := e.waitCaughtUp(ctx, names, 30*time.Second)
+	head, err := waitCaughtUp(ctx, e, names, 30*time.Second)
 	if err != nil {
 		return VerifyReport{}, err
 	}
@@ -96,12 +96,12 @@ func (e *Engine) verify(ctx context.Context, projections []string, progress func
 		progress(0, head)
 		counted = func(context.Context) error { folded++; progress(folded, head); return nil }
 	}
-	if err := fold.foldJournal(ctx, e.js, head, counted); err != nil {
+	if err := fold.foldJournal(ctx, e.JetStream(), head, counted); err != nil {
 		return VerifyReport{}, err
 	}
 	rep := VerifyReport{JournalHead: head, Projections: map[string]VerifyProjection{}, Differences: []Difference{}}
 	for _, name := range names {
-		vp, diffs, err := e.verifyProjection(ctx, name, fold.records[name], head)
+		vp, diffs, err := verifyProjection(ctx, e, name, fold.records[name], head)
 		if err != nil {
 			return VerifyReport{}, err
 		}
@@ -119,16 +119,16 @@ func (e *Engine) verify(ctx context.Context, projections []string, progress func
 
 // waitCaughtUp waits until the projectors of names have acknowledged the
 // journal's head, or until timeout, and returns the head.
-func (e *Engine) waitCaughtUp(ctx context.Context, names []string, timeout time.Duration) (uint64, error) {
+func waitCaughtUp(ctx context.Context, e Engine, names []string, timeout time.Duration) (uint64, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		head, err := journalLastSeq(ctx, e.js)
+		head, err := projections.JournalHead(ctx, e.JetStream())
 		if err != nil {
 			return 0, err
 		}
 		behind := false
 		for _, n := range names {
-			floor, err := e.ackFloor(ctx, e.slot(n).projector.Durable())
+			floor, err := e.Acked(ctx, n)
 			if err != nil || floor < head {
 				behind = true
 			}
@@ -143,7 +143,7 @@ func (e *Engine) waitCaughtUp(ctx context.Context, names []string, timeout time.
 	}
 }
 
-func (e *Engine) verifyProjection(ctx context.Context, name string, want foldedRecords, head uint64) (VerifyProjection, []Difference, error) {
+func verifyProjection(ctx context.Context, e Engine, name string, want foldedRecords, head uint64) (VerifyProjection, []Difference, error) {
 	store := e.Store(name)
 	vp := VerifyProjection{Generation: store.Generation(), Records: len(want)}
 	live, err := bucketValues(ctx, store)
@@ -157,7 +157,7 @@ func (e *Engine) verifyProjection(ctx context.Context, name string, want foldedR
 		if inFold && inLive && bytes.Equal(w.value, l) {
 			continue
 		}
-		moved, err := e.changedAfter(ctx, store, key, head)
+		moved, err := changedAfter(ctx, e, store, key, head)
 		if err != nil {
 			return vp, nil, err
 		}
@@ -192,16 +192,16 @@ func keyUnion(a foldedRecords, b map[string][]byte) map[string]struct{} {
 }
 
 // bucketValues reads every record a store holds.
-func bucketValues(ctx context.Context, s *Store) (map[string][]byte, error) {
+func bucketValues(ctx context.Context, s *projections.Store) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	err := eachStoredValue(ctx, s, func(key string, value []byte) { out[key] = value })
+	err := s.EachValue(ctx, func(key string, value []byte) { out[key] = value })
 	return out, err
 }
 
 // changedAfter reports whether the last write of key was caused by a
 // journal event after head.
-func (e *Engine) changedAfter(ctx context.Context, s *Store, key string, head uint64) (bool, error) {
-	stream, err := e.js.Stream(ctx, domain.BucketStream(s.Bucket()))
+func changedAfter(ctx context.Context, e Engine, s *projections.Store, key string, head uint64) (bool, error) {
+	stream, err := e.JetStream().Stream(ctx, domain.BucketStream(s.Bucket()))
 	if err != nil {
 		return false, domain.Wrap(domain.CodeStoreUnavailable, err, "read "+s.Bucket())
 	}
@@ -212,7 +212,7 @@ func (e *Engine) changedAfter(ctx context.Context, s *Store, key string, head ui
 	if err != nil {
 		return false, domain.Wrap(domain.CodeStoreUnavailable, err, "read "+s.Bucket())
 	}
-	seq, err := strconv.ParseUint(m.Header.Get(HeaderJournalSequence), 10, 64)
+	seq, err := strconv.ParseUint(m.Header.Get(projections.HeaderJournalSequence), 10, 64)
 	return err == nil && seq > head, nil
 }
 

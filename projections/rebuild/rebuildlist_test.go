@@ -1,4 +1,4 @@
-package projections_test
+package rebuild_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -29,8 +29,8 @@ func TestRebuildsListPagesNewestFirst(t *testing.T) {
 		"re_20260301T120003_bbbbbb", "rp_20260301T120004_cccccc"}
 	for i, id := range ids {
 		at := time.Date(2026, 3, 1, 12, 0, i, 0, time.UTC)
-		b, err := json.Marshal(projections.Rebuild{ID: id, Kind: map[byte]string{'e': projections.KindRebuild, 'p': projections.KindReplay}[id[1]],
-			Status: projections.RebuildDone, CreatedAt: at, UpdatedAt: at, FinishedAt: at})
+		b, err := json.Marshal(rebuild.Rebuild{ID: id, Kind: map[byte]string{'e': rebuild.KindRebuild, 'p': rebuild.KindReplay}[id[1]],
+			Status: rebuild.RebuildDone, CreatedAt: at, UpdatedAt: at, FinishedAt: at})
 		require.NoError(t, err)
 		_, err = kv.Put(ctx, id, b)
 		require.NoError(t, err)

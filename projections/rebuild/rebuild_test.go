@@ -1,12 +1,10 @@
-package projections_test
+package rebuild_test
 
 import (
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -26,8 +24,10 @@ import (
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/query"
+	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
+	"github.com/billfold/billfold/test/projtest"
 )
 
 // replayFixture is a journal with a running engine, rebuilds and query.
@@ -38,18 +38,9 @@ type replayFixture struct {
 	journal  *ingest.Journal
 	projs    []reducers.Projection
 	engine   *projections.Engine
-	rebuilds *projections.Rebuilds
+	rebuilds *rebuild.Rebuilds
 	query    *query.Query
 	stop     func()
-}
-
-var quietLog = slog.New(slog.NewTextHandler(logOut(), nil))
-
-func logOut() io.Writer {
-	if os.Getenv("BILLFOLD_TEST_LOG") != "" {
-		return os.Stderr
-	}
-	return io.Discard
 }
 
 func newReplayFixture(t testing.TB, nc *nats.Conn, js jetstream.JetStream, o reducers.Options, grace time.Duration) *replayFixture {
@@ -58,10 +49,10 @@ func newReplayFixture(t testing.TB, nc *nats.Conn, js jetstream.JetStream, o red
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
 	f := &replayFixture{t: t, nc: nc, js: js, journal: ingest.NewJournal(nc, js), projs: reducers.All(o)}
 	var err error
-	f.engine, err = projections.NewEngine(ctx, js, f.projs, projections.EngineOptions{Replicas: 1, Log: quietLog,
+	f.engine, err = projections.NewEngine(ctx, js, f.projs, projections.EngineOptions{Replicas: 1, Log: projtest.QuietLog,
 		Retry: projections.RetryPolicy{Attempts: 2, Initial: time.Millisecond, Max: 5 * time.Millisecond}})
 	require.NoError(t, err)
-	f.rebuilds, err = projections.NewRebuilds(ctx, f.engine, projections.RebuildOptions{Grace: grace, Log: quietLog})
+	f.rebuilds, err = rebuild.NewRebuilds(ctx, f.engine, rebuild.RebuildOptions{Grace: grace, Log: projtest.QuietLog})
 	require.NoError(t, err)
 	f.query = query.New(f.engine, f.projs, "")
 	var wg sync.WaitGroup
@@ -104,11 +95,11 @@ func stripeEnvelope(s samples.Stripe) *domain.Envelope {
 }
 
 // rebuild starts a rebuild or replay and waits for its end.
-func (f *replayFixture) rebuild(req projections.RebuildRequest) *projections.Rebuild {
+func (f *replayFixture) rebuild(req rebuild.RebuildRequest) *rebuild.Rebuild {
 	f.t.Helper()
 	rb, _, err := f.rebuilds.Start(context.Background(), req, "test")
 	require.NoError(f.t, err)
-	var done *projections.Rebuild
+	var done *rebuild.Rebuild
 	require.Eventually(f.t, func() bool {
 		done, err = f.rebuilds.Get(context.Background(), rb.ID)
 		return err == nil && done.Finished()
@@ -117,9 +108,9 @@ func (f *replayFixture) rebuild(req projections.RebuildRequest) *projections.Reb
 }
 
 // verify asserts that every live record equals the clean fold.
-func (f *replayFixture) verify() projections.VerifyReport {
+func (f *replayFixture) verify() rebuild.VerifyReport {
 	f.t.Helper()
-	rep, err := f.engine.Verify(context.Background(), nil)
+	rep, err := rebuild.Verify(context.Background(), f.engine, nil)
 	require.NoError(f.t, err)
 	return rep
 }
@@ -154,17 +145,17 @@ func (f *replayFixture) waitFeedSettled() uint64 {
 func TestRebuildSwitchesToAnEqualGenerationWithoutRepublishing(t *testing.T) {
 	nc, js := natstest.Connect(t, natstest.Server(t))
 	f := newReplayFixture(t, nc, js, reducers.DefaultOptions(), 500*time.Millisecond)
-	journalSamples(t, f.journal, 15)
-	waitCaughtUp(t, f.engine)
+	projtest.AppendSamples(t, f.journal, 15)
+	projtest.WaitCaughtUp(t, f.engine)
 	before := f.waitFeedSettled()
 	require.Positive(t, before)
 	live := map[string]map[string][]byte{}
 	for _, p := range f.projs {
-		live[p.Name()] = storeContents(t, js, p.Name())
+		live[p.Name()] = projtest.StoreContents(t, js, p.Name())
 	}
 
-	rb := f.rebuild(projections.RebuildRequest{})
-	require.Equal(t, projections.RebuildDone, rb.Status, rb.Error)
+	rb := f.rebuild(rebuild.RebuildRequest{})
+	require.Equal(t, rebuild.RebuildDone, rb.Status, rb.Error)
 	assert.EqualValues(t, 15*len(samples.StripeTypes())+1, rb.Folded)
 	for _, p := range f.projs {
 		assert.Equal(t, 2, f.engine.Generation(p.Name()).Number, p.Name())
@@ -192,7 +183,7 @@ func TestRebuildSwitchesToAnEqualGenerationWithoutRepublishing(t *testing.T) {
 	assert.Equal(t, before, f.waitFeedSettled(), "a rebuild without --republish sends nothing downstream already has")
 	// A live delivery after the switch reaches the feed through the new generation.
 	f.append(samples.Stripe{EventID: "evt_after_switch", Type: "customer.updated", Created: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), CustomerID: "cus_1"})
-	waitCaughtUp(t, f.engine)
+	projtest.WaitCaughtUp(t, f.engine)
 	assert.Greater(t, f.waitFeedSettled(), before)
 	// The replaced generation is removed after its grace period.
 	require.Eventually(t, func() bool {
@@ -202,8 +193,8 @@ func TestRebuildSwitchesToAnEqualGenerationWithoutRepublishing(t *testing.T) {
 
 	// With republish, every record goes to the feed again.
 	settled := f.waitFeedSettled()
-	rb = f.rebuild(projections.RebuildRequest{Projections: []string{domain.ProjectionCustomers}, Republish: true})
-	require.Equal(t, projections.RebuildDone, rb.Status, rb.Error)
+	rb = f.rebuild(rebuild.RebuildRequest{Projections: []string{domain.ProjectionCustomers}, Republish: true})
+	require.Equal(t, rebuild.RebuildDone, rb.Status, rb.Error)
 	assert.Equal(t, 3, f.engine.Generation(domain.ProjectionCustomers).Number)
 	assert.Equal(t, 2, f.engine.Generation(domain.ProjectionOrders).Number)
 	assert.GreaterOrEqual(t, f.waitFeedSettled(), settled+15)
@@ -216,8 +207,8 @@ func TestRebuildSwitchesToAnEqualGenerationWithoutRepublishing(t *testing.T) {
 func TestRebuildUnderLiveLoadEqualsCleanFold(t *testing.T) {
 	nc, js := natstest.Connect(t, natstest.Server(t))
 	f := newReplayFixture(t, nc, js, reducers.DefaultOptions(), time.Hour)
-	journalSamples(t, f.journal, 30)
-	waitCaughtUp(t, f.engine)
+	projtest.AppendSamples(t, f.journal, 30)
+	projtest.WaitCaughtUp(t, f.engine)
 	<-f.query.Ready()
 
 	stop := make(chan struct{})
@@ -259,16 +250,16 @@ func TestRebuildUnderLiveLoadEqualsCleanFold(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	})
-	rb := f.rebuild(projections.RebuildRequest{})
+	rb := f.rebuild(rebuild.RebuildRequest{})
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
 	wg.Wait()
-	require.Equal(t, projections.RebuildDone, rb.Status, rb.Error)
+	require.Equal(t, rebuild.RebuildDone, rb.Status, rb.Error)
 	assert.GreaterOrEqual(t, minSeen, 30, "queries never saw fewer subscriptions than before the rebuild")
-	waitCaughtUp(t, f.engine)
+	projtest.WaitCaughtUp(t, f.engine)
 	rep := f.verify()
 	assert.True(t, rep.Identical, "%+v", rep.Differences)
-	want, _, err := projections.FoldJournal(context.Background(), js, f.projs)
+	want, _, err := rebuild.FoldJournal(context.Background(), js, f.projs)
 	require.NoError(t, err)
 	for _, p := range f.projs {
 		kv, err := js.KeyValue(context.Background(), domain.ProjectionBucket(p.Name(), 2))
@@ -373,17 +364,17 @@ func TestRebuildEqualsLiveOverPermutedHistories(t *testing.T) {
 				seen[ev.EventID] = true
 				require.NoError(rt, f.tryAppend(ev))
 			}
-			waitCaughtUp(t, f.engine)
+			projtest.WaitCaughtUp(t, f.engine)
 		}
 		deliver(h.deliveries[:h.split])
 		deliver(h.deliveries[h.split:])
 		live := map[string]map[string][]byte{}
 		for _, p := range f.projs {
-			live[p.Name()] = storeContents(t, js, p.Name())
+			live[p.Name()] = projtest.StoreContents(t, js, p.Name())
 		}
 
-		rb := f.rebuild(projections.RebuildRequest{})
-		require.Equal(rt, projections.RebuildDone, rb.Status, rb.Error)
+		rb := f.rebuild(rebuild.RebuildRequest{})
+		require.Equal(rt, rebuild.RebuildDone, rb.Status, rb.Error)
 		require.EqualValues(rt, len(h.deliveries), rb.Folded, "the rebuild folds every copy the journal holds")
 		for _, p := range f.projs {
 			kv, err := js.KeyValue(ctx, domain.ProjectionBucket(p.Name(), 2))
@@ -457,7 +448,7 @@ func TestRequeueAfterAFixAppliesOnce(t *testing.T) {
 				"amount_total": 1000, "currency": "usd", "metadata": map[string]any{"user_id": fmt.Sprintf("user_%d", u), "credits": "100"}}})
 		f.append(samples.Stripe{EventID: fmt.Sprintf("evt_cus_%d", u), Type: "customer.created", Created: base, CustomerID: fmt.Sprintf("cus_%d", u)})
 	}
-	waitCaughtUp(t, f.engine)
+	projtest.WaitCaughtUp(t, f.engine)
 	dls, err := f.engine.DeadLetters(context.Background(), deadletter.Filter{})
 	require.NoError(t, err)
 	require.NotEmpty(t, dls)
@@ -469,7 +460,7 @@ func TestRequeueAfterAFixAppliesOnce(t *testing.T) {
 	f.stop()
 
 	fixed := newReplayFixture(t, nc, js, reducers.DefaultOptions(), time.Hour)
-	waitCaughtUp(t, fixed.engine)
+	projtest.WaitCaughtUp(t, fixed.engine)
 	rep := fixed.verify()
 	require.False(t, rep.Identical, "verify sees what the bug left out")
 	assert.NotZero(t, rep.Projections[domain.ProjectionWallets].Differences)
@@ -487,13 +478,13 @@ func TestRequeueAfterAFixAppliesOnce(t *testing.T) {
 	}
 	rep = fixed.verify()
 	assert.True(t, rep.Identical, "%+v", rep.Differences)
-	wallets := storeContents(t, js, domain.ProjectionWallets)
+	wallets := projtest.StoreContents(t, js, domain.ProjectionWallets)
 
 	// Again, explicitly: nothing changes, the history says so.
 	again, err := fixed.engine.Requeue(ctx, dls[0].ID, "bob")
 	require.NoError(t, err)
 	assert.Len(t, again.Requeues, 2)
-	assert.Equal(t, wallets, storeContents(t, js, domain.ProjectionWallets), "a second requeue credits nothing")
+	assert.Equal(t, wallets, projtest.StoreContents(t, js, domain.ProjectionWallets), "a second requeue credits nothing")
 	open, err := fixed.engine.DeadLetters(ctx, deadletter.Filter{})
 	require.NoError(t, err)
 	assert.Empty(t, open)
@@ -506,7 +497,7 @@ func TestRequeueThatFailsAgainRaisesAttempts(t *testing.T) {
 	broken.FailTypes = []string{"customer.created"}
 	f := newReplayFixture(t, nc, js, broken, time.Hour)
 	f.append(samples.Stripe{EventID: "evt_1", Type: "customer.created", Created: time.Now(), CustomerID: "cus_1"})
-	waitCaughtUp(t, f.engine)
+	projtest.WaitCaughtUp(t, f.engine)
 	dls, err := f.engine.DeadLetters(context.Background(), deadletter.Filter{Projection: domain.ProjectionCustomers})
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
@@ -529,19 +520,19 @@ func TestReplayFilterAndRebuildResolveDeadLetters(t *testing.T) {
 	for i := range 4 {
 		f.append(samples.Stripe{EventID: fmt.Sprintf("evt_%d", i), Type: "customer.created", Created: time.Now(), CustomerID: fmt.Sprintf("cus_%d", i)})
 	}
-	waitCaughtUp(t, f.engine)
+	projtest.WaitCaughtUp(t, f.engine)
 	f.stop()
 	fixed := newReplayFixture(t, nc, js, reducers.DefaultOptions(), time.Hour)
-	waitCaughtUp(t, fixed.engine)
+	projtest.WaitCaughtUp(t, fixed.engine)
 
-	_, dry, err := fixed.rebuilds.Start(context.Background(), projections.RebuildRequest{Filter: projections.ReplayFilter{EventID: "evt_2"}, DryRun: true}, "test")
+	_, dry, err := fixed.rebuilds.Start(context.Background(), rebuild.RebuildRequest{Filter: rebuild.ReplayFilter{EventID: "evt_2"}, DryRun: true}, "test")
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, dry.Events)
 	require.Len(t, dry.Sample, 1)
 	assert.Equal(t, "evt_2", dry.Sample[0].EventID)
 
-	rb := fixed.rebuild(projections.RebuildRequest{Filter: projections.ReplayFilter{EventID: "evt_2"}})
-	require.Equal(t, projections.RebuildDone, rb.Status, rb.Error)
+	rb := fixed.rebuild(rebuild.RebuildRequest{Filter: rebuild.ReplayFilter{EventID: "evt_2"}})
+	require.Equal(t, rebuild.RebuildDone, rb.Status, rb.Error)
 	assert.EqualValues(t, 1, rb.Matched)
 	// customers and wallets (a customer's links) both fold customer.created.
 	assert.Equal(t, 2, rb.DeadLettersResolved)
@@ -551,8 +542,8 @@ func TestReplayFilterAndRebuildResolveDeadLetters(t *testing.T) {
 		assert.Len(t, open, 3, p)
 	}
 
-	rb = fixed.rebuild(projections.RebuildRequest{Projections: []string{domain.ProjectionCustomers, domain.ProjectionWallets}})
-	require.Equal(t, projections.RebuildDone, rb.Status, rb.Error)
+	rb = fixed.rebuild(rebuild.RebuildRequest{Projections: []string{domain.ProjectionCustomers, domain.ProjectionWallets}})
+	require.Equal(t, rebuild.RebuildDone, rb.Status, rb.Error)
 	assert.Equal(t, 6, rb.DeadLettersResolved)
 	open, err := fixed.engine.DeadLetters(context.Background(), deadletter.Filter{})
 	require.NoError(t, err)

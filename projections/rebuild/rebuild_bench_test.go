@@ -1,4 +1,4 @@
-package projections_test
+package rebuild_test
 
 import (
 	"context"
@@ -13,8 +13,10 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
+	"github.com/billfold/billfold/test/projtest"
 )
 
 // benchJournal journals events Stripe sample events over customers, with
@@ -56,7 +58,7 @@ func BenchmarkRebuild(b *testing.B) {
 	nc, js := natstest.Connect(b, natstest.Server(b))
 	f := newReplayFixture(b, nc, js, reducers.DefaultOptions(), time.Hour)
 	benchJournal(b, f, events, customers)
-	waitCaughtUp(b, f.engine)
+	projtest.WaitCaughtUp(b, f.engine)
 	ctx := context.Background()
 
 	start := time.Now()
@@ -67,14 +69,14 @@ func BenchmarkRebuild(b *testing.B) {
 	b.ResetTimer()
 	var folded uint64
 	for b.Loop() {
-		rb, _, err := f.rebuilds.Start(ctx, projections.RebuildRequest{Force: true}, "bench")
+		rb, _, err := f.rebuilds.Start(ctx, rebuild.RebuildRequest{Force: true}, "bench")
 		require.NoError(b, err)
 		for !rb.Finished() {
 			time.Sleep(10 * time.Millisecond)
 			rb, err = f.rebuilds.Get(ctx, rb.ID)
 			require.NoError(b, err)
 		}
-		require.Equal(b, projections.RebuildDone, rb.Status, rb.Error)
+		require.Equal(b, rebuild.RebuildDone, rb.Status, rb.Error)
 		folded += rb.Folded
 	}
 	rate := float64(folded) / b.Elapsed().Seconds()

@@ -1,4 +1,4 @@
-package projections
+package rebuild
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
 )
 
 // A verification job is a verify run in the background: a journal too
@@ -52,8 +53,8 @@ type VerifyJob struct {
 // keeps the last MaxVerifyJobs of them in memory (a restart forgets them:
 // start the job again).
 type VerifyJobs struct {
-	engine *Engine
-	slots  *FoldJobs
+	engine Engine
+	slots  *projections.FoldJobs
 	ctx    context.Context
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
@@ -64,7 +65,7 @@ type VerifyJobs struct {
 
 // NewVerifyJobs runs jobs of engine in the slots of slots (unbounded when
 // nil). Close ends the running ones.
-func NewVerifyJobs(engine *Engine, slots *FoldJobs) *VerifyJobs {
+func NewVerifyJobs(engine Engine, slots *projections.FoldJobs) *VerifyJobs {
 	ctx, stop := context.WithCancel(context.Background())
 	return &VerifyJobs{engine: engine, slots: slots, ctx: ctx, stop: stop}
 }
@@ -75,10 +76,10 @@ func (v *VerifyJobs) Close() {
 	v.wg.Wait()
 }
 
-// Start starts a verification of projections (all when empty), or
+// Start starts a verification of the projections names (all when empty), or
 // answers BILLFOLD-BUSY when every fold slot or every kept job is taken.
-func (v *VerifyJobs) Start(projections []string) (VerifyJob, error) {
-	for _, n := range projections {
+func (v *VerifyJobs) Start(names []string) (VerifyJob, error) {
+	for _, n := range names {
 		if !v.engine.HasProjection(n) {
 			return VerifyJob{}, domain.Errorf(domain.CodeBadRequest, "unknown projection %q", n)
 		}
@@ -88,14 +89,14 @@ func (v *VerifyJobs) Start(projections []string) (VerifyJob, error) {
 	if !v.makeRoom() {
 		return VerifyJob{}, domain.Errorf(domain.CodeBusy, "verify: %d verification jobs already run: retry later", MaxVerifyJobs)
 	}
-	release, err := v.slots.acquire("verify")
+	release, err := v.slots.Acquire("verify")
 	if err != nil {
 		return VerifyJob{}, err
 	}
-	if len(projections) == 0 {
-		projections = v.engine.Projections()
+	if len(names) == 0 {
+		names = v.engine.Projections()
 	}
-	job := &VerifyJob{ID: uuid.NewString(), Status: VerifyRunning, Projections: projections, Started: time.Now().UTC()}
+	job := &VerifyJob{ID: uuid.NewString(), Status: VerifyRunning, Projections: names, Started: time.Now().UTC()}
 	v.jobs = append(v.jobs, job)
 	v.wg.Add(1)
 	go func() {
@@ -124,7 +125,7 @@ func (v *VerifyJobs) makeRoom() bool {
 func (v *VerifyJobs) run(job *VerifyJob) {
 	ctx, cancel := context.WithTimeout(v.ctx, VerifyJobTimeout)
 	defer cancel()
-	rep, err := v.engine.verify(ctx, job.Projections, func(folded, head uint64) {
+	rep, err := verify(ctx, v.engine, job.Projections, func(folded, head uint64) {
 		v.mu.Lock()
 		job.Folded, job.JournalHead = folded, head
 		v.mu.Unlock()

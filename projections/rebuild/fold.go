@@ -1,28 +1,21 @@
-package projections
+package rebuild
 
 import (
 	"context"
 	"sync"
 
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/reducers"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
-
-	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections/jsio"
-	"github.com/billfold/billfold/reducers"
 )
-
-// MemoryRecords is a reducers.Lookup over a map.
-type MemoryRecords map[string][]byte
-
-// Get implements reducers.Lookup.
-func (m MemoryRecords) Get(key string) ([]byte, error) { return m[key], nil }
 
 // foldedRecord is a record in a fold's memory, with the event that last
 // changed it.
 type foldedRecord struct {
 	value []byte
-	cause Cause
+	cause projections.Cause
 }
 
 // foldedRecords is one projection's records in memory.
@@ -61,7 +54,7 @@ func (f *memoryFold) applyTo(p reducers.Projection, env *domain.Envelope) error 
 	if err != nil {
 		return err
 	}
-	cause := Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence}
+	cause := projections.Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence}
 	for key, value := range changes {
 		records[key] = foldedRecord{value: value, cause: cause}
 	}
@@ -93,7 +86,7 @@ func (f *memoryFold) foldJournal(ctx context.Context, js jetstream.JetStream, la
 				close(in)
 			}
 		}()
-		return eachJournalEvent(gctx, js, last, func(env *domain.Envelope) error {
+		return projections.EachJournalEventUpTo(gctx, js, last, func(env *domain.Envelope) error {
 			if before != nil {
 				if err := before(gctx); err != nil {
 					return err
@@ -137,67 +130,4 @@ func FoldJournal(ctx context.Context, js jetstream.JetStream, projs []reducers.P
 		}
 	}
 	return records, refused, err
-}
-
-// EachJournalEvent calls fn with every journal event in sequence order, up
-// to the journal's last sequence when the call starts.
-func EachJournalEvent(ctx context.Context, js jetstream.JetStream, fn func(*domain.Envelope) error) error {
-	return eachJournalEvent(ctx, js, 0, fn)
-}
-
-// eachJournalEvent calls fn with every journal event in sequence order, up
-// to last (0: the journal's last sequence when the call starts).
-func eachJournalEvent(ctx context.Context, js jetstream.JetStream, last uint64, fn func(*domain.Envelope) error) error {
-	stream, err := js.Stream(ctx, domain.JournalStream)
-	if err != nil {
-		return domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
-	}
-	if last == 0 || last > info.State.LastSeq {
-		last = info.State.LastSeq
-	}
-	if info.State.Msgs == 0 || last < info.State.FirstSeq {
-		return nil
-	}
-	c, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: jsio.ConsumerInactiveThreshold})
-	if err != nil {
-		return domain.Wrap(domain.CodeJournalUnavailable, err, "journal consumer")
-	}
-	defer jsio.DeleteOrdered(js, domain.JournalStream, c)
-	// Batched pulls: one round trip per message would cap a fold at the
-	// round-trip rate.
-	it, err := c.Messages(jetstream.PullMaxMessages(1024))
-	if err != nil {
-		return domain.Wrap(domain.CodeJournalUnavailable, err, "journal consumer")
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return domain.Wrap(domain.CodeJournalUnavailable, err, "read journal")
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return domain.Wrap(domain.CodeJournalUnavailable, err, "journal message metadata")
-		}
-		env, err := domain.DecodeEnvelope(msg.Headers(), msg.Data(), meta.Sequence.Stream)
-		if err != nil {
-			return err
-		}
-		env.Facts = new(domain.Facts) // every projection's fold of it decodes its payload once
-		if err := fn(&env); err != nil {
-			return err
-		}
-		if meta.Sequence.Stream >= last {
-			return nil
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package projections
+package rebuild
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/jsio"
 	"github.com/billfold/billfold/reducers"
@@ -20,7 +21,7 @@ import (
 type target struct {
 	projection string
 	from       int // the generation it replaces
-	store      *Store
+	store      *projections.Store
 	// Bucket sequences of the bulk write: the first record that differs
 	// from what the replaced generation held, and the last record.
 	changedFrom, bulkEnd uint64
@@ -51,19 +52,19 @@ func (rs *Rebuilds) rebuild(ctx context.Context, rb *Rebuild, p *progress) (err 
 	var projs []reducers.Projection
 	rb.Generations = map[string]int{}
 	for _, name := range rb.Projections {
-		cur, _, err := rs.engine.gens.get(ctx, name)
+		cur, _, err := rs.engine.LoadGeneration(ctx, name)
 		if err != nil {
 			return err
 		}
 		n := max(cur.Number, cur.Previous) + 1
 		rs.removeGeneration(ctx, name, n) // what an interrupted rebuild left
-		store, err := EnsureStore(ctx, rs.js, name, n, rs.engine.opts.Replicas)
+		store, err := projections.EnsureStore(ctx, rs.js, name, n, rs.engine.Options().Replicas)
 		if err != nil {
 			return err
 		}
 		targets[name] = &target{projection: name, from: cur.Number, store: store}
 		rb.Generations[name] = n
-		projs = append(projs, rs.engine.projections[name])
+		projs = append(projs, rs.engine.Projection(name))
 	}
 	if _, err := rs.modify(ctx, rb.ID, func(s *Rebuild) bool { s.Generations = rb.Generations; return true }); err != nil {
 		return err
@@ -155,15 +156,15 @@ func (rs *Rebuilds) writeGeneration(ctx context.Context, t *target, records fold
 }
 
 // bucketDigests returns the digest of every record a store holds.
-func bucketDigests(ctx context.Context, s *Store) (map[string][sha256.Size]byte, error) {
+func bucketDigests(ctx context.Context, s *projections.Store) (map[string][sha256.Size]byte, error) {
 	out := map[string][sha256.Size]byte{}
-	err := eachStoredValue(ctx, s, func(key string, value []byte) { out[key] = sha256.Sum256(value) })
+	err := s.EachValue(ctx, func(key string, value []byte) { out[key] = sha256.Sum256(value) })
 	return out, err
 }
 
 // writeRecords writes keys of records into s with asynchronous publishes,
 // a bounded number in flight, each carrying the event that last changed it.
-func (rs *Rebuilds) writeRecords(ctx context.Context, s *Store, records foldedRecords, keys []string) error {
+func (rs *Rebuilds) writeRecords(ctx context.Context, s *projections.Store, records foldedRecords, keys []string) error {
 	const inFlight = 1024
 	var futures []jetstream.PubAckFuture
 	wait := func() error {
@@ -181,7 +182,7 @@ func (rs *Rebuilds) writeRecords(ctx context.Context, s *Store, records foldedRe
 	}
 	for _, key := range keys {
 		r := records[key]
-		f, err := rs.js.PublishMsgAsync(s.writeMsg(key, r.value, r.cause, 0))
+		f, err := rs.js.PublishMsgAsync(s.WriteMsg(key, r.value, r.cause, 0))
 		if err != nil {
 			return domain.Wrap(domain.CodeStoreUnavailable, err, "write "+s.Bucket())
 		}
@@ -201,9 +202,9 @@ func (rs *Rebuilds) writeRecords(ctx context.Context, s *Store, records foldedRe
 func (rs *Rebuilds) catchUp(ctx context.Context, rb *Rebuild, targets map[string]*target, p *progress) error {
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var projectors []*Projector
+	var projectors []*projections.Projector
 	for _, t := range targets {
-		pr := NewProjector(rs.engine.projections[t.projection], rs.js, t.store, rs.engine.opts.Metrics, rs.opts.Log, rs.engine.opts.Retry).shareFacts(rs.engine.facts).From(rb.JournalHead + 1)
+		pr := rs.engine.CatchUpProjector(t.projection, t.store, rs.opts.Log, rb.JournalHead+1)
 		if _, err := pr.EnsureConsumer(ctx); err != nil {
 			return err
 		}
@@ -244,8 +245,7 @@ func (rs *Rebuilds) catchUp(ctx context.Context, rb *Rebuild, targets map[string
 // generation, whose relay starts after what was published. A failure after
 // the pause un-pauses the replaced generation.
 func (rs *Rebuilds) switchTo(ctx context.Context, rb *Rebuild, t *target) (err error) {
-	gens := rs.engine.gens
-	cur, rev, err := gens.get(ctx, t.projection)
+	cur, rev, err := rs.engine.LoadGeneration(ctx, t.projection)
 	if err != nil {
 		return err
 	}
@@ -258,14 +258,14 @@ func (rs *Rebuilds) switchTo(ctx context.Context, rb *Rebuild, t *target) (err e
 	}
 	paused := cur
 	paused.Paused, paused.RebuildID, paused.Previous, paused.RetireAt = true, rb.ID, 0, time.Time{}
-	if rev, err = gens.put(ctx, paused, rev); err != nil {
+	if rev, err = rs.engine.SaveGeneration(ctx, paused, rev); err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil {
 			unpaused := paused
 			unpaused.Paused = false
-			if _, uerr := gens.put(context.Background(), unpaused, rev); uerr != nil {
+			if _, uerr := rs.engine.SaveGeneration(context.Background(), unpaused, rev); uerr != nil {
 				rs.opts.Log.Error("generation left paused after a failed switch; the janitor un-pauses it", "projection", t.projection, "error", uerr)
 			}
 		}
@@ -273,29 +273,29 @@ func (rs *Rebuilds) switchTo(ctx context.Context, rb *Rebuild, t *target) (err e
 	if _, err := rs.modify(ctx, rb.ID, func(s *Rebuild) bool { s.Status = RebuildSwitching; return true }); err != nil {
 		return err
 	}
-	if err := rs.engine.waitGeneration(ctx, paused); err != nil {
+	if err := rs.engine.WaitGeneration(ctx, paused); err != nil {
 		return err
 	}
 	if err := rs.waitRelayDrained(ctx, t.projection, cur.Number); err != nil {
 		return err
 	}
-	published, err := rs.engine.ackFloor(ctx, domain.ProjectorDurable(t.projection, cur.Number))
+	published, err := rs.engine.AckFloor(ctx, domain.ProjectorDurable(t.projection, cur.Number))
 	if err != nil {
 		return domain.Wrap(domain.CodeStoreUnavailable, err, "replaced generation's projector")
 	}
-	next := Generation{
+	next := projections.Generation{
 		Projection: t.projection, Number: t.store.Generation(), Previous: cur.Number,
 		RetireAt: time.Now().UTC().Add(rs.opts.Grace), RebuildID: rb.ID, SwitchedAt: time.Now().UTC(),
-		Relay: RelayStart{From: t.changedFrom, SkipFrom: t.bulkEnd + 1, PublishedUpTo: published},
+		Relay: projections.RelayStart{From: t.changedFrom, SkipFrom: t.bulkEnd + 1, PublishedUpTo: published},
 	}
 	if rb.Republish {
-		next.Relay = RelayStart{}
+		next.Relay = projections.RelayStart{}
 	}
-	if _, err = gens.put(ctx, next, rev); err != nil {
+	if _, err = rs.engine.SaveGeneration(ctx, next, rev); err != nil {
 		return err
 	}
 	// Done means this process serves the new generation.
-	if err := rs.engine.waitGeneration(ctx, next); err != nil {
+	if err := rs.engine.WaitGeneration(ctx, next); err != nil {
 		return err
 	}
 	_ = rs.js.DeleteConsumer(ctx, domain.JournalStream, domain.ProjectorDurable(t.projection, cur.Number))
@@ -338,7 +338,7 @@ func (rs *Rebuilds) settleDeadLetters(ctx context.Context, rb *Rebuild, refused 
 	by := KindRebuild + " " + rb.ID
 	now := time.Now().UTC()
 	for _, name := range rb.Projections {
-		open, err := rs.engine.dead.List(ctx, deadletter.Filter{Projection: name})
+		open, err := rs.engine.DeadLetterStore().List(ctx, deadletter.Filter{Projection: name})
 		if err != nil {
 			return err
 		}
@@ -346,22 +346,22 @@ func (rs *Rebuilds) settleDeadLetters(ctx context.Context, rb *Rebuild, refused 
 			if dl.JournalSequence > rb.JournalHead || refused[name][dl.Subject()] {
 				continue
 			}
-			resolved, err := rs.engine.dead.Resolve(ctx, name, dl.Namespace, dl.EventID, by, nil, now)
+			resolved, err := rs.engine.DeadLetterStore().Resolve(ctx, name, dl.Namespace, dl.EventID, by, nil, now)
 			if err != nil {
 				return err
 			}
 			if resolved {
 				rb.DeadLettersResolved++
-				rs.engine.opts.Replay.replayed(KindRebuild, deadletter.OutcomeApplied)
+				rs.engine.Options().Replay.CountReplayed(KindRebuild, deadletter.OutcomeApplied)
 			}
 		}
 	}
 	for _, dl := range refusals {
 		dl.FailedAt = now
-		if err := rs.engine.dead.Fail(ctx, dl, nil); err != nil {
+		if err := rs.engine.DeadLetterStore().Fail(ctx, dl, nil); err != nil {
 			return err
 		}
-		rs.engine.opts.Replay.replayed(KindRebuild, deadletter.OutcomeFailed)
+		rs.engine.Options().Replay.CountReplayed(KindRebuild, deadletter.OutcomeFailed)
 	}
 	return nil
 }
@@ -413,13 +413,13 @@ func (rs *Rebuilds) tidy(ctx context.Context) {
 		rs.interrupt(ctx, rb)
 	}
 	for _, name := range rs.engine.Projections() {
-		g, rev, err := rs.engine.gens.get(ctx, name)
+		g, rev, err := rs.engine.LoadGeneration(ctx, name)
 		if err != nil || g.Previous == 0 || time.Now().Before(g.RetireAt) {
 			continue
 		}
 		prev := g.Previous
 		g.Previous, g.RetireAt = 0, time.Time{}
-		if _, err := rs.engine.gens.put(ctx, g, rev); err == nil {
+		if _, err := rs.engine.SaveGeneration(ctx, g, rev); err == nil {
 			rs.removeGeneration(ctx, name, prev)
 			rs.opts.Log.Info("replaced generation removed after its grace period", "projection", name, "generation", prev)
 		}
@@ -443,13 +443,13 @@ func (rs *Rebuilds) interrupt(ctx context.Context, rb Rebuild) {
 		return
 	}
 	for name, n := range rb.Generations {
-		g, rev, err := rs.engine.gens.get(ctx, name)
+		g, rev, err := rs.engine.LoadGeneration(ctx, name)
 		if err != nil {
 			continue
 		}
 		if g.Paused && g.RebuildID == rb.ID {
 			g.Paused = false
-			if _, err := rs.engine.gens.put(ctx, g, rev); err != nil {
+			if _, err := rs.engine.SaveGeneration(ctx, g, rev); err != nil {
 				continue
 			}
 		}
@@ -457,24 +457,6 @@ func (rs *Rebuilds) interrupt(ctx context.Context, rb Rebuild) {
 			rs.removeGeneration(ctx, name, n)
 		}
 	}
-	rs.engine.opts.Replay.finished(rb.Kind, RebuildInterrupted)
+	rs.engine.Options().Replay.CountFinished(rb.Kind, RebuildInterrupted)
 	rs.opts.Log.Warn(rb.Kind+" interrupted: its process stopped before it finished", "id", rb.ID, "owner", rb.Owner)
-}
-
-// waitGeneration waits until this engine runs gen (its number, paused or
-// not).
-func (e *Engine) waitGeneration(ctx context.Context, gen Generation) error {
-	for {
-		switched := e.Switched()
-		if g := e.Generation(gen.Projection); g.Number == gen.Number && g.Paused == gen.Paused {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-switched:
-		case <-time.After(30 * time.Second):
-			return domain.Errorf(domain.CodeStoreUnavailable, "engine did not follow %s to generation %d", gen.Projection, gen.Number)
-		}
-	}
 }
