@@ -80,9 +80,9 @@ func (s *Store) Bucket() string { return s.kv.Bucket() }
 // made with NewStore).
 func (s *Store) Generation() int { return max(s.generation, 1) }
 
-// history returns the stored revisions of key the bucket keeps, oldest
-// first.
-func (s *Store) history(ctx context.Context, key string) ([]jetstream.KeyValueEntry, error) {
+// History returns the stored revisions of key the bucket keeps (at most
+// RecordHistory), oldest first.
+func (s *Store) History(ctx context.Context, key string) ([]jetstream.KeyValueEntry, error) {
 	return s.kv.History(ctx, key)
 }
 

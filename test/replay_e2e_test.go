@@ -13,8 +13,8 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/ledger"
 	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -96,7 +96,7 @@ func TestDeadLettersRequeuedAfterAFix(t *testing.T) {
 	assert.Contains(t, out, deadletter.RetryExhausted)
 	out, code = runBillfold(t, "events", "list", "--status", "failed", "--server", srv.admin, "-o", "json")
 	require.Equal(t, 0, code, out)
-	var failed []projections.EventSummary
+	var failed []ledger.EventSummary
 	require.NoError(t, json.Unmarshal([]byte(out), &failed))
 	assert.Len(t, failed, 3*users)
 	for _, e := range failed {
@@ -147,7 +147,7 @@ func TestDeadLettersRequeuedAfterAFix(t *testing.T) {
 	}
 	out, code = runBillfold(t, "events", "show", "stripe", again.EventID, "--server", srv.admin, "-o", "json")
 	require.Equal(t, 0, code, out)
-	var entry projections.EventEntry
+	var entry ledger.EventEntry
 	require.NoError(t, json.Unmarshal([]byte(out), &entry))
 	require.NotNil(t, entry.Journal)
 	assert.Equal(t, requests[again.EventID], entry.Journal.ProviderRequestID, "the journal keeps Stripe's request.id")
@@ -155,7 +155,7 @@ func TestDeadLettersRequeuedAfterAFix(t *testing.T) {
 	require.NotEmpty(t, entry.Deliveries.Deliveries)
 	assert.Equal(t, requests[again.EventID], entry.Deliveries.Deliveries[0].ProviderRequestID, "and the delivery log")
 	w := entry.Projections[domain.ProjectionWallets]
-	assert.Equal(t, projections.StatusProcessed, w.Status)
+	assert.Equal(t, ledger.StatusProcessed, w.Status)
 	require.NotNil(t, w.DeadLetter)
 	assert.Equal(t, deadletter.Resolved, w.DeadLetter.Status)
 	assert.Contains(t, srv.logs.String(), `"by":"ops-alice"`, "a requeue is logged with who asked")

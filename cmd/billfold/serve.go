@@ -31,6 +31,7 @@ import (
 	"github.com/billfold/billfold/projections/console"
 	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
 	"github.com/billfold/billfold/projections/query"
 	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/reducers"
@@ -251,11 +252,11 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	// /metrics names endpoints and counts refusals: behind the API token
 	// when there is one, like every other read.
 	adminMux.Handle("GET /metrics", readAuth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
-	ledger := projections.NewLedger(engine)
-	ledger.RedactEndpoints(unsignedNames(endpoints))
+	events := ledger.New(engine)
+	events.RedactEndpoints(unsignedNames(endpoints))
 	verifications := rebuild.NewVerifyJobs(engine, foldJobs)
 	defer verifications.Close()
-	ops := &admin.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs, Verifications: verifications}
+	ops := &admin.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: events, FoldJobs: foldJobs, Verifications: verifications}
 	ops.Register(adminMux, readAuth, httpapi.RequireAdmin(adminTokens))
 	registerProfiler(adminMux, httpapi.RequireAdmin(adminTokens))
 	httpapi.LogErrorsTo(log)

@@ -11,6 +11,7 @@ import (
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
 	"github.com/billfold/billfold/projections/rebuild"
 )
 
@@ -19,7 +20,7 @@ import (
 type Operations struct {
 	Engine   *projections.Engine
 	Rebuilds *rebuild.Rebuilds
-	Ledger   *projections.Ledger
+	Ledger   *ledger.Ledger
 	// FoldJobs bounds verify runs (nil: unbounded).
 	FoldJobs *projections.FoldJobs
 	// Verifications runs verify in the background (POST
@@ -206,7 +207,7 @@ func (o *Operations) listEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	items, err := o.Ledger.List(r.Context(), projections.EventFilter{Status: v.Get("status"), Provider: v.Get("provider"), Since: since, Limit: limit})
+	items, err := o.Ledger.List(r.Context(), ledger.EventFilter{Status: v.Get("status"), Provider: v.Get("provider"), Since: since, Limit: limit})
 	if err != nil {
 		httpapi.WriteError(w, err)
 		return

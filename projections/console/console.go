@@ -25,6 +25,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
 	"github.com/billfold/billfold/projections/query"
 	"github.com/billfold/billfold/projections/rebuild"
 )
@@ -40,7 +41,7 @@ type Problem struct {
 type Config struct {
 	Engine   *projections.Engine
 	Rebuilds *rebuild.Rebuilds
-	Ledger   *projections.Ledger
+	Ledger   *ledger.Ledger
 	Query    *query.Query
 	// JetStream reads the delivery log and journal bodies.
 	JetStream jetstream.JetStream

@@ -27,6 +27,7 @@ import (
 	"github.com/billfold/billfold/projections/console"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
 	"github.com/billfold/billfold/projections/query"
 	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/reducers"
@@ -170,7 +171,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		return err == nil && total == 1+o.subscriptions
 	}, 30*time.Second, 20*time.Millisecond)
 
-	c, err := console.New(console.Config{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine), Query: queries,
+	c, err := console.New(console.Config{Engine: engine, Rebuilds: rebuilds, Ledger: ledger.New(engine), Query: queries,
 		JetStream: js, ReadToken: readToken, AdminTokens: httpapi.AdminTokens{"ops-alice": adminToken}, Log: log,
 		MaxSessions: o.maxSessions})
 	require.NoError(t, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/ledger"
 	"github.com/billfold/billfold/projections/query"
 	"github.com/billfold/billfold/projections/rebuild"
 )
@@ -123,7 +124,7 @@ const maxBodyShown = 64 << 10
 
 // eventView is /ui/events/{provider}/{id}'s data.
 type eventView struct {
-	Entry       projections.EventEntry
+	Entry       ledger.EventEntry
 	Projections []projectionStatus
 	Body        string
 	BodyCut     bool
@@ -135,7 +136,7 @@ type eventView struct {
 
 type projectionStatus struct {
 	Name string
-	projections.ProjectionStatus
+	ledger.ProjectionStatus
 }
 
 func (c *Console) event(w http.ResponseWriter, r *http.Request, s *session) {

@@ -20,8 +20,8 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
 	"github.com/billfold/billfold/projections/rebuild"
 )
 
@@ -244,16 +244,16 @@ func (e *drillEngine) verify(ctx context.Context) (rebuild.VerifyReport, error) 
 
 // deliveryLog returns the delivery log's entries of the last ten minutes
 // with outcome, newest first.
-func (e *drillEngine) deliveryLog(ctx context.Context, outcome domain.Outcome) ([]projections.EventSummary, error) {
+func (e *drillEngine) deliveryLog(ctx context.Context, outcome domain.Outcome) ([]ledger.EventSummary, error) {
 	var page struct {
-		Items []projections.EventSummary `json:"items"`
+		Items []ledger.EventSummary `json:"items"`
 	}
 	_, err := e.get(ctx, fmt.Sprintf("/v1/events?status=%s&since=10m&limit=%d", outcome, httpapi.MaxListLimit), &page)
 	return page.Items, err
 }
 
 // countCodes counts entries by reason code.
-func countCodes(entries []projections.EventSummary) map[domain.Code]int {
+func countCodes(entries []ledger.EventSummary) map[domain.Code]int {
 	out := map[domain.Code]int{}
 	for _, e := range entries {
 		out[e.Code]++

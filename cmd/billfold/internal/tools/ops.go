@@ -24,6 +24,7 @@ import (
 	"github.com/billfold/billfold/projections/admin"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
 	"github.com/billfold/billfold/projections/rebuild"
 )
 
@@ -456,7 +457,7 @@ func Events(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case len(pos) == 3 && pos[0] == "show":
-		var e projections.EventEntry
+		var e ledger.EventEntry
 		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/events/"+url.PathEscape(pos[1])+"/"+url.PathEscape(pos[2]), nil, nil, &e); err != nil {
 			return cli.Fail(stderr, "events", err)
 		}
@@ -473,7 +474,7 @@ func Events(args []string, stdout, stderr io.Writer) int {
 		if provider != "" {
 			v.Set("provider", provider)
 		}
-		var list struct{ Items []projections.EventSummary }
+		var list struct{ Items []ledger.EventSummary }
 		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/events", v, nil, &list); err != nil {
 			return cli.Fail(stderr, "events", err)
 		}
@@ -497,7 +498,7 @@ func Events(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func printEvent(w io.Writer, e projections.EventEntry) {
+func printEvent(w io.Writer, e ledger.EventEntry) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "event:\t%s/%s\n", e.Namespace, e.EventID)
 	if j := e.Journal; j != nil {

@@ -1,4 +1,4 @@
-package projections
+package ledger
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/projections/jsio"
@@ -24,14 +25,14 @@ const MaxLedgerDeliveries = 100
 // every delivery of it, and its status in each projection.
 type Ledger struct {
 	js     jetstream.JetStream
-	engine *Engine
+	engine *projections.Engine
 	redact endpointRedaction
 }
 
-// NewLedger returns a Ledger reporting the status of events in engine's
+// New returns a Ledger reporting the status of events in engine's
 // projections.
-func NewLedger(engine *Engine) *Ledger {
-	return &Ledger{js: engine.js, engine: engine}
+func New(engine *projections.Engine) *Ledger {
+	return &Ledger{js: engine.JetStream(), engine: engine}
 }
 
 // Projection statuses of an event in the ledger.
@@ -66,10 +67,10 @@ type DeliverySummary struct {
 // event was delivered but never journaled (every delivery rejected or
 // unavailable).
 type EventEntry struct {
-	Namespace  string          `json:"provider"`
-	EventID    string          `json:"event_id"`
-	Journal    *JournalEntry   `json:"journal"`
-	Deliveries DeliverySummary `json:"deliveries"`
+	Namespace  string                    `json:"provider"`
+	EventID    string                    `json:"event_id"`
+	Journal    *projections.JournalEntry `json:"journal"`
+	Deliveries DeliverySummary           `json:"deliveries"`
 	// Projections is the event's status per projection; empty when it was
 	// never journaled.
 	Projections map[string]ProjectionStatus `json:"projections"`
@@ -93,7 +94,7 @@ func (l *Ledger) event(ctx context.Context, namespace, id string) (EventEntry, e
 		return e, err
 	}
 	if env != nil {
-		journal := NewJournalEntry(env)
+		journal := projections.NewJournalEntry(env)
 		e.Journal = &journal
 		if e.Projections, err = l.statuses(ctx, env); err != nil {
 			return e, err
@@ -144,16 +145,16 @@ func (l *Ledger) journalEvent(ctx context.Context, namespace, id string) (*domai
 func (l *Ledger) statuses(ctx context.Context, j *domain.Envelope) (map[string]ProjectionStatus, error) {
 	out := map[string]ProjectionStatus{}
 	for _, name := range l.engine.Projections() {
-		if !l.engine.projections[name].Handles(j.Provider, j.EventType) {
+		if !l.engine.Projection(name).Handles(j.Provider, j.EventType) {
 			out[name] = ProjectionStatus{Status: StatusSkipped}
 			continue
 		}
-		dl, _, err := l.engine.dead.Get(ctx, domain.DeadLetterSubject(name, domain.EventNamespace(j.Provider, j.Endpoint, j.Verification), j.EventID))
+		dl, _, err := l.engine.DeadLetterStore().Get(ctx, domain.DeadLetterSubject(name, domain.EventNamespace(j.Provider, j.Endpoint, j.Verification), j.EventID))
 		if err != nil {
 			return nil, err
 		}
 		st := ProjectionStatus{Status: StatusPending, DeadLetter: dl}
-		if floor, err := l.engine.AckFloor(ctx, l.engine.slot(name).projector.Durable()); err == nil && floor >= j.Sequence {
+		if floor, err := l.engine.Acked(ctx, name); err == nil && floor >= j.Sequence {
 			st.Status = StatusProcessed
 			st.ProcessedAt = l.processedAt(ctx, name, j)
 		}

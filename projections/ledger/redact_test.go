@@ -1,4 +1,4 @@
-package projections
+package ledger
 
 import (
 	"testing"
@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
 )
 
 func TestEndpointRedaction(t *testing.T) {
@@ -26,7 +27,7 @@ func TestEndpointRedaction(t *testing.T) {
 		assert.Equal(t, want, l.redact.show(in), in)
 		assert.Equal(t, in, l.redact.resolve(want), "resolve is show's inverse: %s", want)
 	}
-	e := l.redact.entry(EventEntry{Namespace: name, Journal: &JournalEntry{Endpoint: name},
+	e := l.redact.entry(EventEntry{Namespace: name, Journal: &projections.JournalEntry{Endpoint: name},
 		Deliveries: DeliverySummary{Deliveries: []domain.Delivery{{Endpoint: name}}}})
 	assert.Equal(t, label, e.Namespace)
 	assert.Equal(t, label, e.Journal.Endpoint)

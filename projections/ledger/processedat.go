@@ -1,4 +1,4 @@
-package projections
+package ledger
 
 import (
 	"context"
@@ -7,17 +7,18 @@ import (
 	"time"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/reducers"
 )
 
 // processedAt is when projection stored the first record write that the
 // fold of env made: every write carries its event's journal sequence
-// (HeaderJournalSequence), and the store keeps each record's recent
+// (projections.HeaderJournalSequence), and the store keeps each record's recent
 // revisions (at most 64). It looks at the records the projection names for
 // the event (reducers.KeyHinter); nil when none of them holds such a write (the fold changed nothing, or later writes pushed it
 // out of the history).
 func (l *Ledger) processedAt(ctx context.Context, projection string, env *domain.Envelope) *time.Time {
-	hinter, ok := l.engine.projections[projection].(reducers.KeyHinter)
+	hinter, ok := l.engine.Projection(projection).(reducers.KeyHinter)
 	store := l.engine.Store(projection)
 	if !ok || store == nil {
 		return nil
@@ -28,7 +29,7 @@ func (l *Ledger) processedAt(ctx context.Context, projection string, env *domain
 	}
 	var first *time.Time
 	for _, key := range hinter.Keys(env) {
-		history, err := store.history(ctx, key)
+		history, err := store.History(ctx, key)
 		if err != nil {
 			continue
 		}
@@ -39,7 +40,7 @@ func (l *Ledger) processedAt(ctx context.Context, projection string, env *domain
 			}
 			// Writes are not in journal order (a requeue or a scheduled
 			// retry writes late), so the whole history is looked at.
-			seq, _ := strconv.ParseUint(m.Header.Get(HeaderJournalSequence), 10, 64)
+			seq, _ := strconv.ParseUint(m.Header.Get(projections.HeaderJournalSequence), 10, 64)
 			if seq == env.Sequence && (first == nil || m.Time.Before(*first)) {
 				t := m.Time.UTC()
 				first = &t

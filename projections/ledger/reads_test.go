@@ -1,4 +1,4 @@
-package projections
+package ledger
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
+	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -24,7 +25,7 @@ import (
 type ledgerFixture struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	engine *Engine
+	engine *projections.Engine
 }
 
 func newLedgerFixture(t *testing.T) *ledgerFixture {
@@ -33,7 +34,7 @@ func newLedgerFixture(t *testing.T) *ledgerFixture {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{}))
-	engine, err := NewEngine(ctx, js, reducers.All(reducers.DefaultOptions()), EngineOptions{})
+	engine, err := projections.NewEngine(ctx, js, reducers.All(reducers.DefaultOptions()), projections.EngineOptions{})
 	require.NoError(t, err)
 	return &ledgerFixture{nc: nc, js: js, engine: engine}
 }
@@ -79,7 +80,7 @@ func TestLookupStormLeavesNoConsumers(t *testing.T) {
 		}
 	}
 	before := consumerCounts(t, f.js)
-	ledger := NewLedger(f.engine)
+	ledger := New(f.engine)
 
 	const lookups = 1100
 	var wg sync.WaitGroup
@@ -132,7 +133,7 @@ func TestLedgerDeliveriesBeyondTheList(t *testing.T) {
 		_, err = f.js.Publish(ctx, domain.DeliverySubject("stripe", "evt_many"), d)
 		require.NoError(t, err)
 	}
-	e, err := NewLedger(f.engine).Event(ctx, "stripe", "evt_many")
+	e, err := New(f.engine).Event(ctx, "stripe", "evt_many")
 	require.NoError(t, err)
 	assert.Equal(t, n, e.Deliveries.Count)
 	assert.Equal(t, n/2, e.Deliveries.Duplicates)
