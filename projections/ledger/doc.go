@@ -9,6 +9,7 @@
 //
 // It reads the engine through its exported methods, never its fields. It
 // imports domain, reducers, projections and projections' lower rooms
-// (deadletter, httpapi, jsio); it must never import ingest, cmd, or the
-// rooms above it (query, admin, console, client).
+// (deadletter, httpapi, jsio); it must never import ingest, cmd, the rooms
+// beside it (query, rebuild) or the rooms above it (admin, console,
+// client).
 package ledger

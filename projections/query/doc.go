@@ -12,5 +12,6 @@
 // store's exported methods (projections.Store), never its bucket. It
 // imports domain, reducers, projections and projections' lower rooms
 // (index, httpapi, jsio, deadletter); it must never import ingest, cmd,
-// or the rooms above it (admin, console, client).
+// the rooms beside it (rebuild, ledger) or the rooms above it (admin,
+// console, client).
 package query

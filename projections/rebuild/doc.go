@@ -8,7 +8,7 @@
 //
 // It reaches the engine only through the narrow Engine interface that
 // *projections.Engine satisfies, never its fields. It imports domain,
-// reducers, projections and projections' lower rooms (deadletter, jsio);
-// it must never import ingest, cmd, or the rooms above it (query, admin,
-// console, client).
+// reducers, projections and projections' lower rooms (deadletter, httpapi,
+// jsio); it must never import ingest, cmd, the rooms beside it (query,
+// ledger) or the rooms above it (admin, console, client).
 package rebuild
