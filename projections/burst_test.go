@@ -17,6 +17,7 @@ import (
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 	"github.com/billfold/billfold/test/projtest"
@@ -136,7 +137,7 @@ func runProjectors(js jetstream.JetStream, p reducers.Projection, gen int, from 
 	}()
 	for range n {
 		// Each its own Store, as each billfold process has its own cache.
-		s, err := projections.EnsureStore(ctx, js, p.Name(), gen, 1)
+		s, err := kvstore.EnsureStore(ctx, js, p.Name(), gen, 1)
 		if err != nil {
 			return "", err
 		}

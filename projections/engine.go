@@ -13,6 +13,7 @@ import (
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/projections/jsio"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -24,7 +25,7 @@ type Engine struct {
 	js          jetstream.JetStream
 	projections map[string]reducers.Projection
 	names       []string
-	gens        generations
+	gens        kvstore.Generations
 	dead        deadletter.Letters
 	opts        EngineOptions
 	// facts lets the projectors decode each journal event once.
@@ -42,8 +43,8 @@ type Engine struct {
 
 // slot is the running generation of one projection.
 type slot struct {
-	gen       Generation
-	store     *Store
+	gen       kvstore.Generation
+	store     *kvstore.Store
 	projector *Projector
 	relay     *Relay
 }
@@ -73,7 +74,7 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 	if _, err := js.CreateOrUpdateStream(ctx, feed.ChangesConfig(o.Replicas)); err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "change feed stream")
 	}
-	gens, err := ensureGenerations(ctx, js, o.Replicas)
+	gens, err := kvstore.EnsureGenerations(ctx, js, o.Replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +89,7 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 	for _, p := range projs {
 		e.projections[p.Name()] = p
 		e.names = append(e.names, p.Name())
-		gen, _, err := gens.get(ctx, p.Name())
+		gen, _, err := gens.Get(ctx, p.Name())
 		if err != nil {
 			return nil, err
 		}
@@ -106,9 +107,9 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 }
 
 // newSlot opens gen's store and creates its consumers.
-func (e *Engine) newSlot(ctx context.Context, gen Generation) (*slot, error) {
+func (e *Engine) newSlot(ctx context.Context, gen kvstore.Generation) (*slot, error) {
 	p := e.projections[gen.Projection]
-	store, err := EnsureStore(ctx, e.js, gen.Projection, gen.Number, e.opts.Replicas)
+	store, err := kvstore.EnsureStore(ctx, e.js, gen.Projection, gen.Number, e.opts.Replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +141,7 @@ func (e *Engine) HasProjection(name string) bool { return e.projections[name] !=
 func (e *Engine) JetStream() jetstream.JetStream { return e.js }
 
 // Store returns the current store of a projection, nil for an unknown name.
-func (e *Engine) Store(projection string) *Store {
+func (e *Engine) Store(projection string) *kvstore.Store {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if s := e.slots[projection]; s != nil {
@@ -150,13 +151,13 @@ func (e *Engine) Store(projection string) *Store {
 }
 
 // Generation returns the generation a projection is at in this process.
-func (e *Engine) Generation(projection string) Generation {
+func (e *Engine) Generation(projection string) kvstore.Generation {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if s := e.slots[projection]; s != nil {
 		return s.gen
 	}
-	return Generation{}
+	return kvstore.Generation{}
 }
 
 // Switched returns a channel that is closed the next time any projection's
@@ -219,7 +220,7 @@ func (e *Engine) runProjection(ctx context.Context, name string) {
 // after NATS failures.
 func (e *Engine) followGenerations(ctx context.Context) {
 	for ctx.Err() == nil {
-		w, err := e.gens.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+		w, err := e.gens.WatchAll(ctx)
 		if err != nil {
 			jsio.Sleep(ctx, time.Second)
 			continue
@@ -228,7 +229,7 @@ func (e *Engine) followGenerations(ctx context.Context) {
 			if u == nil {
 				continue
 			}
-			gen, err := decodeGeneration(u.Value())
+			gen, err := kvstore.DecodeGeneration(u.Value())
 			if err != nil || e.projections[gen.Projection] == nil {
 				continue
 			}
@@ -247,7 +248,7 @@ func (e *Engine) followGenerations(ctx context.Context) {
 }
 
 // apply makes gen this process's slot of its projection.
-func (e *Engine) apply(ctx context.Context, gen Generation) error {
+func (e *Engine) apply(ctx context.Context, gen kvstore.Generation) error {
 	cur := e.slot(gen.Projection)
 	if cur != nil && cur.gen == gen {
 		return nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -24,20 +25,20 @@ func (e *Engine) Options() EngineOptions { return e.opts }
 
 // LoadGeneration reads projection's generation pointer as stored, with its
 // revision (0: never written, generation 1).
-func (e *Engine) LoadGeneration(ctx context.Context, projection string) (Generation, uint64, error) {
-	return e.gens.get(ctx, projection)
+func (e *Engine) LoadGeneration(ctx context.Context, projection string) (kvstore.Generation, uint64, error) {
+	return e.gens.Get(ctx, projection)
 }
 
 // SaveGeneration writes gen if the pointer is still at revision (0: never
 // written): every engine follows it. A lost race is BILLFOLD-CONFLICT.
-func (e *Engine) SaveGeneration(ctx context.Context, gen Generation, revision uint64) (uint64, error) {
-	return e.gens.put(ctx, gen, revision)
+func (e *Engine) SaveGeneration(ctx context.Context, gen kvstore.Generation, revision uint64) (uint64, error) {
+	return e.gens.Put(ctx, gen, revision)
 }
 
 // WaitGeneration waits, at most 30 s, until this engine runs gen (its
 // number, paused or not): a rebuild's switch waits for its own engine to
 // follow the pointer it wrote.
-func (e *Engine) WaitGeneration(ctx context.Context, gen Generation) error {
+func (e *Engine) WaitGeneration(ctx context.Context, gen kvstore.Generation) error {
 	for {
 		switched := e.Switched()
 		if g := e.Generation(gen.Projection); g.Number == gen.Number && g.Paused == gen.Paused {
@@ -74,6 +75,6 @@ func (e *Engine) DeadLetterStore() *deadletter.Letters { return &e.dead }
 // sequence from, as the engine runs them (its metrics, retry policy and
 // shared decoded payloads), for a rebuild's catch-up with live deliveries;
 // log is where it logs.
-func (e *Engine) CatchUpProjector(projection string, store *Store, log *slog.Logger, from uint64) *Projector {
+func (e *Engine) CatchUpProjector(projection string, store *kvstore.Store, log *slog.Logger, from uint64) *Projector {
 	return NewProjector(e.projections[projection], e.js, store, e.opts.Metrics, log, e.opts.Retry).shareFacts(e.facts).From(from)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/jsio"
+	"github.com/billfold/billfold/projections/kvstore"
 )
 
 // Pause is an operator's hold on a projection: its projectors stop folding
@@ -32,7 +33,7 @@ type pauses struct {
 }
 
 func ensurePauses(ctx context.Context, js jetstream.JetStream, replicas int) (pauses, error) {
-	kv, err := ensureBookkeeping(ctx, js, domain.PausesBucket, "billfold: projections an operator paused", 1, replicas)
+	kv, err := kvstore.EnsureBookkeeping(ctx, js, domain.PausesBucket, "billfold: projections an operator paused", 1, replicas)
 	return pauses{kv}, err
 }
 

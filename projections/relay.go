@@ -17,6 +17,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/projections/jsio"
+	"github.com/billfold/billfold/projections/kvstore"
 )
 
 // RelayBatch is the most bucket writes a relay publishes in one burst.
@@ -53,7 +54,7 @@ const maxCachedHeads = 1 << 16
 // the feed last stored of its record (its head): a write the feed holds
 // already (a crash between publishing and acknowledging, a lost consumer)
 // is skipped, and a write whose previous write of the record (its
-// HeaderPreviousRevision) is not on the feed yet (another process still
+// kvstore.HeaderPreviousRevision) is not on the feed yet (another process still
 // holds it, or held it when it crashed) is handed back until it is. So a record's versions reach the feed in order,
 // once each, without one round trip per write.
 type Relay struct {
@@ -62,7 +63,7 @@ type Relay struct {
 	js         jetstream.JetStream
 	bucket     string
 	log        *slog.Logger
-	start      RelayStart
+	start      kvstore.RelayStart
 
 	// next is the bucket sequence after the last write this relay
 	// handled. last, per change subject, is what the feed last stored of
@@ -73,22 +74,8 @@ type Relay struct {
 	last map[string]feedHead
 }
 
-// RelayStart is where a new generation's relay starts, so that a rebuild
-// does not send again what the previous generation already published
-// (DESIGN.md invariant 6). The zero value relays every write.
-type RelayStart struct {
-	// From is the first bucket sequence the relay's consumer reads, when
-	// the consumer does not exist yet.
-	From uint64 `json:"relay_from,omitempty"`
-	// Writes at or after SkipFrom that a journal event at or below
-	// PublishedUpTo caused were published by the previous generation, and
-	// are skipped.
-	SkipFrom      uint64 `json:"relay_skip_from,omitempty"`
-	PublishedUpTo uint64 `json:"relay_published_up_to,omitempty"`
-}
-
 // NewRelay returns the relay of projection's store.
-func NewRelay(projection string, js jetstream.JetStream, store *Store, log *slog.Logger) *Relay {
+func NewRelay(projection string, js jetstream.JetStream, store *kvstore.Store, log *slog.Logger) *Relay {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -96,8 +83,8 @@ func NewRelay(projection string, js jetstream.JetStream, store *Store, log *slog
 		log: log.With("projection", projection, "relay", "feed", "generation", store.Generation())}
 }
 
-// Start sets where the relay starts (see RelayStart).
-func (r *Relay) Start(s RelayStart) *Relay { r.start = s; return r }
+// Start sets where the relay starts (see kvstore.RelayStart).
+func (r *Relay) Start(s kvstore.RelayStart) *Relay { r.start = s; return r }
 
 // Durable is the name of the relay's consumer on the bucket's stream.
 func (r *Relay) Durable() string { return domain.FeedDurable(r.projection, r.generation) }
@@ -150,7 +137,7 @@ func (r *Relay) skipped(seq uint64, h nats.Header) bool {
 	if r.start.SkipFrom == 0 || seq < r.start.SkipFrom {
 		return false
 	}
-	cause, err := strconv.ParseUint(h.Get(HeaderJournalSequence), 10, 64)
+	cause, err := strconv.ParseUint(h.Get(kvstore.HeaderJournalSequence), 10, 64)
 	return err == nil && cause <= r.start.PublishedUpTo
 }
 
@@ -298,7 +285,7 @@ func (r *Relay) decode(w *relayWrite) error {
 	if kind, _, _ := strings.Cut(key, "."); !domain.IsRecordKind(kind) {
 		return nil
 	}
-	record, err := StoredRecord(w.msg.Data())
+	record, err := kvstore.StoredRecord(w.msg.Data())
 	if err != nil || record == nil {
 		return fmt.Errorf("stored value without a record: %v", err)
 	}
@@ -315,8 +302,8 @@ func (r *Relay) decode(w *relayWrite) error {
 	if r.projection == domain.ProjectionWallets {
 		rec.Provider, rec.ID = feed.WalletProvider, rec.UserID
 	}
-	w.eventID = h.Get(HeaderEventID)
-	w.previous, _ = strconv.ParseUint(h.Get(HeaderPreviousRevision), 10, 64)
+	w.eventID = h.Get(kvstore.HeaderEventID)
+	w.previous, _ = strconv.ParseUint(h.Get(kvstore.HeaderPreviousRevision), 10, 64)
 	body, err := changeBody(feed.Change{Projection: r.projection, Provider: rec.Provider, ID: rec.ID,
 		Version: rec.Version, EventID: w.eventID, Verification: rec.Verification, Account: rec.Account}, record)
 	if err != nil {

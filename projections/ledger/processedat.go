@@ -7,13 +7,13 @@ import (
 	"time"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
 // processedAt is when projection stored the first record write that the
 // fold of env made: every write carries its event's journal sequence
-// (projections.HeaderJournalSequence), and the store keeps each record's recent
+// (kvstore.HeaderJournalSequence), and the store keeps each record's recent
 // revisions (at most 64). It looks at the records the projection names for
 // the event (reducers.KeyHinter); nil when none of them holds such a write (the fold changed nothing, or later writes pushed it
 // out of the history).
@@ -40,7 +40,7 @@ func (l *Ledger) processedAt(ctx context.Context, projection string, env *domain
 			}
 			// Writes are not in journal order (a requeue or a scheduled
 			// retry writes late), so the whole history is looked at.
-			seq, _ := strconv.ParseUint(m.Header.Get(projections.HeaderJournalSequence), 10, 64)
+			seq, _ := strconv.ParseUint(m.Header.Get(kvstore.HeaderJournalSequence), 10, 64)
 			if seq == env.Sequence && (first == nil || m.Time.Before(*first)) {
 				t := m.Time.UTC()
 				first = &t

@@ -9,7 +9,7 @@
 // its copy).
 //
 // It never writes a projection. It reads the stores only through the
-// store's exported methods (projections.Store), never its bucket. It
+// store's exported methods (kvstore.Store), never its bucket. It
 // imports domain, reducers, projections and projections' lower rooms
 // (index, httpapi, jsio, deadletter); it must never import ingest, cmd,
 // the rooms beside it (rebuild, ledger) or the rooms above it (admin,

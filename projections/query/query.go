@@ -16,6 +16,7 @@ import (
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/index"
 	"github.com/billfold/billfold/projections/jsio"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -47,7 +48,7 @@ type Query struct {
 // queryView is one set of projection generations: their stores and the
 // indexes over them.
 type queryView struct {
-	stores    map[string]*projections.Store
+	stores    map[string]*kvstore.Store
 	userIDKey string
 	subs      *index.Subscriptions
 	people    *index.Links
@@ -86,7 +87,7 @@ func New(engine *projections.Engine, projs []reducers.Projection, userIDKey stri
 }
 
 func (q *Query) newView() *queryView {
-	stores := map[string]*projections.Store{}
+	stores := map[string]*kvstore.Store{}
 	for _, name := range q.engine.Projections() {
 		stores[name] = q.engine.Store(name)
 	}
@@ -220,7 +221,7 @@ func waitLoaded(ctx context.Context, loaded <-chan struct{}) error {
 }
 
 // watch feeds one bucket's values to apply, re-watching after a failure.
-func (v *queryView) watch(ctx context.Context, store *projections.Store, prefix string, apply func(string, uuid.UUID, []byte)) {
+func (v *queryView) watch(ctx context.Context, store *kvstore.Store, prefix string, apply func(string, uuid.UUID, []byte)) {
 	initial := true
 	for ctx.Err() == nil {
 		w, err := store.WatchAll(ctx)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -27,7 +28,7 @@ func describe(kind, provider, id string) string {
 // of provider, or the wallet of user id (provider is then ignored).
 // An absent record is BILLFOLD-NOT-FOUND.
 func (q *Query) Record(ctx context.Context, kind, provider, id string) (json.RawMessage, error) {
-	key, err := projections.RecordKey(kind, provider, id)
+	key, err := kvstore.RecordKey(kind, provider, id)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +57,7 @@ func (v *queryView) read(ctx context.Context, projection, key string) (json.RawM
 	if !found {
 		return nil, nil
 	}
-	return projections.StoredRecord(value)
+	return kvstore.StoredRecord(value)
 }
 
 // readMany reads keys of projection, keeping the order and leaving out
@@ -77,7 +78,7 @@ func (v *queryView) readMany(ctx context.Context, projection string, keys []stri
 		if value == nil {
 			continue
 		}
-		rec, err := projections.StoredRecord(value)
+		rec, err := kvstore.StoredRecord(value)
 		if err != nil {
 			return nil, err
 		}
@@ -117,7 +118,7 @@ func (v *queryView) readEach(ctx context.Context, projection string, keys []stri
 // memory for every record of the projection. It is meant for an operator's
 // occasional question, not for a hot path.
 func (q *Query) AsOf(ctx context.Context, kind, provider, id string, t time.Time) (json.RawMessage, error) {
-	key, err := projections.RecordKey(kind, provider, id)
+	key, err := kvstore.RecordKey(kind, provider, id)
 	if err != nil {
 		return nil, err
 	}
@@ -152,5 +153,5 @@ func (q *Query) AsOf(ctx context.Context, kind, provider, id string, t time.Time
 	if records[key] == nil {
 		return nil, domain.Errorf(domain.CodeNotFound, "no %s as of %s", describe(kind, provider, id), t.Format(time.RFC3339))
 	}
-	return projections.StoredRecord(records[key])
+	return kvstore.StoredRecord(records[key])
 }

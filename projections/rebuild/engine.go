@@ -9,6 +9,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -24,16 +25,16 @@ type Engine interface {
 	Projections() []string
 	HasProjection(name string) bool
 	Projection(name string) reducers.Projection
-	Store(projection string) *projections.Store
-	Generation(projection string) projections.Generation
-	LoadGeneration(ctx context.Context, projection string) (projections.Generation, uint64, error)
-	SaveGeneration(ctx context.Context, gen projections.Generation, revision uint64) (uint64, error)
-	WaitGeneration(ctx context.Context, gen projections.Generation) error
+	Store(projection string) *kvstore.Store
+	Generation(projection string) kvstore.Generation
+	LoadGeneration(ctx context.Context, projection string) (kvstore.Generation, uint64, error)
+	SaveGeneration(ctx context.Context, gen kvstore.Generation, revision uint64) (uint64, error)
+	WaitGeneration(ctx context.Context, gen kvstore.Generation) error
 	AckFloor(ctx context.Context, durable string) (uint64, error)
 	Acked(ctx context.Context, projection string) (uint64, error)
 	Reapply(ctx context.Context, projection string, env *domain.Envelope, by string) (resolved bool, err error)
 	DeadLetterStore() *deadletter.Letters
-	CatchUpProjector(projection string, store *projections.Store, log *slog.Logger, from uint64) *projections.Projector
+	CatchUpProjector(projection string, store *kvstore.Store, log *slog.Logger, from uint64) *projections.Projector
 }
 
 var _ Engine = (*projections.Engine)(nil)

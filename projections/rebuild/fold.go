@@ -6,6 +6,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
@@ -15,7 +16,7 @@ import (
 // changed it.
 type foldedRecord struct {
 	value []byte
-	cause projections.Cause
+	cause kvstore.Cause
 }
 
 // foldedRecords is one projection's records in memory.
@@ -54,7 +55,7 @@ func (f *memoryFold) applyTo(p reducers.Projection, env *domain.Envelope) error 
 	if err != nil {
 		return err
 	}
-	cause := projections.Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence}
+	cause := kvstore.Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence}
 	for key, value := range changes {
 		records[key] = foldedRecord{value: value, cause: cause}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/jsio"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -21,7 +22,7 @@ import (
 type target struct {
 	projection string
 	from       int // the generation it replaces
-	store      *projections.Store
+	store      *kvstore.Store
 	// Bucket sequences of the bulk write: the first record that differs
 	// from what the replaced generation held, and the last record.
 	changedFrom, bulkEnd uint64
@@ -58,7 +59,7 @@ func (rs *Rebuilds) rebuild(ctx context.Context, rb *Rebuild, p *progress) (err 
 		}
 		n := max(cur.Number, cur.Previous) + 1
 		rs.removeGeneration(ctx, name, n) // what an interrupted rebuild left
-		store, err := projections.EnsureStore(ctx, rs.js, name, n, rs.engine.Options().Replicas)
+		store, err := kvstore.EnsureStore(ctx, rs.js, name, n, rs.engine.Options().Replicas)
 		if err != nil {
 			return err
 		}
@@ -156,7 +157,7 @@ func (rs *Rebuilds) writeGeneration(ctx context.Context, t *target, records fold
 }
 
 // bucketDigests returns the digest of every record a store holds.
-func bucketDigests(ctx context.Context, s *projections.Store) (map[string][sha256.Size]byte, error) {
+func bucketDigests(ctx context.Context, s *kvstore.Store) (map[string][sha256.Size]byte, error) {
 	out := map[string][sha256.Size]byte{}
 	err := s.EachValue(ctx, func(key string, value []byte) { out[key] = sha256.Sum256(value) })
 	return out, err
@@ -164,7 +165,7 @@ func bucketDigests(ctx context.Context, s *projections.Store) (map[string][sha25
 
 // writeRecords writes keys of records into s with asynchronous publishes,
 // a bounded number in flight, each carrying the event that last changed it.
-func (rs *Rebuilds) writeRecords(ctx context.Context, s *projections.Store, records foldedRecords, keys []string) error {
+func (rs *Rebuilds) writeRecords(ctx context.Context, s *kvstore.Store, records foldedRecords, keys []string) error {
 	const inFlight = 1024
 	var futures []jetstream.PubAckFuture
 	wait := func() error {
@@ -283,13 +284,13 @@ func (rs *Rebuilds) switchTo(ctx context.Context, rb *Rebuild, t *target) (err e
 	if err != nil {
 		return domain.Wrap(domain.CodeStoreUnavailable, err, "replaced generation's projector")
 	}
-	next := projections.Generation{
+	next := kvstore.Generation{
 		Projection: t.projection, Number: t.store.Generation(), Previous: cur.Number,
 		RetireAt: time.Now().UTC().Add(rs.opts.Grace), RebuildID: rb.ID, SwitchedAt: time.Now().UTC(),
-		Relay: projections.RelayStart{From: t.changedFrom, SkipFrom: t.bulkEnd + 1, PublishedUpTo: published},
+		Relay: kvstore.RelayStart{From: t.changedFrom, SkipFrom: t.bulkEnd + 1, PublishedUpTo: published},
 	}
 	if rb.Republish {
-		next.Relay = projections.RelayStart{}
+		next.Relay = kvstore.RelayStart{}
 	}
 	if _, err = rs.engine.SaveGeneration(ctx, next, rev); err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/jsio"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -192,7 +193,7 @@ func keyUnion(a foldedRecords, b map[string][]byte) map[string]struct{} {
 }
 
 // bucketValues reads every record a store holds.
-func bucketValues(ctx context.Context, s *projections.Store) (map[string][]byte, error) {
+func bucketValues(ctx context.Context, s *kvstore.Store) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	err := s.EachValue(ctx, func(key string, value []byte) { out[key] = value })
 	return out, err
@@ -200,7 +201,7 @@ func bucketValues(ctx context.Context, s *projections.Store) (map[string][]byte,
 
 // changedAfter reports whether the last write of key was caused by a
 // journal event after head.
-func changedAfter(ctx context.Context, e Engine, s *projections.Store, key string, head uint64) (bool, error) {
+func changedAfter(ctx context.Context, e Engine, s *kvstore.Store, key string, head uint64) (bool, error) {
 	stream, err := e.JetStream().Stream(ctx, domain.BucketStream(s.Bucket()))
 	if err != nil {
 		return false, domain.Wrap(domain.CodeStoreUnavailable, err, "read "+s.Bucket())
@@ -212,7 +213,7 @@ func changedAfter(ctx context.Context, e Engine, s *projections.Store, key strin
 	if err != nil {
 		return false, domain.Wrap(domain.CodeStoreUnavailable, err, "read "+s.Bucket())
 	}
-	seq, err := strconv.ParseUint(m.Header.Get(projections.HeaderJournalSequence), 10, 64)
+	seq, err := strconv.ParseUint(m.Header.Get(kvstore.HeaderJournalSequence), 10, 64)
 	return err == nil && seq > head, nil
 }
 

@@ -1,4 +1,4 @@
-package projections
+package kvstore
 
 import (
 	"bytes"
@@ -48,8 +48,8 @@ const DefaultCacheRecords = 200_000
 // (docs/consuming.md). Queries read the latest revision only.
 const RecordHistory = 64
 
-// errConflict is a compare-and-set that lost to another writer.
-var errConflict = errors.New("record changed by another writer")
+// ErrConflict is a compare-and-set that lost to another writer.
+var ErrConflict = errors.New("record changed by another writer")
 
 // EnsureStore creates (or opens) the bucket of a projection generation.
 func EnsureStore(ctx context.Context, js jetstream.JetStream, projection string, generation, replicas int) (*Store, error) {
@@ -152,10 +152,10 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, uint64, error) {
 	return e.Value(), e.Revision(), nil
 }
 
-// prefetch reads the records of keys the cache does not hold in batched
+// Prefetch reads the records of keys the cache does not hold in batched
 // direct gets (one request per 256 keys) and caches them, absent ones as
 // known absent. On failure the keys are left to be read one by one.
-func (s *Store) prefetch(ctx context.Context, keys []string) {
+func (s *Store) Prefetch(ctx context.Context, keys []string) {
 	s.mu.Lock()
 	missing := make([]string, 0, len(keys))
 	for _, k := range keys {
@@ -230,12 +230,12 @@ func (s *Store) WriteMsg(key string, value []byte, cause Cause, revision uint64)
 // absent), with cause in the message headers. It is what kv.Create and
 // kv.Update do (a publish to $KV.<bucket>.<key> with
 // Nats-Expected-Last-Subject-Sequence), plus the headers. On a lost race it
-// forgets the cached record and returns errConflict.
+// forgets the cached record and returns ErrConflict.
 func (s *Store) put(ctx context.Context, key string, value []byte, revision uint64, cause Cause) error {
 	ack, err := s.js.PublishMsg(ctx, s.WriteMsg(key, value, cause, revision), jetstream.WithExpectLastSequencePerSubject(revision))
 	if jsio.WrongLastSequence(err) {
 		s.forget(key)
-		return errConflict
+		return ErrConflict
 	}
 	if err != nil {
 		s.forget(key)
@@ -274,20 +274,20 @@ func (s *Store) Forget() {
 	s.mu.Unlock()
 }
 
-// tx is one Apply's view of a store: it remembers the revision of every
+// Tx is one Apply's view of a store: it remembers the revision of every
 // record read, so the changes can be written compare-and-set against them.
-type tx struct {
+type Tx struct {
 	ctx   context.Context
 	store *Store
 	read  map[string]uint64
 }
 
-func newTx(ctx context.Context, s *Store) *tx {
-	return &tx{ctx: ctx, store: s, read: map[string]uint64{}}
+func NewTx(ctx context.Context, s *Store) *Tx {
+	return &Tx{ctx: ctx, store: s, read: map[string]uint64{}}
 }
 
 // Get implements reducers.Lookup.
-func (t *tx) Get(key string) ([]byte, error) {
+func (t *Tx) Get(key string) ([]byte, error) {
 	v, rev, err := t.store.Get(t.ctx, key)
 	if err != nil {
 		return nil, err
@@ -296,9 +296,9 @@ func (t *tx) Get(key string) ([]byte, error) {
 	return v, nil
 }
 
-// commit writes changes, each against the revision it was read at and
+// Commit writes changes, each against the revision it was read at and
 // each carrying the event that caused it.
-func (t *tx) commit(changes map[string][]byte, cause Cause) error {
+func (t *Tx) Commit(changes map[string][]byte, cause Cause) error {
 	for key, value := range changes {
 		rev, ok := t.read[key]
 		if !ok {

@@ -1,4 +1,4 @@
-package projections_test
+package kvstore_test
 
 import (
 	"context"
@@ -9,17 +9,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/test/natstest"
 )
 
-// LatestValues answers the current value of each key in one batched read:
+// kvstore.LatestValues answers the current value of each key in one batched read:
 // the last write of a key rewritten, nothing for a deleted or absent key,
 // and more keys than one batch holds.
 func TestLatestValues(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.Server(t))
 	ctx := context.Background()
-	store, err := projections.EnsureStore(ctx, js, "latest", 1, 1)
+	store, err := kvstore.EnsureStore(ctx, js, "latest", 1, 1)
 	require.NoError(t, err)
 	kv, err := js.KeyValue(ctx, store.Bucket())
 	require.NoError(t, err)
@@ -34,7 +34,7 @@ func TestLatestValues(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, kv.Delete(ctx, keys[1]))
 
-	got, err := projections.LatestValues(ctx, js, store.Bucket(), append(keys, "subscription.absent"))
+	got, err := kvstore.LatestValues(ctx, js, store.Bucket(), append(keys, "subscription.absent"))
 	require.NoError(t, err)
 	assert.Len(t, got, 599)
 	assert.Equal(t, "v2", string(got[keys[0]]))
@@ -42,18 +42,18 @@ func TestLatestValues(t *testing.T) {
 	assert.NotContains(t, got, "subscription.absent")
 	assert.Equal(t, "v1-"+keys[599], string(got[keys[599]]))
 
-	none, err := projections.LatestValues(ctx, js, store.Bucket(), []string{"subscription.nothing"})
+	none, err := kvstore.LatestValues(ctx, js, store.Bucket(), []string{"subscription.nothing"})
 	require.NoError(t, err)
 	assert.Empty(t, none)
 }
 
 // BenchmarkReadPage reads a page of 100 stored records of 3 KB two ways:
-// one batched direct get (LatestValues, what the query API does) and one
+// one batched direct get (kvstore.LatestValues, what the query API does) and one
 // KV Get per key, 16 at a time (what it did before).
 func BenchmarkReadPage(b *testing.B) {
 	_, js := natstest.Connect(b, natstest.Server(b))
 	ctx := context.Background()
-	store, err := projections.EnsureStore(ctx, js, "page", 1, 1)
+	store, err := kvstore.EnsureStore(ctx, js, "page", 1, 1)
 	require.NoError(b, err)
 	kv, err := js.KeyValue(ctx, store.Bucket())
 	require.NoError(b, err)
@@ -68,7 +68,7 @@ func BenchmarkReadPage(b *testing.B) {
 	b.Run("batched", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if got, err := projections.LatestValues(ctx, js, store.Bucket(), keys); err != nil || len(got) != len(keys) {
+			if got, err := kvstore.LatestValues(ctx, js, store.Bucket(), keys); err != nil || len(got) != len(keys) {
 				b.Fatal(err, len(got))
 			}
 		}

@@ -1,4 +1,4 @@
-package projections
+package kvstore
 
 import (
 	"context"
@@ -9,19 +9,20 @@ import (
 	"github.com/billfold/billfold/projections/jsio"
 )
 
-// burst is a projector's record writes in flight: the changes of a pull
+// Burst is a projector's record writes in flight: the changes of a pull
 // batch's events, published compare-and-set without waiting for each
 // PubAck (JetStream's asynchronous publish), then awaited together.
 //
 // It gives the same records as writing one event at a time because no
-// event ever reads a record another write of the burst has not yet
-// stored: reading or writing a key with a write in flight flushes the burst
-// first (burstTx.Get). Every fold therefore starts from a stored revision,
+// event ever reads a record another write of the Burst has not yet
+// stored: reading or writing a key with a write in flight flushes the Burst
+// first (BurstTx.Get). Every fold therefore starts from a stored revision,
 // and its compare-and-set against that revision is what keeps several
 // processes from losing or doubling an update. An event whose write lost
-// or failed is folded again from the store, one at a time (Projector.handler);
+// or failed is folded again from the store, one at a time (the
+// projector's handler);
 // the reducers make what it already stored a no-op.
-type burst struct {
+type Burst struct {
 	ctx    context.Context
 	store  *Store
 	writes []burstWrite
@@ -39,19 +40,28 @@ type burstWrite struct {
 	event    int
 }
 
-func newBurst(ctx context.Context, s *Store) *burst {
-	return &burst{ctx: ctx, store: s, keys: map[string]bool{}, failed: map[int]error{}}
+// NewBurst starts a burst of writes into s.
+func NewBurst(ctx context.Context, s *Store) *Burst {
+	return &Burst{ctx: ctx, store: s, keys: map[string]bool{}, failed: map[int]error{}}
 }
 
-// tx is event i's view of the store through the burst.
-func (b *burst) tx(i int) *burstTx {
-	return &burstTx{b: b, event: i, read: map[string]uint64{}}
+// Fail marks event i of the batch failed with err (a fold the store
+// failed): the projector folds it again after the burst.
+func (b *Burst) Fail(i int, err error) { b.failed[i] = err }
+
+// Failure is the error a write of event i failed with, nil when every
+// write of it was stored.
+func (b *Burst) Failure(i int) error { return b.failed[i] }
+
+// Tx is event i's view of the store through the burst.
+func (b *Burst) Tx(i int) *BurstTx {
+	return &BurstTx{b: b, event: i, read: map[string]uint64{}}
 }
 
-// flush publishes every write in flight and waits for all of their acks.
+// Flush publishes every write in flight and waits for all of their acks.
 // A write that is not stored forgets its cached record and marks its event
 // failed.
-func (b *burst) flush() {
+func (b *Burst) Flush() {
 	if len(b.writes) == 0 {
 		return
 	}
@@ -76,27 +86,27 @@ func (b *burst) flush() {
 	clear(b.keys)
 }
 
-func (b *burst) fail(w burstWrite, err error) {
+func (b *Burst) fail(w burstWrite, err error) {
 	b.store.forget(w.key)
 	if jsio.WrongLastSequence(err) {
-		err = errConflict
+		err = ErrConflict
 	}
 	b.failed[w.event] = err
 }
 
-// burstTx is one event's fold through a burst: a reducers.Lookup that
+// BurstTx is one event's fold through a burst: a reducers.Lookup that
 // remembers the revisions it read, and stages the event's changes.
-type burstTx struct {
-	b     *burst
+type BurstTx struct {
+	b     *Burst
 	event int
 	read  map[string]uint64
 }
 
 // Get implements reducers.Lookup. A record with a write in flight is read
 // once that write is stored (or has failed).
-func (t *burstTx) Get(key string) ([]byte, error) {
+func (t *BurstTx) Get(key string) ([]byte, error) {
 	if t.b.keys[key] {
-		t.b.flush()
+		t.b.Flush()
 	}
 	v, rev, err := t.b.store.Get(t.b.ctx, key)
 	if err != nil {
@@ -106,9 +116,9 @@ func (t *burstTx) Get(key string) ([]byte, error) {
 	return v, nil
 }
 
-// stage adds the event's changes to the burst, each against the revision
+// Stage adds the event's changes to the burst, each against the revision
 // it was read at.
-func (t *burstTx) stage(changes map[string][]byte, cause Cause) error {
+func (t *BurstTx) Stage(changes map[string][]byte, cause Cause) error {
 	for key := range changes {
 		if _, ok := t.read[key]; !ok {
 			// Written without being read: read it now, so the write is

@@ -1,4 +1,4 @@
-package projections
+package kvstore
 
 import (
 	"context"
@@ -31,20 +31,35 @@ type Generation struct {
 	SwitchedAt time.Time `json:"switched_at,omitzero"`
 }
 
-// generations reads and writes the generation pointers.
-type generations struct {
+// RelayStart is where a new generation's relay starts, so that a rebuild
+// does not send again what the previous generation already published
+// (DESIGN.md invariant 6). The zero value relays every write.
+type RelayStart struct {
+	// From is the first bucket sequence the relay's consumer reads, when
+	// the consumer does not exist yet.
+	From uint64 `json:"relay_from,omitempty"`
+	// Writes at or after SkipFrom that a journal event at or below
+	// PublishedUpTo caused were published by the previous generation, and
+	// are skipped.
+	SkipFrom      uint64 `json:"relay_skip_from,omitempty"`
+	PublishedUpTo uint64 `json:"relay_published_up_to,omitempty"`
+}
+
+// Generations reads and writes the generation pointers.
+type Generations struct {
 	kv jetstream.KeyValue
 }
 
-func ensureGenerations(ctx context.Context, js jetstream.JetStream, replicas int) (generations, error) {
-	kv, err := ensureBookkeeping(ctx, js, domain.GenerationsBucket, "billfold: the current generation of each projection", 16, replicas)
-	return generations{kv}, err
+// EnsureGenerations creates (or opens) the generation pointers' bucket.
+func EnsureGenerations(ctx context.Context, js jetstream.JetStream, replicas int) (Generations, error) {
+	kv, err := EnsureBookkeeping(ctx, js, domain.GenerationsBucket, "billfold: the current generation of each projection", 16, replicas)
+	return Generations{kv}, err
 }
 
-// ensureBookkeeping creates or updates one of billfold's small bookkeeping
+// EnsureBookkeeping creates or updates one of billfold's small bookkeeping
 // KV buckets (file storage, replicas as the streams); a failure is
 // BILLFOLD-STORE-UNAVAILABLE.
-func ensureBookkeeping(ctx context.Context, js jetstream.JetStream, bucket, description string, history uint8, replicas int) (jetstream.KeyValue, error) {
+func EnsureBookkeeping(ctx context.Context, js jetstream.JetStream, bucket, description string, history uint8, replicas int) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: bucket, Description: description, History: history,
 		Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
@@ -55,9 +70,9 @@ func ensureBookkeeping(ctx context.Context, js jetstream.JetStream, bucket, desc
 	return kv, nil
 }
 
-// get returns projection's generation and the pointer's revision (0 when
+// Get returns projection's generation and the pointer's revision (0 when
 // it was never written: generation 1).
-func (g generations) get(ctx context.Context, projection string) (Generation, uint64, error) {
+func (g Generations) Get(ctx context.Context, projection string) (Generation, uint64, error) {
 	e, err := g.kv.Get(ctx, projection)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Generation{Projection: projection, Number: 1}, 0, nil
@@ -65,13 +80,18 @@ func (g generations) get(ctx context.Context, projection string) (Generation, ui
 	if err != nil {
 		return Generation{}, 0, domain.Wrap(domain.CodeStoreUnavailable, err, "generation of "+projection)
 	}
-	gen, err := decodeGeneration(e.Value())
+	gen, err := DecodeGeneration(e.Value())
 	return gen, e.Revision(), err
 }
 
-// put writes gen if the pointer is still at revision (0: never written).
+// WatchAll watches every pointer: the current ones, then each change.
+func (g Generations) WatchAll(ctx context.Context) (jetstream.KeyWatcher, error) {
+	return g.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+}
+
+// Put writes gen if the pointer is still at revision (0: never written).
 // A lost race is BILLFOLD-CONFLICT.
-func (g generations) put(ctx context.Context, gen Generation, revision uint64) (uint64, error) {
+func (g Generations) Put(ctx context.Context, gen Generation, revision uint64) (uint64, error) {
 	b, err := json.Marshal(gen)
 	if err != nil {
 		return 0, err
@@ -79,7 +99,8 @@ func (g generations) put(ctx context.Context, gen Generation, revision uint64) (
 	return jsio.PutIfRevision(ctx, g.kv, gen.Projection, b, revision, "generation of "+gen.Projection)
 }
 
-func decodeGeneration(b []byte) (Generation, error) {
+// DecodeGeneration reads a stored generation pointer.
+func DecodeGeneration(b []byte) (Generation, error) {
 	var gen Generation
 	if err := json.Unmarshal(b, &gen); err != nil || gen.Number < 1 {
 		return Generation{}, domain.Errorf(domain.CodeStoreUnavailable, "generation pointer unreadable: %q", b)

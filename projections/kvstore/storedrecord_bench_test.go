@@ -1,4 +1,4 @@
-package projections_test
+package kvstore_test
 
 import (
 	"maps"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -42,7 +42,7 @@ func BenchmarkStoredRecord(b *testing.B) {
 		}
 	}
 	value := m[reducers.SubscriptionKey("stripe", "sub_1Q8wXrSampleB2")]
-	rec, err := projections.StoredRecord(value)
+	rec, err := kvstore.StoredRecord(value)
 	if err != nil || rec == nil {
 		b.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func BenchmarkStoredRecord(b *testing.B) {
 	b.SetBytes(int64(len(value)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := projections.StoredRecord(value); err != nil {
+		if _, err := kvstore.StoredRecord(value); err != nil {
 			b.Fatal(err)
 		}
 	}
