@@ -46,7 +46,7 @@ type slot struct {
 	gen       kvstore.Generation
 	store     *kvstore.Store
 	projector *Projector
-	relay     *Relay
+	relay     *feed.Relay
 }
 
 // EngineOptions configure an Engine.
@@ -117,7 +117,7 @@ func (e *Engine) newSlot(ctx context.Context, gen kvstore.Generation) (*slot, er
 		gen:       gen,
 		store:     store,
 		projector: NewProjector(p, e.js, store, e.opts.Metrics, e.opts.Log, e.opts.Retry).shareFacts(e.facts),
-		relay:     NewRelay(gen.Projection, e.js, store, e.opts.Log).Start(gen.Relay),
+		relay:     feed.NewRelay(gen.Projection, e.js, store, e.opts.Log).Start(gen.Relay),
 	}
 	s.projector.dead = e.dead // with the retry schedule
 	if _, err := s.projector.EnsureConsumer(ctx); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -286,9 +285,5 @@ func (pr *Projector) deadLetter(ctx context.Context, env *domain.Envelope, attem
 }
 
 func (r RetryPolicy) backoff(attempt int) time.Duration {
-	d := r.Initial << min(attempt-1, 20)
-	if d > r.Max || d <= 0 {
-		d = r.Max
-	}
-	return d/2 + rand.N(d/2+1)
+	return jsio.Backoff(attempt, r.Initial, r.Max)
 }

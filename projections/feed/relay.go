@@ -1,4 +1,4 @@
-package projections
+package feed
 
 import (
 	"bytes"
@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/projections/jsio"
 	"github.com/billfold/billfold/projections/kvstore"
 )
@@ -33,8 +32,20 @@ const relayGroup = "relay"
 // crashed) keeps the pin before another process takes over. An idle relay
 // asks again every relayPullExpiry, so it keeps its pin.
 const (
-	relayPinTTL     = AckWait
+	relayPinTTL     = relayAckWait
 	relayPullExpiry = relayPinTTL / 2
+)
+
+// relayAckWait is how long a pulled bucket write stays with one relay
+// before its consumer redelivers it: the projectors' (projections.AckWait).
+const relayAckWait = 10 * time.Second
+
+// relayRetryInitial and relayRetryMax bound the jittered exponential wait
+// before the relay reads or publishes again: the projectors' default
+// retry policy (projections.DefaultRetryPolicy).
+const (
+	relayRetryInitial = 100 * time.Millisecond
+	relayRetryMax     = 5 * time.Second
 )
 
 // maxCachedHeads bounds the records whose feed head a relay remembers;
@@ -118,7 +129,7 @@ func (r *Relay) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) 
 		Description:   "billfold change feed relay: " + r.projection,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       AckWait,
+		AckWait:       relayAckWait,
 		MaxDeliver:    -1,
 	}
 	pin(&cfg)
@@ -180,7 +191,7 @@ type feedHead struct {
 	// other: another generation's relay published it.
 	other bool
 	// subscription is the version the lifecycle feed moves on from.
-	subscription *feed.SubscriptionVersion
+	subscription *SubscriptionVersion
 }
 
 // relayGapPatience is how many times a write whose previous write is not
@@ -209,7 +220,7 @@ type relayWrite struct {
 	change    *nats.Msg
 	lifecycle *nats.Msg
 	// subscription is the subscription version the write committed.
-	subscription *feed.SubscriptionVersion
+	subscription *SubscriptionVersion
 	// held: its record's previous version is not on the feed yet.
 	held bool
 }
@@ -270,7 +281,7 @@ func (r *Relay) untilRead(ctx context.Context, hold func(), read func() error) e
 		}
 		r.log.Warn("change feed not readable, retrying", "error", err)
 		hold()
-		jsio.Sleep(ctx, DefaultRetryPolicy.backoff(i))
+		jsio.Sleep(ctx, jsio.Backoff(i, relayRetryInitial, relayRetryMax))
 	}
 }
 
@@ -290,7 +301,7 @@ func (r *Relay) decode(w *relayWrite) error {
 		return fmt.Errorf("stored value without a record: %v", err)
 	}
 	var rec struct {
-		feed.SubscriptionVersion
+		SubscriptionVersion
 		UserID  string `json:"user_id"`
 		Account string `json:"account"`
 	}
@@ -300,11 +311,11 @@ func (r *Relay) decode(w *relayWrite) error {
 		return err
 	}
 	if r.projection == domain.ProjectionWallets {
-		rec.Provider, rec.ID = feed.WalletProvider, rec.UserID
+		rec.Provider, rec.ID = WalletProvider, rec.UserID
 	}
 	w.eventID = h.Get(kvstore.HeaderEventID)
 	w.previous, _ = strconv.ParseUint(h.Get(kvstore.HeaderPreviousRevision), 10, 64)
-	body, err := changeBody(feed.Change{Projection: r.projection, Provider: rec.Provider, ID: rec.ID,
+	body, err := changeBody(Change{Projection: r.projection, Provider: rec.Provider, ID: rec.ID,
 		Version: rec.Version, EventID: w.eventID, Verification: rec.Verification, Account: rec.Account}, record)
 	if err != nil {
 		return err
@@ -320,7 +331,7 @@ func (r *Relay) decode(w *relayWrite) error {
 // changeBody is c encoded with record as its record: the stored record's
 // bytes, which the reducers encoded, are appended as they are rather than
 // validated and compacted once more by json.Marshal.
-func changeBody(c feed.Change, record json.RawMessage) ([]byte, error) {
+func changeBody(c Change, record json.RawMessage) ([]byte, error) {
 	c.Record = nil
 	head, err := json.Marshal(c)
 	if err != nil {
@@ -361,7 +372,7 @@ func (r *Relay) readHeads(ctx context.Context, writes []relayWrite) error {
 	found := map[string]feedHead{}
 	err := jsio.LastMessages(ctx, r.js.Conn(), domain.ChangesStream, missing, func(subject string, m *nats.Msg) {
 		var c struct {
-			Record feed.SubscriptionVersion `json:"record"`
+			Record SubscriptionVersion `json:"record"`
 		}
 		if json.Unmarshal(m.Data, &c) != nil {
 			return // not a change billfold wrote: as if none
@@ -402,7 +413,7 @@ func (r *Relay) plan(writes []relayWrite) {
 			continue
 		}
 		if w.subscription != nil {
-			if tr, ok := feed.LifecycleStep(head.subscription, w.subscription, w.eventID); ok {
+			if tr, ok := LifecycleStep(head.subscription, w.subscription, w.eventID); ok {
 				body, _ := json.Marshal(tr)
 				w.lifecycle = feedMsg(domain.LifecycleSubject(w.subscription.Provider, tr.To), r.msgID(w.seq)+":lifecycle", body)
 			}
@@ -463,7 +474,7 @@ func (r *Relay) publishAll(ctx context.Context, msgs []*nats.Msg, hold func()) e
 		}
 		r.log.Warn("changes not published, retrying", "changes", len(failed), "error", last)
 		hold()
-		jsio.Sleep(ctx, DefaultRetryPolicy.backoff(i))
+		jsio.Sleep(ctx, jsio.Backoff(i, relayRetryInitial, relayRetryMax))
 		msgs = failed
 	}
 	return nil
