@@ -282,6 +282,8 @@ type Tx struct {
 	read  map[string]uint64
 }
 
+// NewTx starts one Apply's view of s, whose reads are cached and whose
+// writes Commit checks against what it read.
 func NewTx(ctx context.Context, s *Store) *Tx {
 	return &Tx{ctx: ctx, store: s, read: map[string]uint64{}}
 }
