@@ -282,8 +282,8 @@ type Tx struct {
 	read  map[string]uint64
 }
 
-// NewTx starts one Apply's view of s, whose reads are cached and whose
-// writes Commit checks against what it read.
+// NewTx starts one Apply's view of s: it remembers the revision of every
+// record read, and Commit writes the changes compare-and-set against them.
 func NewTx(ctx context.Context, s *Store) *Tx {
 	return &Tx{ctx: ctx, store: s, read: map[string]uint64{}}
 }
