@@ -17,8 +17,10 @@ import (
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
+	"github.com/billfold/billfold/test/projtest"
 )
 
 // The batched fold equals the one-event-at-a-time fold: over generated
@@ -135,11 +137,11 @@ func runProjectors(js jetstream.JetStream, p reducers.Projection, gen int, from 
 	}()
 	for range n {
 		// Each its own Store, as each billfold process has its own cache.
-		s, err := projections.EnsureStore(ctx, js, p.Name(), gen, 1)
+		s, err := kvstore.EnsureStore(ctx, js, p.Name(), gen, 1)
 		if err != nil {
 			return "", err
 		}
-		pr := projections.NewProjector(p, js, s, nil, quietLog, projections.RetryPolicy{}).
+		pr := projections.NewProjector(p, js, s, nil, projtest.QuietLog, projections.RetryPolicy{}).
 			From(from).Batch(batch)
 		if _, err = pr.EnsureConsumer(ctx); err != nil {
 			return "", err

@@ -12,6 +12,8 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/feed"
+	"github.com/billfold/billfold/projections/jsio"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -23,7 +25,7 @@ type Engine struct {
 	js          jetstream.JetStream
 	projections map[string]reducers.Projection
 	names       []string
-	gens        generations
+	gens        kvstore.Generations
 	dead        deadletter.Letters
 	opts        EngineOptions
 	// facts lets the projectors decode each journal event once.
@@ -41,10 +43,10 @@ type Engine struct {
 
 // slot is the running generation of one projection.
 type slot struct {
-	gen       Generation
-	store     *Store
+	gen       kvstore.Generation
+	store     *kvstore.Store
 	projector *Projector
-	relay     *Relay
+	relay     *feed.Relay
 }
 
 // EngineOptions configure an Engine.
@@ -72,7 +74,7 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 	if _, err := js.CreateOrUpdateStream(ctx, feed.ChangesConfig(o.Replicas)); err != nil {
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "change feed stream")
 	}
-	gens, err := ensureGenerations(ctx, js, o.Replicas)
+	gens, err := kvstore.EnsureGenerations(ctx, js, o.Replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +89,7 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 	for _, p := range projs {
 		e.projections[p.Name()] = p
 		e.names = append(e.names, p.Name())
-		gen, _, err := gens.get(ctx, p.Name())
+		gen, _, err := gens.Get(ctx, p.Name())
 		if err != nil {
 			return nil, err
 		}
@@ -105,9 +107,9 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 }
 
 // newSlot opens gen's store and creates its consumers.
-func (e *Engine) newSlot(ctx context.Context, gen Generation) (*slot, error) {
+func (e *Engine) newSlot(ctx context.Context, gen kvstore.Generation) (*slot, error) {
 	p := e.projections[gen.Projection]
-	store, err := EnsureStore(ctx, e.js, gen.Projection, gen.Number, e.opts.Replicas)
+	store, err := kvstore.EnsureStore(ctx, e.js, gen.Projection, gen.Number, e.opts.Replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +117,7 @@ func (e *Engine) newSlot(ctx context.Context, gen Generation) (*slot, error) {
 		gen:       gen,
 		store:     store,
 		projector: NewProjector(p, e.js, store, e.opts.Metrics, e.opts.Log, e.opts.Retry).shareFacts(e.facts),
-		relay:     NewRelay(gen.Projection, e.js, store, e.opts.Log).Start(gen.Relay),
+		relay:     feed.NewRelay(gen.Projection, e.js, store, e.opts.Log).Start(gen.Relay),
 	}
 	s.projector.dead = e.dead // with the retry schedule
 	if _, err := s.projector.EnsureConsumer(ctx); err != nil {
@@ -134,8 +136,12 @@ func (e *Engine) Projections() []string { return slices.Clone(e.names) }
 // HasProjection reports whether the engine folds the projection name.
 func (e *Engine) HasProjection(name string) bool { return e.projections[name] != nil }
 
+// JetStream is the JetStream context the engine reads and writes through,
+// for the rooms above it that read the same streams (the query room).
+func (e *Engine) JetStream() jetstream.JetStream { return e.js }
+
 // Store returns the current store of a projection, nil for an unknown name.
-func (e *Engine) Store(projection string) *Store {
+func (e *Engine) Store(projection string) *kvstore.Store {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if s := e.slots[projection]; s != nil {
@@ -145,13 +151,13 @@ func (e *Engine) Store(projection string) *Store {
 }
 
 // Generation returns the generation a projection is at in this process.
-func (e *Engine) Generation(projection string) Generation {
+func (e *Engine) Generation(projection string) kvstore.Generation {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if s := e.slots[projection]; s != nil {
 		return s.gen
 	}
-	return Generation{}
+	return kvstore.Generation{}
 }
 
 // Switched returns a channel that is closed the next time any projection's
@@ -214,16 +220,16 @@ func (e *Engine) runProjection(ctx context.Context, name string) {
 // after NATS failures.
 func (e *Engine) followGenerations(ctx context.Context) {
 	for ctx.Err() == nil {
-		w, err := e.gens.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+		w, err := e.gens.WatchAll(ctx)
 		if err != nil {
-			sleep(ctx, time.Second)
+			jsio.Sleep(ctx, time.Second)
 			continue
 		}
 		for u := range w.Updates() {
 			if u == nil {
 				continue
 			}
-			gen, err := decodeGeneration(u.Value())
+			gen, err := kvstore.DecodeGeneration(u.Value())
 			if err != nil || e.projections[gen.Projection] == nil {
 				continue
 			}
@@ -233,16 +239,16 @@ func (e *Engine) followGenerations(ctx context.Context) {
 				} else {
 					e.opts.Log.Warn("generation switch not applied yet, retrying", "projection", gen.Projection, "generation", gen.Number, "error", err)
 				}
-				sleep(ctx, time.Second)
+				jsio.Sleep(ctx, time.Second)
 			}
 		}
 		_ = w.Stop()
-		sleep(ctx, 250*time.Millisecond)
+		jsio.Sleep(ctx, 250*time.Millisecond)
 	}
 }
 
 // apply makes gen this process's slot of its projection.
-func (e *Engine) apply(ctx context.Context, gen Generation) error {
+func (e *Engine) apply(ctx context.Context, gen kvstore.Generation) error {
 	cur := e.slot(gen.Projection)
 	if cur != nil && cur.gen == gen {
 		return nil
@@ -263,13 +269,13 @@ func (e *Engine) apply(ctx context.Context, gen Generation) error {
 // Lag returns, per projection, the journal events not yet acknowledged by
 // the projector of its current generation.
 func (e *Engine) Lag(ctx context.Context) (map[string]uint64, error) {
-	last, err := journalLastSeq(ctx, e.js)
+	last, err := JournalHead(ctx, e.js)
 	if err != nil {
 		return nil, err
 	}
 	lag := map[string]uint64{}
 	for _, name := range e.names {
-		floor, err := e.ackFloor(ctx, e.slot(name).projector.Durable())
+		floor, err := e.AckFloor(ctx, e.slot(name).projector.Durable())
 		if err != nil {
 			return nil, err
 		}
@@ -278,9 +284,9 @@ func (e *Engine) Lag(ctx context.Context) (map[string]uint64, error) {
 	return lag, nil
 }
 
-// ackFloor is the journal sequence up to which a projector consumer has
+// AckFloor is the journal sequence up to which a projector consumer has
 // acknowledged every event.
-func (e *Engine) ackFloor(ctx context.Context, durable string) (uint64, error) {
+func (e *Engine) AckFloor(ctx context.Context, durable string) (uint64, error) {
 	c, err := e.js.Consumer(ctx, domain.JournalStream, durable)
 	if err != nil {
 		return 0, err
@@ -290,19 +296,6 @@ func (e *Engine) ackFloor(ctx context.Context, durable string) (uint64, error) {
 		return 0, err
 	}
 	return ci.AckFloor.Stream, nil
-}
-
-// journalLastSeq is the journal's last sequence.
-func journalLastSeq(ctx context.Context, js jetstream.JetStream) (uint64, error) {
-	s, err := js.Stream(ctx, domain.JournalStream)
-	if err != nil {
-		return 0, domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0, domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
-	}
-	return info.State.LastSeq, nil
 }
 
 // notifyLocked wakes every projection's runner to look at its slot and

@@ -26,6 +26,7 @@ import (
 	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
+	"github.com/billfold/billfold/test/projtest"
 )
 
 // feedMsg is one message read back from the change feed stream.
@@ -157,7 +158,7 @@ func checkChanges(t *testing.T, js jetstream.JetStream) int {
 	// The last change of every record is the record as stored.
 	records := 0
 	for _, p := range domain.Projections {
-		for key, value := range storeContents(t, js, p) {
+		for key, value := range projtest.StoreContents(t, js, p) {
 			kind, _, _ := cutKind(key)
 			if !domain.IsRecordKind(kind) {
 				continue // a helper entry (alias, topup, identity)
@@ -211,10 +212,10 @@ func TestChangeFeedOncePerChange(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
 	j := ingest.NewJournal(nc, js)
-	journalSamples(t, j, 5)
+	projtest.AppendSamples(t, j, 5)
 
 	e, stop := feedEngine(t, js)
-	waitCaughtUp(t, e)
+	projtest.WaitCaughtUp(t, e)
 	waitRelayed(t, js)
 	first := checkChanges(t, js)
 	require.Greater(t, first, 20)
@@ -234,7 +235,7 @@ func TestChangeFeedOncePerChange(t *testing.T) {
 		stripeEvent(t, j, samples.Stripe{EventID: fmt.Sprintf("evt_after_%d", i), Type: typ, Created: base.Add(time.Duration(i) * time.Minute),
 			CustomerID: "cus_after", SubscriptionID: "sub_after", Status: "active"})
 	}
-	waitCaughtUp(t, e)
+	projtest.WaitCaughtUp(t, e)
 	waitRelayed(t, js)
 	assert.Greater(t, checkChanges(t, js), first)
 }
@@ -277,7 +278,7 @@ func TestLifecycleFeed(t *testing.T) {
 	late("evt_late_act", "customer.subscription.updated", "active", base.Add(48*time.Hour), false)
 
 	e, stop := feedEngine(t, js)
-	waitCaughtUp(t, e)
+	projtest.WaitCaughtUp(t, e)
 	waitRelayed(t, js)
 	check := func() {
 		msgs := readFeed(t, js, domain.LifecycleSubjectPrefix+">")
@@ -318,7 +319,7 @@ func TestLifecycleFeed(t *testing.T) {
 	check()
 	stop()
 	e, _ = feedEngine(t, js)
-	waitCaughtUp(t, e)
+	projtest.WaitCaughtUp(t, e)
 	waitRelayed(t, js)
 	check()
 }
@@ -329,9 +330,9 @@ func TestChangeFeedHTTP(t *testing.T) {
 	nc, js := natstest.Connect(t, natstest.Server(t))
 	ctx := context.Background()
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
-	journalSamples(t, ingest.NewJournal(nc, js), 2)
+	projtest.AppendSamples(t, ingest.NewJournal(nc, js), 2)
 	e, _ := feedEngine(t, js)
-	waitCaughtUp(t, e)
+	projtest.WaitCaughtUp(t, e)
 	waitRelayed(t, js)
 	srv := httptest.NewServer(feed.NewChangeFeed(js, "s3cret"))
 	t.Cleanup(srv.Close)
@@ -413,7 +414,7 @@ func TestChangeFeedCarriesVerification(t *testing.T) {
 	require.NoError(t, err)
 
 	e, _ := feedEngine(t, js)
-	waitCaughtUp(t, e)
+	projtest.WaitCaughtUp(t, e)
 	waitRelayed(t, js)
 	var got []domain.Verification
 	for _, m := range readFeed(t, js, domain.ChangeSubject(domain.ProjectionCustomers, "stripe", "cus_v")) {
@@ -436,7 +437,7 @@ func TestChangeFeedCarriesAccount(t *testing.T) {
 	stripeEvent(t, j, samples.Stripe{EventID: "evt_p1", Type: "customer.created", Created: base, CustomerID: "cus_platform"})
 
 	e, _ := feedEngine(t, js)
-	waitCaughtUp(t, e)
+	projtest.WaitCaughtUp(t, e)
 	waitRelayed(t, js)
 	for id, want := range map[string]string{"cus_connected": "acct_1Feed", "cus_platform": ""} {
 		msgs := readFeed(t, js, domain.ChangeSubject(domain.ProjectionCustomers, "stripe", id))
@@ -472,7 +473,7 @@ func TestChangeFeedInOrderAcrossProcesses(t *testing.T) {
 			Created: base.Add(time.Duration(i) * time.Minute), CustomerID: fmt.Sprintf("cus_many_%d", c),
 			SubscriptionID: fmt.Sprintf("sub_many_%d", c), Status: statuses[(i/6)%len(statuses)]})
 	}
-	waitCaughtUp(t, second)
+	projtest.WaitCaughtUp(t, second)
 	waitRelayed(t, js)
 	assert.Equal(t, 120, checkChanges(t, js), "one change per event")
 }

@@ -43,7 +43,7 @@ func (j *FoldJobs) Run(ctx context.Context, what string, fn func(context.Context
 	if j == nil {
 		return fn(ctx)
 	}
-	release, err := j.acquire(what)
+	release, err := j.Acquire(what)
 	if err != nil {
 		return err
 	}
@@ -57,9 +57,9 @@ func (j *FoldJobs) Run(ctx context.Context, what string, fn func(context.Context
 	return err
 }
 
-// acquire takes a slot for the job what, or answers BILLFOLD-BUSY at once;
+// Acquire takes a slot for the job what, or answers BILLFOLD-BUSY at once;
 // release gives it back. A nil *FoldJobs has a slot for everyone.
-func (j *FoldJobs) acquire(what string) (release func(), err error) {
+func (j *FoldJobs) Acquire(what string) (release func(), err error) {
 	if j == nil {
 		return func() {}, nil
 	}

@@ -6,6 +6,8 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/jsio"
+	"github.com/billfold/billfold/projections/kvstore"
 )
 
 // An eventHandler folds one journal event into one projection. The
@@ -49,10 +51,10 @@ func (pr *Projector) handler(inProgress func(), requeue *deadletter.Requeue) eve
 
 // fold applies env to the projection's stored records once, compare-and-set.
 func (pr *Projector) fold(ctx context.Context, env *domain.Envelope) error {
-	t := newTx(ctx, pr.store)
+	t := kvstore.NewTx(ctx, pr.store)
 	changes, err := pr.projection.Apply(env, t)
 	if err == nil {
-		err = t.commit(changes, Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence})
+		err = t.Commit(changes, kvstore.Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence})
 	}
 	return err
 }
@@ -110,7 +112,7 @@ func (pr *Projector) retryWithBackoff(inProgress func()) middleware {
 					return &failedAfter{attempts: attempt, err: err}
 				}
 				inProgress()
-				sleep(ctx, pr.retry.backoff(attempt))
+				jsio.Sleep(ctx, pr.retry.backoff(attempt))
 			}
 		}
 	}
@@ -124,7 +126,7 @@ func retryConflicts(budget int) middleware {
 		return func(ctx context.Context, env *domain.Envelope) error {
 			for {
 				err := next(ctx, env)
-				if !errors.Is(err, errConflict) || budget <= 0 {
+				if !errors.Is(err, kvstore.ErrConflict) || budget <= 0 {
 					return err
 				}
 				budget--

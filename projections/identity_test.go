@@ -8,16 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billfold/billfold/projections/query"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/feed"
+	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
+	"github.com/billfold/billfold/test/projtest"
 )
 
 // A top-up paid by another user's Stripe customer is held, visibly: the
@@ -42,13 +45,13 @@ func TestIdentityMismatchHeldInAPIAndFeed(t *testing.T) {
 		Object: map[string]any{"id": "cs_ana", "payment_intent": "pi_ana", "metadata": map[string]any{"user_id": "user_ana", "credits": "100"}}})
 
 	e, _ := feedEngine(t, js)
-	q := projections.NewQuery(e, reducers.All(reducers.DefaultOptions()), "")
+	q := query.New(e, reducers.All(reducers.DefaultOptions()), "")
 	qctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { q.Run(qctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	mux := http.NewServeMux()
-	q.Register(mux, projections.RequireToken("s3cret"))
+	q.Register(mux, httpapi.RequireToken("s3cret"))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
@@ -83,7 +86,7 @@ func TestIdentityMismatchHeldInAPIAndFeed(t *testing.T) {
 		return domain.WalletEntry{}
 	}
 
-	waitCaughtUp(t, e)
+	projtest.WaitCaughtUp(t, e)
 	waitRelayed(t, js)
 	for _, w := range []domain.WalletRecord{wallet(), lastOnFeed()} {
 		assert.Equal(t, int64(40), w.Available, "the signup bonus only")
@@ -97,7 +100,7 @@ func TestIdentityMismatchHeldInAPIAndFeed(t *testing.T) {
 
 	stripeEvent(t, j, samples.Stripe{EventID: "evt_cus_fixed", Type: "customer.updated", Created: base.Add(time.Hour), CustomerID: "cus_ben",
 		Object: map[string]any{"metadata": map[string]any{"user_id": "user_ana"}}})
-	waitCaughtUp(t, e)
+	projtest.WaitCaughtUp(t, e)
 	waitRelayed(t, js)
 	for _, w := range []domain.WalletRecord{wallet(), lastOnFeed()} {
 		assert.Equal(t, int64(140), w.Available, "released")

@@ -14,6 +14,7 @@ import (
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/feed"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -55,7 +56,7 @@ func fold(t require.TestingT, events []*domain.Envelope) (versions []feed.Subscr
 			subs, _ = p.(reducers.Subscriptions)
 		}
 	}
-	store := memRecords{}
+	store := projections.MemoryRecords{}
 	key := reducers.SubscriptionKey("stripe", "sub_chain")
 	for _, ev := range events {
 		changes, err := subs.Apply(ev, store)
@@ -64,7 +65,7 @@ func fold(t require.TestingT, events []*domain.Envelope) (versions []feed.Subscr
 			store[k] = v
 		}
 		if v, ok := changes[key]; ok {
-			rec, err := projections.StoredRecord(v)
+			rec, err := kvstore.StoredRecord(v)
 			require.NoError(t, err)
 			var sv feed.SubscriptionVersion
 			require.NoError(t, json.Unmarshal(rec, &sv))

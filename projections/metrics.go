@@ -104,13 +104,16 @@ func NewReplayMetrics(reg prometheus.Registerer) *ReplayMetrics {
 	return m
 }
 
-func (m *ReplayMetrics) replayed(kind, outcome string) {
+// CountReplayed counts one event a requeue, replay or rebuild (kind)
+// applied or failed (outcome).
+func (m *ReplayMetrics) CountReplayed(kind, outcome string) {
 	if m != nil {
 		m.Events.WithLabelValues(kind, outcome).Inc()
 	}
 }
 
-func (m *ReplayMetrics) finished(kind, status string) {
+// CountFinished counts a replay or rebuild (kind) that ended with status.
+func (m *ReplayMetrics) CountFinished(kind, status string) {
 	if m != nil {
 		m.Finished.WithLabelValues(kind, status).Inc()
 	}

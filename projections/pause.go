@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
+	"github.com/billfold/billfold/projections/kvstore"
 )
 
 // Pause is an operator's hold on a projection: its projectors stop folding
@@ -31,7 +33,7 @@ type pauses struct {
 }
 
 func ensurePauses(ctx context.Context, js jetstream.JetStream, replicas int) (pauses, error) {
-	kv, err := ensureBookkeeping(ctx, js, domain.PausesBucket, "billfold: projections an operator paused", 1, replicas)
+	kv, err := kvstore.EnsureBookkeeping(ctx, js, domain.PausesBucket, "billfold: projections an operator paused", 1, replicas)
 	return pauses{kv}, err
 }
 
@@ -193,7 +195,7 @@ func (e *Engine) followPauses(ctx context.Context) {
 	for ctx.Err() == nil {
 		w, err := e.pauses.kv.WatchAll(ctx, jetstream.UpdatesOnly())
 		if err != nil {
-			sleep(ctx, time.Second)
+			jsio.Sleep(ctx, time.Second)
 			continue
 		}
 		// Changes made while the watch was down are read whole, before
@@ -212,6 +214,6 @@ func (e *Engine) followPauses(ctx context.Context) {
 			})
 		}
 		_ = w.Stop()
-		sleep(ctx, 250*time.Millisecond)
+		jsio.Sleep(ctx, 250*time.Millisecond)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
+	"github.com/billfold/billfold/test/projtest"
 )
 
 // A pause made through one engine holds in another process's engine on
@@ -47,7 +48,7 @@ func TestPauseHoldsEveryEngine(t *testing.T) {
 	assert.Equal(t, "ops", held[0].By)
 	require.Eventually(t, func() bool { return len(b.Paused()) == 1 }, 10*time.Second, 10*time.Millisecond, "the other engine follows the pause")
 
-	journalSamples(t, ingest.NewJournal(nc, js), 5)
+	projtest.AppendSamples(t, ingest.NewJournal(nc, js), 5)
 	require.Eventually(t, func() bool {
 		lag, err := a.Lag(ctx)
 		return err == nil && lag[domain.ProjectionCustomers] == 0
@@ -60,5 +61,5 @@ func TestPauseHoldsEveryEngine(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, left)
 	require.Eventually(t, func() bool { return len(a.Paused()) == 0 }, 10*time.Second, 10*time.Millisecond, "the first engine follows the resume")
-	waitCaughtUp(t, a)
+	projtest.WaitCaughtUp(t, a)
 }

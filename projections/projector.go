@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,6 +11,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/jsio"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -42,7 +42,7 @@ const maxConflicts = 20
 type Projector struct {
 	projection reducers.Projection
 	js         jetstream.JetStream
-	store      *Store
+	store      *kvstore.Store
 	dead       deadletter.Letters
 	metrics    *ProjectorMetrics
 	log        *slog.Logger
@@ -57,7 +57,7 @@ type Projector struct {
 }
 
 // NewProjector returns a projector of p into store.
-func NewProjector(p reducers.Projection, js jetstream.JetStream, store *Store, m *ProjectorMetrics, log *slog.Logger, retry RetryPolicy) *Projector {
+func NewProjector(p reducers.Projection, js jetstream.JetStream, store *kvstore.Store, m *ProjectorMetrics, log *slog.Logger, retry RetryPolicy) *Projector {
 	if retry.Attempts <= 0 {
 		retry = DefaultRetryPolicy
 	}
@@ -107,7 +107,7 @@ func (pr *Projector) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		if err := pr.runOnce(ctx); err != nil && ctx.Err() == nil {
 			pr.log.Warn("projector interrupted, resuming", "error", err)
-			sleep(ctx, time.Second)
+			jsio.Sleep(ctx, time.Second)
 		}
 	}
 	return nil
@@ -148,7 +148,7 @@ func (pr *Projector) batchSize() int {
 // write was not stored is folded again, one at a time, after the burst,
 // through the projector's handler (handler.go).
 func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
-	b := newBurst(ctx, pr.store)
+	b := kvstore.NewBurst(ctx, pr.store)
 	envs := make([]*domain.Envelope, len(msgs))
 	errs := make([]error, len(msgs))
 	folded := make([]bool, len(msgs)) // staged in the burst, or to be retried
@@ -169,7 +169,7 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			keys = append(keys, hinter.Keys(&env)...)
 		}
 	}
-	pr.store.prefetch(ctx, keys)
+	pr.store.Prefetch(ctx, keys)
 	for i, env := range envs {
 		if env == nil {
 			continue
@@ -182,10 +182,10 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			pr.metrics.skipped(pr.projection.Name())
 			continue
 		}
-		t := b.tx(i)
+		t := b.Tx(i)
 		changes, err := pr.projection.Apply(env, t)
 		if err == nil {
-			err = t.stage(changes, Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence})
+			err = t.Stage(changes, kvstore.Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence})
 		}
 		switch {
 		case err == nil:
@@ -194,10 +194,10 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			pr.deadLetter(ctx, env, 1, err, nil)
 		default:
 			folded[i] = true // the store's failure: retried below
-			b.failed[i] = err
+			b.Fail(i, err)
 		}
 	}
-	b.flush()
+	b.Flush()
 	// While an event is retried the rest of the batch waits for its ack
 	// too: keep every message from being redelivered meanwhile.
 	extend := func() {
@@ -206,8 +206,8 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		}
 	}
 	for i, msg := range msgs {
-		cause, failed := b.failed[i]
-		if !failed {
+		cause := b.Failure(i)
+		if cause == nil {
 			continue
 		}
 		if pr.redeliver(msg, cause) {
@@ -243,7 +243,7 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 // policy's Max) rather than spent at once. A lost compare-and-set race is
 // retried at once instead (Projector.handler).
 func (pr *Projector) redeliver(msg jetstream.Msg, cause error) bool {
-	if errors.Is(cause, errConflict) {
+	if errors.Is(cause, kvstore.ErrConflict) {
 		return false
 	}
 	meta, err := msg.Metadata()
@@ -280,23 +280,10 @@ func (pr *Projector) deadLetter(ctx context.Context, env *domain.Envelope, attem
 		// The dead letter is what makes the failure visible: keep trying
 		// rather than acknowledge an event nobody would ever see again.
 		pr.log.Warn("dead letter not written, retrying", "event_id", env.EventID, "error", err)
-		sleep(ctx, pr.retry.backoff(i+1))
+		jsio.Sleep(ctx, pr.retry.backoff(i+1))
 	}
 }
 
 func (r RetryPolicy) backoff(attempt int) time.Duration {
-	d := r.Initial << min(attempt-1, 20)
-	if d > r.Max || d <= 0 {
-		d = r.Max
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	return jsio.Backoff(attempt, r.Initial, r.Max)
 }

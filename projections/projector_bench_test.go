@@ -12,6 +12,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -44,7 +45,7 @@ func BenchmarkProjectorLoop(b *testing.B) {
 			proj = p
 		}
 	}
-	store, err := projections.EnsureStore(ctx, f.js, proj.Name(), 1, 1)
+	store, err := kvstore.EnsureStore(ctx, f.js, proj.Name(), 1, 1)
 	require.NoError(b, err)
 	pr := projections.NewProjector(proj, f.js, store, nil, f.log, projections.RetryPolicy{})
 	consumer, err := pr.EnsureConsumer(ctx)

@@ -19,6 +19,7 @@ import (
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -55,7 +56,7 @@ func (seen) Apply(ev *domain.Envelope, records reducers.Lookup) (reducers.Change
 type fixture struct {
 	js      jetstream.JetStream
 	journal *ingest.Journal
-	store   *projections.Store
+	store   *kvstore.Store
 	log     *slog.Logger
 }
 
@@ -65,7 +66,7 @@ func newFixture(t testing.TB) *fixture {
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
 	_, err := js.CreateOrUpdateStream(ctx, deadletter.StreamConfig(1))
 	require.NoError(t, err)
-	store, err := projections.EnsureStore(ctx, js, "seen", 1, 1)
+	store, err := kvstore.EnsureStore(ctx, js, "seen", 1, 1)
 	require.NoError(t, err)
 	return &fixture{js: js, journal: ingest.NewJournal(nc, js), store: store, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
@@ -83,7 +84,7 @@ func (f *fixture) run(t *testing.T, n int) context.CancelFunc {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range n {
-		p := projections.NewProjector(seen{}, f.js, projections.NewStore(f.js, mustKV(t, f.js)), nil, f.log, projections.RetryPolicy{})
+		p := projections.NewProjector(seen{}, f.js, kvstore.NewStore(f.js, mustKV(t, f.js)), nil, f.log, projections.RetryPolicy{})
 		wg.Go(func() { _ = p.Run(ctx) })
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })

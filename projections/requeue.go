@@ -99,7 +99,7 @@ func (e *Engine) Requeue(ctx context.Context, id, by string) (*deadletter.Letter
 	if applyErr != nil {
 		outcome = deadletter.OutcomeFailed
 	}
-	e.opts.Replay.replayed("requeue", outcome)
+	e.opts.Replay.CountReplayed("requeue", outcome)
 	e.opts.Log.Info("dead letter requeued", "id", id, "by", by, "outcome", outcome, "event_id", env.EventID,
 		"event_type", env.EventType, "code", domain.ErrorCode(applyErr))
 	if ctx.Err() != nil {
@@ -117,6 +117,10 @@ type RequeueResult struct {
 	Failed  int                 `json:"failed"`
 	Items   []deadletter.Letter `json:"items"`
 }
+
+// ConfirmAbove is how many events a requeue, rebuild or replay may touch
+// before it needs force (the CLI's --yes).
+const ConfirmAbove = 10_000
 
 // RequeueWhere requeues every open dead letter f selects, oldest first (see
 // Requeue). With dryRun it only lists them; more than ConfirmAbove needs

@@ -12,7 +12,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/ledger"
 )
 
 const connectSecret = "whsec_connect_e2e_0123456789"
@@ -53,18 +53,18 @@ func TestConnectEventsKeepTheirAccount(t *testing.T) {
 	answer := send("stripe", stripeSecret, samples.Stripe{EventID: "evt_connect_astray", Type: "customer.created", Created: at, CustomerID: "cus_astray", Account: "acct_1Connected"})
 	assert.JSONEq(t, `{"received":true,"status":"ignored"}`, answer)
 
-	var e projections.EventEntry
+	var e ledger.EventEntry
 	require.Equal(t, http.StatusOK, srv.getJSON("/v1/events/stripe/evt_connect_1", &e))
 	require.NotNil(t, e.Journal)
 	assert.Equal(t, "acct_1Connected", e.Journal.Account)
 	assert.Equal(t, "stripe-connect", e.Journal.Endpoint)
-	var platform projections.EventEntry
+	var platform ledger.EventEntry
 	require.Equal(t, http.StatusOK, srv.getJSON("/v1/events/stripe/evt_connect_platform", &platform))
 	require.NotNil(t, platform.Journal)
 	assert.Empty(t, platform.Journal.Account, "an event without account is the platform's")
 
 	require.Eventually(t, func() bool {
-		e = projections.EventEntry{}
+		e = ledger.EventEntry{}
 		return srv.getJSON("/v1/events/stripe/evt_connect_astray", &e) == http.StatusOK && e.Deliveries.Count == 1
 	}, 10*time.Second, 50*time.Millisecond)
 	assert.Nil(t, e.Journal, "not journaled")
@@ -88,16 +88,16 @@ func TestConnectEventsKeepTheirAccount(t *testing.T) {
 	assert.Empty(t, platformSub.Account)
 
 	// The ledger says when each projection stored the event's fold.
-	var ledger projections.EventEntry
+	var entry ledger.EventEntry
 	require.Eventually(t, func() bool {
-		ledger = projections.EventEntry{}
-		return srv.getJSON("/v1/events/stripe/evt_connect_sub", &ledger) == http.StatusOK &&
-			ledger.Projections[domain.ProjectionSubscriptions].Status == projections.StatusProcessed
+		entry = ledger.EventEntry{}
+		return srv.getJSON("/v1/events/stripe/evt_connect_sub", &entry) == http.StatusOK &&
+			entry.Projections[domain.ProjectionSubscriptions].Status == ledger.StatusProcessed
 	}, 20*time.Second, 50*time.Millisecond)
-	processed := ledger.Projections[domain.ProjectionSubscriptions].ProcessedAt
+	processed := entry.Projections[domain.ProjectionSubscriptions].ProcessedAt
 	require.NotNil(t, processed, "processed_at of the subscription's write")
-	assert.False(t, processed.Before(ledger.Journal.Received.Truncate(time.Millisecond)), "stored after it was received")
-	assert.Nil(t, ledger.Projections[domain.ProjectionWallets].ProcessedAt, "wallets skips a subscription event")
+	assert.False(t, processed.Before(entry.Journal.Received.Truncate(time.Millisecond)), "stored after it was received")
+	assert.Nil(t, entry.Projections[domain.ProjectionWallets].ProcessedAt, "wallets skips a subscription event")
 	require.Equal(t, http.StatusOK, srv.getJSON("/v1/customers/stripe/cus_connect_1", &cus))
 	assert.Equal(t, "acct_1Connected", cus.Account)
 

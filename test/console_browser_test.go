@@ -23,6 +23,7 @@ import (
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/ledger"
 )
 
 const (
@@ -117,12 +118,12 @@ func deliverStripe(t *testing.T, srv *server, ev samples.Stripe) {
 func waitSettled(t *testing.T, srv *server, id string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		var e projections.EventEntry
+		var e ledger.EventEntry
 		if apiGet(t, srv, "/v1/events/stripe/"+url.PathEscape(id), &e) != http.StatusOK || len(e.Projections) == 0 {
 			return false
 		}
 		for _, p := range e.Projections {
-			if p.Status == projections.StatusPending {
+			if p.Status == ledger.StatusPending {
 				return false
 			}
 		}

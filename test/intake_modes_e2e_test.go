@@ -12,7 +12,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/ledger"
 )
 
 const unsignedName = "in-3f9a1c7be2d84056af19c2e7b5d0e813"
@@ -48,7 +48,7 @@ func TestUnsignedIntakeIsExplicitAndFlagged(t *testing.T) {
 	code, _, _ = srv.post("stripe", stripeBody("evt_unsigned_2", "customer.created", false), nil)
 	assert.Equal(t, 400, code, "a signed endpoint never falls back to unsigned")
 
-	var e projections.EventEntry
+	var e ledger.EventEntry
 	require.Equal(t, 200, srv.getJSON("/v1/events/stripe~unsigned/evt_unsigned_1", &e), "unsigned events have a namespace of their own")
 	require.NotNil(t, e.Journal)
 	assert.Equal(t, "unsigned", string(e.Journal.Verification))
@@ -109,7 +109,7 @@ endpoints:
 	}, 20*time.Second, 50*time.Millisecond, "both events folded")
 	assert.Equal(t, "ana@example.com", cus.Email, "the signed event wins over later unsigned input")
 	assert.Equal(t, domain.VerifiedUnsigned, cus.Verification, "the record says unsigned input contributed")
-	var e projections.EventEntry
+	var e ledger.EventEntry
 	require.Equal(t, 200, srv.getJSON("/v1/events/stripe/evt_shared1", &e))
 	assert.Equal(t, domain.VerifiedSignature, e.Journal.Verification)
 	require.Equal(t, 200, srv.getJSON("/v1/events/stripe~unsigned/evt_shared1", &e))
@@ -167,7 +167,7 @@ func TestInsecureTestBypass(t *testing.T) {
 	code, _, _ = srv.post("stripe", good, stripeSig(good, time.Now(), stripeSecret))
 	require.Equal(t, 200, code)
 
-	var e projections.EventEntry
+	var e ledger.EventEntry
 	require.Equal(t, 200, srv.getJSON("/v1/events/stripe~bypass/evt_bypass_1", &e), "bypassed events have a namespace of their own")
 	assert.Equal(t, "bypass", string(e.Journal.Verification))
 	require.Equal(t, 200, srv.getJSON("/v1/events/stripe/evt_bypass_2", &e))

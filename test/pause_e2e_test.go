@@ -13,6 +13,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/ledger"
 )
 
 // The incident step of the webhook handbook: `billfold pause customers`
@@ -53,19 +54,19 @@ func TestPauseHoldsAProjectionWhileIntakeGoesOn(t *testing.T) {
 	first := send(1)
 	held := func(t *testing.T, event string) {
 		t.Helper()
-		var e projections.EventEntry
+		var e ledger.EventEntry
 		require.Eventually(t, func() bool {
 			if srv.getJSON("/v1/events/stripe/"+event, &e) != http.StatusOK {
 				return false
 			}
 			for name, st := range e.Projections {
-				if name != "customers" && st.Status == projections.StatusPending {
+				if name != "customers" && st.Status == ledger.StatusPending {
 					return false
 				}
 			}
 			return true
 		}, 20*time.Second, 50*time.Millisecond, "the other projections fold %s", event)
-		assert.Equal(t, projections.StatusPending, e.Projections["customers"].Status, "customers holds %s", event)
+		assert.Equal(t, ledger.StatusPending, e.Projections["customers"].Status, "customers holds %s", event)
 	}
 	held(t, "evt_pause_1")
 	assert.Equal(t, http.StatusNotFound, srv.getJSON("/v1/customers/stripe/"+first, nil))

@@ -15,7 +15,7 @@ import (
 	"github.com/billfold/billfold/ingest/braintree"
 	"github.com/billfold/billfold/ingest/hmacsig"
 	"github.com/billfold/billfold/ingest/svix"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/ledger"
 )
 
 // Secrets of the providers e2e test: for each endpoint the current one, the
@@ -246,7 +246,7 @@ endpoints:
 
 			// The journal holds the event once, with its envelope; the
 			// delivery log has both deliveries of it.
-			var entry projections.EventEntry
+			var entry ledger.EventEntry
 			path := "/v1/events/" + pc.namespace + "/" + url.PathEscape(valid.eventID)
 			require.Eventually(t, func() bool {
 				return srv.getJSON(path, &entry) == 200 && entry.Deliveries.Count == 2
@@ -265,14 +265,14 @@ endpoints:
 				assert.Equal(t, 200, d.Status)
 			}
 
-			var rot projections.EventEntry
+			var rot ledger.EventEntry
 			require.Equal(t, 200, srv.getJSON("/v1/events/"+pc.namespace+"/"+url.PathEscape(rotated.eventID), &rot))
 			require.NotNil(t, rot.Journal, "the delivery signed with the rotated secret is journaled")
 			assert.Equal(t, 1, rot.Deliveries.Count)
 
 			// Rejected deliveries are journaled nowhere.
 			wrong := pc.sign(pc.secrets[2], 2, now)
-			var none projections.EventEntry
+			var none ledger.EventEntry
 			srv.getJSON("/v1/events/"+pc.namespace+"/"+url.PathEscape(wrong.eventID), &none)
 			assert.Nil(t, none.Journal)
 		})

@@ -16,8 +16,8 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/query"
 )
 
 const queryToken = "query-e2e-token"
@@ -134,8 +134,8 @@ func TestQueryAPIEndToEnd(t *testing.T) {
 	// intent, and the answer says so.
 	type resolvedOrder struct {
 		domain.OrderRecord
-		KeyID        string                       `json:"key_id"`
-		ResolvedFrom *projections.OrderResolution `json:"resolved_from"`
+		KeyID        string                 `json:"key_id"`
+		ResolvedFrom *query.OrderResolution `json:"resolved_from"`
 	}
 	require.Eventually(t, func() bool {
 		code, b := srv.apiGet("/v1/orders/stripe/ch_q9", queryToken)
@@ -147,7 +147,7 @@ func TestQueryAPIEndToEnd(t *testing.T) {
 		o := decodeAs[resolvedOrder](t, b)
 		assert.Equal(t, "pi_q9", o.ID, id)
 		assert.Equal(t, "pi_q9", o.KeyID, id)
-		assert.Equal(t, &projections.OrderResolution{Kind: kind, ID: id}, o.ResolvedFrom)
+		assert.Equal(t, &query.OrderResolution{Kind: kind, ID: id}, o.ResolvedFrom)
 		assert.Equal(t, domain.OrderPartiallyRefunded, o.Status)
 		assert.Equal(t, "cs_q9", o.SessionID)
 	}
@@ -249,7 +249,7 @@ func TestQueryAPIEndToEnd(t *testing.T) {
 	assert.Contains(t, out, "BILLFOLD-BAD-REQUEST")
 	code, b = srv.apiGet("/v1/openapi.json", "")
 	assert.Equal(t, 200, code)
-	assert.JSONEq(t, string(projections.OpenAPI()), string(b))
+	assert.JSONEq(t, string(query.OpenAPI()), string(b))
 
 	// Page through the active subscriptions, 7 at a time through the CLI,
 	// while 20 more active subscriptions arrive: none twice, none of those

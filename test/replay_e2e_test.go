@@ -13,8 +13,9 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/ledger"
+	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/test/natstest"
 )
 
@@ -95,7 +96,7 @@ func TestDeadLettersRequeuedAfterAFix(t *testing.T) {
 	assert.Contains(t, out, deadletter.RetryExhausted)
 	out, code = runBillfold(t, "events", "list", "--status", "failed", "--server", srv.admin, "-o", "json")
 	require.Equal(t, 0, code, out)
-	var failed []projections.EventSummary
+	var failed []ledger.EventSummary
 	require.NoError(t, json.Unmarshal([]byte(out), &failed))
 	assert.Len(t, failed, 3*users)
 	for _, e := range failed {
@@ -146,7 +147,7 @@ func TestDeadLettersRequeuedAfterAFix(t *testing.T) {
 	}
 	out, code = runBillfold(t, "events", "show", "stripe", again.EventID, "--server", srv.admin, "-o", "json")
 	require.Equal(t, 0, code, out)
-	var entry projections.EventEntry
+	var entry ledger.EventEntry
 	require.NoError(t, json.Unmarshal([]byte(out), &entry))
 	require.NotNil(t, entry.Journal)
 	assert.Equal(t, requests[again.EventID], entry.Journal.ProviderRequestID, "the journal keeps Stripe's request.id")
@@ -154,7 +155,7 @@ func TestDeadLettersRequeuedAfterAFix(t *testing.T) {
 	require.NotEmpty(t, entry.Deliveries.Deliveries)
 	assert.Equal(t, requests[again.EventID], entry.Deliveries.Deliveries[0].ProviderRequestID, "and the delivery log")
 	w := entry.Projections[domain.ProjectionWallets]
-	assert.Equal(t, projections.StatusProcessed, w.Status)
+	assert.Equal(t, ledger.StatusProcessed, w.Status)
 	require.NotNil(t, w.DeadLetter)
 	assert.Equal(t, deadletter.Resolved, w.DeadLetter.Status)
 	assert.Contains(t, srv.logs.String(), `"by":"ops-alice"`, "a requeue is logged with who asked")
@@ -182,7 +183,7 @@ func TestRebuildKilledHalfWayThenUnderLiveLoad(t *testing.T) {
 
 	out, code := runBillfold(t, "replay", "--detach", "--yes", "--server", srv.admin, "-o", "json")
 	require.Equal(t, 0, code, out)
-	var rb projections.Rebuild
+	var rb rebuild.Rebuild
 	require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &rb))
 	require.Eventually(t, func() bool {
 		srv.getJSON("/v1/rebuilds/"+rb.ID, &rb)
@@ -194,7 +195,7 @@ func TestRebuildKilledHalfWayThenUnderLiveLoad(t *testing.T) {
 	require.Equal(t, http.StatusOK, srv.getJSON("/v1/customers/stripe/cus_"+first[0].id, &cus), "queries answer from the old generation")
 	require.Eventually(t, func() bool {
 		srv.getJSON("/v1/rebuilds/"+rb.ID, &rb)
-		return rb.Status == projections.RebuildInterrupted
+		return rb.Status == rebuild.RebuildInterrupted
 	}, 40*time.Second, 200*time.Millisecond)
 	assert.Equal(t, domain.CodeRebuildInterrupted, rb.Code)
 	assert.Equal(t, 1, currentGeneration(t.Context(), js, domain.ProjectionCustomers))
@@ -208,7 +209,7 @@ func TestRebuildKilledHalfWayThenUnderLiveLoad(t *testing.T) {
 	results := append(first, liveResults...)
 	require.Equal(t, 0, code, out)
 	require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &rb))
-	assert.Equal(t, projections.RebuildDone, rb.Status)
+	assert.Equal(t, rebuild.RebuildDone, rb.Status)
 	// Intake never paused: every live delivery was answered 200, and some
 	// were answered while the rebuild was folding.
 	during := 0

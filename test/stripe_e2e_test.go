@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	stripewebhook "github.com/stripe/stripe-go/v84/webhook"
 
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/ledger"
 )
 
 const (
@@ -162,7 +162,7 @@ endpoints:
 	}
 
 	// The ledger knows the duplicate and the delivery log has both deliveries.
-	var entry projections.EventEntry
+	var entry ledger.EventEntry
 	require.Eventually(t, func() bool {
 		return srv.getJSON("/v1/events/stripe/evt_e2e_0", &entry) == 200 && entry.Deliveries.Count == 2
 	}, 5*time.Second, 50*time.Millisecond)
@@ -170,7 +170,7 @@ endpoints:
 	assert.Equal(t, "customer.created", entry.Journal.EventType)
 	assert.Equal(t, 1, entry.Deliveries.Duplicates)
 	assert.Equal(t, "duplicate", string(entry.Deliveries.LastOutcome))
-	var ignored projections.EventEntry
+	var ignored ledger.EventEntry
 	srv.getJSON("/v1/events/stripe/evt_e2e_testmode", &ignored)
 	assert.Nil(t, ignored.Journal, "an ignored event is not journaled")
 
@@ -192,7 +192,7 @@ endpoints:
 	// journaled, and every accepted event is still a duplicate.
 	srv.restart()
 	for _, id := range accepted {
-		var e projections.EventEntry
+		var e ledger.EventEntry
 		require.Equal(t, 200, srv.getJSON("/v1/events/stripe/"+id, &e), id)
 		require.NotNil(t, e.Journal, id)
 		body := stripeBody(id, "customer.created", false)

@@ -12,10 +12,10 @@ import (
 
 	"github.com/billfold/billfold/cmd/billfold/internal/doctor"
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/admin"
 	"github.com/billfold/billfold/projections/console"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/query"
 )
 
 // adminTokensFromEnv reads the tokens allowed to make admin mutations:
@@ -52,10 +52,10 @@ func adminTokensFromEnv(getenv func(string) string) (httpapi.AdminTokens, error)
 }
 
 // newConsole is the operator console over the services the /v1 API uses.
-func newConsole(ops *admin.Operations, query *projections.Query, js jetstream.JetStream, changes http.Handler,
+func newConsole(ops *admin.Operations, q *query.Query, js jetstream.JetStream, changes http.Handler,
 	doc *doctor.Doctor, readToken string, adminTokens httpapi.AdminTokens, log *slog.Logger) (*console.Console, error) {
 	return console.New(console.Config{
-		Engine: ops.Engine, Rebuilds: ops.Rebuilds, Ledger: ops.Ledger, Query: query, JetStream: js, Changes: changes,
+		Engine: ops.Engine, Rebuilds: ops.Rebuilds, Ledger: ops.Ledger, Query: q, JetStream: js, Changes: changes,
 		Doctor: func(ctx context.Context) []console.Problem {
 			var out []console.Problem
 			for _, p := range doc.Report(ctx).Problems {
@@ -104,7 +104,7 @@ func newAdminMux() *adminMux {
 	return m
 }
 
-// Handle implements projections.Mux.
+// Handle implements httpapi.Mux.
 func (m *adminMux) Handle(pattern string, h http.Handler) {
 	m.record(pattern)
 	m.ServeMux.Handle(pattern, h)

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/billfold/billfold/ingest"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/query"
 	"github.com/billfold/billfold/test/natstest"
 )
 
@@ -26,8 +26,8 @@ import (
 func TestOpenAPIDocsCopy(t *testing.T) {
 	docs, err := os.ReadFile("../../docs/openapi.json")
 	require.NoError(t, err)
-	assert.True(t, bytes.Equal(docs, projections.OpenAPI()),
-		"docs/openapi.json differs from projections/openapi.json: copy it (cp projections/openapi.json docs/openapi.json)")
+	assert.True(t, bytes.Equal(docs, query.OpenAPI()),
+		"docs/openapi.json differs from projections/query/openapi.json: copy it (cp projections/query/openapi.json docs/openapi.json)")
 }
 
 // TestAdminRoutesInOpenAPI runs serve and checks that every route it
@@ -37,7 +37,7 @@ func TestAdminRoutesInOpenAPI(t *testing.T) {
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
 	}
-	require.NoError(t, json.Unmarshal(projections.OpenAPI(), &doc))
+	require.NoError(t, json.Unmarshal(query.OpenAPI(), &doc))
 
 	clearProviderEnv(t)
 	adminPort := natstest.FreePort(t)
@@ -74,10 +74,10 @@ func TestAdminRoutesInOpenAPI(t *testing.T) {
 			continue // the catch-all that answers 404 not_found
 		}
 		ops, found := doc.Paths[path]
-		if !assert.True(t, found, "route %q is not in projections/openapi.json", p) || method == "" {
+		if !assert.True(t, found, "route %q is not in projections/query/openapi.json", p) || method == "" {
 			continue
 		}
-		assert.Contains(t, ops, strings.ToLower(method), "route %q: method missing in projections/openapi.json", p)
+		assert.Contains(t, ops, strings.ToLower(method), "route %q: method missing in projections/query/openapi.json", p)
 	}
 
 	// The served document is the embedded one.
@@ -85,5 +85,5 @@ func TestAdminRoutesInOpenAPI(t *testing.T) {
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	served, _ := io.ReadAll(resp.Body)
-	assert.JSONEq(t, string(projections.OpenAPI()), string(served))
+	assert.JSONEq(t, string(query.OpenAPI()), string(served))
 }

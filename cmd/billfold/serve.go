@@ -31,6 +31,9 @@ import (
 	"github.com/billfold/billfold/projections/console"
 	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
+	"github.com/billfold/billfold/projections/query"
+	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -104,7 +107,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.Float64Var(&o.rateLimit, "rate-limit", ingest.DefaultRateLimit.PerSecond, "deliveries per second per source address on the public listener (0: no limit)")
 	fs.IntVar(&o.rateBurst, "rate-burst", ingest.DefaultRateLimit.Burst, "deliveries a source address may send at once")
 	fs.BoolVar(&o.bypass, "insecure-test-bypass", false, "TESTS ONLY: let deliveries that fail verification through, marked verified=bypass; needs a fresh data dir")
-	fs.DurationVar(&o.rebuildGrace, "rebuild-grace", projections.DefaultRebuildGrace, "how long a rebuild keeps the generation it replaced")
+	fs.DurationVar(&o.rebuildGrace, "rebuild-grace", rebuild.DefaultRebuildGrace, "how long a rebuild keeps the generation it replaced")
 	fs.Var(&o.retrySchedule, "retry-schedule", "waits before each scheduled retry of an event that failed transiently, comma-separated (default 1m,5m,30m,2h,12h; none: such dead letters are exhausted at once)")
 	fs.Float64Var(&o.rebuildRate, "rebuild-rate", 0, "events per second a rebuild's fold may read (0: no cap), to leave room for live traffic")
 	fs.IntVar(&o.maxFeedClients, "max-feed-clients", feed.DefaultMaxFeedClients, "GET /v1/changes clients served at once; past it 429 BILLFOLD-BUSY")
@@ -208,7 +211,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rebuilds, err := projections.NewRebuilds(setupCtx, engine, projections.RebuildOptions{Grace: o.rebuildGrace, Rate: o.rebuildRate, Log: log})
+	rebuilds, err := rebuild.NewRebuilds(setupCtx, engine, rebuild.RebuildOptions{Grace: o.rebuildGrace, Rate: o.rebuildRate, Log: log})
 	if err != nil {
 		return err
 	}
@@ -219,9 +222,9 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	defer func() { stopEngine(); <-engineDone }()
 
 	foldJobs := projections.NewFoldJobs(o.maxFoldJobs, 0)
-	query := projections.NewQuery(engine, projs, reducerOpts.UserIDKey)
-	query.FoldJobs = foldJobs
-	go query.Run(engineCtx)
+	queries := query.New(engine, projs, reducerOpts.UserIDKey)
+	queries.FoldJobs = foldJobs
+	go queries.Run(engineCtx)
 	adminMux := newAdminMux()
 	adminMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -232,7 +235,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		// The query indexes' state is a detail, not a verdict: deliveries
 		// are taken while they load; lists answer BILLFOLD-INDEX-LOADING.
 		index := "ready"
-		if query.Loading() {
+		if queries.Loading() {
 			index = "loading"
 		}
 		if err := journal.Ready(rctx); err != nil {
@@ -245,15 +248,15 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		// part readiness guards, goes on. The detail says they are held.
 		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "query_index": index, "paused": engine.Paused()})
 	})
-	readAuth := projections.RequireToken(apiToken)
+	readAuth := httpapi.RequireToken(apiToken)
 	// /metrics names endpoints and counts refusals: behind the API token
 	// when there is one, like every other read.
 	adminMux.Handle("GET /metrics", readAuth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
-	ledger := projections.NewLedger(engine)
-	ledger.RedactEndpoints(unsignedNames(endpoints))
-	verifications := projections.NewVerifyJobs(engine, foldJobs)
+	events := ledger.New(engine)
+	events.RedactEndpoints(unsignedNames(endpoints))
+	verifications := rebuild.NewVerifyJobs(engine, foldJobs)
 	defer verifications.Close()
-	ops := &admin.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: ledger, FoldJobs: foldJobs, Verifications: verifications}
+	ops := &admin.Operations{Engine: engine, Rebuilds: rebuilds, Ledger: events, FoldJobs: foldJobs, Verifications: verifications}
 	ops.Register(adminMux, readAuth, httpapi.RequireAdmin(adminTokens))
 	registerProfiler(adminMux, httpapi.RequireAdmin(adminTokens))
 	httpapi.LogErrorsTo(log)
@@ -262,10 +265,10 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	changes.SetLogger(log)
 	defer changes.Close()
 	adminMux.Handle("GET /v1/changes", changes)
-	query.Register(adminMux, readAuth)
-	doc := doctor.New(js, endpoints, engine, query, o.bypass, version, natsDescription(o, ns))
+	queries.Register(adminMux, readAuth)
+	doc := doctor.New(js, endpoints, engine, queries, o.bypass, version, natsDescription(o, ns))
 	adminMux.Handle("GET /v1/doctor", readAuth(doc))
-	ui, err := newConsole(ops, query, js, changes, doc, apiToken, adminTokens, log)
+	ui, err := newConsole(ops, queries, js, changes, doc, apiToken, adminTokens, log)
 	if err != nil {
 		return err
 	}

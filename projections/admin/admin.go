@@ -11,24 +11,26 @@ import (
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
+	"github.com/billfold/billfold/projections/rebuild"
 )
 
 // Operations is the admin API of rebuilds, replays, dead letters, verify
 // and the event ledger.
 type Operations struct {
 	Engine   *projections.Engine
-	Rebuilds *projections.Rebuilds
-	Ledger   *projections.Ledger
+	Rebuilds *rebuild.Rebuilds
+	Ledger   *ledger.Ledger
 	// FoldJobs bounds verify runs (nil: unbounded).
 	FoldJobs *projections.FoldJobs
 	// Verifications runs verify in the background (POST
 	// /v1/verifications), in FoldJobs' slots.
-	Verifications *projections.VerifyJobs
+	Verifications *rebuild.VerifyJobs
 }
 
 // Register adds the routes to mux: reads wrapped in read, mutations in
 // admin (RequireAdmin).
-func (o *Operations) Register(mux projections.Mux, read, admin func(http.Handler) http.Handler) {
+func (o *Operations) Register(mux httpapi.Mux, read, admin func(http.Handler) http.Handler) {
 	mux.Handle("POST /v1/rebuilds", admin(http.HandlerFunc(o.startRebuild)))
 	mux.Handle("GET /v1/rebuilds", read(http.HandlerFunc(o.listRebuilds)))
 	mux.Handle("GET /v1/rebuilds/{id}", read(http.HandlerFunc(o.getRebuild)))
@@ -48,7 +50,7 @@ func (o *Operations) Register(mux projections.Mux, read, admin func(http.Handler
 }
 
 func (o *Operations) startRebuild(w http.ResponseWriter, r *http.Request) {
-	var req projections.RebuildRequest
+	var req rebuild.RebuildRequest
 	if err := httpapi.DecodeBody(r, &req); err != nil {
 		httpapi.WriteError(w, err)
 		return
@@ -179,9 +181,9 @@ func (o *Operations) verify(w http.ResponseWriter, r *http.Request) {
 	if p := r.URL.Query().Get("projection"); p != "" && p != "all" {
 		projs = strings.Split(p, ",")
 	}
-	var rep projections.VerifyReport
+	var rep rebuild.VerifyReport
 	err := o.FoldJobs.Run(r.Context(), "verify", func(ctx context.Context) (ferr error) {
-		rep, ferr = o.Engine.Verify(ctx, projs)
+		rep, ferr = rebuild.Verify(ctx, o.Engine, projs)
 		return ferr
 	})
 	if err != nil {
@@ -200,12 +202,12 @@ func (o *Operations) listEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := 0
 	if v.Get("limit") != "" {
-		if limit, err = projections.ParseLimit(v.Get("limit")); err != nil {
+		if limit, err = httpapi.ParseLimit(v.Get("limit")); err != nil {
 			httpapi.WriteError(w, err)
 			return
 		}
 	}
-	items, err := o.Ledger.List(r.Context(), projections.EventFilter{Status: v.Get("status"), Provider: v.Get("provider"), Since: since, Limit: limit})
+	items, err := o.Ledger.List(r.Context(), ledger.EventFilter{Status: v.Get("status"), Provider: v.Get("provider"), Since: since, Limit: limit})
 	if err != nil {
 		httpapi.WriteError(w, err)
 		return

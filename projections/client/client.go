@@ -21,8 +21,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/feed"
+	"github.com/billfold/billfold/projections/kvstore"
 )
 
 // ErrNotFound is Get's error for a key the projection does not hold.
@@ -54,7 +54,7 @@ type Change struct {
 // "subscription", "order" or "wallet"; a wallet's provider is ignored and
 // its id is the user id.
 func Key(kind string, provider domain.Provider, id string) string {
-	key, _ := projections.RecordKey(kind, string(provider), id) // "" for an unknown kind or empty id: found nowhere
+	key, _ := kvstore.RecordKey(kind, string(provider), id) // "" for an unknown kind or empty id: found nowhere
 	return key
 }
 
@@ -76,7 +76,7 @@ func (c *Client) Generation(ctx context.Context, projection string) int {
 	if err != nil {
 		return 1
 	}
-	var g projections.Generation
+	var g kvstore.Generation
 	if json.Unmarshal(e.Value(), &g) != nil || g.Number < 1 {
 		return 1
 	}
@@ -97,7 +97,7 @@ func (c *Client) Get(ctx context.Context, projection, key string) ([]byte, uint6
 	if err != nil {
 		return nil, 0, err
 	}
-	rec, err := projections.StoredRecord(e.Value())
+	rec, err := kvstore.StoredRecord(e.Value())
 	if err != nil {
 		return nil, 0, err
 	}

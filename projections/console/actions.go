@@ -11,6 +11,7 @@ import (
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/rebuild"
 )
 
 // maxDeadLettersShown bounds the dead letters a page lists (and reads);
@@ -104,11 +105,11 @@ func (c *Console) requeueOne(w http.ResponseWriter, r *http.Request, s *session)
 
 // rebuildsView is /ui/rebuilds' data.
 type rebuildsView struct {
-	Rebuilds    []projections.Rebuild
+	Rebuilds    []rebuild.Rebuild
 	Projections []string
 	// Form is the submitted form, kept for the confirmation page.
 	Form   url.Values
-	DryRun *projections.DryRun
+	DryRun *rebuild.DryRun
 	// Paused are the operator's holds: a rebuild folds a paused
 	// projection too, and its live projector stays held after the switch.
 	Paused []projections.Pause
@@ -125,7 +126,7 @@ func (c *Console) rebuilds(w http.ResponseWriter, r *http.Request, s *session) {
 	c.showRebuilds(w, r, s, nil, nil)
 }
 
-func (c *Console) showRebuilds(w http.ResponseWriter, r *http.Request, s *session, form url.Values, dry *projections.DryRun) {
+func (c *Console) showRebuilds(w http.ResponseWriter, r *http.Request, s *session, form url.Values, dry *rebuild.DryRun) {
 	after := r.URL.Query().Get("after")
 	page, next, err := c.cfg.Rebuilds.ListPage(r.Context(), rebuildsPerPage, after)
 	if err != nil {
@@ -146,8 +147,8 @@ func (c *Console) showRebuilds(w http.ResponseWriter, r *http.Request, s *sessio
 }
 
 // rebuildRequest reads the start form.
-func rebuildRequest(form url.Values) (projections.RebuildRequest, error) {
-	req := projections.RebuildRequest{Projections: form["projection"], Republish: form.Get("republish") == "yes"}
+func rebuildRequest(form url.Values) (rebuild.RebuildRequest, error) {
+	req := rebuild.RebuildRequest{Projections: form["projection"], Republish: form.Get("republish") == "yes"}
 	f := &req.Filter
 	for _, t := range strings.Split(form.Get("types"), ",") {
 		if t = strings.TrimSpace(t); t != "" {

@@ -25,6 +25,9 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
+	"github.com/billfold/billfold/projections/query"
+	"github.com/billfold/billfold/projections/rebuild"
 )
 
 // Problem is one thing billfold doctor found wrong.
@@ -37,9 +40,9 @@ type Problem struct {
 // serve already runs for the /v1 API.
 type Config struct {
 	Engine   *projections.Engine
-	Rebuilds *projections.Rebuilds
-	Ledger   *projections.Ledger
-	Query    *projections.Query
+	Rebuilds *rebuild.Rebuilds
+	Ledger   *ledger.Ledger
+	Query    *query.Query
 	// JetStream reads the delivery log and journal bodies.
 	JetStream jetstream.JetStream
 	// Changes is the change feed's SSE handler (GET /v1/changes); the

@@ -27,6 +27,9 @@ import (
 	"github.com/billfold/billfold/projections/console"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
+	"github.com/billfold/billfold/projections/query"
+	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -146,12 +149,12 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	engine, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{Replicas: 1, Log: slog.New(slog.DiscardHandler),
 		Retry: projections.RetryPolicy{Attempts: 2, Initial: time.Millisecond, Max: 5 * time.Millisecond}})
 	require.NoError(t, err)
-	rebuilds, err := projections.NewRebuilds(ctx, engine, projections.RebuildOptions{Log: slog.New(slog.DiscardHandler), Rate: o.rebuildRate})
+	rebuilds, err := rebuild.NewRebuilds(ctx, engine, rebuild.RebuildOptions{Log: slog.New(slog.DiscardHandler), Rate: o.rebuildRate})
 	require.NoError(t, err)
-	query := projections.NewQuery(engine, projs, "user_id")
+	queries := query.New(engine, projs, "user_id")
 	done := make(chan struct{})
 	go func() { engine.Run(ctx); close(done) }()
-	go query.Run(ctx)
+	go queries.Run(ctx)
 	go rebuilds.Run(ctx)
 	t.Cleanup(func() { cancel(); <-done; rebuilds.Wait() })
 	// Folded, dead-lettered and indexed.
@@ -160,7 +163,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		if err != nil || len(dls) == 0 {
 			return false
 		}
-		counts, err := query.Counts(ctx)
+		counts, err := queries.Counts(ctx)
 		total := 0
 		for _, n := range counts {
 			total += n
@@ -168,7 +171,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		return err == nil && total == 1+o.subscriptions
 	}, 30*time.Second, 20*time.Millisecond)
 
-	c, err := console.New(console.Config{Engine: engine, Rebuilds: rebuilds, Ledger: projections.NewLedger(engine), Query: query,
+	c, err := console.New(console.Config{Engine: engine, Rebuilds: rebuilds, Ledger: ledger.New(engine), Query: queries,
 		JetStream: js, ReadToken: readToken, AdminTokens: httpapi.AdminTokens{"ops-alice": adminToken}, Log: log,
 		MaxSessions: o.maxSessions})
 	require.NoError(t, err)
@@ -455,11 +458,11 @@ func TestConsoleRebuildStartAndCancel(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
 	loc := resp.Header.Get("Location")
 	require.True(t, strings.HasPrefix(loc, "/ui/rebuilds/"), loc)
-	var rb projections.Rebuild
+	var rb rebuild.Rebuild
 	resp, body := get(t, b, f.url+loc+"/progress")
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 	require.NoError(t, json.Unmarshal([]byte(body), &rb))
-	assert.Equal(t, projections.RebuildRunning, rb.Status, "1 event/s: still folding")
+	assert.Equal(t, rebuild.RebuildRunning, rb.Status, "1 event/s: still folding")
 	assert.Equal(t, "ops-alice", rb.RequestedBy)
 
 	resp, _ = post(t, b, f.url+loc+"/cancel", url.Values{})
@@ -470,7 +473,7 @@ func TestConsoleRebuildStartAndCancel(t *testing.T) {
 		_, body := get(t, b, f.url+loc+"/progress")
 		return json.Unmarshal([]byte(body), &rb) == nil && rb.Finished()
 	}, 30*time.Second, 100*time.Millisecond)
-	assert.Equal(t, projections.RebuildCancelled, rb.Status)
+	assert.Equal(t, rebuild.RebuildCancelled, rb.Status)
 	_, page = get(t, b, f.url+loc)
 	assert.Contains(t, page, "cancelled")
 	assert.Contains(t, f.logs.String(), `"msg":"console rebuild cancel","by":"ops-alice"`)
@@ -620,7 +623,7 @@ func TestConsoleRebuildsPageByID(t *testing.T) {
 	for i := range 55 { // a replay a minute, oldest first
 		at := start.Add(time.Duration(i) * time.Minute)
 		id := "rp_" + at.Format("20060102T150405") + "_000000"
-		b, err := json.Marshal(projections.Rebuild{ID: id, Kind: projections.KindReplay, Status: projections.RebuildDone, CreatedAt: at, UpdatedAt: at})
+		b, err := json.Marshal(rebuild.Rebuild{ID: id, Kind: rebuild.KindReplay, Status: rebuild.RebuildDone, CreatedAt: at, UpdatedAt: at})
 		require.NoError(t, err)
 		_, err = kv.Put(ctx, id, b)
 		require.NoError(t, err)

@@ -9,6 +9,9 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
+	"github.com/billfold/billfold/projections/ledger"
+	"github.com/billfold/billfold/projections/query"
+	"github.com/billfold/billfold/projections/rebuild"
 )
 
 // overviewView is /ui/'s data.
@@ -24,7 +27,7 @@ type overviewView struct {
 	DeadError   string
 	States      []countRow
 	StatesError string
-	Rebuilds    []projections.Rebuild
+	Rebuilds    []rebuild.Rebuild
 	// RebuildsError says why rebuilds could not be read.
 	RebuildsError string
 	Problems      []Problem
@@ -108,7 +111,7 @@ func panelError(c *Console, page string, err error) string {
 }
 
 // deadLetterGroups are the groups as the pages' count rows.
-func deadLetterGroups(groups []projections.DeadLetterGroup) []countRow {
+func deadLetterGroups(groups []query.DeadLetterGroup) []countRow {
 	out := make([]countRow, len(groups))
 	for i, g := range groups {
 		out[i] = countRow{Code: g.Code, Label: g.Projection, N: g.Count}
@@ -121,19 +124,19 @@ const maxBodyShown = 64 << 10
 
 // eventView is /ui/events/{provider}/{id}'s data.
 type eventView struct {
-	Entry       projections.EventEntry
+	Entry       ledger.EventEntry
 	Projections []projectionStatus
 	Body        string
 	BodyCut     bool
 	// Records are those the event writes or names, with whether each
 	// lists it; RecordsError says why they could not be read.
-	Records      []projections.EventRecord
+	Records      []query.EventRecord
 	RecordsError string
 }
 
 type projectionStatus struct {
 	Name string
-	projections.ProjectionStatus
+	ledger.ProjectionStatus
 }
 
 func (c *Console) event(w http.ResponseWriter, r *http.Request, s *session) {
@@ -182,12 +185,12 @@ func showBody(body []byte) (string, bool) {
 // namedRecords are the records an event is about besides those it writes:
 // its object when that is a customer or subscription, and the customer a
 // subscription, invoice or payment event names.
-func namedRecords(j *projections.JournalEntry, body []byte) []projections.EventRecord {
+func namedRecords(j *projections.JournalEntry, body []byte) []query.EventRecord {
 	ns := domain.Namespace(j.Provider, j.Endpoint)
-	var out []projections.EventRecord
+	var out []query.EventRecord
 	switch j.ObjectKind {
 	case domain.KindCustomer, domain.KindSubscription:
-		out = append(out, projections.EventRecord{Kind: j.ObjectKind, Provider: ns, ID: j.ObjectID})
+		out = append(out, query.EventRecord{Kind: j.ObjectKind, Provider: ns, ID: j.ObjectID})
 	}
 	var ev struct {
 		Data struct {
@@ -198,7 +201,7 @@ func namedRecords(j *projections.JournalEntry, body []byte) []projections.EventR
 	}
 	var customer string
 	if json.Unmarshal(body, &ev) == nil && json.Unmarshal(ev.Data.Object.Customer, &customer) == nil && customer != "" && j.ObjectKind != domain.KindCustomer {
-		out = append(out, projections.EventRecord{Kind: domain.KindCustomer, Provider: ns, ID: customer})
+		out = append(out, query.EventRecord{Kind: domain.KindCustomer, Provider: ns, ID: customer})
 	}
 	return out
 }

@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/query"
 )
 
 // subscriptionsPerPage is a page of /ui/subscriptions: the query index
@@ -28,7 +28,7 @@ func (c *Console) subscriptions(w http.ResponseWriter, r *http.Request, s *sessi
 	q := r.URL.Query()
 	v := subscriptionsView{State: strings.TrimSpace(q.Get("state")), Provider: q.Get("provider"), Customer: q.Get("customer"),
 		States: domain.LifecycleStates}
-	f := projections.SubscriptionFilter{State: domain.LifecycleState(v.State), Provider: v.Provider, Customer: v.Customer}
+	f := query.SubscriptionFilter{State: domain.LifecycleState(v.State), Provider: v.Provider, Customer: v.Customer}
 	page, err := c.cfg.Query.ListSubscriptions(r.Context(), f, subscriptionsPerPage, q.Get("cursor"))
 	if err != nil {
 		c.fail(w, r, s, err)

@@ -122,7 +122,7 @@ func StreamConfig(replicas int) jetstream.StreamConfig {
 
 // Letters reads and writes the dead-letter stream. It is the stream's
 // one reader and writer, but for the query index of open dead letters,
-// which follows the stream (projections.Query).
+// which follows the stream (query.Query).
 type Letters struct {
 	JS jetstream.JetStream
 	// Schedule is the waits before each scheduled retry of a transient

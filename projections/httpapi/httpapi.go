@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -160,4 +161,51 @@ func ParseSince(name, v string, now time.Time) (time.Time, error) {
 		return time.Time{}, domain.Errorf(domain.CodeBadRequest, "%s %q: want RFC 3339 or a duration such as 1h", name, v)
 	}
 	return t, nil
+}
+
+// Mux is where handlers are registered: an *http.ServeMux, or a wrapper
+// that also records the patterns.
+type Mux interface {
+	Handle(pattern string, handler http.Handler)
+}
+
+// RequireToken returns a middleware that lets a request through only with
+// "Authorization: Bearer <token>", answering 401 BILLFOLD-UNAUTHORIZED
+// otherwise. An empty token lets every request through: reads are then as
+// open as the admin listener is (loopback by default).
+func RequireToken(token string) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		if token == "" {
+			return h
+		}
+		want := []byte("Bearer " + token)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got := []byte(r.Header.Get("Authorization"))
+			if subtle.ConstantTimeCompare(got, want) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="billfold"`)
+				WriteError(w, domain.Errorf(domain.CodeUnauthorized, "this route needs Authorization: Bearer <BILLFOLD_API_TOKEN>"))
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+}
+
+// Limits of a list page, for every list the API answers.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// ParseLimit validates a limit parameter: 1 to MaxListLimit, "" for
+// DefaultListLimit.
+func ParseLimit(s string) (int, error) {
+	if s == "" {
+		return DefaultListLimit, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxListLimit {
+		return 0, domain.Errorf(domain.CodeBadRequest, "limit %q: want an integer from 1 to %d", s, MaxListLimit)
+	}
+	return n, nil
 }

@@ -5,7 +5,7 @@
 // garbage collector never has to walk, where a map of pointers to
 // structs of strings would make every GC cycle mark millions of objects.
 //
-// The package is pure: no I/O, no clock. Its callers (projections.Query)
+// The package is pure: no I/O, no clock. Its callers (query.Query)
 // feed it from the projection stores' watchers and read records from the
 // stores by the keys it returns. It imports only domain, and must never
 // import projections or any I/O package.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/billfold/billfold/domain"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -59,4 +60,24 @@ func WrongLastSequence(err error) bool {
 	}
 	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// PutIfRevision writes value under key if the key is still at revision (0:
+// absent), the compare-and-set every bookkeeping record of the
+// read side (generation pointers, rebuilds, pauses) is written with. A lost race is BILLFOLD-CONFLICT; what names the record in errors.
+func PutIfRevision(ctx context.Context, kv jetstream.KeyValue, key string, value []byte, revision uint64, what string) (uint64, error) {
+	var rev uint64
+	var err error
+	if revision == 0 {
+		rev, err = kv.Create(ctx, key, value)
+	} else {
+		rev, err = kv.Update(ctx, key, value, revision)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || WrongLastSequence(err) {
+		return 0, domain.Wrap(domain.CodeConflict, err, what+" changed meanwhile")
+	}
+	if err != nil {
+		return 0, domain.Wrap(domain.CodeStoreUnavailable, err, what)
+	}
+	return rev, nil
 }

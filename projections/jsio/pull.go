@@ -3,6 +3,7 @@ package jsio
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -68,4 +69,26 @@ func consumeOnce(ctx context.Context, c jetstream.Consumer, batch int, handle fu
 			return err
 		}
 	}
+}
+
+// Sleep waits d, or until ctx is done: the pause before a failed read,
+// watch or pull is tried again.
+func Sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// Backoff is the wait before try attempt+1 of a failed read, write or
+// publish: first doubled at each attempt up to limit, jittered by up to
+// half of it so that processes retrying together spread out.
+func Backoff(attempt int, first, limit time.Duration) time.Duration {
+	d := first << min(attempt-1, 20)
+	if d > limit || d <= 0 {
+		d = limit
+	}
+	return d/2 + rand.N(d/2+1)
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/kvstore"
 )
 
 // benchLag delivers at a steady --rate for --duration and measures, for
@@ -122,7 +122,7 @@ func watchWrites(ctx context.Context, js jetstream.JetStream, bucket string, see
 		return nil, err
 	}
 	cc, err := c.Consume(func(m jetstream.Msg) {
-		seen(m.Headers().Get(projections.HeaderEventID), time.Now())
+		seen(m.Headers().Get(kvstore.HeaderEventID), time.Now())
 	})
 	if err != nil {
 		return nil, err
@@ -135,7 +135,7 @@ func watchWrites(ctx context.Context, js jetstream.JetStream, bucket string, see
 // the floor under any "written, then observed" path on this machine.
 func kvPutToWatch(ctx context.Context, b *benchRun, n int) (latencies, error) {
 	name := "BILLFOLD_BENCH_KV_" + b.runID
-	kv, err := b.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Storage: jetstream.FileStorage, History: projections.RecordHistory})
+	kv, err := b.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Storage: jetstream.FileStorage, History: kvstore.RecordHistory})
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/billfold/billfold/ingest/braintree"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/kvstore"
+	"github.com/billfold/billfold/projections/query"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -26,7 +28,7 @@ import (
 // by customer): each at full rate from --concurrency readers, and its p99
 // at half that rate. The limits read the same records straight from the KV
 // bucket: one Get per lookup, and a page's records in one batched direct
-// get (projections.LatestValues, as the query layer reads them) per list.
+// get (kvstore.LatestValues, as the query layer reads them) per list.
 // It also reports the whole process's peak resident memory and the
 // garbage collector's share of CPU over the phase, load included.
 func benchQueries(ctx context.Context, b *benchRun) ([]benchRow, error) {
@@ -103,7 +105,7 @@ func (b *benchRun) indexLoad(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	q := projections.NewQuery(engine, projs, "")
+	q := query.New(engine, projs, "")
 	done := make(chan struct{})
 	go func() { q.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
@@ -202,7 +204,7 @@ func benchQueryFigures(ctx context.Context, b *benchRun, loaded func()) ([]bench
 		}
 		list := func(i int) error { return b.get("/v1/subscriptions?" + l.queries[i%len(l.queries)]) }
 		read := func(i int) error {
-			_, err := projections.LatestValues(ctx, b.js, kv.Bucket(), pages[i%len(pages)])
+			_, err := kvstore.LatestValues(ctx, b.js, kv.Bucket(), pages[i%len(pages)])
 			return err
 		}
 		got, err := b.queryFigures(l.figure, max(n/20, 1), list, read, "the page's records read from KV in one batched direct get", 20)
@@ -482,8 +484,8 @@ func (s *subscriptionSet) load(ctx context.Context, b *benchRun, kv jetstream.Ke
 		value, t := s.value(i)
 		ref := s.at(i)
 		msg := &nats.Msg{Subject: "$KV." + kv.Bucket() + "." + reducers.SubscriptionKey(ref.provider, ref.id), Header: nats.Header{}, Data: value}
-		msg.Header.Set(projections.HeaderEventID, s.fill(t.eventID, i))
-		msg.Header.Set(projections.HeaderEventType, t.eventType)
+		msg.Header.Set(kvstore.HeaderEventID, s.fill(t.eventID, i))
+		msg.Header.Set(kvstore.HeaderEventType, t.eventType)
 		if _, err := b.js.PublishMsgAsync(msg); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/rebuild"
 )
 
 // benchAdminToken is the admin token of the engine bench starts: the
@@ -32,8 +33,8 @@ func benchRebuild(ctx context.Context, b *benchRun) ([]benchRow, error) {
 	}
 
 	sampler := startProcessSampler(b.o.peakProfile)
-	var rb projections.Rebuild
-	err := b.adminDo(ctx, http.MethodPost, "/v1/rebuilds", projections.RebuildRequest{Force: true}, &rb)
+	var rb rebuild.Rebuild
+	err := b.adminDo(ctx, http.MethodPost, "/v1/rebuilds", rebuild.RebuildRequest{Force: true}, &rb)
 	bar := cli.NewBar(int(max(rb.JournalHead, 1)), "rebuild", b.stderr)
 	for err == nil && !rb.Finished() {
 		time.Sleep(100 * time.Millisecond)
@@ -45,7 +46,7 @@ func benchRebuild(ctx context.Context, b *benchRun) ([]benchRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rb.Status != projections.RebuildDone {
+	if rb.Status != rebuild.RebuildDone {
 		return nil, fmt.Errorf("rebuild %s %s: %s %s", rb.ID, rb.Status, rb.Code, rb.Error)
 	}
 	took := rb.FinishedAt.Sub(rb.CreatedAt).Seconds()

@@ -30,7 +30,8 @@ import (
 	"github.com/billfold/billfold/cmd/billfold/internal/local"
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/query"
 )
 
 // billfold demo: serve on a temp data dir with secrets made up for the
@@ -425,7 +426,7 @@ func listAllSubscriptions(adminURL string) ([]domain.SubscriptionRecord, error) 
 	var out []domain.SubscriptionRecord
 	cursor := ""
 	for {
-		v := url.Values{"limit": {fmt.Sprint(projections.MaxListLimit)}}
+		v := url.Values{"limit": {fmt.Sprint(httpapi.MaxListLimit)}}
 		if cursor != "" {
 			v.Set("cursor", cursor)
 		}
@@ -433,7 +434,7 @@ func listAllSubscriptions(adminURL string) ([]domain.SubscriptionRecord, error) 
 		if err != nil {
 			return nil, err
 		}
-		var p projections.Page
+		var p query.Page
 		if err := json.Unmarshal(body, &p); err != nil {
 			return nil, err
 		}

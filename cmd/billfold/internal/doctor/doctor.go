@@ -21,6 +21,7 @@ import (
 	"github.com/billfold/billfold/ingest/hmacsig"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/query"
 )
 
 // The debug report of GET /v1/doctor and `billfold doctor`
@@ -249,7 +250,7 @@ type Doctor struct {
 	js        jetstream.JetStream
 	endpoints []*ingest.Endpoint
 	engine    *projections.Engine
-	query     *projections.Query
+	query     *query.Query
 	bypass    bool
 	natsMode  string
 	version   string // billfold's, for the report
@@ -260,8 +261,8 @@ type Doctor struct {
 }
 
 // New returns the handler of GET /v1/doctor.
-func New(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *projections.Engine, query *projections.Query, bypass bool, version, natsMode string) *Doctor {
-	d := &Doctor{js: js, endpoints: endpoints, engine: engine, query: query, bypass: bypass, version: version, natsMode: natsMode, now: time.Now, unsigned: map[string]bool{}}
+func New(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *projections.Engine, q *query.Query, bypass bool, version, natsMode string) *Doctor {
+	d := &Doctor{js: js, endpoints: endpoints, engine: engine, query: q, bypass: bypass, version: version, natsMode: natsMode, now: time.Now, unsigned: map[string]bool{}}
 	for _, e := range endpoints {
 		if e.Unsigned {
 			d.unsigned[e.Name] = true

@@ -20,7 +20,9 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
+	"github.com/billfold/billfold/projections/rebuild"
 )
 
 // startEngine starts serve on the data dir dir/name (kept between starts,
@@ -231,8 +233,8 @@ func (e *drillEngine) waitProjected(ctx context.Context, timeout time.Duration) 
 
 // verify runs GET /v1/verify: the live projections against a clean fold
 // of the journal.
-func (e *drillEngine) verify(ctx context.Context) (projections.VerifyReport, error) {
-	var rep projections.VerifyReport
+func (e *drillEngine) verify(ctx context.Context) (rebuild.VerifyReport, error) {
+	var rep rebuild.VerifyReport
 	code, err := e.get(ctx, "/v1/verify", &rep)
 	if err == nil && code != http.StatusOK {
 		err = fmt.Errorf("GET /v1/verify answered %d", code)
@@ -242,16 +244,16 @@ func (e *drillEngine) verify(ctx context.Context) (projections.VerifyReport, err
 
 // deliveryLog returns the delivery log's entries of the last ten minutes
 // with outcome, newest first.
-func (e *drillEngine) deliveryLog(ctx context.Context, outcome domain.Outcome) ([]projections.EventSummary, error) {
+func (e *drillEngine) deliveryLog(ctx context.Context, outcome domain.Outcome) ([]ledger.EventSummary, error) {
 	var page struct {
-		Items []projections.EventSummary `json:"items"`
+		Items []ledger.EventSummary `json:"items"`
 	}
-	_, err := e.get(ctx, fmt.Sprintf("/v1/events?status=%s&since=10m&limit=%d", outcome, projections.MaxListLimit), &page)
+	_, err := e.get(ctx, fmt.Sprintf("/v1/events?status=%s&since=10m&limit=%d", outcome, httpapi.MaxListLimit), &page)
 	return page.Items, err
 }
 
 // countCodes counts entries by reason code.
-func countCodes(entries []projections.EventSummary) map[domain.Code]int {
+func countCodes(entries []ledger.EventSummary) map[domain.Code]int {
 	out := map[domain.Code]int{}
 	for _, e := range entries {
 		out[e.Code]++

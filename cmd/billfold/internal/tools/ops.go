@@ -24,6 +24,8 @@ import (
 	"github.com/billfold/billfold/projections/admin"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
+	"github.com/billfold/billfold/projections/rebuild"
 )
 
 // The operator commands: replay (rebuilds and bounded replays), dlq,
@@ -76,8 +78,8 @@ events to the current generation (docs/replay.md).`)
 	if len(pos) > 0 {
 		return replaySub(pos, f, stdout, stderr, fs.Usage)
 	}
-	req := projections.RebuildRequest{Projections: cli.SplitList(projs), Republish: republish, DryRun: dryRun, Force: yes,
-		Filter: projections.ReplayFilter{Types: cli.SplitList(types), Provider: provider, EventID: event}}
+	req := rebuild.RebuildRequest{Projections: cli.SplitList(projs), Republish: republish, DryRun: dryRun, Force: yes,
+		Filter: rebuild.ReplayFilter{Types: cli.SplitList(types), Provider: provider, EventID: event}}
 	if req.Filter.Since, err = httpapi.ParseSince("--since", since, time.Now()); err != nil {
 		fmt.Fprintln(stderr, "billfold replay:", err)
 		return 2
@@ -87,7 +89,7 @@ events to the current generation (docs/replay.md).`)
 		return 2
 	}
 	if dryRun {
-		var dry projections.DryRun
+		var dry rebuild.DryRun
 		if err := cli.AdminJSON(f.Server, http.MethodPost, "/v1/rebuilds", nil, req, &dry); err != nil {
 			return cli.Fail(stderr, "replay", err)
 		}
@@ -109,7 +111,7 @@ events to the current generation (docs/replay.md).`)
 		}
 		return 0
 	}
-	var rb projections.Rebuild
+	var rb rebuild.Rebuild
 	err = cli.AdminJSON(f.Server, http.MethodPost, "/v1/rebuilds", nil, req, &rb)
 	if cli.ErrorCode(err) == domain.CodeConfirmRequired && confirm(os.Stdin, stderr, err.Error()+"\nGo ahead?") {
 		req.Force = true
@@ -131,7 +133,7 @@ events to the current generation (docs/replay.md).`)
 
 // followRebuild shows a rebuild's progress until it ends; Ctrl-C cancels
 // it.
-func followRebuild(f cli.Flags, rb projections.Rebuild, stdout, stderr io.Writer) int {
+func followRebuild(f cli.Flags, rb rebuild.Rebuild, stdout, stderr io.Writer) int {
 	interrupt := make(chan os.Signal, 1)
 	signal.Notify(interrupt, os.Interrupt)
 	defer signal.Stop(interrupt)
@@ -156,9 +158,9 @@ func followRebuild(f cli.Flags, rb projections.Rebuild, stdout, stderr io.Writer
 	if f.Output == "json" {
 		cli.WriteJSON(stdout, rb)
 	} else {
-		printRebuilds(stdout, []projections.Rebuild{rb})
+		printRebuilds(stdout, []rebuild.Rebuild{rb})
 	}
-	if rb.Status != projections.RebuildDone {
+	if rb.Status != rebuild.RebuildDone {
 		fmt.Fprintf(stderr, "billfold replay: %s %s: %s %s\n", rb.ID, rb.Status, rb.Code, rb.Error)
 		return 1
 	}
@@ -168,7 +170,7 @@ func followRebuild(f cli.Flags, rb projections.Rebuild, stdout, stderr io.Writer
 func replaySub(pos []string, f cli.Flags, stdout, stderr io.Writer, usage func()) int {
 	switch {
 	case pos[0] == "list" && len(pos) == 1:
-		var all struct{ Items []projections.Rebuild }
+		var all struct{ Items []rebuild.Rebuild }
 		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/rebuilds", nil, nil, &all); err != nil {
 			return cli.Fail(stderr, "replay", err)
 		}
@@ -178,17 +180,17 @@ func replaySub(pos []string, f cli.Flags, stdout, stderr io.Writer, usage func()
 		printRebuilds(stdout, all.Items)
 		return 0
 	case pos[0] == "status" && len(pos) == 2:
-		var rb projections.Rebuild
+		var rb rebuild.Rebuild
 		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
 			return cli.Fail(stderr, "replay", err)
 		}
 		if f.Output == "json" {
 			return cli.WriteJSON(stdout, rb)
 		}
-		printRebuilds(stdout, []projections.Rebuild{rb})
+		printRebuilds(stdout, []rebuild.Rebuild{rb})
 		return 0
 	case pos[0] == "cancel" && len(pos) == 2:
-		var rb projections.Rebuild
+		var rb rebuild.Rebuild
 		if err := cli.AdminJSON(f.Server, http.MethodDelete, "/v1/rebuilds/"+url.PathEscape(pos[1]), nil, nil, &rb); err != nil {
 			return cli.Fail(stderr, "replay", err)
 		}
@@ -199,7 +201,7 @@ func replaySub(pos []string, f cli.Flags, stdout, stderr io.Writer, usage func()
 	return 2
 }
 
-func printRebuilds(w io.Writer, all []projections.Rebuild) {
+func printRebuilds(w io.Writer, all []rebuild.Rebuild) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tKIND\tPROJECTIONS\tSTATUS\tFOLDED\tHEAD\tRATE/S\tRECORDS\tDLQ RESOLVED\tBY\tCREATED\tERROR")
 	for _, rb := range all {
@@ -400,20 +402,20 @@ func Verify(args []string, stdout, stderr io.Writer) int {
 // runVerification starts a verification job (a read: it sends the API
 // token) and follows it to its end with a progress bar on a terminal, so
 // a journal too large to fold within one request is verified all the same.
-func runVerification(server, projection string, stderr io.Writer) (projections.VerifyReport, error) {
+func runVerification(server, projection string, stderr io.Writer) (rebuild.VerifyReport, error) {
 	b, err := cli.AdminRequest(server, os.Getenv("BILLFOLD_API_TOKEN"), http.MethodPost, "/v1/verifications", url.Values{"projection": {projection}}, nil)
-	var job projections.VerifyJob
+	var job rebuild.VerifyJob
 	if err == nil {
 		err = json.Unmarshal(b, &job)
 	}
 	if err != nil {
-		return projections.VerifyReport{}, err
+		return rebuild.VerifyReport{}, err
 	}
 	var bar *progressbar.ProgressBar
-	for job.Status == projections.VerifyRunning {
+	for job.Status == rebuild.VerifyRunning {
 		time.Sleep(200 * time.Millisecond)
 		if err := cli.AdminJSON(server, http.MethodGet, "/v1/verifications/"+job.ID, nil, nil, &job); err != nil {
-			return projections.VerifyReport{}, err
+			return rebuild.VerifyReport{}, err
 		}
 		if bar == nil && job.JournalHead > 0 {
 			bar = cli.NewBar(int(job.JournalHead), "verify: folding the journal", stderr)
@@ -425,8 +427,8 @@ func runVerification(server, projection string, stderr io.Writer) (projections.V
 	if bar != nil {
 		_ = bar.Finish()
 	}
-	if job.Status != projections.VerifyDone || job.Report == nil {
-		return projections.VerifyReport{}, &cli.APIError{Status: http.StatusOK, Body: httpapi.APIError{Error: "failed", Code: job.Code, Message: job.Message}}
+	if job.Status != rebuild.VerifyDone || job.Report == nil {
+		return rebuild.VerifyReport{}, &cli.APIError{Status: http.StatusOK, Body: httpapi.APIError{Error: "failed", Code: job.Code, Message: job.Message}}
 	}
 	return *job.Report, nil
 }
@@ -444,7 +446,7 @@ func Events(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&status, "status", "", "list: failed (open dead letters) or a delivery outcome (accepted, duplicate, rejected, ...)")
 	fs.StringVar(&since, "since", "1h", "list: since (RFC 3339 or a duration back, such as 1h)")
 	fs.StringVar(&provider, "provider", "", "list: only this provider (or endpoint)")
-	fs.IntVar(&limit, "limit", projections.DefaultListLimit, "list: at most this many, newest first")
+	fs.IntVar(&limit, "limit", httpapi.DefaultListLimit, "list: at most this many, newest first")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: billfold events show <provider> <event_id> [flags]\n       billfold events list [--status failed|accepted|rejected|...] [--since 1h] [--provider P] [flags]")
 		fs.PrintDefaults()
@@ -455,7 +457,7 @@ func Events(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case len(pos) == 3 && pos[0] == "show":
-		var e projections.EventEntry
+		var e ledger.EventEntry
 		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/events/"+url.PathEscape(pos[1])+"/"+url.PathEscape(pos[2]), nil, nil, &e); err != nil {
 			return cli.Fail(stderr, "events", err)
 		}
@@ -472,7 +474,7 @@ func Events(args []string, stdout, stderr io.Writer) int {
 		if provider != "" {
 			v.Set("provider", provider)
 		}
-		var list struct{ Items []projections.EventSummary }
+		var list struct{ Items []ledger.EventSummary }
 		if err := cli.AdminJSON(f.Server, http.MethodGet, "/v1/events", v, nil, &list); err != nil {
 			return cli.Fail(stderr, "events", err)
 		}
@@ -496,7 +498,7 @@ func Events(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func printEvent(w io.Writer, e projections.EventEntry) {
+func printEvent(w io.Writer, e ledger.EventEntry) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "event:\t%s/%s\n", e.Namespace, e.EventID)
 	if j := e.Journal; j != nil {

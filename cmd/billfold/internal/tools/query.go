@@ -19,7 +19,8 @@ import (
 
 	"github.com/billfold/billfold/cmd/billfold/internal/cli"
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/query"
 )
 
 // ---------------------------------------------------------------------------
@@ -108,7 +109,7 @@ func List(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "billfold list: --limit must be positive")
 		return 2
 	}
-	var all projections.Page
+	var all query.Page
 	all.Items = []json.RawMessage{}
 	for {
 		v := url.Values{}
@@ -117,7 +118,7 @@ func List(args []string, stdout, stderr io.Writer) int {
 				v.Set(k, s)
 			}
 		}
-		page := projections.MaxListLimit
+		page := httpapi.MaxListLimit
 		if limit > 0 {
 			page = min(page, limit-len(all.Items))
 		}
@@ -126,7 +127,7 @@ func List(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return cli.Fail(stderr, "list", err)
 		}
-		var p projections.Page
+		var p query.Page
 		if err := json.Unmarshal(body, &p); err != nil {
 			return cli.Fail(stderr, "list", err)
 		}
@@ -251,7 +252,7 @@ func printRecord(w io.Writer, kind string, body []byte) error {
 	case "order":
 		var r struct {
 			domain.OrderRecord
-			ResolvedFrom *projections.OrderResolution `json:"resolved_from"`
+			ResolvedFrom *query.OrderResolution `json:"resolved_from"`
 		}
 		if err := json.Unmarshal(body, &r); err != nil {
 			return err

@@ -1,0 +1,126 @@
+package projections
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections/jsio"
+)
+
+// MemoryRecords is a reducers.Lookup over a map.
+type MemoryRecords map[string][]byte
+
+// Get implements reducers.Lookup.
+func (m MemoryRecords) Get(key string) ([]byte, error) { return m[key], nil }
+
+// JournalHead is the journal's last sequence.
+func JournalHead(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	s, err := js.Stream(ctx, domain.JournalStream)
+	if err != nil {
+		return 0, domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
+	}
+	return info.State.LastSeq, nil
+}
+
+// EachJournalEvent calls fn with every journal event in sequence order, up
+// to the journal's last sequence when the call starts.
+func EachJournalEvent(ctx context.Context, js jetstream.JetStream, fn func(*domain.Envelope) error) error {
+	return EachJournalEventUpTo(ctx, js, 0, fn)
+}
+
+// EachJournalEventUpTo calls fn with every journal event in sequence order, up
+// to last (0: the journal's last sequence when the call starts).
+func EachJournalEventUpTo(ctx context.Context, js jetstream.JetStream, last uint64, fn func(*domain.Envelope) error) error {
+	stream, err := js.Stream(ctx, domain.JournalStream)
+	if err != nil {
+		return domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
+	}
+	if last == 0 || last > info.State.LastSeq {
+		last = info.State.LastSeq
+	}
+	if info.State.Msgs == 0 || last < info.State.FirstSeq {
+		return nil
+	}
+	c, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: jsio.ConsumerInactiveThreshold})
+	if err != nil {
+		return domain.Wrap(domain.CodeJournalUnavailable, err, "journal consumer")
+	}
+	defer jsio.DeleteOrdered(js, domain.JournalStream, c)
+	// Batched pulls: one round trip per message would cap a fold at the
+	// round-trip rate.
+	it, err := c.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return domain.Wrap(domain.CodeJournalUnavailable, err, "journal consumer")
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return domain.Wrap(domain.CodeJournalUnavailable, err, "read journal")
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return domain.Wrap(domain.CodeJournalUnavailable, err, "journal message metadata")
+		}
+		env, err := domain.DecodeEnvelope(msg.Headers(), msg.Data(), meta.Sequence.Stream)
+		if err != nil {
+			return err
+		}
+		env.Facts = new(domain.Facts) // every projection's fold of it decodes its payload once
+		if err := fn(&env); err != nil {
+			return err
+		}
+		if meta.Sequence.Stream >= last {
+			return nil
+		}
+	}
+}
+
+// JournalEntry is an event as the journal holds it, without its body.
+type JournalEntry struct {
+	Sequence  uint64          `json:"sequence"`
+	Provider  domain.Provider `json:"provider"`
+	Endpoint  string          `json:"endpoint"`
+	EventID   string          `json:"event_id"`
+	EventType string          `json:"event_type"`
+	Created   time.Time       `json:"created"`
+	Received  time.Time       `json:"received"`
+	RequestID string          `json:"request_id"`
+	// ProviderRequestID is the provider's request or message id (Stripe
+	// request.id, Svix message id), when it gave one.
+	ProviderRequestID string `json:"provider_request_id,omitempty"`
+	// Account is the Stripe Connect account of a connected account's
+	// event; absent for the platform's own.
+	Account      string              `json:"account,omitempty"`
+	Livemode     *bool               `json:"livemode,omitempty"`
+	Verification domain.Verification `json:"verification"`
+	ObjectKind   string              `json:"object_kind,omitempty"`
+	ObjectID     string              `json:"object_id,omitempty"`
+}
+
+// NewJournalEntry is the ledger's view of a journaled event.
+func NewJournalEntry(env *domain.Envelope) JournalEntry {
+	return JournalEntry{
+		Sequence: env.Sequence, Provider: env.Provider, Endpoint: env.Endpoint,
+		EventID: env.EventID, EventType: env.EventType, Created: env.Created, Received: env.Received,
+		RequestID: env.RequestID, ProviderRequestID: env.ProviderRequestID, Account: env.Account,
+		Livemode: env.Livemode, Verification: env.Verification,
+		ObjectKind: env.ObjectKind, ObjectID: env.ObjectID,
+	}
+}
