@@ -14,7 +14,6 @@ import (
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/feed"
-	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
@@ -65,7 +64,7 @@ func fold(t require.TestingT, events []*domain.Envelope) (versions []feed.Subscr
 			store[k] = v
 		}
 		if v, ok := changes[key]; ok {
-			rec, err := kvstore.StoredRecord(v)
+			rec, err := reducers.RecordOf(v)
 			require.NoError(t, err)
 			var sv feed.SubscriptionVersion
 			require.NoError(t, json.Unmarshal(rec, &sv))

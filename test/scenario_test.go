@@ -19,7 +19,6 @@ import (
 	"github.com/billfold/billfold/ingest/hmacsig"
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/ingest/svix"
-	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -137,7 +136,7 @@ func readRecord[R any](r *recordReader, projection, key string) *R {
 	r.t.Helper()
 	e, err := r.kv[projection].Get(context.Background(), key)
 	require.NoError(r.t, err, "%s %s", projection, key)
-	raw, err := kvstore.StoredRecord(e.Value())
+	raw, err := reducers.RecordOf(e.Value())
 	require.NoError(r.t, err)
 	rec := new(R)
 	require.NoError(r.t, json.Unmarshal(raw, rec))

@@ -23,6 +23,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/feed"
 	"github.com/billfold/billfold/projections/kvstore"
+	"github.com/billfold/billfold/reducers"
 )
 
 // ErrNotFound is Get's error for a key the projection does not hold.
@@ -97,7 +98,7 @@ func (c *Client) Get(ctx context.Context, projection, key string) ([]byte, uint6
 	if err != nil {
 		return nil, 0, err
 	}
-	rec, err := kvstore.StoredRecord(e.Value())
+	rec, err := reducers.RecordOf(e.Value())
 	if err != nil {
 		return nil, 0, err
 	}

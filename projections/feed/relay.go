@@ -17,6 +17,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/jsio"
 	"github.com/billfold/billfold/projections/kvstore"
+	"github.com/billfold/billfold/reducers"
 )
 
 // RelayBatch is the most bucket writes a relay publishes in one burst.
@@ -296,7 +297,7 @@ func (r *Relay) decode(w *relayWrite) error {
 	if kind, _, _ := strings.Cut(key, "."); !domain.IsRecordKind(kind) {
 		return nil
 	}
-	record, err := kvstore.StoredRecord(w.msg.Data())
+	record, err := reducers.RecordOf(w.msg.Data())
 	if err != nil || record == nil {
 		return fmt.Errorf("stored value without a record: %v", err)
 	}

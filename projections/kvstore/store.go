@@ -1,15 +1,12 @@
 package kvstore
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
 	"strconv"
 	"sync"
 
-	"github.com/go-json-experiment/json/jsontext"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -337,49 +334,6 @@ func (s *Store) EachValue(ctx context.Context, fn func(key string, value []byte)
 			fn(u.Key(), u.Value())
 		}
 	}
-}
-
-// StoredRecord is the record part of a stored value, undecoded; nil when
-// the value holds none.
-func StoredRecord(value []byte) (json.RawMessage, error) {
-	if rec, ok := leadingRecord(value); ok {
-		return rec, nil
-	}
-	var s struct {
-		Record json.RawMessage `json:"record"`
-	}
-	if err := json.Unmarshal(value, &s); err != nil {
-		return nil, domain.Wrap(domain.CodeReducerDecode, err, "stored record")
-	}
-	if len(s.Record) == 0 || string(s.Record) == "null" {
-		return nil, nil
-	}
-	return s.Record, nil
-}
-
-// leadingRecord reads the record of a value whose first member is
-// "record", as in every value the reducers write (reducers.Stored encodes
-// it first), and stops there: the merge state after it, often three times
-// the record's size (a year of a subscription's history), is neither
-// decoded nor scanned. That made reading a stored subscription several
-// times cheaper (BenchmarkStoredRecord), and every record the query API
-// answers is read so. Any other shape is left to the full decode.
-func leadingRecord(value []byte) (json.RawMessage, bool) {
-	// jsontext (encoding/json/v2's tokenizer) reads the record as one
-	// value, checked but not decoded: several times cheaper than
-	// encoding/json's Decoder, which decoded the record into a RawMessage.
-	dec := jsontext.NewDecoder(bytes.NewReader(value))
-	if t, err := dec.ReadToken(); err != nil || t.Kind() != '{' {
-		return nil, false
-	}
-	if t, err := dec.ReadToken(); err != nil || t.Kind() != '"' || t.String() != "record" {
-		return nil, false
-	}
-	rec, err := dec.ReadValue()
-	if err != nil || rec.Kind() != '{' {
-		return nil, false
-	}
-	return json.RawMessage(rec), true
 }
 
 // jsio.DirectBatch bounds the keys of one batched direct get; the server

@@ -8,7 +8,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
-	"github.com/billfold/billfold/projections/kvstore"
+	"github.com/billfold/billfold/reducers"
 )
 
 // EventRecord is a record a journal event writes, and what the stored
@@ -78,7 +78,7 @@ func eventRecord(env *domain.Envelope, key string, value []byte) (EventRecord, b
 	if !domain.IsRecordKind(kind) {
 		return EventRecord{}, false
 	}
-	raw, err := kvstore.StoredRecord(value)
+	raw, err := reducers.RecordOf(value)
 	var ids struct {
 		ID     string `json:"id"`
 		UserID string `json:"user_id"`

@@ -57,7 +57,7 @@ func (v *queryView) read(ctx context.Context, projection, key string) (json.RawM
 	if !found {
 		return nil, nil
 	}
-	return kvstore.StoredRecord(value)
+	return reducers.RecordOf(value)
 }
 
 // readMany reads keys of projection, keeping the order and leaving out
@@ -78,7 +78,7 @@ func (v *queryView) readMany(ctx context.Context, projection string, keys []stri
 		if value == nil {
 			continue
 		}
-		rec, err := kvstore.StoredRecord(value)
+		rec, err := reducers.RecordOf(value)
 		if err != nil {
 			return nil, err
 		}
@@ -153,5 +153,5 @@ func (q *Query) AsOf(ctx context.Context, kind, provider, id string, t time.Time
 	if records[key] == nil {
 		return nil, domain.Errorf(domain.CodeNotFound, "no %s as of %s", describe(kind, provider, id), t.Format(time.RFC3339))
 	}
-	return kvstore.StoredRecord(records[key])
+	return reducers.RecordOf(records[key])
 }

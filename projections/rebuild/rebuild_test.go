@@ -23,7 +23,6 @@ import (
 	"github.com/billfold/billfold/ingest/samples"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
-	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/projections/query"
 	"github.com/billfold/billfold/projections/rebuild"
 	"github.com/billfold/billfold/reducers"
@@ -554,7 +553,7 @@ func TestReplayFilterAndRebuildResolveDeadLetters(t *testing.T) {
 
 // decodeStored decodes the record part of a stored value.
 func decodeStored[R any](value []byte) (*R, error) {
-	raw, err := kvstore.StoredRecord(value)
+	raw, err := reducers.RecordOf(value)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package kvstore_test
+package reducers_test
 
 import (
 	"maps"
@@ -7,25 +7,21 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
-	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 )
 
-type memRecords map[string][]byte
 
-func (m memRecords) Get(key string) ([]byte, error) { return m[key], nil }
-
-// BenchmarkStoredRecord reads the record part of a stored subscription
+// BenchmarkRecordOf reads the record part of a stored subscription
 // with a year of monthly history (the merge state the reducer keeps beside
 // it): what the query API does for every record it answers.
-func BenchmarkStoredRecord(b *testing.B) {
+func BenchmarkRecordOf(b *testing.B) {
 	var subs reducers.Projection
 	for _, p := range reducers.All(reducers.DefaultOptions()) {
 		if p.Name() == domain.ProjectionSubscriptions {
 			subs = p
 		}
 	}
-	m := memRecords{}
+	m := records{}
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 12 {
 		for _, s := range []samples.Stripe{
@@ -42,7 +38,7 @@ func BenchmarkStoredRecord(b *testing.B) {
 		}
 	}
 	value := m[reducers.SubscriptionKey("stripe", "sub_1Q8wXrSampleB2")]
-	rec, err := kvstore.StoredRecord(value)
+	rec, err := reducers.RecordOf(value)
 	if err != nil || rec == nil {
 		b.Fatal(err)
 	}
@@ -50,7 +46,7 @@ func BenchmarkStoredRecord(b *testing.B) {
 	b.SetBytes(int64(len(value)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := kvstore.StoredRecord(value); err != nil {
+		if _, err := reducers.RecordOf(value); err != nil {
 			b.Fatal(err)
 		}
 	}
