@@ -56,6 +56,7 @@ type serveOptions struct {
 	bypass            bool
 	rebuildGrace      time.Duration
 	rebuildRate       float64
+	rebuildMemory     int
 	retrySchedule     retrySchedule
 	maxFeedClients    int
 	maxFoldJobs       int
@@ -110,6 +111,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.DurationVar(&o.rebuildGrace, "rebuild-grace", rebuild.DefaultRebuildGrace, "how long a rebuild keeps the generation it replaced")
 	fs.Var(&o.retrySchedule, "retry-schedule", "waits before each scheduled retry of an event that failed transiently, comma-separated (default 1m,5m,30m,2h,12h; none: such dead letters are exhausted at once)")
 	fs.Float64Var(&o.rebuildRate, "rebuild-rate", 0, "events per second a rebuild's fold may read (0: no cap), to leave room for live traffic")
+	fs.IntVar(&o.rebuildMemory, "rebuild-memory", rebuild.DefaultRebuildMemory>>20, "MiB of records a rebuild's fold holds before it writes them to the new generations and lets them go")
 	fs.IntVar(&o.maxFeedClients, "max-feed-clients", feed.DefaultMaxFeedClients, "GET /v1/changes clients served at once; past it 429 BILLFOLD-BUSY")
 	fs.IntVar(&o.maxFoldJobs, "max-fold-jobs", projections.DefaultMaxFoldJobs, "fold reads (as_of, verify) run at once; past it 429 BILLFOLD-BUSY")
 	fs.Int64Var(&o.intakeBudget, "intake-budget", 0, "bytes of webhook bodies being read at once, all senders together (0: 64 MiB, or the largest max_body_bytes if more); past it 503 BILLFOLD-INTAKE-BUSY")
@@ -211,7 +213,7 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rebuilds, err := rebuild.NewRebuilds(setupCtx, engine, rebuild.RebuildOptions{Grace: o.rebuildGrace, Rate: o.rebuildRate, Log: log})
+	rebuilds, err := rebuild.NewRebuilds(setupCtx, engine, rebuild.RebuildOptions{Grace: o.rebuildGrace, Rate: o.rebuildRate, Memory: o.rebuildMemory << 20, Log: log})
 	if err != nil {
 		return err
 	}

@@ -13,30 +13,120 @@ import (
 )
 
 // foldedRecord is a record in a fold's memory, with the event that last
-// changed it.
+// changed it. A record read back from a spill is clean until an event
+// changes it again.
 type foldedRecord struct {
 	value []byte
 	cause kvstore.Cause
+	dirty bool
 }
 
 // foldedRecords is one projection's records in memory.
 type foldedRecords map[string]foldedRecord
 
-func (m foldedRecords) Get(key string) ([]byte, error) { return m[key].value, nil }
+// recordOverhead is what a record costs in memory beside its key and value
+// bytes (the map entry, the slice and string headers, the cause): what
+// the spill budget counts per record.
+const recordOverhead = 160
+
+// DefaultRebuildMemory is the memory a rebuild's fold may hold in records
+// before it writes them to the new generations and lets them go
+// (RebuildOptions.Memory).
+const DefaultRebuildMemory = 256 << 20
+
+// spill is where a projection's fold puts its records once it holds more
+// than budget bytes of them: the new generation it is building.
+type spill struct {
+	budget int
+	store  *kvstore.Store
+	write  func(ctx context.Context, s *kvstore.Store, records foldedRecords, keys []string) error
+}
+
+// projectionRecords are one projection's records during a fold: those in
+// memory, and, once it has spilled, the keys it wrote to the new
+// generation. It is the reducers' Lookup: a spilled record is read back
+// from the new generation when an event needs it.
+type projectionRecords struct {
+	ctx     context.Context
+	mem     foldedRecords
+	bytes   int
+	spill   *spill
+	spilled map[string]struct{}
+	spills  int
+}
+
+func newProjectionRecords(ctx context.Context, sp *spill) *projectionRecords {
+	return &projectionRecords{ctx: ctx, mem: foldedRecords{}, spill: sp, spilled: map[string]struct{}{}}
+}
+
+// Get implements reducers.Lookup.
+func (r *projectionRecords) Get(key string) ([]byte, error) {
+	if e, ok := r.mem[key]; ok {
+		return e.value, nil
+	}
+	if _, ok := r.spilled[key]; !ok {
+		return nil, nil
+	}
+	v, found, err := r.spill.store.Latest(r.ctx, key)
+	if err != nil {
+		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "read back "+key+" from "+r.spill.store.Bucket())
+	}
+	if found {
+		r.put(key, foldedRecord{value: v})
+	}
+	return v, nil
+}
+
+func (r *projectionRecords) put(key string, e foldedRecord) {
+	old, ok := r.mem[key]
+	if !ok {
+		r.bytes += len(key) + recordOverhead
+	}
+	r.bytes += len(e.value) - len(old.value)
+	r.mem[key] = e
+}
+
+// spillIfFull writes the records changed since they were last written to
+// the new generation and lets every record in memory go, once they take
+// more than the budget.
+func (r *projectionRecords) spillIfFull() error {
+	if r.spill == nil || r.bytes <= r.spill.budget {
+		return nil
+	}
+	var keys []string
+	for k, e := range r.mem {
+		if e.dirty {
+			keys = append(keys, k)
+		}
+	}
+	if err := r.spill.write(r.ctx, r.spill.store, r.mem, keys); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		r.spilled[k] = struct{}{}
+	}
+	clear(r.mem)
+	r.bytes = 0
+	r.spills++
+	return nil
+}
 
 // memoryFold folds journal events into memory: the records of each
-// projection, bounded by the number of records, not of events.
+// projection, bounded by the number of records, not of events, and, for
+// a projection with a spill, by its budget.
 type memoryFold struct {
 	projs   []reducers.Projection
-	records map[string]foldedRecords
+	records map[string]*projectionRecords
 	// refused is called with each event a projection refuses permanently.
 	refused func(projection string, env *domain.Envelope, err error)
 }
 
-func newMemoryFold(projs []reducers.Projection) *memoryFold {
-	f := &memoryFold{projs: projs, records: map[string]foldedRecords{}, refused: func(string, *domain.Envelope, error) {}}
+// newMemoryFold folds projs; spills, by projection, bound the memory of
+// those that have one (a rebuild's; verify compares all records at once).
+func newMemoryFold(ctx context.Context, projs []reducers.Projection, spills map[string]*spill) *memoryFold {
+	f := &memoryFold{projs: projs, records: map[string]*projectionRecords{}, refused: func(string, *domain.Envelope, error) {}}
 	for _, p := range projs {
-		f.records[p.Name()] = foldedRecords{}
+		f.records[p.Name()] = newProjectionRecords(ctx, spills[p.Name()])
 	}
 	return f
 }
@@ -57,9 +147,9 @@ func (f *memoryFold) applyTo(p reducers.Projection, env *domain.Envelope) error 
 	}
 	cause := kvstore.Cause{EventID: env.EventID, EventType: env.EventType, Sequence: env.Sequence}
 	for key, value := range changes {
-		records[key] = foldedRecord{value: value, cause: cause}
+		records.put(key, foldedRecord{value: value, cause: cause, dirty: true})
 	}
-	return nil
+	return records.spillIfFull()
 }
 
 // foldJournal folds the journal up to last (0: its last sequence when the
@@ -111,7 +201,7 @@ func (f *memoryFold) foldJournal(ctx context.Context, js jetstream.JetStream, la
 // projection must equal (invariant 4). It returns each projection's records
 // by key, and the events each projection refused permanently, by event id.
 func FoldJournal(ctx context.Context, js jetstream.JetStream, projs []reducers.Projection) (records map[string]map[string][]byte, refused map[string]map[string]error, err error) {
-	f := newMemoryFold(projs)
+	f := newMemoryFold(ctx, projs, nil)
 	refused = map[string]map[string]error{}
 	for _, p := range projs {
 		refused[p.Name()] = map[string]error{}
@@ -126,7 +216,7 @@ func FoldJournal(ctx context.Context, js jetstream.JetStream, projs []reducers.P
 	records = map[string]map[string][]byte{}
 	for name, recs := range f.records {
 		records[name] = map[string][]byte{}
-		for key, r := range recs {
+		for key, r := range recs.mem {
 			records[name][key] = r.value
 		}
 	}

@@ -122,6 +122,9 @@ type Rebuild struct {
 	ETASeconds    float64 `json:"eta_seconds"`
 	// Records written into the new generations.
 	Records int `json:"records,omitempty"`
+	// Spilled counts the records the fold wrote to the new generations
+	// before the end, its memory bound (RebuildOptions.Memory) being full.
+	Spilled int `json:"spilled,omitempty"`
 	// Generations being built (rebuild), by projection.
 	Generations map[string]int `json:"generations,omitempty"`
 	// Replay counts: events the filter matched, and per projection
@@ -162,7 +165,12 @@ type RebuildOptions struct {
 	// Rate caps the events per second a rebuild's fold reads, so a
 	// rebuild on a busy machine leaves room for live traffic; 0: no cap.
 	Rate float64
-	Log  *slog.Logger
+	// Memory bounds the bytes of records a rebuild's fold holds, all
+	// projections together (DefaultRebuildMemory when zero): past it, a
+	// projection writes what it folded to its new generation and lets it
+	// go (docs/replay.md).
+	Memory int
+	Log    *slog.Logger
 }
 
 // Rebuilds runs rebuilds and replays of an engine's projections, keeps
@@ -496,7 +504,7 @@ func (rs *Rebuilds) run(ctx context.Context, rb *Rebuild) {
 		stored.Folded, stored.Caught = p.folded.Load(), p.caught.Load()
 		stored.Matched, stored.Applied, stored.Failed = p.matched.Load(), p.applied.Load(), p.failed.Load()
 		stored.RatePerSecond, stored.ETASeconds = rateAndETA(stored.Folded, stored.JournalHead, time.Since(started))
-		stored.Records, stored.Generations, stored.DeadLettersResolved = rb.Records, rb.Generations, rb.DeadLettersResolved
+		stored.Records, stored.Spilled, stored.Generations, stored.DeadLettersResolved = rb.Records, rb.Spilled, rb.Generations, rb.DeadLettersResolved
 		return true
 	})
 	if werr != nil {
@@ -507,7 +515,7 @@ func (rs *Rebuilds) run(ctx context.Context, rb *Rebuild) {
 	if err != nil {
 		log.Warn(rb.Kind+" ended", "code", code, "error", err)
 	} else {
-		log.Info(rb.Kind+" ended", "records", final.Records, "dead_letters_resolved", rb.DeadLettersResolved)
+		log.Info(rb.Kind+" ended", "records", final.Records, "spilled", final.Spilled, "dead_letters_resolved", rb.DeadLettersResolved)
 	}
 }
 
@@ -520,6 +528,14 @@ func rateAndETA(done, total uint64, elapsed time.Duration) (float64, float64) {
 }
 
 // limiter paces a fold at the configured rate; nil means no cap.
+// memory is the fold's memory bound (RebuildOptions.Memory).
+func (rs *Rebuilds) memory() int {
+	if rs.opts.Memory > 0 {
+		return rs.opts.Memory
+	}
+	return DefaultRebuildMemory
+}
+
 func (rs *Rebuilds) limiter() *rate.Limiter {
 	if rs.opts.Rate <= 0 {
 		return nil

@@ -45,6 +45,12 @@ type replayFixture struct {
 
 func newReplayFixture(t testing.TB, nc *nats.Conn, js jetstream.JetStream, o reducers.Options, grace time.Duration) *replayFixture {
 	t.Helper()
+	return newReplayFixtureWith(t, nc, js, o, rebuild.RebuildOptions{Grace: grace})
+}
+
+// newReplayFixtureWith is newReplayFixture with the rebuilds' options.
+func newReplayFixtureWith(t testing.TB, nc *nats.Conn, js jetstream.JetStream, o reducers.Options, ro rebuild.RebuildOptions) *replayFixture {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
 	f := &replayFixture{t: t, nc: nc, js: js, journal: ingest.NewJournal(nc, js), projs: reducers.All(o)}
@@ -52,7 +58,8 @@ func newReplayFixture(t testing.TB, nc *nats.Conn, js jetstream.JetStream, o red
 	f.engine, err = projections.NewEngine(ctx, js, f.projs, projections.EngineOptions{Replicas: 1, Log: projtest.QuietLog,
 		Retry: projections.RetryPolicy{Attempts: 2, Initial: time.Millisecond, Max: 5 * time.Millisecond}})
 	require.NoError(t, err)
-	f.rebuilds, err = rebuild.NewRebuilds(ctx, f.engine, rebuild.RebuildOptions{Grace: grace, Log: projtest.QuietLog})
+	ro.Log = projtest.QuietLog
+	f.rebuilds, err = rebuild.NewRebuilds(ctx, f.engine, ro)
 	require.NoError(t, err)
 	f.query = query.New(f.engine, f.projs, "")
 	var wg sync.WaitGroup
@@ -198,6 +205,54 @@ func TestRebuildSwitchesToAnEqualGenerationWithoutRepublishing(t *testing.T) {
 	assert.Equal(t, 3, f.engine.Generation(domain.ProjectionCustomers).Number)
 	assert.Equal(t, 2, f.engine.Generation(domain.ProjectionOrders).Number)
 	assert.GreaterOrEqual(t, f.waitFeedSettled(), settled+15)
+}
+
+// A rebuild whose records outgrow its memory bound writes them to the new
+// generation as it folds and reads them back when an event needs them:
+// it ends equal to the live projections byte for byte, sends nothing
+// downstream already has, and with republish sends every record once
+// more, not the versions it wrote on the way.
+func TestRebuildWithinAMemoryBoundEqualsLive(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	f := newReplayFixtureWith(t, nc, js, reducers.DefaultOptions(), rebuild.RebuildOptions{Grace: time.Hour, Memory: 16 << 10})
+	projtest.AppendSamples(t, f.journal, 15)
+	projtest.WaitCaughtUp(t, f.engine)
+	before := f.waitFeedSettled()
+	live := map[string]map[string][]byte{}
+	records := 0
+	for _, p := range f.projs {
+		live[p.Name()] = projtest.StoreContents(t, js, p.Name())
+		records += len(live[p.Name()])
+	}
+
+	rb := f.rebuild(rebuild.RebuildRequest{})
+	require.Equal(t, rebuild.RebuildDone, rb.Status, rb.Error)
+	assert.Positive(t, rb.Spilled, "16 KiB cannot hold every record")
+	assert.Equal(t, records, rb.Records)
+	rep := f.verify()
+	assert.True(t, rep.Identical, "%+v", rep.Differences)
+	for _, p := range f.projs {
+		assert.Equal(t, live[p.Name()], projtest.StoreContents(t, js, p.Name()), p.Name())
+	}
+	assert.Equal(t, before, f.waitFeedSettled(), "nothing downstream already has, not the spilled writes either")
+
+	subscriptionChanges := func() int {
+		s, err := js.Stream(context.Background(), domain.ChangesStream)
+		require.NoError(t, err)
+		info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(domain.ChangeSubjectPrefix+domain.ProjectionSubscriptions+".>"))
+		require.NoError(t, err)
+		n := 0
+		for _, c := range info.State.Subjects {
+			n += int(c)
+		}
+		return n
+	}
+	published := subscriptionChanges()
+	rb = f.rebuild(rebuild.RebuildRequest{Projections: []string{domain.ProjectionSubscriptions}, Republish: true})
+	require.Equal(t, rebuild.RebuildDone, rb.Status, rb.Error)
+	assert.Positive(t, rb.Spilled)
+	f.waitFeedSettled()
+	assert.Equal(t, published+len(live[domain.ProjectionSubscriptions]), subscriptionChanges(), "each subscription once more")
 }
 
 // Invariant 4 under live load: deliveries keep arriving while a rebuild

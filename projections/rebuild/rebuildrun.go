@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
@@ -71,7 +73,11 @@ func (rs *Rebuilds) rebuild(ctx context.Context, rb *Rebuild, p *progress) (err 
 		return err
 	}
 
-	fold := newMemoryFold(projs)
+	spills := map[string]*spill{}
+	for name, t := range targets {
+		spills[name] = &spill{budget: rs.memory() / len(targets), store: t.store, write: rs.writeRecords}
+	}
+	fold := newMemoryFold(ctx, projs, spills)
 	refused := map[string]map[string]bool{} // projection → dead-letter subject
 	var refusals []deadletter.Letter
 	var mu sync.Mutex
@@ -107,6 +113,7 @@ func (rs *Rebuilds) rebuild(ctx context.Context, rb *Rebuild, p *progress) (err 
 			return err
 		}
 		rb.Records += n
+		rb.Spilled += len(fold.records[name].spilled)
 		delete(fold.records, name) // the memory is no longer needed
 	}
 	rs.opts.Log.Info("rebuild wrote the new generations", "id", rb.ID, "records", rb.Records)
@@ -125,11 +132,15 @@ func (rs *Rebuilds) rebuild(ctx context.Context, rb *Rebuild, p *progress) (err 
 	return rs.settleDeadLetters(ctx, rb, refused, refusals)
 }
 
-// writeGeneration writes a folded projection into t's empty store: first
-// the records the replaced generation holds as they are (downstream has
-// them), then the ones that differ, so the new generation's relay can start
-// at the first difference. It returns the records written.
-func (rs *Rebuilds) writeGeneration(ctx context.Context, t *target, records foldedRecords, republish bool) (int, error) {
+// writeGeneration writes a folded projection into t's store: first the
+// records the replaced generation holds as they are (downstream has them),
+// then the ones that differ, so the new generation's relay can start at
+// the first difference. A fold that spilled has written records to the
+// store already; those not changed since are rewritten after the first
+// difference when they differ from the replaced generation (so the relay
+// publishes them), and left where they are otherwise. It returns the
+// records the generation holds.
+func (rs *Rebuilds) writeGeneration(ctx context.Context, t *target, records *projectionRecords, republish bool) (int, error) {
 	known := map[string][sha256.Size]byte{}
 	if !republish {
 		var err error
@@ -137,23 +148,105 @@ func (rs *Rebuilds) writeGeneration(ctx context.Context, t *target, records fold
 			return 0, err
 		}
 	}
+	differs := func(key string, value []byte) bool {
+		d, ok := known[key]
+		return !ok || d != sha256.Sum256(value)
+	}
 	var same, changed []string
-	for key, r := range records {
-		if d, ok := known[key]; ok && d == sha256.Sum256(r.value) {
-			same = append(same, key)
-		} else {
+	for key, r := range records.mem {
+		switch {
+		case !r.dirty: // spilled and read back: where it is, or rewritten below
+		case differs(key, r.value):
 			changed = append(changed, key)
+		default:
+			same = append(same, key)
 		}
 	}
-	if err := rs.writeRecords(ctx, t.store, records, same); err != nil {
+	if err := rs.writeRecords(ctx, t.store, records.mem, same); err != nil {
 		return 0, err
 	}
-	t.changedFrom = uint64(len(same)) + 1
-	if err := rs.writeRecords(ctx, t.store, records, changed); err != nil {
+	last, err := rs.lastSequence(ctx, t.store)
+	if err != nil {
 		return 0, err
 	}
-	t.bulkEnd = uint64(len(same) + len(changed))
-	return len(records), nil
+	t.changedFrom = last + 1
+	if err := rs.writeRecords(ctx, t.store, records.mem, changed); err != nil {
+		return 0, err
+	}
+	n := len(same) + len(changed)
+	if records.spills > 0 {
+		moved, kept, err := rs.rewriteSpilled(ctx, t.store, records, t.changedFrom, differs)
+		if err != nil {
+			return 0, err
+		}
+		n += moved + kept
+		rs.opts.Log.Info("rebuild spilled records to the new generation", "projection", t.projection, "spills", records.spills,
+			"spilled", len(records.spilled), "rewritten", moved, "left", kept)
+	}
+	if t.bulkEnd, err = rs.lastSequence(ctx, t.store); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// rewriteSpilled reads the latest write of every record s holds from
+// before the final writes (before), and writes again those the fold did
+// not change since it spilled them and that differ from the replaced
+// generation, with the event that caused them. It returns how many it
+// rewrote and how many it left.
+func (rs *Rebuilds) rewriteSpilled(ctx context.Context, s *kvstore.Store, records *projectionRecords, before uint64, differs func(string, []byte) bool) (moved, kept int, err error) {
+	prefix := "$KV." + s.Bucket() + "."
+	var msgs []*nats.Msg
+	flush := func() error {
+		for _, err := range jsio.PublishAsync(ctx, rs.js, msgs, nil, nil) {
+			if err != nil {
+				return domain.Wrap(domain.CodeStoreUnavailable, err, "write "+s.Bucket())
+			}
+		}
+		msgs = msgs[:0]
+		return nil
+	}
+	var failed error
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}
+	err = jsio.OrderedRead(ctx, rs.js, domain.BucketStream(s.Bucket()), cfg, domain.CodeStoreUnavailable, func(m jetstream.Msg) {
+		meta, err := m.Metadata()
+		if failed != nil || err != nil || meta.Sequence.Stream >= before {
+			return // one of the final writes
+		}
+		key := strings.TrimPrefix(m.Subject(), prefix)
+		if r, ok := records.mem[key]; ok && r.dirty {
+			return // written again since the spill
+		}
+		if !differs(key, m.Data()) {
+			kept++
+			return
+		}
+		moved++
+		msgs = append(msgs, &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+		if len(msgs) == 1024 {
+			failed = flush()
+		}
+	})
+	if err == nil {
+		err = failed
+	}
+	if err == nil {
+		err = flush()
+	}
+	return moved, kept, err
+}
+
+// lastSequence is the last sequence of s's stream.
+func (rs *Rebuilds) lastSequence(ctx context.Context, s *kvstore.Store) (uint64, error) {
+	stream, err := rs.js.Stream(ctx, domain.BucketStream(s.Bucket()))
+	if err != nil {
+		return 0, domain.Wrap(domain.CodeStoreUnavailable, err, "read "+s.Bucket())
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, domain.Wrap(domain.CodeStoreUnavailable, err, "read "+s.Bucket())
+	}
+	return info.State.LastSeq, nil
 }
 
 // bucketDigests returns the digest of every record a store holds.
@@ -290,7 +383,10 @@ func (rs *Rebuilds) switchTo(ctx context.Context, rb *Rebuild, t *target) (err e
 		Relay: kvstore.RelayStart{From: t.changedFrom, SkipFrom: t.bulkEnd + 1, PublishedUpTo: published},
 	}
 	if rb.Republish {
-		next.Relay = kvstore.RelayStart{}
+		// Every record is in the writes from changedFrom on (nothing is
+		// known, so nothing is "same"); a spill's earlier writes are not
+		// published.
+		next.Relay = kvstore.RelayStart{From: t.changedFrom}
 	}
 	if _, err = rs.engine.SaveGeneration(ctx, next, rev); err != nil {
 		return err

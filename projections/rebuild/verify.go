@@ -90,7 +90,7 @@ func verify(ctx context.Context, e Engine, names []string, progress func(folded,
 	if err != nil {
 		return VerifyReport{}, err
 	}
-	fold := newMemoryFold(projs)
+	fold := newMemoryFold(ctx, projs, nil)
 	var counted func(context.Context) error
 	if progress != nil {
 		folded := uint64(0)
@@ -102,7 +102,7 @@ func verify(ctx context.Context, e Engine, names []string, progress func(folded,
 	}
 	rep := VerifyReport{JournalHead: head, Projections: map[string]VerifyProjection{}, Differences: []Difference{}}
 	for _, name := range names {
-		vp, diffs, err := verifyProjection(ctx, e, name, fold.records[name], head)
+		vp, diffs, err := verifyProjection(ctx, e, name, fold.records[name].mem, head)
 		if err != nil {
 			return VerifyReport{}, err
 		}

@@ -65,6 +65,7 @@ var benchPhases = []benchPhase{
 	{"e2e", benchE2E},
 	{"lag", benchLag},
 	{"queries", benchQueries},
+	{"journal", benchJournal},
 	{"rebuild", benchRebuild},
 }
 
@@ -307,6 +308,9 @@ type benchRun struct {
 	// runID makes this run's ids distinct from every earlier run's against
 	// the same NATS (--nats-url).
 	runID string
+	// paused is set once the journal phase has paused the projections:
+	// nothing catches up after it.
+	paused bool
 }
 
 // bench starts billfold on loopback with a temporary data dir, as `billfold

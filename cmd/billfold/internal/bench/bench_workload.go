@@ -118,9 +118,15 @@ func onboardingWorkload(run string, n int, start time.Time) []delivery {
 // journeyWorkload builds n deliveries of journey, customer by customer,
 // cycling over customers.
 func journeyWorkload(journey []journeyStep, run string, n, customers int, start time.Time) []delivery {
+	return journeyRange(journey, run, 0, n, customers, start)
+}
+
+// journeyRange builds deliveries from to to of journeyWorkload's n: a
+// long workload built a slice at a time.
+func journeyRange(journey []journeyStep, run string, from, to, customers int, start time.Time) []delivery {
 	customers = max(customers, 1)
-	out := make([]delivery, n)
-	for i := range n {
+	out := make([]delivery, to-from)
+	for i := from; i < to; i++ {
 		step := journey[i%len(journey)]
 		c := (i / len(journey)) % customers
 		at := start.Add(time.Duration(i) * time.Millisecond)
@@ -128,11 +134,11 @@ func journeyWorkload(journey []journeyStep, run string, n, customers int, start 
 		if step.provider == domain.Clerk {
 			body := clerkUser(step.eventType, ids, at)
 			signed, _ := samples.Sign(domain.Clerk, benchClerkSecret, body, at)
-			out[i] = delivery{provider: domain.Clerk, endpoint: "clerk", id: signed.Headers["svix-id"], eventType: step.eventType, body: body}
+			out[i-from] = delivery{provider: domain.Clerk, endpoint: "clerk", id: signed.Headers["svix-id"], eventType: step.eventType, body: body}
 			continue
 		}
 		ev := stripeEvent(step.eventType, ids, at)
-		out[i] = delivery{provider: domain.Stripe, endpoint: "stripe", id: ev.EventID, eventType: step.eventType, body: ev.Event()}
+		out[i-from] = delivery{provider: domain.Stripe, endpoint: "stripe", id: ev.EventID, eventType: step.eventType, body: ev.Event()}
 	}
 	return out
 }

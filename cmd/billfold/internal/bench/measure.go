@@ -28,6 +28,9 @@ var settleTimeout = 45 * time.Minute
 // that a phase measures its own work and not the backlog of the one
 // before.
 func (b *benchRun) settle(ctx context.Context) error {
+	if b.paused {
+		return nil
+	}
 	ec := b.engineConsumers(ctx)
 	return b.waitCaughtUp(ctx, append(ec.projectors, ec.relays...), "catching up (projectors, feed relays)", 100*time.Millisecond)
 }
