@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -53,9 +54,11 @@ func benchJournal(ctx context.Context, b *benchRun) ([]benchRow, error) {
 			msgs = append(msgs, msg)
 			bytes += len(d.body)
 		}
-		for _, err := range jsio.PublishAsync(ctx, b.js, msgs, nil, nil) {
-			if err != nil {
-				return nil, fmt.Errorf("journal: append: %w", err)
+		for batch := range slices.Chunk(msgs, 1024) { // nats.go stalls past 4,000 outstanding
+			for _, err := range jsio.PublishAsync(ctx, b.js, batch, nil, nil) {
+				if err != nil {
+					return nil, fmt.Errorf("journal: append: %w", err)
+				}
 			}
 		}
 		_ = bar.Add(len(work))
