@@ -8,11 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest"
 	"github.com/billfold/billfold/projections/jsio"
+	"github.com/billfold/billfold/test/natstest"
 )
 
 // The console's pages, its overview and billfold doctor read the newest
@@ -88,4 +91,43 @@ func TestDeliveryLogNewestPagesTheWholeLog(t *testing.T) {
 	assert.Equal(t, len(want), len(all.Entries), "every entry in one read")
 
 	assert.Equal(t, before, consumerCounts(t, f.js), "no read left a consumer behind")
+}
+
+// BenchmarkDeliveryLogNewest reads billfold doctor's 5,000 newest entries:
+// with Newest's batched direct gets, and with one direct get per entry
+// (the doctor's read before DeliveryLog) for comparison.
+func BenchmarkDeliveryLogNewest(b *testing.B) {
+	_, js := natstest.Connect(b, natstest.Server(b))
+	require.NoError(b, ingest.EnsureStreams(context.Background(), js, ingest.StreamOptions{}))
+	f := &ledgerFixture{js: js}
+	const n = 5000
+	for i := range n {
+		d, err := json.Marshal(domain.Delivery{Provider: domain.Stripe, Endpoint: "stripe", EventID: fmt.Sprintf("evt_%04d", i),
+			Outcome: domain.OutcomeAccepted, Attempt: 1, Received: time.Now().UTC()})
+		require.NoError(b, err)
+		_, err = f.js.PublishAsync(domain.DeliverySubject("stripe", fmt.Sprintf("evt_%04d", i)), d)
+		require.NoError(b, err)
+	}
+	<-f.js.PublishAsyncComplete()
+	ctx := context.Background()
+	b.Run("batched", func(b *testing.B) {
+		log := NewDeliveryLog(f.js)
+		for b.Loop() {
+			page, err := log.Newest(ctx, 0, n)
+			if err != nil || page.Read != n {
+				b.Fatal(page.Read, err)
+			}
+		}
+	})
+	b.Run("one-get-per-entry", func(b *testing.B) {
+		for b.Loop() {
+			read, _, err := jsio.EachOnSubject(ctx, f.js, domain.DeliveryStream, ">", 1, n, func(m *jetstream.RawStreamMsg) {
+				var d domain.Delivery
+				_ = json.Unmarshal(m.Data, &d)
+			})
+			if err != nil || read != n {
+				b.Fatal(read, err)
+			}
+		}
+	})
 }
