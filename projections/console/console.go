@@ -6,6 +6,8 @@
 // style, and every action is a POST carrying the session's CSRF token and
 // made with an admin token's session.
 //
+// It reads no stream itself: the delivery log through ledger.DeliveryLog,
+// events through the ledger, records and dead letters through query.
 // It imports projections and its rooms and domain; it must never import
 // ingest or cmd (doctor reaches it as a function), nor write a store
 // other than through the services' own mutations.

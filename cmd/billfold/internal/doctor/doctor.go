@@ -2,8 +2,10 @@
 // GET /v1/doctor (endpoints, streams, clock skew against the NATS server,
 // recent failures, lag) and the `billfold doctor` command that prints it.
 // It reads the server's parts it is given (JetStream, the endpoints, the
-// projection engine); it must never import the serve wiring (package main)
-// nor start anything of its own.
+// projection engine): the streams' and consumers' information itself, the
+// delivery log's entries through ledger.DeliveryLog (the log's one
+// reader) and the open dead letters through query; it must never import
+// the serve wiring (package main) nor start anything of its own.
 package doctor
 
 import (
