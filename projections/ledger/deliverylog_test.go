@@ -28,18 +28,7 @@ func TestDeliveryLogNewestPagesTheWholeLog(t *testing.T) {
 	f := newLedgerFixture(t)
 	ctx := context.Background()
 	const n = 2*jsio.RangeBatch + 77
-	for i := range n {
-		d, err := json.Marshal(domain.Delivery{Provider: domain.Stripe, Endpoint: "stripe", EventID: fmt.Sprintf("evt_%04d", i),
-			Outcome: domain.OutcomeAccepted, Attempt: 1, Received: time.Unix(1700000000+int64(i), 0).UTC()})
-		require.NoError(t, err)
-		_, err = f.js.PublishAsync(domain.DeliverySubject("stripe", fmt.Sprintf("evt_%04d", i)), d)
-		require.NoError(t, err)
-	}
-	select {
-	case <-f.js.PublishAsyncComplete():
-	case <-time.After(30 * time.Second):
-		t.Fatal("publishes not acknowledged")
-	}
+	publishDeliveries(t, f.js, n)
 	_, err := f.js.Publish(ctx, domain.DeliverySubject("stripe", "evt_garbled"), []byte("not a delivery"))
 	require.NoError(t, err)
 	s, err := f.js.Stream(ctx, domain.DeliveryStream)
@@ -101,14 +90,7 @@ func BenchmarkDeliveryLogNewest(b *testing.B) {
 	require.NoError(b, ingest.EnsureStreams(context.Background(), js, ingest.StreamOptions{}))
 	f := &ledgerFixture{js: js}
 	const n = 5000
-	for i := range n {
-		d, err := json.Marshal(domain.Delivery{Provider: domain.Stripe, Endpoint: "stripe", EventID: fmt.Sprintf("evt_%04d", i),
-			Outcome: domain.OutcomeAccepted, Attempt: 1, Received: time.Now().UTC()})
-		require.NoError(b, err)
-		_, err = f.js.PublishAsync(domain.DeliverySubject("stripe", fmt.Sprintf("evt_%04d", i)), d)
-		require.NoError(b, err)
-	}
-	<-f.js.PublishAsyncComplete()
+	publishDeliveries(b, f.js, n)
 	ctx := context.Background()
 	b.Run("batched", func(b *testing.B) {
 		log := NewDeliveryLog(f.js)
@@ -130,4 +112,24 @@ func BenchmarkDeliveryLogNewest(b *testing.B) {
 			}
 		}
 	})
+}
+
+// publishDeliveries appends n accepted deliveries to the delivery log,
+// evt_0000 to evt_<n-1> at sequences 1 to n of a new log, received a
+// second apart.
+func publishDeliveries(tb testing.TB, js jetstream.JetStream, n int) {
+	tb.Helper()
+	for i := range n {
+		id := fmt.Sprintf("evt_%04d", i)
+		d, err := json.Marshal(domain.Delivery{Provider: domain.Stripe, Endpoint: "stripe", EventID: id,
+			Outcome: domain.OutcomeAccepted, Attempt: 1, Received: time.Unix(1700000000+int64(i), 0).UTC()})
+		require.NoError(tb, err)
+		_, err = js.PublishAsync(domain.DeliverySubject("stripe", id), d)
+		require.NoError(tb, err)
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		tb.Fatal("publishes not acknowledged")
+	}
 }
