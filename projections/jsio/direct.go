@@ -61,14 +61,10 @@ const RangeBatch = 1024
 
 // Range calls fn with each message of stream from sequence first to last,
 // oldest first, with batched direct gets by sequence (one request per
-// RangeBatch messages, no consumer), skipping sequences the stream no
-// longer holds. It returns how many messages it read.
+// RangeBatch messages, no consumer, each answered within 5 s unless ctx
+// says otherwise), skipping sequences the stream no longer holds. It
+// returns how many messages it read.
 func Range(ctx context.Context, nc *nats.Conn, stream string, first, last uint64, fn func(seq uint64, msg *nats.Msg)) (int, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
 	read := 0
 	for seq := max(first, 1); seq <= last; {
 		n := int(min(last-seq+1, RangeBatch))
@@ -101,6 +97,12 @@ func Range(ctx context.Context, nc *nats.Conn, stream string, first, last uint64
 // with each message of the answer, at most size of them. It reports
 // whether the answer held any message (false: the stream has none there).
 func directBatch(ctx context.Context, nc *nats.Conn, stream string, req any, size int, fn func(*nats.Msg) error) (bool, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		// Without an answer (no stream, no responder) the wait ends here.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return false, err
