@@ -3,6 +3,7 @@ package doctor
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -155,6 +156,10 @@ func (d *Doctor) deliveries(ctx context.Context, rep *Report) deliveryReport {
 	page, err := d.deliveryLog.Newest(ctx, 0, doctorMaxDeliveries)
 	dr.Scanned = page.Read
 	if err != nil {
+		// The streams section names the code; this says what failed.
+		if cause := errors.Unwrap(err); cause != nil {
+			err = cause
+		}
 		dr.Error = err.Error()
 		return dr
 	}
