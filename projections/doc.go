@@ -3,7 +3,10 @@
 // handler and its middleware, requeues and scheduled retries, pause and
 // resume), runs each projection's current generation (its projector and
 // its change feed relay) and follows the generation pointers a rebuild
-// switches, and reads the journal for the rooms above it.
+// switches, and reads the journal for the rooms above it: journal.go is the
+// journal's one reader on the read side (its head, the fold's read of
+// every event, an event by id or by sequence), which ledger, rebuild and
+// the bench call instead of reading the stream themselves.
 //
 // Rooms of their own sit below it: projections/kvstore (the projection
 // stores and generations), projections/feed (the change feed: its format,
@@ -12,7 +15,7 @@
 // (the JetStream I/O every room shares) and projections/index (the query
 // indexes). Above it: projections/query (the query API),
 // projections/rebuild (rebuilds, replays, verify), projections/ledger (the
-// event ledger), and over those projections/admin (the admin operations
+// event ledger and the delivery log's reader), and over those projections/admin (the admin operations
 // over HTTP), projections/console and projections/client. The rooms above
 // read the engine through its exported methods only (jobs.go).
 //

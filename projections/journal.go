@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,6 +28,49 @@ func JournalHead(ctx context.Context, js jetstream.JetStream) (uint64, error) {
 		return 0, domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
 	}
 	return info.State.LastSeq, nil
+}
+
+// LookupJournalEvent reads the journal entry of event id in namespace (the
+// provider, or the endpoint for generic schemes) with a direct get; nil
+// when it was never journaled.
+func LookupJournalEvent(ctx context.Context, js jetstream.JetStream, namespace, id string) (*domain.Envelope, error) {
+	s, err := js.Stream(ctx, domain.JournalStream)
+	if err != nil {
+		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal stream")
+	}
+	m, err := s.GetLastMsgForSubject(ctx, domain.JournalSubject(namespace, id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal read")
+	}
+	return decodeJournalMsg(m)
+}
+
+// journalEvent reads the journal event at seq.
+func (e *Engine) journalEvent(ctx context.Context, seq uint64) (*domain.Envelope, error) {
+	s, err := e.js.Stream(ctx, domain.JournalStream)
+	if err != nil {
+		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
+	}
+	m, err := s.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, domain.Errorf(domain.CodeNotFound, "no journal event at sequence %d", seq)
+	}
+	if err != nil {
+		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal read")
+	}
+	return decodeJournalMsg(m)
+}
+
+// decodeJournalMsg is the envelope a journal message holds.
+func decodeJournalMsg(m *jetstream.RawStreamMsg) (*domain.Envelope, error) {
+	env, err := domain.DecodeEnvelope(m.Header, m.Data, m.Sequence)
+	if err != nil {
+		return nil, err
+	}
+	return &env, nil
 }
 
 // EachJournalEvent calls fn with every journal event in sequence order, up

@@ -2,10 +2,7 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
@@ -24,26 +21,6 @@ func (e *Engine) reapply(ctx context.Context, projection string, env *domain.Env
 		requeue.Outcome = deadletter.OutcomeApplied
 	}
 	return e.dead.Resolve(ctx, projection, env.EventNamespace(), env.EventID, by, requeue, time.Now().UTC())
-}
-
-// journalEvent reads the journal event at seq.
-func (e *Engine) journalEvent(ctx context.Context, seq uint64) (*domain.Envelope, error) {
-	s, err := e.js.Stream(ctx, domain.JournalStream)
-	if err != nil {
-		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
-	}
-	m, err := s.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, domain.Errorf(domain.CodeNotFound, "no journal event at sequence %d", seq)
-	}
-	if err != nil {
-		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal read")
-	}
-	env, err := domain.DecodeEnvelope(m.Header, m.Data, m.Sequence)
-	if err != nil {
-		return nil, err
-	}
-	return &env, nil
 }
 
 // DeadLetters lists the dead letters f selects, oldest failure first.

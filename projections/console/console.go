@@ -6,6 +6,8 @@
 // style, and every action is a POST carrying the session's CSRF token and
 // made with an admin token's session.
 //
+// It reads no stream itself: the delivery log through ledger.DeliveryLog,
+// events through the ledger, records and dead letters through query.
 // It imports projections and its rooms and domain; it must never import
 // ingest or cmd (doctor reaches it as a function), nor write a store
 // other than through the services' own mutations.
@@ -43,7 +45,8 @@ type Config struct {
 	Rebuilds *rebuild.Rebuilds
 	Ledger   *ledger.Ledger
 	Query    *query.Query
-	// JetStream reads the delivery log and journal bodies.
+	// JetStream is where the delivery log is read (through
+	// ledger.DeliveryLog, its one reader).
 	JetStream jetstream.JetStream
 	// Changes is the change feed's SSE handler (GET /v1/changes); the
 	// console forwards a signed-in browser's stream to it.
@@ -72,11 +75,12 @@ var staticFS embed.FS
 
 // Console serves the pages.
 type Console struct {
-	cfg      Config
-	sessions *sessions
-	pages    map[string]*template.Template
-	mux      *http.ServeMux
-	log      *slog.Logger
+	cfg         Config
+	sessions    *sessions
+	pages       map[string]*template.Template
+	mux         *http.ServeMux
+	log         *slog.Logger
+	deliveryLog *ledger.DeliveryLog
 }
 
 // New returns the console for cfg.
@@ -85,7 +89,7 @@ func New(cfg Config) (*Console, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	c := &Console{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(),
-		sessions: newSessions(cfg.MaxSessions, cfg.SessionTTL)}
+		sessions: newSessions(cfg.MaxSessions, cfg.SessionTTL), deliveryLog: ledger.NewDeliveryLog(cfg.JetStream)}
 	var err error
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err

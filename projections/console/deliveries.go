@@ -2,17 +2,15 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"html/template"
 	"net/http"
 	"slices"
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
 )
 
 // deliveriesPerPage is how many delivery log entries one page of
@@ -27,63 +25,12 @@ const intakeSample = 500
 // intakeWindow is the longest span the overview's intake figures cover.
 const intakeWindow = 15 * time.Minute
 
-// deliveryRow is one delivery log entry with its stream sequence.
-type deliveryRow struct {
-	Seq uint64
-	domain.Delivery
-}
-
 // readDeliveries reads at most n delivery log entries before sequence
 // before (0: from the newest), newest first, and returns the sequence to
 // pass as before for the next older page (0 when none is left).
-func (c *Console) readDeliveries(ctx context.Context, before uint64, n int) ([]deliveryRow, uint64, error) {
-	js := c.cfg.JetStream
-	s, err := js.Stream(ctx, domain.DeliveryStream)
-	if err != nil {
-		return nil, 0, domain.Wrap(domain.CodeJournalUnavailable, err, "delivery log")
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, 0, domain.Wrap(domain.CodeJournalUnavailable, err, "delivery log")
-	}
-	first, end := info.State.FirstSeq, info.State.LastSeq
-	if before > 0 && before-1 < end {
-		end = before - 1
-	}
-	if end == 0 || end < first {
-		return nil, 0, nil
-	}
-	start := first
-	if end-first+1 > uint64(n) {
-		start = end - uint64(n) + 1
-	}
-	cons, err := js.OrderedConsumer(ctx, domain.DeliveryStream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start, InactiveThreshold: 5 * time.Second,
-	})
-	if err != nil {
-		return nil, 0, domain.Wrap(domain.CodeJournalUnavailable, err, "delivery log")
-	}
-	batch, err := cons.Fetch(int(end-start+1), jetstream.FetchMaxWait(3*time.Second))
-	if err != nil {
-		return nil, 0, domain.Wrap(domain.CodeJournalUnavailable, err, "delivery log")
-	}
-	var rows []deliveryRow
-	for m := range batch.Messages() {
-		meta, err := m.Metadata()
-		if err != nil || meta.Sequence.Stream > end {
-			continue
-		}
-		var d domain.Delivery
-		if json.Unmarshal(m.Data(), &d) == nil {
-			rows = append(rows, deliveryRow{Seq: meta.Sequence.Stream, Delivery: d})
-		}
-	}
-	slices.Reverse(rows)
-	next := uint64(0)
-	if start > first {
-		next = start
-	}
-	return rows, next, nil
+func (c *Console) readDeliveries(ctx context.Context, before uint64, n int) ([]ledger.DeliveryEntry, uint64, error) {
+	page, err := c.deliveryLog.Newest(ctx, before, n)
+	return page.Entries, page.Older, err
 }
 
 // deliveryFilter is /ui/deliveries' filter.
@@ -102,7 +49,7 @@ func (f deliveryFilter) keep(d *domain.Delivery) bool {
 // deliveriesView is /ui/deliveries' data.
 type deliveriesView struct {
 	Filter   deliveryFilter
-	Rows     []deliveryRow
+	Rows     []ledger.DeliveryEntry
 	Scanned  int
 	Older    template.URL // the next page, empty on the last page
 	Outcomes []domain.Outcome

@@ -1,6 +1,7 @@
 // Package jsio is the JetStream I/O every room of projections shares:
 // reads that never leave a server consumer behind (direct gets by subject,
-// ordered consumers deleted when done), pulls that survive a lost pull
+// a run of sequences in batched direct gets, ordered consumers deleted
+// when done), pulls that survive a lost pull
 // request, asynchronous publishes awaited together, and the test for a
 // lost compare-and-set.
 //

@@ -7,6 +7,12 @@
 // stored it; and the list of recent events by outcome. Unsigned
 // endpoints are shown by their label only.
 //
+// It owns the delivery log's reads: DeliveryLog (deliverylog.go) is the
+// one reader of BILLFOLD_DELIVERIES, which ingest writes; the ledger, the
+// console's deliveries page and overview, and billfold doctor all read the
+// log through it. The journal it reads through projections
+// (LookupJournalEvent), the dead letters through deadletter.
+//
 // It reads the engine through its exported methods, never its fields. It
 // imports domain, reducers, projections and projections' lower rooms
 // (deadletter, httpapi, jsio); it must never import ingest, cmd, the rooms

@@ -2,8 +2,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"net/http"
 	"slices"
 	"time"
@@ -14,7 +12,6 @@ import (
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/deadletter"
 	"github.com/billfold/billfold/projections/httpapi"
-	"github.com/billfold/billfold/projections/jsio"
 )
 
 // MaxLedgerDeliveries bounds the deliveries an event's ledger entry lists;
@@ -24,15 +21,16 @@ const MaxLedgerDeliveries = 100
 // Ledger answers what became of one provider event: its journal entry,
 // every delivery of it, and its status in each projection.
 type Ledger struct {
-	js     jetstream.JetStream
-	engine *projections.Engine
-	redact endpointRedaction
+	js         jetstream.JetStream
+	engine     *projections.Engine
+	deliveries *DeliveryLog
+	redact     endpointRedaction
 }
 
 // New returns a Ledger reporting the status of events in engine's
 // projections.
 func New(engine *projections.Engine) *Ledger {
-	return &Ledger{js: engine.JetStream(), engine: engine}
+	return &Ledger{js: engine.JetStream(), engine: engine, deliveries: NewDeliveryLog(engine.JetStream())}
 }
 
 // Projection statuses of an event in the ledger.
@@ -53,14 +51,6 @@ type ProjectionStatus struct {
 	// the event's fold made (processedat.go); absent when the fold
 	// changed no record or the write is no longer in the record's history.
 	ProcessedAt *time.Time `json:"processed_at,omitempty"`
-}
-
-// DeliverySummary counts an event's deliveries.
-type DeliverySummary struct {
-	Count       int               `json:"count"`
-	Duplicates  int               `json:"duplicates"`
-	LastOutcome domain.Outcome    `json:"last_outcome,omitempty"`
-	Deliveries  []domain.Delivery `json:"deliveries"`
 }
 
 // EventEntry is the ledger's answer for one event. Journal is nil when the
@@ -89,7 +79,7 @@ func (l *Ledger) Event(ctx context.Context, namespace, id string) (EventEntry, e
 func (l *Ledger) event(ctx context.Context, namespace, id string) (EventEntry, error) {
 	e := EventEntry{Namespace: namespace, EventID: id, Deliveries: DeliverySummary{Deliveries: []domain.Delivery{}},
 		Projections: map[string]ProjectionStatus{}}
-	env, err := l.journalEvent(ctx, namespace, id)
+	env, err := projections.LookupJournalEvent(ctx, l.js, namespace, id)
 	if err != nil {
 		return e, err
 	}
@@ -100,7 +90,7 @@ func (l *Ledger) event(ctx context.Context, namespace, id string) (EventEntry, e
 			return e, err
 		}
 	}
-	if e.Deliveries, err = l.deliveries(ctx, domain.DeliverySubject(namespace, id)); err != nil {
+	if e.Deliveries, err = l.deliveries.OfEvent(ctx, namespace, id); err != nil {
 		return e, err
 	}
 	if e.Journal == nil && e.Deliveries.Count == 0 {
@@ -114,28 +104,7 @@ func (l *Ledger) event(ctx context.Context, namespace, id string) (EventEntry, e
 // never journaled. Its Body is the verified payload only: signature
 // headers and secrets are never journaled.
 func (l *Ledger) JournalEvent(ctx context.Context, namespace, id string) (*domain.Envelope, error) {
-	return l.journalEvent(ctx, l.redact.resolve(namespace), id)
-}
-
-// journalEvent reads an event from the journal; nil when it was never
-// journaled.
-func (l *Ledger) journalEvent(ctx context.Context, namespace, id string) (*domain.Envelope, error) {
-	s, err := l.js.Stream(ctx, domain.JournalStream)
-	if err != nil {
-		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal stream")
-	}
-	m, err := s.GetLastMsgForSubject(ctx, domain.JournalSubject(namespace, id))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal read")
-	}
-	env, err := domain.DecodeEnvelope(m.Header, m.Data, m.Sequence)
-	if err != nil {
-		return nil, err
-	}
-	return &env, nil
+	return projections.LookupJournalEvent(ctx, l.js, l.redact.resolve(namespace), id)
 }
 
 // statuses says, per projection, what became of a journaled event. An event
@@ -164,52 +133,6 @@ func (l *Ledger) statuses(ctx context.Context, j *domain.Envelope) (map[string]P
 		out[name] = st
 	}
 	return out, nil
-}
-
-// deliveries summarizes the delivery log entries on subject: the counts
-// from the stream's per-subject index, and the last MaxLedgerDeliveries
-// entries read with direct gets (no consumer: a lookup storm must not
-// exhaust the stream's consumers), their attempts numbered by receipt time
-// after the ones before them.
-func (l *Ledger) deliveries(ctx context.Context, subject string) (DeliverySummary, error) {
-	sum := DeliverySummary{Deliveries: []domain.Delivery{}}
-	count, err := jsio.CountOnSubject(ctx, l.js, domain.DeliveryStream, subject)
-	if err != nil || count == 0 {
-		return sum, err
-	}
-	var from uint64
-	skipped := 0
-	if skip := count - MaxLedgerDeliveries; skip > 0 {
-		_, last, err := jsio.EachOnSubject(ctx, l.js, domain.DeliveryStream, subject, 0, skip, func(m *jetstream.RawStreamMsg) {
-			var d domain.Delivery
-			if json.Unmarshal(m.Data, &d) == nil && d.Outcome == domain.OutcomeDuplicate {
-				sum.Duplicates++
-			}
-		})
-		if err != nil {
-			return sum, err
-		}
-		from, skipped = last+1, skip
-	}
-	var recent []domain.Delivery
-	_, _, err = jsio.EachOnSubject(ctx, l.js, domain.DeliveryStream, subject, from, MaxLedgerDeliveries, func(m *jetstream.RawStreamMsg) {
-		var d domain.Delivery
-		if json.Unmarshal(m.Data, &d) == nil {
-			recent = append(recent, d)
-		}
-	})
-	read := len(recent)
-	recent = domain.NumberAttempts(recent) // drops a rewritten copy of an accepted entry
-	for i := range recent {
-		recent[i].Attempt += skipped
-		if recent[i].Outcome == domain.OutcomeDuplicate {
-			sum.Duplicates++
-		}
-		sum.LastOutcome = recent[i].Outcome
-	}
-	sum.Deliveries = recent
-	sum.Count = count - (read - len(recent))
-	return sum, err
 }
 
 // ServeEvent is the handler of GET /v1/events/{provider}/{event_id}.
@@ -278,7 +201,7 @@ func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error
 		if f.Status != "" && !domain.Outcome(f.Status).Valid() {
 			return nil, domain.Errorf(domain.CodeBadRequest, "status %q: want failed or a delivery outcome", f.Status)
 		}
-		err := l.eachDeliverySince(ctx, f.Since, func(d *domain.Delivery) {
+		err := l.deliveries.Since(ctx, f.Since, func(d *domain.Delivery) {
 			if (f.Status == "" || string(d.Outcome) == f.Status) && (f.Provider == "" || d.Namespace() == f.Provider || string(d.Provider) == f.Provider) {
 				out = append(out, EventSummary{Provider: d.Namespace(), EventID: d.EventID, EventType: d.EventType, Status: string(d.Outcome),
 					Code: d.ReasonCode, At: d.Received, Attempt: d.Attempt, ProviderRequestID: d.ProviderRequestID})
@@ -293,19 +216,4 @@ func (l *Ledger) List(ctx context.Context, f EventFilter) ([]EventSummary, error
 		out[i].Provider = l.redact.show(out[i].Provider)
 	}
 	return out[:min(len(out), f.Limit)], nil
-}
-
-// eachDeliverySince calls fn with every delivery log entry received at or
-// after since, oldest first.
-func (l *Ledger) eachDeliverySince(ctx context.Context, since time.Time, fn func(*domain.Delivery)) error {
-	cfg := jetstream.OrderedConsumerConfig{}
-	if !since.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
-	}
-	return jsio.OrderedRead(ctx, l.js, domain.DeliveryStream, cfg, domain.CodeJournalUnavailable, func(m jetstream.Msg) {
-		var d domain.Delivery
-		if json.Unmarshal(m.Data(), &d) == nil {
-			fn(&d)
-		}
-	})
 }

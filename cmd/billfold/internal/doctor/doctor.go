@@ -2,8 +2,10 @@
 // GET /v1/doctor (endpoints, streams, clock skew against the NATS server,
 // recent failures, lag) and the `billfold doctor` command that prints it.
 // It reads the server's parts it is given (JetStream, the endpoints, the
-// projection engine); it must never import the serve wiring (package main)
-// nor start anything of its own.
+// projection engine): the streams' and consumers' information itself, the
+// delivery log's entries through ledger.DeliveryLog (the log's one
+// reader) and the open dead letters through query; it must never import
+// the serve wiring (package main) nor start anything of its own.
 package doctor
 
 import (
@@ -21,6 +23,7 @@ import (
 	"github.com/billfold/billfold/ingest/hmacsig"
 	"github.com/billfold/billfold/projections"
 	"github.com/billfold/billfold/projections/httpapi"
+	"github.com/billfold/billfold/projections/ledger"
 	"github.com/billfold/billfold/projections/query"
 )
 
@@ -251,10 +254,12 @@ type Doctor struct {
 	endpoints []*ingest.Endpoint
 	engine    *projections.Engine
 	query     *query.Query
-	bypass    bool
-	natsMode  string
-	version   string // billfold's, for the report
-	now       func() time.Time
+	// deliveryLog reads the delivery log (its one reader, the ledger's).
+	deliveryLog *ledger.DeliveryLog
+	bypass      bool
+	natsMode    string
+	version     string // billfold's, for the report
+	now         func() time.Time
 	// unsigned are the names of unsigned endpoints: each is that
 	// endpoint's only secret, so the report never shows it whole.
 	unsigned map[string]bool
@@ -262,7 +267,7 @@ type Doctor struct {
 
 // New returns the handler of GET /v1/doctor.
 func New(js jetstream.JetStream, endpoints []*ingest.Endpoint, engine *projections.Engine, q *query.Query, bypass bool, version, natsMode string) *Doctor {
-	d := &Doctor{js: js, endpoints: endpoints, engine: engine, query: q, bypass: bypass, version: version, natsMode: natsMode, now: time.Now, unsigned: map[string]bool{}}
+	d := &Doctor{js: js, endpoints: endpoints, engine: engine, query: q, deliveryLog: ledger.NewDeliveryLog(js), bypass: bypass, version: version, natsMode: natsMode, now: time.Now, unsigned: map[string]bool{}}
 	for _, e := range endpoints {
 		if e.Unsigned {
 			d.unsigned[e.Name] = true

@@ -3,7 +3,6 @@ package doctor
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -154,10 +153,20 @@ func (d *Doctor) deliveries(ctx context.Context, rep *Report) deliveryReport {
 			dr.AcceptedPending = ci.NumPending + uint64(ci.NumAckPending)
 		}
 	}
-	n, _, err := readNewest(ctx, d.js, domain.DeliveryStream, doctorMaxDeliveries, func(data []byte) {
-		var del domain.Delivery
-		if json.Unmarshal(data, &del) != nil || del.Received.Before(since) {
-			return
+	page, err := d.deliveryLog.Newest(ctx, 0, doctorMaxDeliveries)
+	dr.Scanned = page.Read
+	if err != nil {
+		// The streams section names the code; this says what failed.
+		if cause := errors.Unwrap(err); cause != nil {
+			err = cause
+		}
+		dr.Error = err.Error()
+		return dr
+	}
+	for i := len(page.Entries) - 1; i >= 0; i-- { // oldest first
+		del := page.Entries[i].Delivery
+		if del.Received.Before(since) {
+			continue
 		}
 		del.Endpoint = d.shownName(del.Endpoint)
 		dr.Outcome[del.Outcome]++
@@ -169,7 +178,7 @@ func (d *Doctor) deliveries(ctx context.Context, rep *Report) deliveryReport {
 		groups := other
 		switch del.Outcome {
 		case domain.OutcomeAccepted, domain.OutcomeDuplicate:
-			return
+			continue
 		case domain.OutcomeRejected:
 			groups = sig
 		}
@@ -183,11 +192,6 @@ func (d *Doctor) deliveries(ctx context.Context, rep *Report) deliveryReport {
 		if !del.Received.Before(g.LastAt) {
 			g.LastAt, g.LastReason = del.Received, del.Reason
 		}
-	})
-	dr.Scanned = n
-	if err != nil {
-		dr.Error = err.Error()
-		return dr
 	}
 	for _, l := range dr.Last {
 		slices.Reverse(l) // newest first
@@ -233,45 +237,4 @@ func countsText(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// readNewest calls fn with the data of the newest at most limit messages
-// of stream, oldest first, through an ordered consumer, and returns how
-// many it read and how many the stream holds.
-func readNewest(ctx context.Context, js jetstream.JetStream, stream string, limit int, fn func([]byte)) (int, uint64, error) {
-	info, err := streamInfo(ctx, js, stream)
-	if err != nil {
-		return 0, 0, err
-	}
-	st := info.State
-	if st.Msgs == 0 {
-		return 0, 0, nil
-	}
-	start := st.FirstSeq
-	if st.LastSeq >= uint64(limit) {
-		start = max(start, st.LastSeq-uint64(limit)+1)
-	}
-	// Direct gets, one per message, so that a doctor run (on demand, over
-	// HTTP) creates no consumer on the server.
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return 0, st.Msgs, err
-	}
-	read := 0
-	for seq := start; seq <= st.LastSeq && read < limit; seq++ {
-		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			return read, st.Msgs, err
-		}
-		if m.Sequence > st.LastSeq {
-			break // appended since the info: for the next report
-		}
-		read++
-		fn(m.Data)
-		seq = m.Sequence
-	}
-	return read, st.Msgs, nil
 }
