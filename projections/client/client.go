@@ -132,41 +132,24 @@ func (c *Client) List(ctx context.Context, projection string) ([]string, error) 
 // handled plus one to resume, 0 for the changes stored from now on only. The channel closes when ctx ends. NATS reconnects are
 // handled; changes arrive in feed order, each once.
 func (c *Client) Watch(ctx context.Context, projection string, fromSeq uint64) (<-chan Change, error) {
-	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{domain.ChangeFilter(projection)},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	}
-	if fromSeq > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, fromSeq
-	}
-	cons, err := c.js.OrderedConsumer(ctx, domain.ChangesStream, cfg)
-	if err != nil {
-		return nil, err
-	}
-	it, err := cons.Messages()
+	r, err := feed.OpenReader(ctx, c.js, domain.ChangeFilter(projection), fromSeq)
 	if err != nil {
 		return nil, err
 	}
 	out := make(chan Change)
-	stop := context.AfterFunc(ctx, it.Stop)
 	go func() {
 		defer close(out)
-		defer stop()
-		defer it.Stop()
+		defer r.Close()
 		for {
-			m, err := it.Next()
+			seq, data, err := r.Next()
 			if err != nil {
 				return
 			}
-			meta, err := m.Metadata()
-			if err != nil {
-				continue
-			}
 			var body feed.Change
-			if err := json.Unmarshal(m.Data(), &body); err != nil {
+			if err := json.Unmarshal(data, &body); err != nil {
 				continue
 			}
-			ch := Change{Seq: meta.Sequence.Stream, Projection: body.Projection, Provider: body.Provider, ID: body.ID,
+			ch := Change{Seq: seq, Projection: body.Projection, Provider: body.Provider, ID: body.ID,
 				Version: body.Version, EventID: body.EventID, Record: body.Record}
 			select {
 			case out <- ch:

@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
-	"github.com/billfold/billfold/projections/jsio"
 )
 
 // Every SSE client of /v1/changes is served from one shared reader per
@@ -64,32 +63,20 @@ func startFeedHub(ctx context.Context, js jetstream.JetStream, filter string, lo
 
 func (h *feedHub) run(ctx context.Context) {
 	defer h.stopped()
-	c, err := h.js.OrderedConsumer(ctx, domain.ChangesStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{h.filter}, DeliverPolicy: jetstream.DeliverNewPolicy, InactiveThreshold: jsio.ConsumerInactiveThreshold,
-	})
-	var it jetstream.MessagesContext
-	if err == nil {
-		it, err = c.Messages()
-	}
+	r, err := OpenReader(ctx, h.js, h.filter, 0)
 	if err != nil {
-		h.err = domain.Wrap(domain.CodeJournalUnavailable, err, "change feed reader")
+		h.err = err
 		close(h.ready)
 		return
 	}
 	close(h.ready)
-	defer jsio.DeleteOrdered(h.js, domain.ChangesStream, c)
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
+	defer r.Close()
 	for {
-		m, err := it.Next()
+		seq, data, err := r.Next()
 		if err != nil {
-			return // stopped; NATS outages are the ordered consumer's own
+			return // stopped
 		}
-		meta, err := m.Metadata()
-		if err != nil {
-			continue
-		}
-		h.broadcast(feedChange{seq: meta.Sequence.Stream, data: m.Data()})
+		h.broadcast(feedChange{seq: seq, data: data})
 	}
 }
 
