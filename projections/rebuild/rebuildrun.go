@@ -259,7 +259,7 @@ func bucketDigests(ctx context.Context, s *kvstore.Store) (map[string][sha256.Si
 // writeRecords writes keys of records into s with asynchronous publishes,
 // a bounded number in flight, each carrying the event that last changed it.
 func (rs *Rebuilds) writeRecords(ctx context.Context, s *kvstore.Store, records foldedRecords, keys []string) error {
-	const inFlight = 1024
+	const inFlight = 512 // four projections spilling at once stay under nats.go's 4,000 outstanding
 	var futures []jetstream.PubAckFuture
 	wait := func() error {
 		for _, f := range futures {
