@@ -120,9 +120,9 @@ func StreamConfig(replicas int) jetstream.StreamConfig {
 	}
 }
 
-// Letters reads and writes the dead-letter stream. It is the stream's
-// one reader and writer, but for the query index of open dead letters,
-// which follows the stream (query.Query).
+// Letters reads and writes the dead-letter stream: its one reader and
+// writer (the query index of open dead letters follows it with Watch and
+// reads pages with Latest).
 type Letters struct {
 	JS jetstream.JetStream
 	// Schedule is the waits before each scheduled retry of a transient

@@ -5,11 +5,8 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
-	"github.com/billfold/billfold/projections/jsio"
 )
 
 // DeadLetterCode sums up the open dead letters of one code: how many, in
@@ -51,14 +48,9 @@ func (q *Query) OpenDeadLetterCodes(ctx context.Context) ([]DeadLetterCode, erro
 	for _, o := range newest {
 		subjects = append(subjects, o.subject)
 	}
-	read := map[string]*deadletter.Letter{}
-	err := jsio.LastMessages(ctx, q.js.Conn(), domain.DeadLetterStream, subjects, func(subject string, msg *nats.Msg) {
-		if dl, err := deadletter.Decode(msg.Data); err == nil {
-			read[subject] = dl
-		}
-	})
+	read, err := deadletter.Letters{JS: q.js}.Latest(ctx, subjects)
 	if err != nil {
-		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letters")
+		return nil, err
 	}
 	out := make([]DeadLetterCode, 0, len(byCode))
 	for _, code := range slices.Sorted(maps.Keys(byCode)) {

@@ -7,12 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/deadletter"
-	"github.com/billfold/billfold/projections/jsio"
 )
 
 // deadLetterIndex holds the open dead letters' summaries in memory, kept
@@ -57,31 +55,25 @@ func (x *deadLetterIndex) run(ctx context.Context) {
 }
 
 // follow reads the stream's current state into a fresh set, swaps it in
-// once caught up, then applies every new message to it.
+// once caught up (then the index holds everything written up to the
+// stream's last sequence, even messages since deleted), then applies
+// every new message to it.
 func (x *deadLetterIndex) follow(ctx context.Context) {
-	// The stream's state now: once caught up, the index holds everything
-	// written up to its last sequence, even messages since deleted.
-	stream, err := x.js.Stream(ctx, domain.DeadLetterStream)
-	if err != nil {
-		return
-	}
-	state := stream.CachedInfo().State
-	c, err := x.js.OrderedConsumer(ctx, domain.DeadLetterStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{domain.DeadLetterSubjectPrefix + ">"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
-		InactiveThreshold: jsio.ConsumerInactiveThreshold,
-	})
-	if err != nil {
-		return
-	}
-	defer jsio.DeleteOrdered(x.js, domain.DeadLetterStream, c)
-	it, err := c.Messages()
-	if err != nil {
-		return
-	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
 	loading := map[string]openDeadLetter{}
-	caughtUp := func(seq uint64) {
+	_ = deadletter.Letters{JS: x.js}.Watch(ctx, func(subject string, seq uint64, dl *deadletter.Letter, err error, caughtUp bool) {
+		if loading == nil {
+			x.mu.Lock()
+			applyDeadLetter(x.open, subject, dl, err)
+			x.seq = max(x.seq, seq)
+			x.mu.Unlock()
+			return
+		}
+		if subject != "" {
+			applyDeadLetter(loading, subject, dl, err)
+		}
+		if !caughtUp {
+			return
+		}
 		x.mu.Lock()
 		x.open, loading = loading, nil
 		x.seq = max(x.seq, seq)
@@ -91,32 +83,7 @@ func (x *deadLetterIndex) follow(ctx context.Context) {
 		default:
 			close(x.loaded)
 		}
-	}
-	if state.Msgs == 0 {
-		caughtUp(state.LastSeq) // nothing to load; what comes next is newer
-	}
-	for {
-		m, err := it.Next()
-		if err != nil {
-			return // stopped, or the reader failed: run starts over
-		}
-		meta, err := m.Metadata()
-		if err != nil {
-			continue
-		}
-		dl, derr := deadletter.Decode(m.Data())
-		if loading != nil {
-			applyDeadLetter(loading, m.Subject(), dl, derr)
-			if meta.NumPending == 0 {
-				caughtUp(max(state.LastSeq, meta.Sequence.Stream))
-			}
-			continue
-		}
-		x.mu.Lock()
-		applyDeadLetter(x.open, m.Subject(), dl, derr)
-		x.seq = max(x.seq, meta.Sequence.Stream)
-		x.mu.Unlock()
-	}
+	})
 }
 
 // applyDeadLetter records a dead letter's new state under its subject.
@@ -167,13 +134,14 @@ func (q *Query) OpenDeadLetters(ctx context.Context, f deadletter.Filter, limit 
 	if err := waitLoaded(ctx, q.deadLetters.loaded); err != nil {
 		return OpenDeadLetters{}, err
 	}
-	stream, err := q.js.Stream(ctx, domain.DeadLetterStream)
+	letters := deadletter.Letters{JS: q.js}
+	last, err := letters.LastSequence(ctx)
 	if err != nil {
-		return OpenDeadLetters{}, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letters")
+		return OpenDeadLetters{}, err
 	}
 	// Every dead letter written before this request is in the answer (a
 	// requeue's page shows its own outcome).
-	q.deadLetters.waitSeq(ctx, stream.CachedInfo().State.LastSeq)
+	q.deadLetters.waitSeq(ctx, last)
 	var out OpenDeadLetters
 	groups := map[[2]string]int{}
 	var picked []openDeadLetter
@@ -212,14 +180,9 @@ func (q *Query) OpenDeadLetters(ctx context.Context, f deadletter.Filter, limit 
 	for i, o := range page {
 		subjects[i] = o.subject
 	}
-	states := make(map[string]*deadletter.Letter, len(page))
-	err = jsio.LastMessages(ctx, q.js.Conn(), domain.DeadLetterStream, subjects, func(subject string, msg *nats.Msg) {
-		if dl, err := deadletter.Decode(msg.Data); err == nil {
-			states[subject] = dl
-		}
-	})
+	states, err := letters.Latest(ctx, subjects)
 	if err != nil {
-		return out, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letters")
+		return out, err
 	}
 	for _, o := range page {
 		if dl := states[o.subject]; dl != nil && dl.Status == deadletter.Open {
