@@ -1,6 +1,7 @@
 package reducers_test
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -31,4 +32,27 @@ func TestRecordOf(t *testing.T) {
 		_, err := reducers.RecordOf([]byte(bad))
 		assert.Equal(t, domain.CodeReducerDecode, domain.ErrorCode(err), "%q", bad)
 	}
+}
+
+// IndexedOf reads the fields the query indexes select by, by name, from
+// the record part only (not from nested objects, not from the merge
+// state), with escapes decoded: what encoding/json reads of it.
+func TestIndexedOf(t *testing.T) {
+	value := []byte(`{"merge":{"record":{"id":"no"}},"record":{"provider":"stripe","id":"sub_\"q\"\u00e9","customer_id":"cus_1","items":[{"id":"x","state":"nope"}],` +
+		`"state":"past_due","account":"acct_1","links":[{"kind":"user_id","value":"u_1"}],"deleted":true,"email":"a@example.com"}}`)
+	var want struct {
+		Record reducers.Indexed `json:"record"`
+	}
+	require.NoError(t, json.Unmarshal(value, &want))
+	got, ok := reducers.IndexedOf(value)
+	require.True(t, ok)
+	assert.Equal(t, want.Record, got)
+	assert.Equal(t, "sub_\"q\"é", got.ID)
+	assert.Equal(t, []domain.Link{{Kind: "user_id", Value: "u_1"}}, got.Links)
+	for _, none := range []string{``, `null`, `{}`, `{"record":null}`, `{"record":{"provider":"stripe"}}`, `[1,2]`} {
+		_, ok := reducers.IndexedOf([]byte(none))
+		assert.False(t, ok, "%q is no record", none)
+	}
+	_, ok = reducers.IndexedOf(nil)
+	assert.False(t, ok, "a deleted key is no record")
 }

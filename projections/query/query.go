@@ -6,11 +6,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/looplab/eventhorizon/uuid"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/tidwall/gjson"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections"
@@ -261,64 +259,15 @@ func (v *queryView) watch(ctx context.Context, store *kvstore.Store, prefix stri
 
 // indexedRecord is the part of a stored record the indexes need.
 type indexedRecord struct {
-	Record struct {
-		Provider   string        `json:"provider"`
-		ID         string        `json:"id"`
-		CustomerID string        `json:"customer_id"`
-		State      string        `json:"state"`
-		Links      []domain.Link `json:"links"`
-		Deleted    bool          `json:"deleted"`
-		Account    string        `json:"account"`
-		Email      string        `json:"email"`
-	} `json:"record"`
+	Record reducers.Indexed
 }
 
-// decodeIndexed is the one place the indexes decode a stored value. It
-// picks the few fields the indexes need out of the record part in one
-// pass over it (gjson walks the bytes without building anything, and
-// stops at the end of the record, before the merge state that is most of
-// a value's bytes); at a million records a full decode of each value was
-// most of a restart's index load. The value is read in place, not copied:
-// a string without escapes in the result shares value's bytes, so a
-// caller that keeps one past the call copies it (the indexes intern what
-// they keep). A value without
-// a record id is no record (false); the values are the reducers' own
-// writes, so they are not validated beyond that.
+// decodeIndexed is the one place the indexes decode a stored value, with
+// the reducers' codec (reducers.IndexedOf: one pass over the record part,
+// read in place, so a string the indexes keep is interned, not held).
 func decodeIndexed(value []byte) (indexedRecord, bool) {
-	var r indexedRecord
-	if len(value) == 0 {
-		return r, false
-	}
-	rec := gjson.Get(unsafe.String(unsafe.SliceData(value), len(value)), "record")
-	if !rec.IsObject() {
-		return r, false
-	}
-	rec.ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "provider":
-			r.Record.Provider = v.String()
-		case "id":
-			r.Record.ID = v.String()
-		case "customer_id":
-			r.Record.CustomerID = v.String()
-		case "state":
-			r.Record.State = v.String()
-		case "deleted":
-			r.Record.Deleted = v.Bool()
-		case "account":
-			r.Record.Account = v.String()
-		case "email":
-			r.Record.Email = v.String()
-		case "links":
-			r.Record.Links = nil
-			v.ForEach(func(_, l gjson.Result) bool {
-				r.Record.Links = append(r.Record.Links, domain.Link{Kind: l.Get("kind").String(), Value: l.Get("value").String()})
-				return true
-			})
-		}
-		return true
-	})
-	return r, r.Record.ID != ""
+	r, ok := reducers.IndexedOf(value)
+	return indexedRecord{Record: r}, ok
 }
 
 func (v *queryView) applySubscription(_ string, id uuid.UUID, value []byte) {
