@@ -40,6 +40,41 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
+// WritePage writes a list answer, {"items": [...], "next_cursor": "..."}
+// (next_cursor left out when empty), with status 200. The outer
+// structure is indented as WriteJSON indents it; each item is written
+// as it is, not re-indented: items are stored records, already compact
+// JSON, and re-indenting a page of them cost a copy and a scan of every
+// byte of every list answer.
+func WritePage(w http.ResponseWriter, items []json.RawMessage, nextCursor string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	n := 32 + len(nextCursor)
+	for _, it := range items {
+		n += len(it) + 6
+	}
+	b := make([]byte, 0, n)
+	b = append(b, "{\n  \"items\": ["...)
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, "\n    "...)
+		b = append(b, it...)
+	}
+	if len(items) > 0 {
+		b = append(b, "\n  "...)
+	}
+	b = append(b, ']')
+	if nextCursor != "" {
+		b = append(b, ",\n  \"next_cursor\": "...)
+		cursor, _ := json.Marshal(nextCursor) // a string always marshals
+		b = append(b, cursor...)
+	}
+	b = append(b, "\n}\n"...)
+	_, _ = w.Write(b)
+}
+
 // errorLog is where WriteError logs the answers an operator must see: every
 // 5xx and every 429, with the code and the whole cause, which the answer
 // itself carries only as a short message.

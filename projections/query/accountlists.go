@@ -103,11 +103,8 @@ func (q *Query) listRecords(ctx context.Context, projection, kind string, f Reco
 	}
 	page := Page{Items: make([]json.RawMessage, 0, len(records))}
 	for _, r := range records {
-		var s struct {
-			Provider string `json:"provider"`
-			Account  string `json:"account"`
-		}
-		if json.Unmarshal(r, &s) != nil || (f.Provider != "" && s.Provider != f.Provider) || (f.Account != "" && s.Account != f.Account) {
+		s, ok := listedOf(r)
+		if !ok || (f.Provider != "" && s.provider != f.Provider) || (f.Account != "" && s.account != f.Account) {
 			continue
 		}
 		page.Items = append(page.Items, r)
@@ -132,6 +129,6 @@ func (q *Query) serveRecordList(list func(*Query, context.Context, RecordFilter,
 			httpapi.WriteError(w, err)
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, page)
+		httpapi.WritePage(w, page.Items, page.NextCursor)
 	}
 }
