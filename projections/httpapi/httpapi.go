@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,16 +46,13 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // structure is indented as WriteJSON indents it; each item is written
 // as it is, not re-indented: items are stored records, already compact
 // JSON, and re-indenting a page of them cost a copy and a scan of every
-// byte of every list answer.
+// byte of every list answer. The answer is built in a pooled buffer and
+// written at once, so that a page costs no garbage of its size.
 func WritePage(w http.ResponseWriter, items []json.RawMessage, nextCursor string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	n := 32 + len(nextCursor)
-	for _, it := range items {
-		n += len(it) + 6
-	}
-	b := make([]byte, 0, n)
-	b = append(b, "{\n  \"items\": ["...)
+	bp := pageBuffers.Get().(*[]byte)
+	b := append((*bp)[:0], "{\n  \"items\": ["...)
 	for i, it := range items {
 		if i > 0 {
 			b = append(b, ',')
@@ -73,7 +71,18 @@ func WritePage(w http.ResponseWriter, items []json.RawMessage, nextCursor string
 	}
 	b = append(b, "\n}\n"...)
 	_, _ = w.Write(b)
+	if cap(b) <= maxPooledPage {
+		*bp = b
+		pageBuffers.Put(bp)
+	}
 }
+
+// pageBuffers holds the buffers WritePage builds answers in; one larger
+// than maxPooledPage (a page of unusually large records) is left to the
+// collector rather than kept.
+var pageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+const maxPooledPage = 1 << 20
 
 // errorLog is where WriteError logs the answers an operator must see: every
 // 5xx and every 429, with the code and the whole cause, which the answer

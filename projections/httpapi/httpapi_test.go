@@ -2,7 +2,10 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -64,4 +67,24 @@ func TestWritePageItemsVerbatim(t *testing.T) {
 	assert.Equal(t, "next", decoded.NextCursor)
 	require.Len(t, decoded.Items, 2)
 	assert.JSONEq(t, string(items[0]), string(decoded.Items[0]))
+}
+
+// Answers written at once from many handlers (which share the pooled
+// buffers) each hold their own items only.
+func TestWritePageConcurrent(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			items := []json.RawMessage{json.RawMessage(fmt.Sprintf(`{"writer":%d,"pad":%q}`, g, strings.Repeat("x", 1000*g)))}
+			want := "{\n  \"items\": [\n    " + string(items[0]) + "\n  ],\n  \"next_cursor\": \"" + fmt.Sprint(g) + "\"\n}\n"
+			for range 200 {
+				got, _ := writePage(items, fmt.Sprint(g))
+				if got != want {
+					t.Errorf("writer %d: got %.80q", g, got)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
