@@ -2,7 +2,6 @@ package query
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/projections/index"
+	"github.com/billfold/billfold/reducers"
 )
 
 // Lists of customers and of orders, by provider and Stripe Connect
@@ -97,18 +97,13 @@ func (q *Query) listRecords(ctx context.Context, projection, kind string, f Reco
 	for i, e := range entries {
 		keys[i] = domain.RecordKey(kind, e.Key)
 	}
-	records, err := v.readMany(ctx, projection, keys)
+	items, err := v.readMany(ctx, projection, keys, func(r reducers.Indexed) bool {
+		return (f.Provider == "" || r.Provider == f.Provider) && (f.Account == "" || r.Account == f.Account)
+	})
 	if err != nil {
 		return Page{}, err
 	}
-	page := Page{Items: make([]json.RawMessage, 0, len(records))}
-	for _, r := range records {
-		s, ok := listedOf(r)
-		if !ok || (f.Provider != "" && s.provider != f.Provider) || (f.Account != "" && s.account != f.Account) {
-			continue
-		}
-		page.Items = append(page.Items, r)
-	}
+	page := Page{Items: items}
 	if more && len(entries) > 0 {
 		page.NextCursor = encodeCursor(entries[len(entries)-1].Pos())
 	}

@@ -7,11 +7,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/tidwall/gjson"
-
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/projections/index"
+	"github.com/billfold/billfold/reducers"
 )
 
 // Lists.
@@ -98,53 +97,20 @@ func (q *Query) ListSubscriptions(ctx context.Context, f SubscriptionFilter, lim
 	for i, e := range entries {
 		keys[i] = subscriptionKey(e)
 	}
-	records, err := v.readMany(ctx, domain.ProjectionSubscriptions, keys)
+	// The index chose the page; a record that changed since so that it
+	// no longer matches is left out rather than shown under the filter.
+	items, err := v.readMany(ctx, domain.ProjectionSubscriptions, keys, func(r reducers.Indexed) bool {
+		return (f.State == "" || r.State == string(f.State)) && (f.Provider == "" || r.Provider == f.Provider) &&
+			(f.Customer == "" || r.CustomerID == f.Customer) && (f.Account == "" || r.Account == f.Account)
+	})
 	if err != nil {
 		return Page{}, err
 	}
-	page := Page{Items: make([]json.RawMessage, 0, len(records))}
-	for _, r := range records {
-		s, ok := listedOf(r)
-		if !ok ||
-			(f.State != "" && s.state != string(f.State)) || (f.Provider != "" && s.provider != f.Provider) || (f.Customer != "" && s.customer != f.Customer) ||
-			(f.Account != "" && s.account != f.Account) {
-			continue
-		}
-		page.Items = append(page.Items, r)
-	}
+	page := Page{Items: items}
 	if more && len(entries) > 0 {
 		page.NextCursor = encodeCursor(entries[len(entries)-1].Pos())
 	}
 	return page, nil
-}
-
-// listed is what a list checks again in a record it read: the fields
-// the index chose it by, which may have changed since.
-type listed struct{ state, provider, customer, account string }
-
-// listedOf reads a record's listed fields in one pass over its top level,
-// decoding nothing else (a full decode of every record of a page was a
-// good part of a list's CPU). ok is false for a record that is not an
-// object.
-func listedOf(record []byte) (l listed, ok bool) {
-	r := gjson.ParseBytes(record)
-	if !r.IsObject() {
-		return l, false
-	}
-	r.ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "state":
-			l.state = v.String()
-		case "provider":
-			l.provider = v.String()
-		case "customer_id":
-			l.customer = v.String()
-		case "account":
-			l.account = v.String()
-		}
-		return true
-	})
-	return l, true
 }
 
 // Counts returns the number of subscriptions in each lifecycle state,
@@ -234,7 +200,7 @@ func (v *queryView) customerPage(ctx context.Context, projection string, keys []
 	for i, k := range keys {
 		storeKeys[i] = k.key
 	}
-	records, err := v.readMany(ctx, projection, storeKeys)
+	records, err := v.readMany(ctx, projection, storeKeys, nil)
 	if err != nil {
 		return Page{}, err
 	}
