@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,49 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
+
+// WritePage writes a list answer, {"items": [...], "next_cursor": "..."}
+// (next_cursor left out when empty), with status 200. The outer
+// structure is indented as WriteJSON indents it; each item is written
+// as it is, not re-indented: items are stored records, already compact
+// JSON, and re-indenting a page of them cost a copy and a scan of every
+// byte of every list answer. The answer is built in a pooled buffer and
+// written at once, so that a page costs no garbage of its size.
+func WritePage(w http.ResponseWriter, items []json.RawMessage, nextCursor string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bp := pageBuffers.Get().(*[]byte)
+	b := append((*bp)[:0], "{\n  \"items\": ["...)
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, "\n    "...)
+		b = append(b, it...)
+	}
+	if len(items) > 0 {
+		b = append(b, "\n  "...)
+	}
+	b = append(b, ']')
+	if nextCursor != "" {
+		b = append(b, ",\n  \"next_cursor\": "...)
+		cursor, _ := json.Marshal(nextCursor) // a string always marshals
+		b = append(b, cursor...)
+	}
+	b = append(b, "\n}\n"...)
+	_, _ = w.Write(b)
+	if cap(b) <= maxPooledPage {
+		*bp = b
+		pageBuffers.Put(bp)
+	}
+}
+
+// pageBuffers holds the buffers WritePage builds answers in; one larger
+// than maxPooledPage (a page of unusually large records) is left to the
+// collector rather than kept.
+var pageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+const maxPooledPage = 1 << 20
 
 // errorLog is where WriteError logs the answers an operator must see: every
 // 5xx and every 429, with the code and the whole cause, which the answer

@@ -2,7 +2,6 @@ package query
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/projections/index"
+	"github.com/billfold/billfold/reducers"
 )
 
 // Lists of customers and of orders, by provider and Stripe Connect
@@ -97,21 +97,13 @@ func (q *Query) listRecords(ctx context.Context, projection, kind string, f Reco
 	for i, e := range entries {
 		keys[i] = domain.RecordKey(kind, e.Key)
 	}
-	records, err := v.readMany(ctx, projection, keys)
+	items, err := v.readMany(ctx, projection, keys, func(r reducers.Indexed) bool {
+		return (f.Provider == "" || r.Provider == f.Provider) && (f.Account == "" || r.Account == f.Account)
+	})
 	if err != nil {
 		return Page{}, err
 	}
-	page := Page{Items: make([]json.RawMessage, 0, len(records))}
-	for _, r := range records {
-		var s struct {
-			Provider string `json:"provider"`
-			Account  string `json:"account"`
-		}
-		if json.Unmarshal(r, &s) != nil || (f.Provider != "" && s.Provider != f.Provider) || (f.Account != "" && s.Account != f.Account) {
-			continue
-		}
-		page.Items = append(page.Items, r)
-	}
+	page := Page{Items: items}
 	if more && len(entries) > 0 {
 		page.NextCursor = encodeCursor(entries[len(entries)-1].Pos())
 	}
@@ -132,6 +124,6 @@ func (q *Query) serveRecordList(list func(*Query, context.Context, RecordFilter,
 			httpapi.WriteError(w, err)
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, page)
+		httpapi.WritePage(w, page.Items, page.NextCursor)
 	}
 }

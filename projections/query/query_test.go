@@ -343,3 +343,39 @@ func TestQueryAsOf(t *testing.T) {
 	_, err := f.q.AsOf(ctx, domain.KindSubscription, "stripe", "sub_1", t0.Add(-time.Minute))
 	assert.Equal(t, domain.CodeNotFound, domain.ErrorCode(err))
 }
+
+// A page is chosen by the index, which may lag the store: a record whose
+// stored state no longer matches the filter is left out of the page
+// rather than shown under it, and shown under the filter it now matches.
+func TestQueryListLeavesOutRecordsChangedUnderTheIndex(t *testing.T) {
+	f := newQueryFixture(t)
+	subs := []domain.SubscriptionRecord{
+		{Provider: domain.Stripe, ID: "sub_a", CustomerID: "cus_1", State: domain.StateActive},
+		{Provider: domain.Stripe, ID: "sub_b", CustomerID: "cus_1", State: domain.StateActive},
+		{Provider: domain.Braintree, ID: "sub_c", CustomerID: "cus_2", State: domain.StateActive},
+	}
+	for _, s := range subs {
+		f.putSub(s)
+	}
+	f.waitCount(len(subs))
+	changed := subs[1]
+	changed.State = domain.StateEnded
+	f.putSub(changed)
+	require.Eventually(t, func() bool {
+		c, err := f.q.Counts(context.Background())
+		return err == nil && c[domain.StateEnded] == 1
+	}, 10*time.Second, 10*time.Millisecond)
+
+	// The index as a lagging one would have it: sub_b still active.
+	v := f.q.view.Load()
+	stale, _ := v.subs.List(index.Filter{State: domain.StateEnded}, 10, nil)
+	require.Len(t, stale, 1)
+	stale[0].State = domain.StateActive
+	v.subs.Put(stale[0])
+
+	assert.Equal(t, []subID{{"braintree", "sub_c"}, {"stripe", "sub_a"}},
+		pageAll(t, f.q, SubscriptionFilter{State: domain.StateActive}, 10))
+	assert.Equal(t, []subID{{"stripe", "sub_a"}}, pageAll(t, f.q, SubscriptionFilter{State: domain.StateActive, Provider: "stripe"}, 10))
+	assert.Equal(t, []subID{{"braintree", "sub_c"}, {"stripe", "sub_a"}, {"stripe", "sub_b"}},
+		pageAll(t, f.q, SubscriptionFilter{}, 10), "no filter: every record, as stored")
+}

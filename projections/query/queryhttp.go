@@ -94,7 +94,7 @@ func (q *Query) serveList(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, page)
+	httpapi.WritePage(w, page.Items, page.NextCursor)
 }
 
 func (q *Query) serveCounts(w http.ResponseWriter, r *http.Request) {
@@ -112,7 +112,7 @@ func (q *Query) serveCustomerSubscriptions(w http.ResponseWriter, r *http.Reques
 		httpapi.WriteError(w, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, page)
+	httpapi.WritePage(w, page.Items, page.NextCursor)
 }
 
 func (q *Query) serveCustomerOrders(w http.ResponseWriter, r *http.Request) {
@@ -121,7 +121,7 @@ func (q *Query) serveCustomerOrders(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, page)
+	httpapi.WritePage(w, page.Items, page.NextCursor)
 }
 
 //go:embed openapi.json

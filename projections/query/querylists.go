@@ -10,6 +10,7 @@ import (
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/httpapi"
 	"github.com/billfold/billfold/projections/index"
+	"github.com/billfold/billfold/reducers"
 )
 
 // Lists.
@@ -96,25 +97,16 @@ func (q *Query) ListSubscriptions(ctx context.Context, f SubscriptionFilter, lim
 	for i, e := range entries {
 		keys[i] = subscriptionKey(e)
 	}
-	records, err := v.readMany(ctx, domain.ProjectionSubscriptions, keys)
+	// The index chose the page; a record that changed since so that it
+	// no longer matches is left out rather than shown under the filter.
+	items, err := v.readMany(ctx, domain.ProjectionSubscriptions, keys, func(r reducers.Indexed) bool {
+		return (f.State == "" || r.State == string(f.State)) && (f.Provider == "" || r.Provider == f.Provider) &&
+			(f.Customer == "" || r.CustomerID == f.Customer) && (f.Account == "" || r.Account == f.Account)
+	})
 	if err != nil {
 		return Page{}, err
 	}
-	page := Page{Items: make([]json.RawMessage, 0, len(records))}
-	for _, r := range records {
-		var s struct {
-			State    domain.LifecycleState `json:"state"`
-			Provider string                `json:"provider"`
-			Customer string                `json:"customer_id"`
-			Account  string                `json:"account"`
-		}
-		if json.Unmarshal(r, &s) != nil ||
-			(f.State != "" && s.State != f.State) || (f.Provider != "" && s.Provider != f.Provider) || (f.Customer != "" && s.Customer != f.Customer) ||
-			(f.Account != "" && s.Account != f.Account) {
-			continue
-		}
-		page.Items = append(page.Items, r)
-	}
+	page := Page{Items: items}
 	if more && len(entries) > 0 {
 		page.NextCursor = encodeCursor(entries[len(entries)-1].Pos())
 	}
@@ -208,7 +200,7 @@ func (v *queryView) customerPage(ctx context.Context, projection string, keys []
 	for i, k := range keys {
 		storeKeys[i] = k.key
 	}
-	records, err := v.readMany(ctx, projection, storeKeys)
+	records, err := v.readMany(ctx, projection, storeKeys, nil)
 	if err != nil {
 		return Page{}, err
 	}

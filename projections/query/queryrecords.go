@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -46,6 +45,15 @@ func (q *Query) Record(ctx context.Context, kind, provider, id string) (json.Raw
 // It reads the KV bucket itself, not the store's cache, so that a record
 // written by another billfold process is seen at once.
 func (v *queryView) read(ctx context.Context, projection, key string) (json.RawMessage, error) {
+	value, err := v.readValue(ctx, projection, key)
+	if err != nil || value == nil {
+		return nil, err
+	}
+	return reducers.RecordOf(value)
+}
+
+// readValue returns the stored value under key, nil when absent.
+func (v *queryView) readValue(ctx context.Context, projection, key string) ([]byte, error) {
 	store := v.stores[projection]
 	if store == nil {
 		return nil, domain.Errorf(domain.CodeNotFound, "no projection %s", projection)
@@ -57,26 +65,36 @@ func (v *queryView) read(ctx context.Context, projection, key string) (json.RawM
 	if !found {
 		return nil, nil
 	}
-	return reducers.RecordOf(value)
+	return value, nil
 }
 
-// readMany reads keys of projection, keeping the order and leaving out
-// records that are gone: with batched direct gets (LatestValues), or, where
-// the server cannot answer those, one KV Get per key, 16 at a time.
-func (v *queryView) readMany(ctx context.Context, projection string, keys []string) ([]json.RawMessage, error) {
+// readMany reads the records of keys of projection, keeping the order and
+// leaving out records that are gone, and, with keep, those whose indexed
+// fields keep refuses (a list checks again what its index chose the page
+// by: reducers.IndexedOf, one pass over the record, nothing decoded). It
+// reads with batched direct gets (LatestValues), or, where the server
+// cannot answer those, one KV Get per key, 16 at a time.
+func (v *queryView) readMany(ctx context.Context, projection string, keys []string, keep func(reducers.Indexed) bool) ([]json.RawMessage, error) {
 	store := v.stores[projection]
 	if store == nil {
 		return nil, domain.Errorf(domain.CodeNotFound, "no projection %s", projection)
 	}
 	values, err := store.LatestValues(ctx, keys)
 	if err != nil {
-		return v.readEach(ctx, projection, keys)
+		if values, err = v.readEach(ctx, projection, keys); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]json.RawMessage, 0, len(keys))
 	for _, key := range keys {
 		value := values[key]
 		if value == nil {
 			continue
+		}
+		if keep != nil {
+			if ix, ok := reducers.IndexedOf(value); !ok || !keep(ix) {
+				continue
+			}
 		}
 		rec, err := reducers.RecordOf(value)
 		if err != nil {
@@ -89,9 +107,10 @@ func (v *queryView) readMany(ctx context.Context, projection string, keys []stri
 	return out, nil
 }
 
-// readEach reads keys of projection one Get each, 16 at a time.
-func (v *queryView) readEach(ctx context.Context, projection string, keys []string) ([]json.RawMessage, error) {
-	out := make([]json.RawMessage, len(keys))
+// readEach reads the stored values of keys of projection, one Get each,
+// 16 at a time; absent ones are left out.
+func (v *queryView) readEach(ctx context.Context, projection string, keys []string) (map[string][]byte, error) {
+	values := make([][]byte, len(keys))
 	errs := make([]error, len(keys))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
@@ -99,14 +118,20 @@ func (v *queryView) readEach(ctx context.Context, projection string, keys []stri
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			out[i], errs[i] = v.read(ctx, projection, key)
+			values[i], errs[i] = v.readValue(ctx, projection, key)
 		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(out, func(r json.RawMessage) bool { return r == nil }), nil
+	out := make(map[string][]byte, len(keys))
+	for i, key := range keys {
+		if values[i] != nil {
+			out[key] = values[i]
+		}
+	}
+	return out, nil
 }
 
 // AsOf returns a record as it stood at provider time t: the journal is
