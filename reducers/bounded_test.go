@@ -182,3 +182,14 @@ func TestRecordsOfTheEarlierFormatStillFold(t *testing.T) {
 	assert.Equal(t, "new@example.com", c.Email)
 	assert.Equal(t, fold(t, DefaultOptions(), h.events)[key], m[key], "the same bytes as a fold of the new form")
 }
+
+// An earlier version wrote an empty set of events as null; it reads as
+// empty.
+func TestFoldedNullIsEmpty(t *testing.T) {
+	var f Folded
+	require.NoError(t, json.Unmarshal([]byte(`null`), &f))
+	assert.Equal(t, Folded{}, f)
+	s, err := decodeStored[domain.WalletRecord, walletMerge]([]byte(`{"record":{"user_id":"u1"},"merge":{"folded":null,"parts":null}}`))
+	require.NoError(t, err)
+	assert.Zero(t, s.Merge.Folded.Count)
+}

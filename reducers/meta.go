@@ -133,7 +133,11 @@ func (f Folded) MarshalJSON() ([]byte, error) { return jsonv2.Marshal(f) }
 // objects), as records written before this version hold it.
 func (f *Folded) UnmarshalJSONFrom(d *jsontext.Decoder) error {
 	*f = Folded{}
-	if d.PeekKind() == '[' {
+	switch d.PeekKind() {
+	case 'n': // an earlier version's empty set
+		_, err := d.ReadToken()
+		return err
+	case '[':
 		v, err := d.ReadValue()
 		if err != nil {
 			return err

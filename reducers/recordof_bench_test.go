@@ -10,7 +10,6 @@ import (
 	"github.com/billfold/billfold/reducers"
 )
 
-
 // BenchmarkRecordOf reads the record part of a stored subscription
 // with a year of monthly history (the merge state the reducer keeps beside
 // it): what the query API does for every record it answers.
