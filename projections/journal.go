@@ -19,15 +19,7 @@ func (m MemoryRecords) Get(key string) ([]byte, error) { return m[key], nil }
 
 // JournalHead is the journal's last sequence.
 func JournalHead(ctx context.Context, js jetstream.JetStream) (uint64, error) {
-	s, err := js.Stream(ctx, domain.JournalStream)
-	if err != nil {
-		return 0, domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0, domain.Wrap(domain.CodeJournalUnavailable, err, "journal")
-	}
-	return info.State.LastSeq, nil
+	return jsio.LastSequence(ctx, js, domain.JournalStream, domain.CodeJournalUnavailable)
 }
 
 // LookupJournalEvent reads the journal entry of event id in namespace (the

@@ -180,7 +180,7 @@ func (w Wallets) updateIdentity(records Lookup, customer, except string, change 
 			continue // its caller writes that wallet with the identity
 		}
 		c, err := w.updateWallet(overlay{records, changes}, user, func(wm *walletMerge, meta *domain.RecordMeta) {
-			wm.takeIdentity(meta, e)
+			wm.takeIdentity(e)
 		})
 		if err != nil {
 			return nil, e, err
@@ -192,7 +192,7 @@ func (w Wallets) updateIdentity(records Lookup, customer, except string, change 
 
 // takeIdentity merges a customer's links (and the events that made them)
 // into the wallet.
-func (wm *walletMerge) takeIdentity(meta *domain.RecordMeta, e identityEntry) {
+func (wm *walletMerge) takeIdentity(e identityEntry) {
 	if wm.Identities == nil {
 		wm.Identities = map[string]customerClaims{}
 	}
@@ -203,7 +203,7 @@ func (wm *walletMerge) takeIdentity(meta *domain.RecordMeta, e identityEntry) {
 		wm.IdentityVersions = map[string]int{}
 	}
 	wm.IdentityVersions[e.CustomerID] = max(wm.IdentityVersions[e.CustomerID], e.version())
-	wm.Parts.union(meta, e.Folded)
+	wm.Parts.union(e.Folded)
 }
 
 // applyCustomer folds a Stripe customer event into the customer's links:
@@ -247,7 +247,7 @@ func (w Wallets) pushClerkClaims(records Lookup, user string) (Changes, error) {
 	changes := Changes{}
 	for _, customer := range slices.Sorted(maps.Keys(s.Merge.Named)) {
 		c, _, err := w.updateIdentity(overlay{records, changes}, customer, "", func(ie *identityEntry) {
-			ie.Folded.union(&domain.RecordMeta{}, s.Merge.ClaimEvents)
+			ie.Folded.union(s.Merge.ClaimEvents)
 			if ie.Claimed == nil {
 				ie.Claimed = map[string]int{}
 			}

@@ -146,7 +146,7 @@ func (f *Folded) UnmarshalJSONFrom(d *jsontext.Decoder) error {
 		if err := json.Unmarshal(v, &all); err != nil {
 			return err
 		}
-		f.union(&domain.RecordMeta{}, Folded{Recent: all})
+		f.union(Folded{Recent: all})
 		f.Count = len(all)
 		for _, r := range all {
 			f.mark(r)
@@ -307,9 +307,9 @@ func (f Folded) describe(meta *domain.RecordMeta) {
 }
 
 // union merges other's window and trust into f's (not its count, which
-// only the owner of a set knows) and updates meta: how a record shows the
-// latest events of the parts it is derived from.
-func (f *Folded) union(meta *domain.RecordMeta, other Folded) {
+// only the owner of a set knows): how a record shows the latest events of
+// the parts it is derived from.
+func (f *Folded) union(other Folded) {
 	for _, r := range other.Recent {
 		if i, found := slices.BinarySearchFunc(f.Recent, r, compareRefs); !found {
 			f.Recent = slices.Insert(f.Recent, i, r)
@@ -318,7 +318,6 @@ func (f *Folded) union(meta *domain.RecordMeta, other Folded) {
 	f.trim()
 	f.Signed = f.Signed || other.Signed
 	f.Unverified = domain.LeastTrusted(f.Unverified, other.Unverified)
-	f.describe(meta)
 }
 
 func compareRefs(a, b domain.EventRef) int {

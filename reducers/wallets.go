@@ -202,7 +202,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 		changes, identity = merge(changes, c), &e
 	}
 	c, err := w.updateWallet(overlay{records, changes}, credited.UserID, func(wm *walletMerge, meta *domain.RecordMeta) {
-		wm.Parts.union(meta, topUp.Merge.Folded)
+		wm.Parts.union(topUp.Merge.Folded)
 		// The wallet keeps its top-ups' Connect account as a record keeps
 		// its events' (Folded.add): the least, whatever the order.
 		if a := topUp.Record.Account; a != "" && (meta.Account == "" || a < meta.Account) {
@@ -210,7 +210,7 @@ func (w Wallets) Apply(ev *domain.Envelope, records Lookup) (Changes, error) {
 		}
 		setTopUpEntries(wm, id, topUp.Record, topUp.Merge)
 		if identity != nil {
-			wm.takeIdentity(meta, *identity)
+			wm.takeIdentity(*identity)
 		}
 	})
 	return merge(changes, c), err
@@ -361,7 +361,8 @@ func deriveWallet(r *domain.WalletRecord, m *walletMerge, userID string) {
 	*r = domain.WalletRecord{UserID: userID, UserKnown: m.Known, Deleted: m.Deleted, Entries: []domain.WalletEntry{}, RecordMeta: r.RecordMeta}
 	all := m.Folded
 	all.Recent = slices.Clone(m.Folded.Recent)
-	all.union(&r.RecordMeta, m.Parts)
+	all.union(m.Parts)
+	all.describe(&r.RecordMeta)
 	r.Version = m.Folded.Count
 	for _, v := range m.TopUps {
 		r.Version += v

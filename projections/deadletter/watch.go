@@ -13,11 +13,7 @@ import (
 // LastSequence is the dead-letter stream's last sequence now: every dead
 // letter written before a call is at or below it.
 func (d Letters) LastSequence(ctx context.Context) (uint64, error) {
-	s, err := d.JS.Stream(ctx, domain.DeadLetterStream)
-	if err != nil {
-		return 0, domain.Wrap(domain.CodeStoreUnavailable, err, "dead letters")
-	}
-	return s.CachedInfo().State.LastSeq, nil
+	return jsio.LastSequence(ctx, d.JS, domain.DeadLetterStream, domain.CodeStoreUnavailable)
 }
 
 // Latest reads the current state of the dead letters on subjects in one

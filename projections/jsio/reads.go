@@ -125,3 +125,13 @@ func Drain(ctx context.Context, c jetstream.Consumer, stream string, fn func(jet
 	}
 	return nil
 }
+
+// LastSequence is stream's last sequence now, in one request (the stream
+// lookup answers with its state); a failure is code.
+func LastSequence(ctx context.Context, js jetstream.JetStream, stream string, code domain.Code) (uint64, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, domain.Wrap(code, err, "read "+stream)
+	}
+	return s.CachedInfo().State.LastSeq, nil
+}

@@ -52,7 +52,6 @@ type projectionRecords struct {
 	bytes   int
 	spill   *spill
 	spilled map[string]struct{}
-	spills  int
 }
 
 func newProjectionRecords(ctx context.Context, sp *spill) *projectionRecords {
@@ -107,7 +106,6 @@ func (r *projectionRecords) spillIfFull() error {
 	}
 	clear(r.mem)
 	r.bytes = 0
-	r.spills++
 	return nil
 }
 

@@ -174,13 +174,13 @@ func (rs *Rebuilds) writeGeneration(ctx context.Context, t *target, records *pro
 		return 0, err
 	}
 	n := len(same) + len(changed)
-	if records.spills > 0 {
+	if len(records.spilled) > 0 {
 		moved, kept, err := rs.rewriteSpilled(ctx, t.store, records, t.changedFrom, differs)
 		if err != nil {
 			return 0, err
 		}
 		n += moved + kept
-		rs.opts.Log.Info("rebuild spilled records to the new generation", "projection", t.projection, "spills", records.spills,
+		rs.opts.Log.Info("rebuild spilled records to the new generation", "projection", t.projection,
 			"spilled", len(records.spilled), "rewritten", moved, "left", kept)
 	}
 	if t.bulkEnd, err = rs.lastSequence(ctx, t.store); err != nil {
@@ -238,15 +238,7 @@ func (rs *Rebuilds) rewriteSpilled(ctx context.Context, s *kvstore.Store, record
 
 // lastSequence is the last sequence of s's stream.
 func (rs *Rebuilds) lastSequence(ctx context.Context, s *kvstore.Store) (uint64, error) {
-	stream, err := rs.js.Stream(ctx, domain.BucketStream(s.Bucket()))
-	if err != nil {
-		return 0, domain.Wrap(domain.CodeStoreUnavailable, err, "read "+s.Bucket())
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return 0, domain.Wrap(domain.CodeStoreUnavailable, err, "read "+s.Bucket())
-	}
-	return info.State.LastSeq, nil
+	return jsio.LastSequence(ctx, rs.js, domain.BucketStream(s.Bucket()), domain.CodeStoreUnavailable)
 }
 
 // bucketDigests returns the digest of every record a store holds.
