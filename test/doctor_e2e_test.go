@@ -156,6 +156,14 @@ endpoints:
 	post("stripe", rotated, stripeSig(rotated, now, stripeSecretOld), 200)
 	failing := stripeBody("evt_doctor_invoice", "invoice.paid", false)
 	post("stripe", failing, stripeSig(failing, now, stripeSecret), 200)
+	// Accepted deliveries are logged off the answer's path (rejected ones
+	// on it): let the log hold them before the rejections, so its order is
+	// the order they were sent in.
+	require.Eventually(t, func() bool {
+		out, _, _ := runBillfoldOut(t, nil, "doctor", "--server", srv.admin, "-o", "json")
+		var r doctorJSON
+		return json.Unmarshal([]byte(out), &r) == nil && r.Deliveries.Outcomes["accepted"] == 5
+	}, 60*time.Second, 250*time.Millisecond, "the delivery log holds the accepted deliveries")
 	for i := range 4 {
 		forged := stripeBody(fmt.Sprintf("evt_doctor_forged_%d", i), "customer.created", false)
 		post("stripe", forged, stripeSig(forged, now, stripeSecretWrong), 400)
