@@ -215,6 +215,9 @@ func (p *clusterPhase) finish(t *testing.T, js jetstream.JetStream, c *natsClust
 	waitProjected(t, js, p.srv)
 	waitDeliveryLog(t, p.srv)
 	f := checkCrashOutcome(t, js, p.w, p.results)
+	if t.Failed() {
+		t.Logf("billfold's log:\n%s", tail(p.srv.logs.String(), 20000))
+	}
 	out, code := runBillfold(t, "verify", "--server", p.srv.admin)
 	require.Equal(t, 0, code, "billfold verify after the nodes came back:\n%s", out)
 	p.summary = fmt.Sprintf("%s, %d streams converged at R3, verify identical", crashCounts(p.results, f), streams)

@@ -247,7 +247,9 @@ func checkCrashOutcome(t *testing.T, js jetstream.JetStream, w crashWorkload, re
 		if n == 2 {
 			rec := r.subscription(domain.Stripe, sub)
 			assert.Equal(t, domain.StatePastDue, rec.State, sub)
-			assert.Equal(t, []domain.LifecycleState{domain.StateActive, domain.StatePastDue}, states(rec), sub)
+			if !assert.Equal(t, []domain.LifecycleState{domain.StateActive, domain.StatePastDue}, states(rec), sub) {
+				t.Logf("what the store and the journal hold of %s:\n%s", sub, recordTrail(t, js, domain.ProjectionSubscriptions, reducers.SubscriptionKey("stripe", sub), sub))
+			}
 		}
 	}
 	// Of the workload's events, the journal holds those delivered, once.
@@ -343,4 +345,44 @@ func journalSubjectCounts(t *testing.T, js jetstream.JetStream, namespace string
 		out[subj] = int(n)
 	}
 	return out
+}
+
+// recordTrail says, for a failure message, every revision of a record the
+// bucket keeps (with the event that wrote it and the revision it replaced)
+// and the journal sequences of the events whose subjects mention object.
+func recordTrail(t *testing.T, js jetstream.JetStream, projection, key, object string) string {
+	t.Helper()
+	ctx := ctxT(t)
+	var b strings.Builder
+	bucket := domain.ProjectionBucket(projection, 1)
+	if s, err := js.Stream(ctx, domain.BucketStream(bucket)); err == nil {
+		if info, err := s.Info(ctx); err == nil {
+			fmt.Fprintf(&b, "bucket stream: first %d last %d msgs %d leader %s\n", info.State.FirstSeq, info.State.LastSeq, info.State.Msgs, info.Cluster.Leader)
+		}
+		kv, _ := js.KeyValue(ctx, bucket)
+		entries, err := kv.History(ctx, key)
+		fmt.Fprintf(&b, "history of %s: %d entries, err %v\n", key, len(entries), err)
+		for _, e := range entries {
+			m, err := s.GetMsg(ctx, e.Revision())
+			if err != nil {
+				fmt.Fprintf(&b, "  rev %d: %v\n", e.Revision(), err)
+				continue
+			}
+			fmt.Fprintf(&b, "  rev %d at %s: event %s seq %s replaces %s, %d bytes\n", e.Revision(), e.Created().Format(time.RFC3339Nano),
+				m.Header.Get("Billfold-Event-Id"), m.Header.Get("Billfold-Journal-Sequence"), m.Header.Get("Billfold-Previous-Revision"), len(e.Value()))
+		}
+	}
+	if s, err := js.Stream(ctx, domain.JournalStream); err == nil {
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(strings.TrimSuffix(domain.JournalSubject("stripe", "x"), "x")+">"))
+		if err == nil {
+			for subj := range info.State.Subjects {
+				if strings.Contains(subj, strings.TrimPrefix(object, "sub_")) {
+					if m, err := s.GetLastMsgForSubject(ctx, subj); err == nil {
+						fmt.Fprintf(&b, "journal %s: seq %d at %s\n", subj, m.Sequence, m.Time.Format(time.RFC3339Nano))
+					}
+				}
+			}
+		}
+	}
+	return b.String()
 }
