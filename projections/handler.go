@@ -49,6 +49,13 @@ func (pr *Projector) handler(inProgress func(), requeue *deadletter.Requeue) eve
 	)
 }
 
+// refold folds again an event of a burst whose write lost a
+// compare-and-set race, re-reading the record each time, at most
+// maxConflicts times; what still fails is the caller's to hand back.
+func (pr *Projector) refold(ctx context.Context, env *domain.Envelope) error {
+	return retryConflicts(maxConflicts)(pr.fold)(ctx, env)
+}
+
 // fold applies env to the projection's stored records once, compare-and-set.
 func (pr *Projector) fold(ctx context.Context, env *domain.Envelope) error {
 	t := kvstore.NewTx(ctx, pr.store)

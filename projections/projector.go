@@ -144,9 +144,11 @@ func (pr *Projector) batchSize() int {
 
 // handleBatch folds a batch of journal messages in one burst of writes
 // and acknowledges each, unless ctx ended first: then the batch is left
-// for redelivery. Events are folded in journal order; an event whose
-// write was not stored is folded again, one at a time, after the burst,
-// through the projector's handler (handler.go).
+// for redelivery. Events are folded in journal order; after the burst an
+// event that lost a compare-and-set race is folded again at once, and
+// one whose write still was not stored is handed back to JetStream
+// (redeliver) or, delivered too often, taken through the projector's
+// handler (handler.go).
 func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	b := kvstore.NewBurst(ctx, pr.store)
 	envs := make([]*domain.Envelope, len(msgs))
@@ -210,7 +212,17 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		if cause == nil {
 			continue
 		}
-		if pr.redeliver(msg, cause) {
+		if errors.Is(cause, kvstore.ErrConflict) {
+			// Lost a race with another writer: fold it again at once, from
+			// what that writer stored.
+			if cause = pr.refold(ctx, envs[i]); cause == nil {
+				continue
+			}
+		}
+		handedBack := pr.redeliver(msg, cause)
+		pr.log.Warn("record write not stored, the event is folded again", "event_id", envs[i].EventID,
+			"sequence", envs[i].Sequence, "error", cause, "handed_back", handedBack)
+		if handedBack {
 			folded[i], envs[i] = false, nil // not acknowledged: JetStream sends it again
 			continue
 		}
@@ -237,13 +249,16 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 
 // redeliver hands an event whose write failed back to JetStream for a
 // later delivery, when the store did not answer (a node lost, a leader
-// election) and the event has not been delivered Attempts times yet: the
-// batch's other events are acknowledged meanwhile, and the retries of the
-// event are spread over the outage (each redelivery waits up to the
-// policy's Max) rather than spent at once. A lost compare-and-set race is
-// retried at once instead (Projector.handler).
+// election) or kept refusing its compare-and-set (another writer's write
+// of the record in flight: while a quorum is lost the store refuses every
+// write of that record until the write commits), and the event has not
+// been delivered Attempts times yet. The batch's other events are
+// acknowledged meanwhile, and the retries of the event are spread over the
+// outage (each redelivery waits up to the policy's Max) rather than spent
+// at once; the reducers make a write that did land a no-op on the next
+// delivery. A reducer's refusal is not handed back: retrying cannot help.
 func (pr *Projector) redeliver(msg jetstream.Msg, cause error) bool {
-	if errors.Is(cause, kvstore.ErrConflict) {
+	if domain.Permanent(cause) {
 		return false
 	}
 	meta, err := msg.Metadata()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,4 +167,57 @@ func TestConcurrentProjectorsConverge(t *testing.T) {
 		assert.Len(t, f.record(t, fmt.Sprintf("cus_%d", c)), events/4)
 	}
 	assert.Empty(t, f.deadLetters(t))
+}
+
+// contender is the seen projection raced by another writer: the first n
+// folds of an event of type "contended" find, when they write, that the
+// record's revision has moved (its content has not), as when another
+// writer's write of the record is in flight through a lost quorum and the
+// store refuses every compare-and-set on it until that write commits.
+type contender struct {
+	seen
+	kv   jetstream.KeyValue
+	left *atomic.Int32
+}
+
+func (c contender) Apply(ev *domain.Envelope, records reducers.Lookup) (reducers.Changes, error) {
+	changes, err := c.seen.Apply(ev, records)
+	if err == nil && ev.EventType == "contended" && c.left.Add(-1) >= 0 {
+		raw, err := c.kv.Get(context.Background(), ev.ObjectID)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := c.kv.Put(context.Background(), ev.ObjectID, raw.Value()); err != nil {
+			return nil, err
+		}
+	}
+	return changes, err
+}
+
+// An event whose record write keeps losing its compare-and-set for longer
+// than the immediate re-folds allow is handed back to the journal and
+// folded again on a later delivery, never dead-lettered (which would leave
+// it out of the projection until a scheduled retry a minute later), and
+// the events after it are not held up.
+func TestAPersistentlyLostRaceIsHandedBackNotDeadLettered(t *testing.T) {
+	f := newFixture(t)
+	f.journalEvent(t, "evt_first", "customer.updated", "cus_0")
+	f.journalEvent(t, "evt_contended", "contended", "cus_0")
+	f.journalEvent(t, "evt_after", "customer.updated", "cus_1")
+	left := &atomic.Int32{}
+	left.Store(50) // more than one delivery's re-folds, fewer than the deliveries' allowed
+	ctx, cancel := context.WithCancel(context.Background())
+	kv := mustKV(t, f.js)
+	p := projections.NewProjector(contender{kv: kv, left: left}, f.js, kvstore.NewStore(f.js, kv), nil, f.log,
+		projections.RetryPolicy{Attempts: 6, Initial: time.Millisecond, Max: 50 * time.Millisecond})
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = p.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	require.Eventually(t, func() bool { return slices.Contains(f.record(t, "cus_0"), "evt_contended") }, 20*time.Second, 20*time.Millisecond,
+		"the contended event is folded once the race ends")
+	assert.Equal(t, []string{"evt_contended", "evt_first"}, f.record(t, "cus_0"))
+	assert.Equal(t, []string{"evt_after"}, f.record(t, "cus_1"), "the events after it are folded meanwhile")
+	assert.Empty(t, f.deadLetters(t))
+	assert.LessOrEqual(t, left.Load(), int32(0), "the race was lost 50 times")
 }

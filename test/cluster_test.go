@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,10 +216,16 @@ func (p *clusterPhase) finish(t *testing.T, js jetstream.JetStream, c *natsClust
 	waitProjected(t, js, p.srv)
 	waitDeliveryLog(t, p.srv)
 	f := checkCrashOutcome(t, js, p.w, p.results)
-	if t.Failed() {
-		t.Logf("billfold's log:\n%s", tail(p.srv.logs.String(), 20000))
-	}
 	out, code := runBillfold(t, "verify", "--server", p.srv.admin)
+	if t.Failed() || code != 0 {
+		for _, line := range strings.Split(out, "\n") {
+			// "<projection> <key>: differs"
+			if f := strings.Fields(line); len(f) == 3 && f[2] == "differs" {
+				t.Logf("%s", recordTrail(t, js, f[0], strings.TrimSuffix(f[1], ":"), ""))
+			}
+		}
+		t.Logf("billfold's log:\n%s", tail(p.srv.logs.String(), 30000))
+	}
 	require.Equal(t, 0, code, "billfold verify after the nodes came back:\n%s", out)
 	p.summary = fmt.Sprintf("%s, %d streams converged at R3, verify identical", crashCounts(p.results, f), streams)
 }
