@@ -80,9 +80,13 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 	require.Eventually(t, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		_, err := js.AccountInfo(ctx)
-		return err == nil
-	}, 30*time.Second, 100*time.Millisecond, "the cluster elects a JetStream meta leader")
+		// A meta leader may not know every peer yet: until it does, an R3
+		// stream is refused ("no suitable peers for placement").
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "CLUSTER_PROBE", Replicas: n, Storage: jetstream.MemoryStorage}); err != nil {
+			return false
+		}
+		return js.DeleteStream(ctx, "CLUSTER_PROBE") == nil
+	}, 30*time.Second, 100*time.Millisecond, "the cluster elects a JetStream meta leader that places a stream on every node")
 	return c
 }
 
