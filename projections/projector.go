@@ -207,6 +207,15 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			_ = msg.InProgress()
 		}
 	}
+	var handedBack int
+	var firstBack *domain.Envelope
+	var firstCause error
+	defer func() {
+		if handedBack > 0 {
+			pr.log.Warn("record writes not stored: events handed back to the journal for a later delivery",
+				"events", handedBack, "first_event_id", firstBack.EventID, "first_sequence", firstBack.Sequence, "error", firstCause)
+		}
+	}()
 	for i, msg := range msgs {
 		cause := b.Failure(i)
 		if cause == nil {
@@ -219,10 +228,10 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 				continue
 			}
 		}
-		handedBack := pr.redeliver(msg, cause)
-		pr.log.Warn("record write not stored, the event is folded again", "event_id", envs[i].EventID,
-			"sequence", envs[i].Sequence, "error", cause, "handed_back", handedBack)
-		if handedBack {
+		if pr.redeliver(msg, cause) {
+			if handedBack++; handedBack == 1 {
+				firstBack, firstCause = envs[i], cause
+			}
 			folded[i], envs[i] = false, nil // not acknowledged: JetStream sends it again
 			continue
 		}
