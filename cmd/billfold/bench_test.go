@@ -39,7 +39,7 @@ func TestBenchSmoke(t *testing.T) {
 			"ACK p99 at full rate", "ACK p99 at half rate"},
 		"e2e": {"time to acknowledge every delivery", "time until every projection folded the last event",
 			"events folded per second end to end", "time until the change feed relayed the last write",
-			"ordered read of the journal", "CPU per event (intake + fold + feed)"},
+			"ordered read of the journal", "CPU per event (intake + fold + feed)", "JetStream messages stored and delivered per event"},
 		"lag": {"200 to readable p50", "200 to readable p99", "200 to readable max"},
 		"queries": {"subscriptions in the store", "point lookup", "point lookup p99 at half rate",
 			"first page by state", "first page by state p99 at half rate",
@@ -50,6 +50,10 @@ func TestBenchSmoke(t *testing.T) {
 	got := map[string][]string{}
 	for _, r := range report.Rows {
 		got[r.Phase] = append(got[r.Phase], r.Figure)
+		if r.Figure == "JetStream messages stored and delivered per event" {
+			// At least the journal append and the four projectors' deliveries.
+			assert.GreaterOrEqual(t, r.Value, 5.0, r.Note)
+		}
 		assert.NotEmpty(t, r.Unit, "%s / %s", r.Phase, r.Figure)
 		if r.Target != "" {
 			assert.NotNil(t, r.Met, "%s / %s has a target but no verdict", r.Phase, r.Figure)

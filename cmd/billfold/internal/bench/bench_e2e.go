@@ -38,6 +38,10 @@ func benchE2E(ctx context.Context, b *benchRun) ([]benchRow, error) {
 	}
 
 	consumers := b.engineConsumers(ctx)
+	countsBefore, err := countMessages(ctx, b.js)
+	if err != nil {
+		return nil, err
+	}
 	cpuStart, start := processCPU(), time.Now()
 	sent := b.deliver("end to end", work, 0)
 	ackTime, cpuAcked := time.Since(start), processCPU()
@@ -52,6 +56,10 @@ func benchE2E(ctx context.Context, b *benchRun) ([]benchRow, error) {
 		return nil, err
 	}
 	feedTime, cpuFed := time.Since(start), processCPU()
+	countsAfter, err := countMessages(ctx, b.js)
+	if err != nil {
+		return nil, err
+	}
 
 	readStart, read := time.Now(), 0
 	if err := projections.EachJournalEvent(ctx, b.js, func(*domain.Envelope) error { read++; return nil }); err != nil {
@@ -63,6 +71,7 @@ func benchE2E(ctx context.Context, b *benchRun) ([]benchRow, error) {
 	perEvent := func(d time.Duration) float64 { return float64(d.Microseconds()) / n }
 	billfoldCPU := perEvent(cpuFed - cpuStart - senderCPU)
 	rate := n / foldTime.Seconds()
+	messages, messagesNote := countsAfter.since(countsBefore, n)
 	const appendOf = "synchronous JetStream publishes of the same payloads, same concurrency"
 	return []benchRow{
 		benchRow{Figure: "time to acknowledge every delivery", Unit: "s", Value: ackTime.Seconds(),
@@ -80,6 +89,7 @@ func benchE2E(ctx context.Context, b *benchRun) ([]benchRow, error) {
 			Note: fmt.Sprintf("process CPU while acknowledging %.0f µs, then folding %.0f µs, then relaying %.0f µs per event, less the senders' own %.0f µs (measured against a bare handler)",
 				perEvent(cpuAcked-cpuStart), perEvent(cpuFolded-cpuAcked), perEvent(cpuFed-cpuFolded), perEvent(senderCPU))}.
 			withTarget("<= 100 µs", billfoldCPU <= 100),
+		benchRow{Figure: "JetStream messages stored and delivered per event", Unit: "messages", Value: messages, Note: messagesNote},
 	}, nil
 }
 
