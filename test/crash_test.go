@@ -18,6 +18,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest/samples"
+	"github.com/billfold/billfold/projections/kvstore"
 	"github.com/billfold/billfold/reducers"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -357,10 +358,17 @@ func recordTrail(t *testing.T, js jetstream.JetStream, projection, key, object s
 	bucket := domain.ProjectionBucket(projection, 1)
 	if s, err := js.Stream(ctx, domain.BucketStream(bucket)); err == nil {
 		if info, err := s.Info(ctx); err == nil {
-			fmt.Fprintf(&b, "bucket stream: first %d last %d msgs %d leader %s\n", info.State.FirstSeq, info.State.LastSeq, info.State.Msgs, info.Cluster.Leader)
+			fmt.Fprintf(&b, "bucket stream: first %d last %d msgs %d", info.State.FirstSeq, info.State.LastSeq, info.State.Msgs)
+			if info.Cluster != nil { // a single server has none
+				fmt.Fprintf(&b, " leader %s", info.Cluster.Leader)
+			}
+			b.WriteString("\n")
 		}
-		kv, _ := js.KeyValue(ctx, bucket)
-		entries, err := kv.History(ctx, key)
+		var entries []jetstream.KeyValueEntry
+		kv, err := js.KeyValue(ctx, bucket)
+		if err == nil {
+			entries, err = kv.History(ctx, key)
+		}
 		fmt.Fprintf(&b, "history of %s: %d entries, err %v\n", key, len(entries), err)
 		for _, e := range entries {
 			m, err := s.GetMsg(ctx, e.Revision())
@@ -369,7 +377,7 @@ func recordTrail(t *testing.T, js jetstream.JetStream, projection, key, object s
 				continue
 			}
 			fmt.Fprintf(&b, "  rev %d at %s: event %s seq %s replaces %s, %d bytes\n", e.Revision(), e.Created().Format(time.RFC3339Nano),
-				m.Header.Get("Billfold-Event-Id"), m.Header.Get("Billfold-Journal-Sequence"), m.Header.Get("Billfold-Previous-Revision"), len(e.Value()))
+				m.Header.Get(kvstore.HeaderEventID), m.Header.Get(kvstore.HeaderJournalSequence), m.Header.Get(kvstore.HeaderPreviousRevision), len(e.Value()))
 		}
 	}
 	if s, err := js.Stream(ctx, domain.JournalStream); err == nil && object != "" {
