@@ -2,6 +2,8 @@ package domain
 
 import (
 	"encoding/base64"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -106,6 +108,27 @@ func ProjectionBucket(projection string, generation int) string {
 // releases before rebuilds used.
 func ProjectorDurable(projection string, generation int) string {
 	return "billfold-" + projection + generationSuffix(generation)
+}
+
+// FoldDurable is the durable consumer name of the engine's joint fold over
+// the journal: one consumer for every projection, while all of them fold
+// live at the same position. It names each projection's generation, so a
+// generation switch folds from a new consumer, never from one whose
+// position belongs to the generation replaced.
+func FoldDurable(generations map[string]int) string {
+	var b strings.Builder
+	b.WriteString("billfold-fold")
+	for _, name := range slices.Sorted(maps.Keys(generations)) {
+		b.WriteString("-" + name + "-" + strconv.Itoa(max(generations[name], 1)))
+	}
+	return b.String()
+}
+
+// FoldsGeneration reports whether durable is a joint fold's consumer
+// (FoldDurable) that folds the generation of projection.
+func FoldsGeneration(durable, projection string, generation int) bool {
+	return strings.HasPrefix(durable, "billfold-fold-") &&
+		strings.Contains(durable+"-", "-"+projection+"-"+strconv.Itoa(max(generation, 1))+"-")
 }
 
 func generationSuffix(generation int) string {

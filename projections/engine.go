@@ -103,6 +103,11 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 	if err := e.loadPauses(ctx); err != nil {
 		return nil, err
 	}
+	// Every projection has a position from here on.
+	slots, held := e.foldState()
+	if _, err := e.ensureFold(ctx, slots, held); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -120,9 +125,7 @@ func (e *Engine) newSlot(ctx context.Context, gen kvstore.Generation) (*slot, er
 		relay:     feed.NewRelay(gen.Projection, e.js, store, e.opts.Log).Start(gen.Relay),
 	}
 	s.projector.dead = e.dead // with the retry schedule
-	if _, err := s.projector.EnsureConsumer(ctx); err != nil {
-		return nil, err
-	}
+	s.projector.attached = true // runFold makes its consumer, when it folds split
 	if _, err := s.relay.EnsureConsumer(ctx); err != nil {
 		return nil, err
 	}
@@ -174,12 +177,14 @@ func (e *Engine) slot(projection string) *slot {
 	return e.slots[projection]
 }
 
-// Run runs every projection's current generation, follows the generation
-// pointers and samples lag until ctx is done.
+// Run folds every projection's current generation (jointfold.go), runs
+// their change relays, follows the generation pointers and samples lag
+// until ctx is done.
 func (e *Engine) Run(ctx context.Context) {
 	var wg sync.WaitGroup
+	wg.Go(func() { e.runFold(ctx) })
 	for _, name := range e.names {
-		wg.Go(func() { e.runProjection(ctx, name) })
+		wg.Go(func() { e.runRelay(ctx, name) })
 	}
 	wg.Go(func() { e.followGenerations(ctx) })
 	wg.Go(func() { e.followPauses(ctx) })
@@ -188,23 +193,16 @@ func (e *Engine) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// runProjection runs the workers of a projection's slot, restarting them
+// runRelay runs the change relay of a projection's slot, restarting it
 // whenever the slot changes.
-func (e *Engine) runProjection(ctx context.Context, name string) {
+func (e *Engine) runRelay(ctx context.Context, name string) {
 	for ctx.Err() == nil {
 		switched := e.Switched()
 		s := e.slot(name)
 		sctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		// A rebuild switching away from the generation, or an operator,
-		// may hold its projector.
-		folds := func() bool { return !s.gen.Paused && !e.isPaused(name) }
-		folding := folds()
-		if folding {
-			wg.Go(func() { _ = s.projector.Run(sctx) })
-		}
 		wg.Go(func() { s.relay.Run(sctx) })
-		for e.slot(name) == s && folds() == folding && ctx.Err() == nil {
+		for e.slot(name) == s && ctx.Err() == nil {
 			select {
 			case <-ctx.Done():
 			case <-switched:
@@ -266,36 +264,23 @@ func (e *Engine) apply(ctx context.Context, gen kvstore.Generation) error {
 	return nil
 }
 
-// Lag returns, per projection, the journal events not yet acknowledged by
-// the projector of its current generation.
+// Lag returns, per projection, the journal events its current generation
+// has not folded yet (Position).
 func (e *Engine) Lag(ctx context.Context) (map[string]uint64, error) {
 	last, err := JournalHead(ctx, e.js)
 	if err != nil {
 		return nil, err
 	}
+	slots, _ := e.foldState()
+	known, err := e.knownPositions(ctx, slots)
+	if err != nil {
+		return nil, err
+	}
 	lag := map[string]uint64{}
-	for _, name := range e.names {
-		floor, err := e.AckFloor(ctx, e.slot(name).projector.Durable())
-		if err != nil {
-			return nil, err
-		}
-		lag[name] = last - min(floor, last)
+	for i, s := range slots {
+		lag[s.gen.Projection] = last - min(known[i].Folded, last)
 	}
 	return lag, nil
-}
-
-// AckFloor is the journal sequence up to which a projector consumer has
-// acknowledged every event.
-func (e *Engine) AckFloor(ctx context.Context, durable string) (uint64, error) {
-	c, err := e.js.Consumer(ctx, domain.JournalStream, durable)
-	if err != nil {
-		return 0, err
-	}
-	ci, err := c.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return ci.AckFloor.Stream, nil
 }
 
 // notifyLocked wakes every projection's runner to look at its slot and

@@ -54,10 +54,10 @@ func (e *Engine) WaitGeneration(ctx context.Context, gen kvstore.Generation) err
 	}
 }
 
-// Acked is the journal sequence up to which the projector of projection's
-// current generation has acknowledged every event.
+// Acked is the journal sequence up to which projection's current
+// generation has folded every event (Position).
 func (e *Engine) Acked(ctx context.Context, projection string) (uint64, error) {
-	return e.AckFloor(ctx, e.slot(projection).projector.Durable())
+	return e.Position(ctx, projection, e.Generation(projection).Number)
 }
 
 // Reapply folds env into projection's current generation through the live

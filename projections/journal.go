@@ -160,3 +160,52 @@ func NewJournalEntry(env *domain.Envelope) JournalEntry {
 		ObjectKind: env.ObjectKind, ObjectID: env.ObjectID,
 	}
 }
+
+// A FoldPosition is what the journal's consumers say of one projection
+// generation's fold.
+type FoldPosition struct {
+	// Folded is the journal sequence up to which every event is folded:
+	// the highest acknowledgement floor of a consumer that folds the
+	// generation (its own, domain.ProjectorDurable, or a joint one naming
+	// it, domain.FoldDurable).
+	Folded uint64
+	// Own says the generation's own consumer exists.
+	Own bool
+	// Consumers are the consumers that fold it (both kinds only while an
+	// engine changes between the two), the one with the highest floor
+	// first.
+	Consumers []*jetstream.ConsumerInfo
+}
+
+// FoldPositions reads the fold position of each projection's generation in
+// generations (projection → generation number) from the journal's
+// consumers, in one listing. A generation no consumer folds has a zero
+// position.
+func FoldPositions(ctx context.Context, js jetstream.JetStream, generations map[string]int) (map[string]FoldPosition, error) {
+	stream, err := js.Stream(ctx, domain.JournalStream)
+	if err != nil {
+		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal stream")
+	}
+	out := make(map[string]FoldPosition, len(generations))
+	list := stream.ListConsumers(ctx)
+	for info := range list.Info() {
+		for projection, generation := range generations {
+			own := info.Name == domain.ProjectorDurable(projection, generation)
+			if !own && !domain.FoldsGeneration(info.Name, projection, generation) {
+				continue
+			}
+			p := out[projection]
+			p.Own = p.Own || own
+			if info.AckFloor.Stream >= p.Folded {
+				p.Folded, p.Consumers = info.AckFloor.Stream, append([]*jetstream.ConsumerInfo{info}, p.Consumers...)
+			} else {
+				p.Consumers = append(p.Consumers, info)
+			}
+			out[projection] = p
+		}
+	}
+	if err := list.Err(); err != nil {
+		return nil, domain.Wrap(domain.CodeJournalUnavailable, err, "journal consumers")
+	}
+	return out, nil
+}

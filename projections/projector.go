@@ -54,6 +54,9 @@ type Projector struct {
 	// from is the journal sequence a new consumer starts at (0: the
 	// beginning); a rebuild's projector starts after what it folded.
 	from uint64
+	// attached projectors (the engine's) fold from a consumer the engine
+	// created and stop when it is deleted, instead of creating it again.
+	attached bool
 }
 
 // NewProjector returns a projector of p into store.
@@ -79,9 +82,21 @@ func (pr *Projector) EnsureConsumer(ctx context.Context) (jetstream.Consumer, er
 	if c, err := pr.js.Consumer(ctx, domain.JournalStream, pr.Durable()); err == nil {
 		return c, nil
 	}
+	c, err := pr.js.CreateOrUpdateConsumer(ctx, domain.JournalStream,
+		projectorConsumerConfig(pr.Durable(), "billfold projector: "+pr.projection.Name(), pr.from))
+	if err != nil {
+		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "projector consumer "+pr.projection.Name())
+	}
+	return c, nil
+}
+
+// projectorConsumerConfig is the configuration of a consumer that folds the
+// journal (a projector's own, or the engine's joint fold) from journal
+// sequence from (0 or 1: the beginning).
+func projectorConsumerConfig(durable, description string, from uint64) jetstream.ConsumerConfig {
 	cfg := jetstream.ConsumerConfig{
-		Durable:       pr.Durable(),
-		Description:   "billfold projector: " + pr.projection.Name(),
+		Durable:       durable,
+		Description:   description,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		// Short, so the events a crashed process had pulled are
@@ -91,21 +106,21 @@ func (pr *Projector) EnsureConsumer(ctx context.Context) (jetstream.Consumer, er
 		MaxDeliver:    -1,
 		MaxAckPending: 1024,
 	}
-	if pr.from > 1 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, pr.from
+	if from > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
-	c, err := pr.js.CreateOrUpdateConsumer(ctx, domain.JournalStream, cfg)
-	if err != nil {
-		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "projector consumer "+pr.projection.Name())
-	}
-	return c, nil
+	return cfg
 }
 
 // Run folds events until ctx is done. It survives NATS outages: it waits
 // and resumes where the consumer's acknowledgements left off.
 func (pr *Projector) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
-		if err := pr.runOnce(ctx); err != nil && ctx.Err() == nil {
+		err := pr.runOnce(ctx)
+		if pr.attached && consumerGone(err) {
+			return errConsumerGone
+		}
+		if err != nil && ctx.Err() == nil {
 			pr.log.Warn("projector interrupted, resuming", "error", err)
 			jsio.Sleep(ctx, time.Second)
 		}
@@ -114,7 +129,13 @@ func (pr *Projector) Run(ctx context.Context) error {
 }
 
 func (pr *Projector) runOnce(ctx context.Context) error {
-	c, err := pr.EnsureConsumer(ctx)
+	open := pr.EnsureConsumer
+	if pr.attached {
+		open = func(ctx context.Context) (jetstream.Consumer, error) {
+			return pr.js.Consumer(ctx, domain.JournalStream, pr.Durable())
+		}
+	}
+	c, err := open(ctx)
 	if err != nil {
 		return err
 	}
@@ -143,13 +164,29 @@ func (pr *Projector) batchSize() int {
 }
 
 // handleBatch folds a batch of journal messages in one burst of writes
-// and acknowledges each, unless ctx ended first: then the batch is left
-// for redelivery. Events are folded in journal order; after the burst an
-// event that lost a compare-and-set race is folded again at once, and
-// one whose write still was not stored is handed back to JetStream
-// (redeliver) or, delivered too often, taken through the projector's
-// handler (handler.go).
+// and settles each: acknowledged, or handed back to JetStream for a later
+// delivery (foldBatch). Unless ctx ended first: then the batch is left for
+// redelivery.
 func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
+	back := make([]error, len(msgs))
+	if !pr.foldBatch(ctx, msgs, back) {
+		return
+	}
+	settle(msgs, back, pr.retry, pr.log)
+}
+
+// foldBatch folds a batch of journal messages in one burst of writes and
+// reports, in back, the events to hand back to JetStream for a later
+// delivery (their cause; a nil entry leaves back's earlier value alone), or
+// false when ctx ended first. It acknowledges nothing: one projector
+// settles its own batch (handleBatch), the engine's joint fold settles a
+// batch once all projections folded it.
+//
+// Events are folded in journal order; after the burst an event that lost a
+// compare-and-set race is folded again at once, and one whose write still
+// was not stored is handed back (handBack) or, delivered too often, taken
+// through the projector's handler (handler.go).
+func (pr *Projector) foldBatch(ctx context.Context, msgs []jetstream.Msg, back []error) bool {
 	b := kvstore.NewBurst(ctx, pr.store)
 	envs := make([]*domain.Envelope, len(msgs))
 	errs := make([]error, len(msgs))
@@ -207,15 +244,6 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			_ = msg.InProgress()
 		}
 	}
-	var handedBack int
-	var firstBack *domain.Envelope
-	var firstCause error
-	defer func() {
-		if handedBack > 0 {
-			pr.log.Warn("record writes not stored: events handed back to the journal for a later delivery",
-				"events", handedBack, "first_event_id", firstBack.EventID, "first_sequence", firstBack.Sequence, "error", firstCause)
-		}
-	}()
 	for i, msg := range msgs {
 		cause := b.Failure(i)
 		if cause == nil {
@@ -228,53 +256,73 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 				continue
 			}
 		}
-		if pr.redeliver(msg, cause) {
-			if handedBack++; handedBack == 1 {
-				firstBack, firstCause = envs[i], cause
-			}
-			folded[i], envs[i] = false, nil // not acknowledged: JetStream sends it again
+		if pr.retry.handBack(msg, cause) {
+			back[i], folded[i] = cause, false
 			continue
 		}
 		// The handler dead-letters a failure and counts a success.
 		_ = pr.handler(extend, nil)(ctx, envs[i])
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		folded[i] = false
 	}
 	if ctx.Err() != nil {
-		return
+		return false
 	}
-	for i, msg := range msgs {
-		if envs[i] == nil {
-			continue // not a journal message, or handed back for redelivery
-		}
+	for i := range msgs {
 		if folded[i] {
 			pr.metrics.applied(pr.projection.Name())
 		}
-		_ = msg.Ack()
+	}
+	return true
+}
+
+// settle acknowledges every journal message of a folded batch but those
+// with a cause in back, which are handed back to JetStream for a later
+// delivery (a negative acknowledgement with the retry policy's longest
+// wait), and logs the hand-backs once.
+func settle(msgs []jetstream.Msg, back []error, retry RetryPolicy, log *slog.Logger) {
+	handedBack, first := 0, -1
+	for i, msg := range msgs {
+		if back[i] == nil {
+			_ = msg.Ack()
+			continue
+		}
+		// A hand-back the server did not take is redelivered anyway, once
+		// its ack wait is over.
+		_ = msg.NakWithDelay(retry.backoff(retry.Attempts))
+		if handedBack++; first < 0 {
+			first = i
+		}
+	}
+	if first >= 0 {
+		var seq uint64
+		if meta, err := msgs[first].Metadata(); err == nil {
+			seq = meta.Sequence.Stream
+		}
+		log.Warn("record writes not stored: events handed back to the journal for a later delivery",
+			"events", handedBack, "first_event_id", msgs[first].Headers().Get(domain.HeaderEventID), "first_sequence", seq, "error", back[first])
 	}
 }
 
-// redeliver hands an event whose write failed back to JetStream for a
-// later delivery, when the store did not answer (a node lost, a leader
-// election) or kept refusing its compare-and-set (another writer's write
-// of the record in flight: while a quorum is lost the store refuses every
-// write of that record until the write commits), and the event has not
-// been delivered Attempts times yet. The batch's other events are
-// acknowledged meanwhile, and the retries of the event are spread over the
-// outage (each redelivery waits up to the policy's Max) rather than spent
-// at once; the reducers make a write that did land a no-op on the next
-// delivery. A reducer's refusal is not handed back: retrying cannot help.
-func (pr *Projector) redeliver(msg jetstream.Msg, cause error) bool {
+// handBack reports whether an event whose write failed is to be handed
+// back to JetStream for a later delivery: when the store did not answer (a
+// node lost, a leader election) or kept refusing its compare-and-set
+// (another writer's write of the record in flight: while a quorum is lost
+// the store refuses every write of that record until the write commits),
+// and the event has not been delivered Attempts times yet. The batch's
+// other events are acknowledged meanwhile, and the retries of the event are
+// spread over the outage (each redelivery waits up to the policy's Max)
+// rather than spent at once; the reducers make a write that did land a
+// no-op on the next delivery. A reducer's refusal is not handed back:
+// retrying cannot help.
+func (r RetryPolicy) handBack(msg jetstream.Msg, cause error) bool {
 	if domain.Permanent(cause) {
 		return false
 	}
 	meta, err := msg.Metadata()
-	if err != nil || meta.NumDelivered >= uint64(pr.retry.Attempts) {
-		return false
-	}
-	return msg.NakWithDelay(pr.retry.backoff(pr.retry.Attempts)) == nil
+	return err == nil && meta.NumDelivered < uint64(r.Attempts)
 }
 
 // deadLetter records that env could not be applied after attempts, with

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/projections"
 	billfold "github.com/billfold/billfold/projections/client"
 	"github.com/billfold/billfold/test/natstest"
 )
@@ -264,17 +265,17 @@ func projectorLag(ctx context.Context, js jetstream.JetStream) uint64 {
 		return math.MaxUint64
 	}
 	last := info.State.LastSeq
+	gens := map[string]int{}
+	for _, p := range domain.Projections {
+		gens[p] = currentGeneration(ctx, js, p)
+	}
+	known, err := projections.FoldPositions(ctx, js, gens)
+	if err != nil {
+		return last
+	}
 	var worst uint64
 	for _, p := range domain.Projections {
-		c, err := js.Consumer(ctx, domain.JournalStream, domain.ProjectorDurable(p, currentGeneration(ctx, js, p)))
-		if err != nil {
-			return last
-		}
-		ci, err := c.Info(ctx)
-		if err != nil {
-			return last
-		}
-		worst = max(worst, last-min(ci.AckFloor.Stream, last))
+		worst = max(worst, last-min(known[p].Folded, last))
 	}
 	return worst
 }

@@ -30,7 +30,7 @@ type Engine interface {
 	LoadGeneration(ctx context.Context, projection string) (kvstore.Generation, uint64, error)
 	SaveGeneration(ctx context.Context, gen kvstore.Generation, revision uint64) (uint64, error)
 	WaitGeneration(ctx context.Context, gen kvstore.Generation) error
-	AckFloor(ctx context.Context, durable string) (uint64, error)
+	Position(ctx context.Context, projection string, generation int) (uint64, error)
 	Acked(ctx context.Context, projection string) (uint64, error)
 	Reapply(ctx context.Context, projection string, env *domain.Envelope, by string) (resolved bool, err error)
 	DeadLetterStore() *deadletter.Letters

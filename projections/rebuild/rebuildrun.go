@@ -365,7 +365,7 @@ func (rs *Rebuilds) switchTo(ctx context.Context, rb *Rebuild, t *target) (err e
 	if err := rs.waitRelayDrained(ctx, t.projection, cur.Number); err != nil {
 		return err
 	}
-	published, err := rs.engine.AckFloor(ctx, domain.ProjectorDurable(t.projection, cur.Number))
+	published, err := rs.engine.Position(ctx, t.projection, cur.Number)
 	if err != nil {
 		return domain.Wrap(domain.CodeStoreUnavailable, err, "replaced generation's projector")
 	}

@@ -99,10 +99,23 @@ type engineConsumers struct{ projectors, relays [][2]string }
 
 func (b *benchRun) engineConsumers(ctx context.Context) engineConsumers {
 	var c engineConsumers
+	gens := map[string]int{}
 	for _, p := range domain.Projections {
 		g := client.New(b.js).Generation(ctx, p)
-		c.projectors = append(c.projectors, [2]string{domain.JournalStream, domain.ProjectorDurable(p, g)})
+		gens[p] = g
 		c.relays = append(c.relays, [2]string{domain.BucketStream(domain.ProjectionBucket(p, g)), domain.FeedDurable(p, g)})
+	}
+	// One joint consumer folds every projection, or one each while they
+	// fold split (projections/jointfold.go): each consumer once.
+	known, _ := projections.FoldPositions(ctx, b.js, gens)
+	seen := map[string]bool{}
+	for _, p := range domain.Projections {
+		for _, ci := range known[p].Consumers {
+			if !seen[ci.Name] {
+				seen[ci.Name] = true
+				c.projectors = append(c.projectors, [2]string{domain.JournalStream, ci.Name})
+			}
+		}
 	}
 	return c
 }

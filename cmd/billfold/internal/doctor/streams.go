@@ -104,13 +104,13 @@ func (d *Doctor) projectionReports(ctx context.Context, rep *Report) []projectio
 		if s := d.engine.Store(name); s != nil {
 			pr.Bucket = s.Bucket()
 		}
-		if c, err := d.js.Consumer(ctx, domain.JournalStream, domain.ProjectorDurable(name, d.engine.Generation(name).Number)); err == nil {
-			if ci, err := c.Info(ctx); err == nil {
-				pr.LastAckedAt = ci.AckFloor.Last
-				if pr.Paused == nil && pr.Lag > 0 && !ci.TimeStamp.IsZero() && (ci.AckFloor.Last == nil || ci.TimeStamp.Sub(*ci.AckFloor.Last) > stalledAfter) {
-					rep.Problems = append(rep.Problems, newProblem(domain.CodeStoreUnavailable,
-						"projector %s has %d events to fold and acknowledged none for over %s: it is stalled (check its log lines and the KV bucket %s)", name, pr.Lag, stalledAfter, pr.Bucket))
-				}
+		gen := d.engine.Generation(name).Number
+		if known, err := projections.FoldPositions(ctx, d.js, map[string]int{name: gen}); err == nil && len(known[name].Consumers) > 0 {
+			ci := known[name].Consumers[0]
+			pr.LastAckedAt = ci.AckFloor.Last
+			if pr.Paused == nil && pr.Lag > 0 && !ci.TimeStamp.IsZero() && (ci.AckFloor.Last == nil || ci.TimeStamp.Sub(*ci.AckFloor.Last) > stalledAfter) {
+				rep.Problems = append(rep.Problems, newProblem(domain.CodeStoreUnavailable,
+					"projector %s has %d events to fold and acknowledged none for over %s: it is stalled (check its log lines and the KV bucket %s)", name, pr.Lag, stalledAfter, pr.Bucket))
 			}
 		}
 		out = append(out, pr)
