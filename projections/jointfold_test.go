@@ -1,0 +1,225 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/billfold/billfold/domain"
+	"github.com/billfold/billfold/ingest"
+	"github.com/billfold/billfold/ingest/samples"
+	"github.com/billfold/billfold/projections"
+	"github.com/billfold/billfold/projections/rebuild"
+	"github.com/billfold/billfold/reducers"
+	"github.com/billfold/billfold/test/natstest"
+	"github.com/billfold/billfold/test/projtest"
+)
+
+// appendRound journals customers new Stripe customers, each with the
+// whole sample lifecycle, under ids of their own (round names them).
+func appendRound(t *testing.T, j *ingest.Journal, round string, customers int) {
+	t.Helper()
+	base := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	for c := range customers {
+		for i, typ := range samples.StripeTypes() {
+			s := samples.Stripe{
+				EventID: fmt.Sprintf("evt_%s_%d_%d", round, c, i), Type: typ, Created: base.Add(time.Duration(i) * time.Minute),
+				CustomerID: fmt.Sprintf("cus_%s_%d", round, c), SubscriptionID: fmt.Sprintf("sub_%s_%d", round, c),
+			}
+			_, err := j.Append(context.Background(), &domain.Envelope{
+				Provider: domain.Stripe, Endpoint: "stripe", EventID: s.EventID, EventType: s.Type, Created: s.Created,
+				Received: time.Now(), Verification: domain.VerifiedSignature, Body: s.Event(),
+			})
+			require.NoError(t, err)
+		}
+	}
+}
+
+// foldConsumers lists the journal's fold consumers: the joint ones and the
+// projectors' own.
+func foldConsumers(t *testing.T, js jetstream.JetStream) (joint, own []*jetstream.ConsumerInfo) {
+	t.Helper()
+	s, err := js.Stream(context.Background(), domain.JournalStream)
+	require.NoError(t, err)
+	list := s.ListConsumers(context.Background())
+	for info := range list.Info() {
+		switch {
+		case strings.HasPrefix(info.Name, "billfold-fold-"):
+			joint = append(joint, info)
+		case info.Name != ingest.DeliveryLogDurable:
+			own = append(own, info)
+		}
+	}
+	require.NoError(t, list.Err())
+	return joint, own
+}
+
+// assertCleanFold asserts every store equals a clean fold of the journal.
+func assertCleanFold(t *testing.T, js jetstream.JetStream, projs []reducers.Projection) {
+	t.Helper()
+	want, _, err := rebuild.FoldJournal(context.Background(), js, projs)
+	require.NoError(t, err)
+	for _, p := range projs {
+		got := projtest.StoreContents(t, js, p.Name())
+		if !assert.ElementsMatch(t, slices.Collect(maps.Keys(want[p.Name()])), slices.Collect(maps.Keys(got)), "%s: the records of a clean fold", p.Name()) {
+			continue
+		}
+		for k, v := range want[p.Name()] {
+			assert.JSONEq(t, string(v), string(got[k]), "%s %s", p.Name(), k)
+		}
+	}
+}
+
+// startEngines runs n engines (n billfold processes) on one NATS.
+func startEngines(t *testing.T, ctx context.Context, js jetstream.JetStream, projs []reducers.Projection, n int) []*projections.Engine {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	var engines []*projections.Engine
+	var wg sync.WaitGroup
+	for range n {
+		e, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{Replicas: 1, Log: projtest.QuietLog})
+		require.NoError(t, err)
+		engines = append(engines, e)
+		wg.Go(func() { e.Run(ctx) })
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return engines
+}
+
+// Issue 14: while no projection is held, one journal consumer folds every
+// projection. Each event is delivered once and acknowledged once, not once
+// per projection, and the stores are those of a clean fold.
+func TestOneConsumerFoldsEveryProjection(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	ctx := context.Background()
+	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
+	projs := reducers.All(reducers.DefaultOptions())
+	e := startEngines(t, ctx, js, projs, 1)[0]
+	appendRound(t, ingest.NewJournal(nc, js), "one", 30)
+	projtest.WaitCaughtUp(t, e)
+
+	joint, own := foldConsumers(t, js)
+	require.Len(t, joint, 1, "one joint consumer")
+	assert.Empty(t, own, "no projector has a consumer of its own")
+	head, err := projections.JournalHead(ctx, js)
+	require.NoError(t, err)
+	info := joint[0]
+	assert.Equal(t, head, info.AckFloor.Stream, "every event acknowledged")
+	assert.Equal(t, head, info.Delivered.Consumer, "each event delivered once for the four projections")
+	for _, p := range projs {
+		pos, err := e.Position(ctx, p.Name(), 1)
+		require.NoError(t, err)
+		assert.Equal(t, head, pos, "%s is at the joint consumer's position", p.Name())
+	}
+	assertCleanFold(t, js, projs)
+}
+
+// A pause splits the fold (each projection its own consumer, from the
+// joint one's position) and a resume merges it again once the held
+// projection caught up. Through pauses and resumes of every projection in
+// turn, made through either of two engines while events are journaled,
+// no event is lost from any projection: the stores equal a clean fold, and
+// the fold ends joint.
+func TestPausesSplitAndResumesMergeTheFold(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	ctx := context.Background()
+	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
+	projs := reducers.All(reducers.DefaultOptions())
+	engines := startEngines(t, ctx, js, projs, 2)
+	j := ingest.NewJournal(nc, js)
+	appendRound(t, j, "start", 5)
+	projtest.WaitCaughtUp(t, engines[0])
+
+	for i, p := range projs {
+		by, other := engines[i%2], engines[(i+1)%2]
+		_, err := by.Pause(ctx, []string{p.Name()}, "ops")
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			joint, own := foldConsumers(t, js)
+			return len(joint) == 0 && len(own) == len(projs)
+		}, 10*time.Second, 20*time.Millisecond, "pausing %s splits the fold", p.Name())
+		appendRound(t, j, fmt.Sprintf("held%d", i), 3)
+		require.Eventually(t, func() bool {
+			lag, err := other.Lag(ctx)
+			if err != nil {
+				return false
+			}
+			for _, q := range projs {
+				if q.Name() != p.Name() && lag[q.Name()] > 0 {
+					return false
+				}
+			}
+			return true
+		}, 20*time.Second, 20*time.Millisecond, "the projections not held fold while %s is held", p.Name())
+		lag, err := by.Lag(ctx)
+		require.NoError(t, err)
+		assert.Positive(t, lag[p.Name()], "%s does not fold while held", p.Name())
+
+		_, err = other.Resume(ctx, nil)
+		require.NoError(t, err)
+		appendRound(t, j, fmt.Sprintf("resumed%d", i), 3)
+		require.Eventually(t, func() bool {
+			joint, own := foldConsumers(t, js)
+			return len(joint) == 1 && len(own) == 0
+		}, 20*time.Second, 20*time.Millisecond, "resuming %s merges the fold again", p.Name())
+	}
+	projtest.WaitCaughtUp(t, engines[1])
+	assertCleanFold(t, js, projs)
+}
+
+// An install from before the joint fold has one consumer per projection,
+// each at its own position. The engine folds with them until every one
+// caught up, then merges them into one joint consumer from the lowest
+// position, and nothing is lost or folded twice into a different state.
+func TestProjectorsOfAnEarlierReleaseMergeIntoTheJointFold(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	ctx := context.Background()
+	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
+	projs := reducers.All(reducers.DefaultOptions())
+	j := ingest.NewJournal(nc, js)
+	appendRound(t, j, "before", 10)
+
+	// The earlier release: each projection folded by its own consumer, the
+	// customers up to the journal's end, the others not at all.
+	setup, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{Replicas: 1, Log: projtest.QuietLog})
+	require.NoError(t, err)
+	joint, _ := foldConsumers(t, js)
+	require.Len(t, joint, 1)
+	require.NoError(t, js.DeleteConsumer(ctx, domain.JournalStream, joint[0].Name))
+	var customers *projections.Projector
+	for _, p := range projs {
+		pr := setup.CatchUpProjector(p.Name(), setup.Store(p.Name()), projtest.QuietLog, 0)
+		_, err := pr.EnsureConsumer(ctx)
+		require.NoError(t, err)
+		if p.Name() == domain.ProjectionCustomers {
+			customers = pr
+		}
+	}
+	cctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = customers.Run(cctx); close(done) }()
+	require.Eventually(t, func() bool {
+		pos, err := setup.Position(ctx, domain.ProjectionCustomers, 1)
+		return err == nil && pos > 0
+	}, 20*time.Second, 20*time.Millisecond)
+	stop()
+	<-done
+
+	e := startEngines(t, ctx, js, projs, 1)[0]
+	appendRound(t, j, "after", 5)
+	require.Eventually(t, func() bool {
+		joint, own := foldConsumers(t, js)
+		return len(joint) == 1 && len(own) == 0
+	}, 30*time.Second, 20*time.Millisecond, "the projectors' own consumers merge into one")
+	projtest.WaitCaughtUp(t, e)
+	assertCleanFold(t, js, projs)
+}
