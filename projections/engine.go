@@ -124,7 +124,7 @@ func (e *Engine) newSlot(ctx context.Context, gen kvstore.Generation) (*slot, er
 		projector: NewProjector(p, e.js, store, e.opts.Metrics, e.opts.Log, e.opts.Retry).shareFacts(e.facts),
 		relay:     feed.NewRelay(gen.Projection, e.js, store, e.opts.Log).Start(gen.Relay),
 	}
-	s.projector.dead = e.dead // with the retry schedule
+	s.projector.dead = e.dead   // with the retry schedule
 	s.projector.attached = true // runFold makes its consumer, when it folds split
 	if _, err := s.relay.EnsureConsumer(ctx); err != nil {
 		return nil, err

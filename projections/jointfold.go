@@ -122,18 +122,20 @@ func (e *Engine) foldOnce(ctx context.Context, slots []*slot, held map[string]bo
 // every projection gets its own consumer, from the event after its known
 // position, and then the joint consumer, if any, is deleted: a split.
 func (e *Engine) ensureFold(ctx context.Context, slots []*slot, held map[string]bool) (jetstream.Consumer, error) {
-	joint, err := e.js.Consumer(ctx, domain.JournalStream, jointDurable(slots))
+	name := jointDurable(slots)
+	joint, err := e.js.Consumer(ctx, domain.JournalStream, name)
+	jointly := err == nil
 	switch {
-	case err == nil && len(held) == 0:
+	case jointly && len(held) == 0:
 		return joint, nil
-	case err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound):
+	case !jointly && !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "joint fold consumer")
 	}
 	known, err := e.knownPositions(ctx, slots)
 	if err != nil {
 		return nil, err
 	}
-	if joint == nil && len(held) == 0 && !slices.ContainsFunc(known, func(k FoldPosition) bool { return k.Own }) {
+	if !jointly && len(held) == 0 && !slices.ContainsFunc(known, func(k FoldPosition) bool { return k.Own }) {
 		from := known[0].Folded
 		for _, k := range known {
 			from = min(from, k.Folded)
@@ -147,8 +149,7 @@ func (e *Engine) ensureFold(ctx context.Context, slots []*slot, held map[string]
 			}
 		}
 	}
-	if joint != nil {
-		name := jointDurable(slots)
+	if jointly {
 		if err := e.js.DeleteConsumer(ctx, domain.JournalStream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "joint fold consumer")
 		}

@@ -36,9 +36,11 @@ const AckWait = 10 * time.Second
 // compare-and-set races; past it the event is retried as transient.
 const maxConflicts = 20
 
-// Projector folds the journal into one projection's store with a durable
-// consumer. Each event is acknowledged only after its changes are stored,
-// so a crash replays it; the reducers make the replay change nothing.
+// Projector folds the journal into one projection's store, from a durable
+// consumer of its own (a rebuild's catch-up, an engine folding split) or
+// from batches the engine's joint fold hands it (jointfold.go). Each event
+// is acknowledged only after its changes are stored, so a crash replays
+// it; the reducers make the replay change nothing.
 type Projector struct {
 	projection reducers.Projection
 	js         jetstream.JetStream
