@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,11 +78,13 @@ type Relay struct {
 	log        *slog.Logger
 	start      kvstore.RelayStart
 
-	// next is the bucket sequence after the last write this relay
-	// handled. last, per change subject, is what the feed last stored of
-	// the record; it holds while every write passes through this relay,
-	// and is forgotten when the writes it sees are not contiguous (another
-	// process relayed meanwhile) or the relay restarts.
+	// next is the consumer's delivery sequence after the last write this
+	// relay handled. last, per change subject, is what the feed last
+	// stored of the record; it holds while every delivery of the consumer
+	// comes to this relay, and is forgotten when the deliveries it sees
+	// are not contiguous (another process relayed meanwhile) or the relay
+	// restarts. (Deliveries, not bucket sequences: the consumer skips the
+	// helper entries' writes.)
 	next uint64
 	last map[string]feedHead
 }
@@ -101,25 +104,42 @@ func (r *Relay) Start(s kvstore.RelayStart) *Relay { r.start = s; return r }
 // Durable is the name of the relay's consumer on the bucket's stream.
 func (r *Relay) Durable() string { return domain.FeedDurable(r.projection, r.generation) }
 
-// pin makes cfg a relay consumer: a batch in flight, pinned to one client.
-func pin(cfg *jetstream.ConsumerConfig) {
+// pin makes cfg a relay consumer of bucket: a batch in flight, pinned to
+// one client, delivering only the writes of records. The helper entries
+// (an order's alias, a wallet's top-ups and identities: a third of the
+// writes of the onboarding mix) have no change to publish, and delivering
+// and acknowledging them cost as much as a record's.
+func pin(cfg *jetstream.ConsumerConfig, bucket string) {
 	cfg.MaxAckPending = RelayBatch
 	cfg.PriorityPolicy = jetstream.PriorityPolicyPinned
 	cfg.PriorityGroups = []string{relayGroup}
 	cfg.PinnedTTL = relayPinTTL
+	cfg.FilterSubject, cfg.FilterSubjects = "", recordSubjects(bucket)
+}
+
+// recordSubjects are the subjects of bucket's records, one per kind.
+func recordSubjects(bucket string) []string {
+	kinds := []string{domain.KindCustomer, domain.KindOrder, domain.KindSubscription, domain.KindWallet}
+	subjects := make([]string, len(kinds))
+	for i, kind := range kinds {
+		subjects[i] = "$KV." + bucket + "." + kind + ".>"
+	}
+	return subjects
 }
 
 // EnsureConsumer opens the relay's durable consumer, creating it when it
-// does not exist, and pins one that an earlier release created (one write
-// in flight, no pin).
+// does not exist, and brings one that an earlier release created (one
+// write in flight, no pin; every write delivered) to the relay's
+// configuration.
 func (r *Relay) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	stream := domain.BucketStream(r.bucket)
 	if c, err := r.js.Consumer(ctx, stream, r.Durable()); err == nil {
 		cfg := c.CachedInfo().Config
-		if cfg.PriorityPolicy == jetstream.PriorityPolicyPinned && cfg.MaxAckPending == RelayBatch {
+		if cfg.PriorityPolicy == jetstream.PriorityPolicyPinned && cfg.MaxAckPending == RelayBatch &&
+			slices.Equal(cfg.FilterSubjects, recordSubjects(r.bucket)) {
 			return c, nil
 		}
-		pin(&cfg)
+		pin(&cfg, r.bucket)
 		if c, err = r.js.UpdateConsumer(ctx, stream, cfg); err != nil {
 			return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "change relay consumer "+r.projection)
 		}
@@ -133,7 +153,7 @@ func (r *Relay) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) 
 		AckWait:       relayAckWait,
 		MaxDeliver:    -1,
 	}
-	pin(&cfg)
+	pin(&cfg, r.bucket)
 	if r.start.From > 1 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, r.start.From
 	}
@@ -209,6 +229,8 @@ const (
 type relayWrite struct {
 	msg jetstream.Msg
 	seq uint64
+	// delivery is the consumer's sequence of this delivery of it.
+	delivery uint64
 	// delivered is how many times the consumer delivered it.
 	delivered uint64
 	// subject is the record's change subject; "" when the write has
@@ -237,7 +259,7 @@ func (r *Relay) handleBatch(ctx context.Context, msgs []jetstream.Msg) error {
 			r.log.Error("bucket message without metadata", "error", err)
 			continue
 		}
-		w := relayWrite{msg: msg, seq: meta.Sequence.Stream, delivered: meta.NumDelivered}
+		w := relayWrite{msg: msg, seq: meta.Sequence.Stream, delivery: meta.Sequence.Consumer, delivered: meta.NumDelivered}
 		if !r.skipped(w.seq, msg.Headers()) {
 			if err := r.decode(&w); err != nil {
 				// Not a record billfold wrote: nothing a subscriber could use.
@@ -268,7 +290,7 @@ func (r *Relay) handleBatch(ctx context.Context, msgs []jetstream.Msg) error {
 			_ = w.msg.Ack()
 		}
 	}
-	r.next = writes[len(writes)-1].seq + 1
+	r.next = writes[len(writes)-1].delivery + 1
 	return nil
 }
 
@@ -358,7 +380,7 @@ func (r *Relay) msgID(seq uint64) string { return r.bucket + ":" + strconv.Forma
 // last one this relay handled, else the new ones and those of writes
 // delivered before (their publication may have been lost, or made).
 func (r *Relay) readHeads(ctx context.Context, writes []relayWrite) error {
-	if r.last == nil || len(r.last) > maxCachedHeads || writes[0].seq != r.next {
+	if r.last == nil || len(r.last) > maxCachedHeads || writes[0].delivery != r.next {
 		r.last = map[string]feedHead{}
 	}
 	var missing []string
