@@ -123,10 +123,11 @@ func (s *Store) LatestValues(ctx context.Context, keys []string) (map[string][]b
 	return LatestValues(ctx, s.js, s.kv.Bucket(), keys)
 }
 
-// WatchAll watches every key of the bucket: its current values, then each
-// change (deletes included), for the indexes kept over a store.
-func (s *Store) WatchAll(ctx context.Context) (jetstream.KeyWatcher, error) {
-	return s.kv.WatchAll(ctx)
+// WatchKind watches the records of one kind (domain.KindOrder, ...) in
+// the bucket: their current values, then each change. The bucket's helper
+// entries are not delivered.
+func (s *Store) WatchKind(ctx context.Context, kind string) (jetstream.KeyWatcher, error) {
+	return s.kv.Watch(ctx, kind+".>")
 }
 
 // Get returns a record and its revision; nil and 0 when absent.

@@ -149,12 +149,12 @@ func (q *Query) Run(ctx context.Context) {
 func (v *queryView) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	watch := []struct {
-		projection, prefix string
+		projection, kind string
 		apply              func(key string, id uuid.UUID, value []byte)
 	}{
-		{domain.ProjectionSubscriptions, domain.KindSubscription + ".", v.applySubscription},
-		{domain.ProjectionCustomers, domain.KindCustomer + ".", v.applyCustomer},
-		{domain.ProjectionOrders, domain.KindOrder + ".", v.applyOrder},
+		{domain.ProjectionSubscriptions, domain.KindSubscription, v.applySubscription},
+		{domain.ProjectionCustomers, domain.KindCustomer, v.applyCustomer},
+		{domain.ProjectionOrders, domain.KindOrder, v.applyOrder},
 	}
 	// The initial values are sorted into the subscriptions index at once
 	// when every bucket has delivered them, before any list reads it.
@@ -168,7 +168,7 @@ func (v *queryView) run(ctx context.Context) {
 			v.pending.Done()
 			continue
 		}
-		wg.Go(func() { v.watch(ctx, store, w.prefix, w.apply) })
+		wg.Go(func() { v.watch(ctx, store, w.kind, w.apply) })
 	}
 	wg.Wait()
 }
@@ -218,11 +218,13 @@ func waitLoaded(ctx context.Context, loaded <-chan struct{}) error {
 	}
 }
 
-// watch feeds one bucket's values to apply, re-watching after a failure.
-func (v *queryView) watch(ctx context.Context, store *kvstore.Store, prefix string, apply func(string, uuid.UUID, []byte)) {
+// watch feeds the values of one kind of record in a bucket to apply,
+// re-watching after a failure.
+func (v *queryView) watch(ctx context.Context, store *kvstore.Store, kind string, apply func(string, uuid.UUID, []byte)) {
 	initial := true
+	prefix := kind + "."
 	for ctx.Err() == nil {
-		w, err := store.WatchAll(ctx)
+		w, err := store.WatchKind(ctx, kind)
 		if err != nil {
 			jsio.Sleep(ctx, time.Second)
 			continue
