@@ -131,13 +131,13 @@ func (pr *Projector) Run(ctx context.Context) error {
 }
 
 func (pr *Projector) runOnce(ctx context.Context) error {
-	open := pr.EnsureConsumer
+	var c jetstream.Consumer
+	var err error
 	if pr.attached {
-		open = func(ctx context.Context) (jetstream.Consumer, error) {
-			return pr.js.Consumer(ctx, domain.JournalStream, pr.Durable())
-		}
+		c, err = pr.js.Consumer(ctx, domain.JournalStream, pr.Durable())
+	} else {
+		c, err = pr.EnsureConsumer(ctx)
 	}
-	c, err := open(ctx)
 	if err != nil {
 		return err
 	}
@@ -178,9 +178,9 @@ func (pr *Projector) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 }
 
 // foldBatch folds a batch of journal messages in one burst of writes and
-// reports, in back, the events to hand back to JetStream for a later
-// delivery (their cause; a nil entry leaves back's earlier value alone), or
-// false when ctx ended first. It acknowledges nothing: one projector
+// sets, in back (an entry per message), the cause of each event to hand
+// back to JetStream for a later delivery; it returns false when ctx ended
+// first. It acknowledges nothing: one projector
 // settles its own batch (handleBatch), the engine's joint fold settles a
 // batch once all projections folded it.
 //
