@@ -150,7 +150,7 @@ func (v *queryView) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	watch := []struct {
 		projection, kind string
-		apply              func(key string, id uuid.UUID, value []byte)
+		apply            func(key string, id uuid.UUID, value []byte)
 	}{
 		{domain.ProjectionSubscriptions, domain.KindSubscription, v.applySubscription},
 		{domain.ProjectionCustomers, domain.KindCustomer, v.applyCustomer},
