@@ -1,6 +1,7 @@
 // Package projections is billfold's read side engine: it folds the journal
 // into the projections with the reducers (the projectors, their per-event
-// handler and its middleware, requeues and scheduled retries, pause and
+// handler and its middleware, the joint fold that feeds every projector
+// from one journal consumer, requeues and scheduled retries, pause and
 // resume), runs each projection's current generation (its projector and
 // its change feed relay) and follows the generation pointers a rebuild
 // switches, and reads the journal for the rooms above it: journal.go is the
