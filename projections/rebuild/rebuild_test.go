@@ -156,6 +156,11 @@ func TestRebuildSwitchesToAnEqualGenerationWithoutRepublishing(t *testing.T) {
 	projtest.WaitCaughtUp(t, f.engine)
 	before := f.waitFeedSettled()
 	require.Positive(t, before)
+	// A joint fold's consumer naming generation 1 that no engine uses (as
+	// one left by a switch no engine saw).
+	orphan := domain.FoldDurable(map[string]int{domain.ProjectionCustomers: 1, "retired": 1})
+	_, err := js.CreateConsumer(context.Background(), domain.JournalStream, jetstream.ConsumerConfig{Durable: orphan, AckPolicy: jetstream.AckExplicitPolicy})
+	require.NoError(t, err)
 	live := map[string]map[string][]byte{}
 	for _, p := range f.projs {
 		live[p.Name()] = projtest.StoreContents(t, js, p.Name())
@@ -192,11 +197,24 @@ func TestRebuildSwitchesToAnEqualGenerationWithoutRepublishing(t *testing.T) {
 	f.append(samples.Stripe{EventID: "evt_after_switch", Type: "customer.updated", Created: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), CustomerID: "cus_1"})
 	projtest.WaitCaughtUp(t, f.engine)
 	assert.Greater(t, f.waitFeedSettled(), before)
-	// The replaced generation is removed after its grace period.
+	// The replaced generation is removed after its grace period, with
+	// every journal consumer that folded it.
 	require.Eventually(t, func() bool {
-		_, err := js.KeyValue(context.Background(), domain.ProjectionBucket(domain.ProjectionSubscriptions, 1))
-		return err != nil
+		for _, p := range f.projs {
+			if _, err := js.KeyValue(context.Background(), domain.ProjectionBucket(p.Name(), 1)); err == nil {
+				return false
+			}
+		}
+		return true
 	}, 20*time.Second, 100*time.Millisecond)
+	journal, err := js.Stream(context.Background(), domain.JournalStream)
+	require.NoError(t, err)
+	for name := range journal.ConsumerNames(context.Background()).Name() {
+		for _, p := range f.projs {
+			assert.False(t, name == domain.ProjectorDurable(p.Name(), 1) || domain.FoldsGeneration(name, p.Name(), 1),
+				"consumer %s folds generation 1 of %s, which was removed", name, p.Name())
+		}
+	}
 
 	// With republish, every record goes to the feed again.
 	settled := f.waitFeedSettled()

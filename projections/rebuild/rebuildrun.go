@@ -456,7 +456,8 @@ func (rs *Rebuilds) settleDeadLetters(ctx context.Context, rb *Rebuild, refused 
 }
 
 // removeGeneration deletes a generation's bucket (and with it its relay's
-// consumer) and its projector's consumer. Missing pieces are fine.
+// consumer), its projector's consumer and any joint fold's consumer that
+// names it. Missing pieces are fine.
 func (rs *Rebuilds) removeGeneration(ctx context.Context, projection string, n int) {
 	if n < 1 {
 		return
@@ -466,6 +467,17 @@ func (rs *Rebuilds) removeGeneration(ctx context.Context, projection string, n i
 		rs.opts.Log.Warn("generation bucket not removed", "projection", projection, "generation", n, "error", err)
 	}
 	_ = rs.js.DeleteConsumer(ctx, domain.JournalStream, domain.ProjectorDurable(projection, n))
+	// A joint fold's consumer that names the generation is left only when
+	// no engine split it (none ran while the switch paused it); no engine
+	// folds a removed generation.
+	if journal, err := rs.js.Stream(ctx, domain.JournalStream); err == nil {
+		names := journal.ConsumerNames(ctx)
+		for name := range names.Name() {
+			if domain.FoldsGeneration(name, projection, n) {
+				_ = rs.js.DeleteConsumer(ctx, domain.JournalStream, name)
+			}
+		}
+	}
 }
 
 // Run tidies until ctx is done: every few seconds it marks rebuilds whose
