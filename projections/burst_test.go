@@ -37,7 +37,6 @@ func TestBatchedFoldEqualsOneAtATime(t *testing.T) {
 	require.NoError(t, err)
 	journal := ingest.NewJournal(nc, js)
 	projs := reducers.All(reducers.DefaultOptions())
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	check := 0
 
 	rapid.Check(t, func(rt *rapid.T) {
@@ -49,31 +48,8 @@ func TestBatchedFoldEqualsOneAtATime(t *testing.T) {
 		require.NoError(rt, err)
 		from := info.State.LastSeq + 1
 
-		types := samples.StripeTypes()
-		for c := range rapid.IntRange(1, 4).Draw(rt, "customers") {
-			// Sample objects' ids derive from type and time: an hour per
-			// customer keeps customers' objects apart, while a customer's
-			// events of one type and second are events of one object.
-			at := base.Add(time.Duration(check*10+c) * time.Hour)
-			topUps := rapid.Bool().Draw(rt, "top-ups")
-			for i := range rapid.IntRange(1, 12).Draw(rt, "events") {
-				typ := rapid.SampledFrom(types).Draw(rt, "type")
-				s := samples.Stripe{EventID: fmt.Sprintf("evt_%d_%d_%d", check, c, i), Type: typ,
-					Created:    at.Add(time.Duration(rapid.IntRange(0, 2).Draw(rt, "second")) * time.Second),
-					CustomerID: fmt.Sprintf("cus_%d_%d", check, c), SubscriptionID: fmt.Sprintf("sub_%d_%d", check, c)}
-				// Every event of a session carries the session's metadata.
-				if strings.HasPrefix(typ, "checkout.session.") && topUps {
-					s.Object = map[string]any{"metadata": map[string]any{"user_id": fmt.Sprintf("user_%d_%d", check, c), "credits": "100"}}
-				}
-				appendEnvelope(rt, journal, &domain.Envelope{Provider: domain.Stripe, Endpoint: "stripe", EventID: s.EventID,
-					EventType: typ, Created: s.Created, Received: time.Now(), Verification: domain.VerifiedSignature, Body: s.Event()})
-			}
-			if rapid.Bool().Draw(rt, "user") {
-				typ := rapid.SampledFrom([]string{"user.created", "user.updated", "user.deleted"}).Draw(rt, "user type")
-				appendEnvelope(rt, journal, &domain.Envelope{Provider: domain.Clerk, Endpoint: "clerk", EventID: fmt.Sprintf("msg_%d_%d", check, c),
-					EventType: typ, Created: at, Received: time.Now(), Verification: domain.VerifiedSignature,
-					Body: samples.ClerkUser(typ, fmt.Sprintf("user_%d_%d", check, c), at)})
-			}
+		for _, env := range drawHistory(rt, check) {
+			appendEnvelope(rt, journal, env)
 		}
 		batch := rapid.IntRange(2, 64).Draw(rt, "batch")
 
@@ -100,19 +76,61 @@ func TestBatchedFoldEqualsOneAtATime(t *testing.T) {
 		}()
 		for i, p := range projs {
 			require.NoError(rt, errs[i], p.Name())
-			one, burst := bucketContents(rt, js, buckets[i][0]), bucketContents(rt, js, buckets[i][1])
-			for k, v := range one {
-				if burst[k] != v {
-					rt.Fatalf("%s %s:\none at a time: %s\nin bursts:      %s", p.Name(), k, v, burst[k])
-				}
-			}
-			for k := range burst {
-				if _, ok := one[k]; !ok {
-					rt.Fatalf("%s %s only in bursts: %s", p.Name(), k, burst[k])
-				}
-			}
+			sameRecords(rt, p.Name(), bucketContents(rt, js, buckets[i][0]), bucketContents(rt, js, buckets[i][1]), "in bursts")
 		}
 	})
+}
+
+// sameRecords fails rt unless other holds the records of one, a
+// projection's records folded one event at a time.
+func sameRecords(rt *rapid.T, projection string, one, other map[string]string, how string) {
+	rt.Helper()
+	for k, v := range one {
+		if other[k] != v {
+			rt.Fatalf("%s %s:\none at a time: %s\n%s: %s", projection, k, v, how, other[k])
+		}
+	}
+	for k := range other {
+		if _, ok := one[k]; !ok {
+			rt.Fatalf("%s %s only %s: %s", projection, k, how, other[k])
+		}
+	}
+}
+
+// drawHistory draws the journal events of a generated history for the
+// check'th check: Stripe events of a few customers in any order (with
+// top-ups or not, several events of one object in one second), and Clerk
+// users.
+func drawHistory(rt *rapid.T, check int) []*domain.Envelope {
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	types := samples.StripeTypes()
+	var events []*domain.Envelope
+	for c := range rapid.IntRange(1, 4).Draw(rt, "customers") {
+		// Sample objects' ids derive from type and time: an hour per
+		// customer keeps customers' objects apart, while a customer's
+		// events of one type and second are events of one object.
+		at := base.Add(time.Duration(check*10+c) * time.Hour)
+		topUps := rapid.Bool().Draw(rt, "top-ups")
+		for i := range rapid.IntRange(1, 12).Draw(rt, "events") {
+			typ := rapid.SampledFrom(types).Draw(rt, "type")
+			s := samples.Stripe{EventID: fmt.Sprintf("evt_%d_%d_%d", check, c, i), Type: typ,
+				Created:    at.Add(time.Duration(rapid.IntRange(0, 2).Draw(rt, "second")) * time.Second),
+				CustomerID: fmt.Sprintf("cus_%d_%d", check, c), SubscriptionID: fmt.Sprintf("sub_%d_%d", check, c)}
+			// Every event of a session carries the session's metadata.
+			if strings.HasPrefix(typ, "checkout.session.") && topUps {
+				s.Object = map[string]any{"metadata": map[string]any{"user_id": fmt.Sprintf("user_%d_%d", check, c), "credits": "100"}}
+			}
+			events = append(events, &domain.Envelope{Provider: domain.Stripe, Endpoint: "stripe", EventID: s.EventID,
+				EventType: typ, Created: s.Created, Received: time.Now(), Verification: domain.VerifiedSignature, Body: s.Event()})
+		}
+		if rapid.Bool().Draw(rt, "user") {
+			typ := rapid.SampledFrom([]string{"user.created", "user.updated", "user.deleted"}).Draw(rt, "user type")
+			events = append(events, &domain.Envelope{Provider: domain.Clerk, Endpoint: "clerk", EventID: fmt.Sprintf("msg_%d_%d", check, c),
+				EventType: typ, Created: at, Received: time.Now(), Verification: domain.VerifiedSignature,
+				Body: samples.ClerkUser(typ, fmt.Sprintf("user_%d_%d", check, c), at)})
+		}
+	}
+	return events
 }
 
 func appendEnvelope(t require.TestingT, j *ingest.Journal, env *domain.Envelope) {

@@ -7,12 +7,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/ingest"
@@ -222,4 +224,107 @@ func TestProjectorsOfAnEarlierReleaseMergeIntoTheJointFold(t *testing.T) {
 	}, 30*time.Second, 20*time.Millisecond, "the projectors' own consumers merge into one")
 	projtest.WaitCaughtUp(t, e)
 	assertCleanFold(t, js, projs)
+}
+
+// The joint fold equals the one-event-at-a-time fold: over generated
+// histories, two engines (two billfold processes sharing the joint
+// consumer), with a projection paused part-way through one engine and
+// resumed through the other (the fold split and merged again), store for
+// every projection the records one projector stores taking one event at a
+// time.
+func TestJointFoldEqualsOneAtATime(t *testing.T) {
+	projtest.LimitRapidChecks(t, 10)
+	projs := reducers.All(reducers.DefaultOptions())
+	check := 0
+	rapid.Check(t, func(rt *rapid.T) {
+		check++
+		srv := natstest.Server(t)
+		defer srv.Shutdown()
+		nc, js := natstest.Connect(t, srv)
+		ctx, cancel := context.WithCancel(context.Background())
+		require.NoError(rt, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
+		journal := ingest.NewJournal(nc, js)
+		events := drawHistory(rt, check)
+		pauseAt := rapid.IntRange(0, len(events)).Draw(rt, "pause at")
+		held := rapid.SampledFrom(projs).Draw(rt, "held").Name()
+
+		var engines []*projections.Engine
+		var wg sync.WaitGroup
+		for range 2 {
+			e, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{Replicas: 1, Log: projtest.QuietLog})
+			require.NoError(rt, err)
+			engines = append(engines, e)
+			wg.Go(func() { e.Run(ctx) })
+		}
+		for i, env := range events {
+			if i == pauseAt {
+				_, err := engines[0].Pause(ctx, []string{held}, "ops")
+				require.NoError(rt, err)
+			}
+			appendEnvelope(rt, journal, env)
+		}
+		_, err := engines[1].Resume(ctx, nil)
+		require.NoError(rt, err)
+		require.Eventually(rt, func() bool {
+			lag, err := engines[0].Lag(ctx)
+			if err != nil {
+				return false
+			}
+			for _, n := range lag {
+				if n > 0 {
+					return false
+				}
+			}
+			return true
+		}, time.Minute, 20*time.Millisecond, "the engines fold the history")
+		cancel()
+		wg.Wait()
+
+		for _, p := range projs {
+			one, err := runProjectors(js, p, 2, 1, 1, 1)
+			require.NoError(rt, err, p.Name())
+			sameRecords(rt, p.Name(), bucketContents(rt, js, one), bucketContents(rt, js, domain.ProjectionBucket(p.Name(), 1)), "by two engines' joint fold")
+		}
+	})
+}
+
+// alsoSeen is seen under a name of its own: a second projection beside it.
+type alsoSeen struct{ seen }
+
+func (alsoSeen) Name() string { return "alsoseen" }
+
+// In the joint fold, an event one projection could not store (its
+// compare-and-set race kept being lost) is handed back to the journal for
+// every projection, not acknowledged because the others stored it: it is
+// folded into that projection on a later delivery, its second fold in the
+// others changes nothing, and nothing is dead-lettered.
+func TestJointFoldHandsBackWhatOneProjectionCouldNotStore(t *testing.T) {
+	f := newFixture(t)
+	f.journalEvent(t, "evt_first", "customer.updated", "cus_0")
+	f.journalEvent(t, "evt_contended", "contended", "cus_0")
+	f.journalEvent(t, "evt_after", "customer.updated", "cus_1")
+	left := &atomic.Int32{}
+	left.Store(50) // more than one delivery's re-folds, fewer than the deliveries' allowed
+	ctx, cancel := context.WithCancel(context.Background())
+	projs := []reducers.Projection{alsoSeen{}, contender{kv: mustKV(t, f.js), left: left}}
+	e, err := projections.NewEngine(ctx, f.js, projs, projections.EngineOptions{Replicas: 1, Log: f.log,
+		Retry: projections.RetryPolicy{Attempts: 6, Initial: time.Millisecond, Max: 50 * time.Millisecond}})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	wg.Go(func() { e.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	require.Eventually(t, func() bool { return slices.Contains(f.record(t, "cus_0"), "evt_contended") }, 20*time.Second, 20*time.Millisecond,
+		"the contended event is folded once the race ends")
+	assert.Equal(t, []string{"evt_contended", "evt_first"}, f.record(t, "cus_0"))
+	assert.Equal(t, []string{"evt_after"}, f.record(t, "cus_1"))
+	also, err := f.js.KeyValue(ctx, domain.ProjectionBucket("alsoseen", 1))
+	require.NoError(t, err)
+	entry, err := also.Get(ctx, "cus_0")
+	require.NoError(t, err)
+	assert.JSONEq(t, `["evt_contended","evt_first"]`, string(entry.Value()), "folded twice, stored once")
+	assert.Empty(t, f.deadLetters(t))
+	joint, own := foldConsumers(t, f.js)
+	assert.Len(t, joint, 1, "folded jointly")
+	assert.Empty(t, own)
 }

@@ -3,11 +3,8 @@ package rebuild_test
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -418,7 +415,7 @@ func drawPermutedHistory(t *rapid.T) permutedHistory {
 // clock, is past_due) all agree. Each check starts its own NATS server and
 // engine; -rapid.checks raises the default 10.
 func TestRebuildEqualsLiveOverPermutedHistories(t *testing.T) {
-	limitRapidChecks(t, 10)
+	projtest.LimitRapidChecks(t, 10)
 	ctx := context.Background()
 	rapid.Check(t, func(rt *rapid.T) {
 		h := drawPermutedHistory(rt)
@@ -485,23 +482,6 @@ func TestRebuildEqualsLiveOverPermutedHistories(t *testing.T) {
 		rep := f.verify()
 		require.True(rt, rep.Identical, "%+v", rep.Differences)
 	})
-}
-
-// limitRapidChecks runs n rapid checks in the calling test instead of
-// rapid's default 100, unless -rapid.checks or RAPID_CHECKS asks for a
-// number: each check of a test that starts real servers takes about a
-// second.
-func limitRapidChecks(t *testing.T, n int) {
-	t.Helper()
-	f := flag.Lookup("rapid.checks")
-	given := os.Getenv("RAPID_CHECKS") != ""
-	flag.Visit(func(fl *flag.Flag) { given = given || fl.Name == "rapid.checks" })
-	if f == nil || given {
-		return
-	}
-	old := f.Value.String()
-	require.NoError(t, f.Value.Set(strconv.Itoa(n)))
-	t.Cleanup(func() { _ = f.Value.Set(old) })
 }
 
 // Invariant 5: with a reducer bug simulated for one event type, its events

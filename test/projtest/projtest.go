@@ -6,10 +6,12 @@ package projtest
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -91,4 +93,21 @@ func logOut() io.Writer {
 		return os.Stderr
 	}
 	return io.Discard
+}
+
+// LimitRapidChecks runs n rapid checks in the calling test instead of
+// rapid's default 100, unless -rapid.checks or RAPID_CHECKS asks for a
+// number: each check of a test that starts real servers takes about a
+// second.
+func LimitRapidChecks(t *testing.T, n int) {
+	t.Helper()
+	f := flag.Lookup("rapid.checks")
+	given := os.Getenv("RAPID_CHECKS") != ""
+	flag.Visit(func(fl *flag.Flag) { given = given || fl.Name == "rapid.checks" })
+	if f == nil || given {
+		return
+	}
+	old := f.Value.String()
+	require.NoError(t, f.Value.Set(strconv.Itoa(n)))
+	t.Cleanup(func() { _ = f.Value.Set(old) })
 }
