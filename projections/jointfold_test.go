@@ -81,11 +81,11 @@ func assertCleanFold(t *testing.T, js jetstream.JetStream, projs []reducers.Proj
 	}
 }
 
-// startEngines runs n engines (n billfold processes) on one NATS.
-func startEngines(t *testing.T, ctx context.Context, js jetstream.JetStream, projs []reducers.Projection, n int) []*projections.Engine {
+// startEngines runs n engines (n billfold processes) on one NATS until
+// stop, or the test's end.
+func startEngines(t *testing.T, ctx context.Context, js jetstream.JetStream, projs []reducers.Projection, n int) (engines []*projections.Engine, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
-	var engines []*projections.Engine
 	var wg sync.WaitGroup
 	for range n {
 		e, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{Replicas: 1, Log: projtest.QuietLog})
@@ -93,8 +93,9 @@ func startEngines(t *testing.T, ctx context.Context, js jetstream.JetStream, pro
 		engines = append(engines, e)
 		wg.Go(func() { e.Run(ctx) })
 	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return engines
+	stop = func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	return engines, stop
 }
 
 // Issue 14: while no projection is held, one journal consumer folds every
@@ -105,7 +106,8 @@ func TestOneConsumerFoldsEveryProjection(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
 	projs := reducers.All(reducers.DefaultOptions())
-	e := startEngines(t, ctx, js, projs, 1)[0]
+	engines, _ := startEngines(t, ctx, js, projs, 1)
+	e := engines[0]
 	appendRound(t, ingest.NewJournal(nc, js), "one", 30)
 	projtest.WaitCaughtUp(t, e)
 
@@ -136,7 +138,7 @@ func TestPausesSplitAndResumesMergeTheFold(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
 	projs := reducers.All(reducers.DefaultOptions())
-	engines := startEngines(t, ctx, js, projs, 2)
+	engines, _ := startEngines(t, ctx, js, projs, 2)
 	j := ingest.NewJournal(nc, js)
 	appendRound(t, j, "start", 5)
 	projtest.WaitCaughtUp(t, engines[0])
@@ -216,7 +218,8 @@ func TestProjectorsOfAnEarlierReleaseMergeIntoTheJointFold(t *testing.T) {
 	stop()
 	<-done
 
-	e := startEngines(t, ctx, js, projs, 1)[0]
+	engines, _ := startEngines(t, ctx, js, projs, 1)
+	e := engines[0]
 	appendRound(t, j, "after", 5)
 	require.Eventually(t, func() bool {
 		joint, own := foldConsumers(t, js)
@@ -241,21 +244,14 @@ func TestJointFoldEqualsOneAtATime(t *testing.T) {
 		srv := natstest.Server(t)
 		defer srv.Shutdown()
 		nc, js := natstest.Connect(t, srv)
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx := context.Background()
 		require.NoError(rt, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
 		journal := ingest.NewJournal(nc, js)
 		events := drawHistory(rt, check)
 		pauseAt := rapid.IntRange(0, len(events)).Draw(rt, "pause at")
 		held := rapid.SampledFrom(projs).Draw(rt, "held").Name()
 
-		var engines []*projections.Engine
-		var wg sync.WaitGroup
-		for range 2 {
-			e, err := projections.NewEngine(ctx, js, projs, projections.EngineOptions{Replicas: 1, Log: projtest.QuietLog})
-			require.NoError(rt, err)
-			engines = append(engines, e)
-			wg.Go(func() { e.Run(ctx) })
-		}
+		engines, stop := startEngines(t, ctx, js, projs, 2)
 		for i, env := range events {
 			if i == pauseAt {
 				_, err := engines[0].Pause(ctx, []string{held}, "ops")
@@ -265,20 +261,8 @@ func TestJointFoldEqualsOneAtATime(t *testing.T) {
 		}
 		_, err := engines[1].Resume(ctx, nil)
 		require.NoError(rt, err)
-		require.Eventually(rt, func() bool {
-			lag, err := engines[0].Lag(ctx)
-			if err != nil {
-				return false
-			}
-			for _, n := range lag {
-				if n > 0 {
-					return false
-				}
-			}
-			return true
-		}, time.Minute, 20*time.Millisecond, "the engines fold the history")
-		cancel()
-		wg.Wait()
+		projtest.WaitCaughtUp(t, engines[0])
+		stop()
 
 		for _, p := range projs {
 			one, err := runProjectors(js, p, 2, 1, 1, 1)
