@@ -149,7 +149,18 @@ const (
 	// PausesBucket is the KV bucket of the projections an operator
 	// paused, one key each.
 	PausesBucket = "BILLFOLD_PAUSES"
+	// FoldPositionsBucket is the KV bucket of the fold positions of the
+	// journal consumers an engine deleted (FoldPositionKey): what a
+	// projection generation had folded, should every consumer that folds
+	// it be gone.
+	FoldPositionsBucket = "BILLFOLD_FOLD_POSITIONS"
 )
+
+// FoldPositionKey is the key of one projection generation's position in
+// FoldPositionsBucket.
+func FoldPositionKey(projection string, generation int) string {
+	return projection + ".g" + strconv.Itoa(max(generation, 1))
+}
 
 // DeadLetterSubject is the dead-letter subject of one event in one
 // projection.

@@ -31,6 +31,9 @@ type Engine struct {
 	// facts lets the projectors decode each journal event once.
 	facts  *sharedFacts
 	pauses pauses
+	// positions are the fold positions recorded as consumers were
+	// deleted (jointfold.go).
+	positions jetstream.KeyValue
 
 	// paused (under mu) are the operator's holds: those projections'
 	// projectors do not run (pause.go).
@@ -84,6 +87,10 @@ func NewEngine(ctx context.Context, js jetstream.JetStream, projs []reducers.Pro
 	e := &Engine{js: js, projections: map[string]reducers.Projection{}, gens: gens, dead: deadletter.Letters{JS: js, Schedule: o.retrySchedule(), Exhausted: o.Metrics.exhausted}, facts: newSharedFacts(),
 		opts: o, slots: map[string]*slot{}, switched: make(chan struct{})}
 	if e.pauses, err = ensurePauses(ctx, js, o.Replicas); err != nil {
+		return nil, err
+	}
+	if e.positions, err = kvstore.EnsureBookkeeping(ctx, js, domain.FoldPositionsBucket,
+		"billfold: what each projection generation had folded when a consumer of its fold was deleted", 1, o.Replicas); err != nil {
 		return nil, err
 	}
 	for _, p := range projs {

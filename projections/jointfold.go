@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/billfold/billfold/domain"
 	"github.com/billfold/billfold/projections/jsio"
+	"github.com/billfold/billfold/projections/kvstore"
 )
 
 // The engine folds the journal into its projections in one of two ways.
@@ -150,6 +152,15 @@ func (e *Engine) ensureFold(ctx context.Context, slots []*slot, held map[string]
 		}
 	}
 	if jointly {
+		info, err := joint.Info(ctx)
+		if err != nil {
+			return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "joint fold consumer")
+		}
+		for _, s := range slots {
+			if err := e.recordPosition(ctx, s.gen, info.AckFloor.Stream); err != nil {
+				return nil, err
+			}
+		}
 		if err := e.js.DeleteConsumer(ctx, domain.JournalStream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, domain.Wrap(domain.CodeStoreUnavailable, err, "joint fold consumer")
 		}
@@ -171,8 +182,46 @@ func (e *Engine) knownPositions(ctx context.Context, slots []*slot) ([]FoldPosit
 	known := make([]FoldPosition, len(slots))
 	for i, s := range slots {
 		known[i] = byName[s.gen.Projection]
+		recorded, _, err := e.recordedPosition(ctx, s.gen)
+		if err != nil {
+			return nil, err
+		}
+		known[i].Folded = max(known[i].Folded, recorded)
 	}
 	return known, nil
+}
+
+// recordPosition records that gen had folded every event up to floor,
+// before a consumer that says so is deleted: should every consumer that
+// folds gen be deleted (two processes splitting and merging at once, on
+// different views of a pause), the fold resumes from there, not from the
+// journal's first event. A record only ever rises.
+func (e *Engine) recordPosition(ctx context.Context, gen kvstore.Generation, floor uint64) error {
+	key := domain.FoldPositionKey(gen.Projection, gen.Number)
+	for {
+		recorded, revision, err := e.recordedPosition(ctx, gen)
+		if err != nil || recorded >= floor {
+			return err
+		}
+		_, err = jsio.PutIfRevision(ctx, e.positions, key, strconv.AppendUint(nil, floor, 10), revision, "fold position of "+gen.Projection)
+		if domain.ErrorCode(err) != domain.CodeConflict {
+			return err
+		}
+	}
+}
+
+// recordedPosition is the position recorded for gen (recordPosition) and
+// its revision; 0 and 0 when none is.
+func (e *Engine) recordedPosition(ctx context.Context, gen kvstore.Generation) (uint64, uint64, error) {
+	entry, err := e.positions.Get(ctx, domain.FoldPositionKey(gen.Projection, gen.Number))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return 0, 0, nil
+	case err != nil:
+		return 0, 0, domain.Wrap(domain.CodeStoreUnavailable, err, "fold position of "+gen.Projection)
+	}
+	floor, _ := strconv.ParseUint(string(entry.Value()), 10, 64)
+	return floor, entry.Revision(), nil
 }
 
 // createJoint creates the joint fold's consumer for slots, delivering from
@@ -194,7 +243,7 @@ func (e *Engine) createJoint(ctx context.Context, slots []*slot, from uint64) (j
 // within mergeBelow of the journal's end, then deletes them; merged says it
 // did.
 func (e *Engine) merge(ctx context.Context, slots []*slot) (merged bool, err error) {
-	floor := uint64(0)
+	floors := make([]uint64, len(slots))
 	for i, s := range slots {
 		c, err := e.js.Consumer(ctx, domain.JournalStream, s.projector.Durable())
 		if err != nil {
@@ -204,23 +253,20 @@ func (e *Engine) merge(ctx context.Context, slots []*slot) (merged bool, err err
 		if err != nil || info.NumPending+uint64(info.NumAckPending) >= mergeBelow {
 			return false, nil
 		}
-		if i == 0 || info.AckFloor.Stream < floor {
-			floor = info.AckFloor.Stream
-		}
+		floors[i] = info.AckFloor.Stream
 	}
-	if _, err := e.createJoint(ctx, slots, floor+1); err != nil {
+	from := slices.Min(floors) + 1
+	if _, err := e.createJoint(ctx, slots, from); err != nil {
 		return false, err
 	}
-	e.deleteSplit(ctx, slots)
-	e.opts.Log.Info("projections fold jointly again", "from", floor+1)
-	return true, nil
-}
-
-// deleteSplit deletes the slots' own consumers, which a merge replaced.
-func (e *Engine) deleteSplit(ctx context.Context, slots []*slot) {
-	for _, s := range slots {
+	for i, s := range slots {
+		if err := e.recordPosition(ctx, s.gen, floors[i]); err != nil {
+			return false, err // the own consumers stay: the next merge deletes them
+		}
 		_ = e.js.DeleteConsumer(ctx, domain.JournalStream, s.projector.Durable())
 	}
+	e.opts.Log.Info("projections fold jointly again", "from", from)
+	return true, nil
 }
 
 // foldSplit runs the projector of every slot not held, each on its own
@@ -228,7 +274,6 @@ func (e *Engine) deleteSplit(ctx context.Context, slots []*slot) {
 // projections can fold jointly again.
 func (e *Engine) foldSplit(ctx context.Context, slots []*slot, held map[string]bool, switched <-chan struct{}) error {
 	sctx, stop := context.WithCancel(ctx)
-	defer stop()
 	gone := make(chan error, len(slots))
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -264,11 +309,12 @@ func (e *Engine) foldSplit(ctx context.Context, slots []*slot, held map[string]b
 }
 
 // foldJointly folds every slot from the joint consumer until the state
-// changes, the consumer is deleted, or ctx ends. The projectors' own
-// consumers a merge left behind (the process merging stopped before it
-// deleted them) are deleted first.
+// changes, the consumer is deleted, or ctx ends. It deletes no consumer:
+// a projector's own consumer a merge left behind (its process stopped
+// before it deleted them) may be another process's split in progress, and
+// is reused by the next split (from its own, lower, position) and deleted
+// by the next merge.
 func (e *Engine) foldJointly(ctx context.Context, joint jetstream.Consumer, slots []*slot, switched <-chan struct{}) error {
-	e.deleteSplit(ctx, slots)
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() {

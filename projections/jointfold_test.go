@@ -312,3 +312,44 @@ func TestJointFoldHandsBackWhatOneProjectionCouldNotStore(t *testing.T) {
 	assert.Len(t, joint, 1, "folded jointly")
 	assert.Empty(t, own)
 }
+
+// Every split and merge records, before it deletes a consumer, what the
+// consumer's projections had folded. Should every consumer that folds them
+// be gone (two processes splitting and merging at once on different views
+// of a pause could delete each other's), the fold resumes from the
+// recorded position, not from the journal's first event, and loses
+// nothing.
+func TestFoldResumesFromTheRecordedPositionWhenItsConsumersAreGone(t *testing.T) {
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	ctx := context.Background()
+	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
+	projs := reducers.All(reducers.DefaultOptions())
+	j := ingest.NewJournal(nc, js)
+	engines, stop := startEngines(t, ctx, js, projs, 1)
+	appendRound(t, j, "before", 10)
+	projtest.WaitCaughtUp(t, engines[0])
+	_, err := engines[0].Pause(ctx, []string{domain.ProjectionOrders}, "ops")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		joint, own := foldConsumers(t, js)
+		return len(joint) == 0 && len(own) == len(projs)
+	}, 10*time.Second, 20*time.Millisecond, "the pause splits the fold")
+	stop()
+	folded, err := projections.JournalHead(ctx, js)
+	require.NoError(t, err)
+
+	_, own := foldConsumers(t, js)
+	for _, c := range own {
+		require.NoError(t, js.DeleteConsumer(ctx, domain.JournalStream, c.Name))
+	}
+	_, err = engines[0].Resume(ctx, nil)
+	require.NoError(t, err)
+	appendRound(t, j, "after", 3)
+
+	engines, _ = startEngines(t, ctx, js, projs, 1)
+	projtest.WaitCaughtUp(t, engines[0])
+	joint, _ := foldConsumers(t, js)
+	require.Len(t, joint, 1)
+	assert.Equal(t, folded+1, joint[0].Config.OptStartSeq, "the fold resumes after the recorded position")
+	assertCleanFold(t, js, projs)
+}

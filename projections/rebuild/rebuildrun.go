@@ -456,8 +456,8 @@ func (rs *Rebuilds) settleDeadLetters(ctx context.Context, rb *Rebuild, refused 
 }
 
 // removeGeneration deletes a generation's bucket (and with it its relay's
-// consumer), its projector's consumer and any joint fold's consumer that
-// names it. Missing pieces are fine.
+// consumer), its projector's consumer, any joint fold's consumer that
+// names it and its recorded fold position. Missing pieces are fine.
 func (rs *Rebuilds) removeGeneration(ctx context.Context, projection string, n int) {
 	if n < 1 {
 		return
@@ -477,6 +477,9 @@ func (rs *Rebuilds) removeGeneration(ctx context.Context, projection string, n i
 				_ = rs.js.DeleteConsumer(ctx, domain.JournalStream, name)
 			}
 		}
+	}
+	if positions, err := rs.js.KeyValue(ctx, domain.FoldPositionsBucket); err == nil {
+		_ = positions.Purge(ctx, domain.FoldPositionKey(projection, n))
 	}
 }
 

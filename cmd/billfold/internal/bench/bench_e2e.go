@@ -106,15 +106,14 @@ func (b *benchRun) engineConsumers(ctx context.Context) engineConsumers {
 		c.relays = append(c.relays, [2]string{domain.BucketStream(domain.ProjectionBucket(p, g)), domain.FeedDurable(p, g)})
 	}
 	// One joint consumer folds every projection, or one each while they
-	// fold split (projections/jointfold.go): each consumer once.
+	// fold split (projections/jointfold.go): the one furthest on for each,
+	// each consumer once.
 	known, _ := projections.FoldPositions(ctx, b.js, gens)
 	seen := map[string]bool{}
 	for _, p := range domain.Projections {
-		for _, ci := range known[p].Consumers {
-			if !seen[ci.Name] {
-				seen[ci.Name] = true
-				c.projectors = append(c.projectors, [2]string{domain.JournalStream, ci.Name})
-			}
+		if cs := known[p].Consumers; len(cs) > 0 && !seen[cs[0].Name] {
+			seen[cs[0].Name] = true
+			c.projectors = append(c.projectors, [2]string{domain.JournalStream, cs[0].Name})
 		}
 	}
 	return c
