@@ -278,14 +278,16 @@ func (e *Engine) Lag(ctx context.Context) (map[string]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The consumers' positions only: a recorded one matters when none is
+	// left, and the fold then makes one from it.
 	slots, _ := e.foldState()
-	known, err := e.knownPositions(ctx, slots)
+	known, err := FoldPositions(ctx, e.js, generationsOf(slots))
 	if err != nil {
 		return nil, err
 	}
 	lag := map[string]uint64{}
-	for i, s := range slots {
-		lag[s.gen.Projection] = last - min(known[i].Folded, last)
+	for _, s := range slots {
+		lag[s.gen.Projection] = last - min(known[s.gen.Projection].Folded, last)
 	}
 	return lag, nil
 }

@@ -94,14 +94,17 @@ func (e *Engine) foldState() ([]*slot, map[string]bool) {
 	return slots, held
 }
 
-// jointDurable is the joint fold's consumer for these slots.
-func jointDurable(slots []*slot) string {
+// generationsOf maps each slot's projection to its generation number.
+func generationsOf(slots []*slot) map[string]int {
 	gens := make(map[string]int, len(slots))
 	for _, s := range slots {
 		gens[s.gen.Projection] = s.gen.Number
 	}
-	return domain.FoldDurable(gens)
+	return gens
 }
+
+// jointDurable is the joint fold's consumer for these slots.
+func jointDurable(slots []*slot) string { return domain.FoldDurable(generationsOf(slots)) }
 
 // foldOnce folds with the consumers the state calls for until the state
 // changes (switched is closed), a consumer is deleted, or ctx ends.
@@ -171,11 +174,7 @@ func (e *Engine) ensureFold(ctx context.Context, slots []*slot, held map[string]
 
 // knownPositions reads the fold position of every slot's generation.
 func (e *Engine) knownPositions(ctx context.Context, slots []*slot) ([]FoldPosition, error) {
-	gens := make(map[string]int, len(slots))
-	for _, s := range slots {
-		gens[s.gen.Projection] = s.gen.Number
-	}
-	byName, err := FoldPositions(ctx, e.js, gens)
+	byName, err := FoldPositions(ctx, e.js, generationsOf(slots))
 	if err != nil {
 		return nil, err
 	}

@@ -65,6 +65,25 @@ func foldConsumers(t *testing.T, js jetstream.JetStream) (joint, own []*jetstrea
 	return joint, own
 }
 
+// newJournal starts an embedded NATS with billfold's streams and returns
+// its JetStream, the journal and the projections.
+func newJournal(t *testing.T) (jetstream.JetStream, *ingest.Journal, []reducers.Projection) {
+	t.Helper()
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	require.NoError(t, ingest.EnsureStreams(context.Background(), js, ingest.StreamOptions{Replicas: 1}))
+	return js, ingest.NewJournal(nc, js), reducers.All(reducers.DefaultOptions())
+}
+
+// waitFold waits, at most 30 s, until the journal has joint joint fold
+// consumers and own projectors' own ones.
+func waitFold(t *testing.T, js jetstream.JetStream, joint, own int, msg string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		j, o := foldConsumers(t, js)
+		return len(j) == joint && len(o) == own
+	}, 30*time.Second, 20*time.Millisecond, msg)
+}
+
 // assertCleanFold asserts every store equals a clean fold of the journal.
 func assertCleanFold(t *testing.T, js jetstream.JetStream, projs []reducers.Projection) {
 	t.Helper()
@@ -102,13 +121,11 @@ func startEngines(t *testing.T, ctx context.Context, js jetstream.JetStream, pro
 // projection. Each event is delivered once and acknowledged once, not once
 // per projection, and the stores are those of a clean fold.
 func TestOneConsumerFoldsEveryProjection(t *testing.T) {
-	nc, js := natstest.Connect(t, natstest.Server(t))
+	js, j, projs := newJournal(t)
 	ctx := context.Background()
-	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
-	projs := reducers.All(reducers.DefaultOptions())
 	engines, _ := startEngines(t, ctx, js, projs, 1)
 	e := engines[0]
-	appendRound(t, ingest.NewJournal(nc, js), "one", 30)
+	appendRound(t, j, "one", 30)
 	projtest.WaitCaughtUp(t, e)
 
 	joint, own := foldConsumers(t, js)
@@ -134,12 +151,9 @@ func TestOneConsumerFoldsEveryProjection(t *testing.T) {
 // no event is lost from any projection: the stores equal a clean fold, and
 // the fold ends joint.
 func TestPausesSplitAndResumesMergeTheFold(t *testing.T) {
-	nc, js := natstest.Connect(t, natstest.Server(t))
+	js, j, projs := newJournal(t)
 	ctx := context.Background()
-	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
-	projs := reducers.All(reducers.DefaultOptions())
 	engines, _ := startEngines(t, ctx, js, projs, 2)
-	j := ingest.NewJournal(nc, js)
 	appendRound(t, j, "start", 5)
 	projtest.WaitCaughtUp(t, engines[0])
 
@@ -147,10 +161,7 @@ func TestPausesSplitAndResumesMergeTheFold(t *testing.T) {
 		by, other := engines[i%2], engines[(i+1)%2]
 		_, err := by.Pause(ctx, []string{p.Name()}, "ops")
 		require.NoError(t, err)
-		require.Eventually(t, func() bool {
-			joint, own := foldConsumers(t, js)
-			return len(joint) == 0 && len(own) == len(projs)
-		}, 10*time.Second, 20*time.Millisecond, "pausing %s splits the fold", p.Name())
+		waitFold(t, js, 0, len(projs), "pausing "+p.Name()+" splits the fold")
 		appendRound(t, j, fmt.Sprintf("held%d", i), 3)
 		require.Eventually(t, func() bool {
 			lag, err := other.Lag(ctx)
@@ -171,10 +182,7 @@ func TestPausesSplitAndResumesMergeTheFold(t *testing.T) {
 		_, err = other.Resume(ctx, nil)
 		require.NoError(t, err)
 		appendRound(t, j, fmt.Sprintf("resumed%d", i), 3)
-		require.Eventually(t, func() bool {
-			joint, own := foldConsumers(t, js)
-			return len(joint) == 1 && len(own) == 0
-		}, 20*time.Second, 20*time.Millisecond, "resuming %s merges the fold again", p.Name())
+		waitFold(t, js, 1, 0, "resuming "+p.Name()+" merges the fold again")
 	}
 	projtest.WaitCaughtUp(t, engines[1])
 	assertCleanFold(t, js, projs)
@@ -185,11 +193,8 @@ func TestPausesSplitAndResumesMergeTheFold(t *testing.T) {
 // caught up, then merges them into one joint consumer from the lowest
 // position, and nothing is lost or folded twice into a different state.
 func TestProjectorsOfAnEarlierReleaseMergeIntoTheJointFold(t *testing.T) {
-	nc, js := natstest.Connect(t, natstest.Server(t))
+	js, j, projs := newJournal(t)
 	ctx := context.Background()
-	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
-	projs := reducers.All(reducers.DefaultOptions())
-	j := ingest.NewJournal(nc, js)
 	appendRound(t, j, "before", 10)
 
 	// The earlier release: each projection folded by its own consumer, the
@@ -221,10 +226,7 @@ func TestProjectorsOfAnEarlierReleaseMergeIntoTheJointFold(t *testing.T) {
 	engines, _ := startEngines(t, ctx, js, projs, 1)
 	e := engines[0]
 	appendRound(t, j, "after", 5)
-	require.Eventually(t, func() bool {
-		joint, own := foldConsumers(t, js)
-		return len(joint) == 1 && len(own) == 0
-	}, 30*time.Second, 20*time.Millisecond, "the projectors' own consumers merge into one")
+	waitFold(t, js, 1, 0, "the projectors' own consumers merge into one")
 	projtest.WaitCaughtUp(t, e)
 	assertCleanFold(t, js, projs)
 }
@@ -320,20 +322,14 @@ func TestJointFoldHandsBackWhatOneProjectionCouldNotStore(t *testing.T) {
 // recorded position, not from the journal's first event, and loses
 // nothing.
 func TestFoldResumesFromTheRecordedPositionWhenItsConsumersAreGone(t *testing.T) {
-	nc, js := natstest.Connect(t, natstest.Server(t))
+	js, j, projs := newJournal(t)
 	ctx := context.Background()
-	require.NoError(t, ingest.EnsureStreams(ctx, js, ingest.StreamOptions{Replicas: 1}))
-	projs := reducers.All(reducers.DefaultOptions())
-	j := ingest.NewJournal(nc, js)
 	engines, stop := startEngines(t, ctx, js, projs, 1)
 	appendRound(t, j, "before", 10)
 	projtest.WaitCaughtUp(t, engines[0])
 	_, err := engines[0].Pause(ctx, []string{domain.ProjectionOrders}, "ops")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		joint, own := foldConsumers(t, js)
-		return len(joint) == 0 && len(own) == len(projs)
-	}, 10*time.Second, 20*time.Millisecond, "the pause splits the fold")
+	waitFold(t, js, 0, len(projs), "the pause splits the fold")
 	stop()
 	folded, err := projections.JournalHead(ctx, js)
 	require.NoError(t, err)
